@@ -1,0 +1,136 @@
+import { awscdk, javascript } from 'projen';
+import { UpdateSnapshot } from 'projen/lib/javascript';
+
+/**
+ * The Node.js major our Lambda functions deploy with. Bundles target it and
+ * CI runs the tests on it (see .ci/run). Lambda no longer lets anyone create
+ * Node.js 20 functions (blocked since 2026-08-31).
+ */
+const LAMBDA_NODE_MAJOR = 22;
+
+const project = new awscdk.AwsCdkConstructLibrary({
+  name: 'cdk-atomic-counter',
+  description: 'One atomic counter API on five datastores (DynamoDB, ElastiCache Redis, Momento, DocumentDB, TiDB): correct under concurrency, secure by default, runnable locally.',
+  author: 'cdk-atomic-counter maintainers',
+  authorAddress: 'maintainers@example.com',
+  repositoryUrl: 'https://github.com/example/cdk-atomic-counter.git',
+  keywords: ['cdk', 'atomic-counter', 'dynamodb', 'redis', 'elasticache', 'momento', 'documentdb', 'tidb', 'api-gateway'],
+  defaultReleaseBranch: 'main',
+  packageManager: javascript.NodePackageManager.NPM,
+  projenrcTs: true,
+  // 2.259.0 is the first aws-cdk-lib whose own framework functions
+  // (custom-resource providers, log retention) all run on nodejs24.x; older
+  // versions put them on nodejs20.x, which Lambda no longer creates.
+  cdkVersion: '2.259.0',
+  jsiiVersion: '~6.0.0',
+  workflowNodeVersion: `${LAMBDA_NODE_MAJOR}.x`,
+  // The development tsconfig at the top level (tests, local tools, projenrc).
+  tsconfigDevFile: 'tsconfig.dev.json',
+  tsconfigDev: {
+    compilerOptions: {},
+    include: ['local/**/*.ts'],
+  },
+  // Handler-side code is bundled by esbuild (below), not compiled by jsii: it
+  // is not part of the public API and never imports aws-cdk-lib.
+  excludeTypescript: ['src/**/runtime/**'],
+  // Lambda handlers are declared explicitly below (one bundle per entry).
+  lambdaAutoDiscover: false,
+  sampleCode: false,
+
+  // jsii targets: configured so the library publishes to every CDK language.
+  // CI only builds and packages the JavaScript target: the Python, Java and
+  // .NET toolchains cannot be downloaded on our machines.
+  publishToPypi: { distName: 'cdk-atomic-counter', module: 'cdk_atomic_counter' },
+  publishToMaven: {
+    javaPackage: 'io.github.cdkatomiccounter',
+    mavenGroupId: 'io.github.cdkatomiccounter',
+    mavenArtifactId: 'cdk-atomic-counter',
+  },
+  publishToNuget: { dotNetNamespace: 'CdkAtomicCounter', packageId: 'CdkAtomicCounter' },
+  publishToGo: { moduleName: 'github.com/example/cdk-atomic-counter-go' },
+
+  // Everything the handlers use is bundled into assets/ at build time, so the
+  // clients are devDependencies: users of the library install none of them.
+  devDeps: [
+    '@aws-sdk/client-dynamodb@^3',
+    '@aws-sdk/client-secrets-manager@^3',
+    'ioredis@^5',
+    '@gomomento/sdk@1.118.1',
+    // @gomomento/sdk 1.118.1 depends on exactly these versions (and
+    // @gomomento/generated-types declares them as exact peers). The local
+    // Momento server (local/) serves the same generated services, so it must
+    // load the very same grpc-js and google-protobuf the SDK talks with.
+    '@gomomento/generated-types@0.133.3',
+    '@grpc/grpc-js@1.13.5',
+    'google-protobuf@3.21.2',
+    'mongodb@^6',
+    // A MongoDB-wire test server (no mongod can be installed here) is built on
+    // MongoDB's own BSON codec and the mingo query/update language.
+    'bson@^6',
+    'mingo@^6',
+    'mysql2@^3',
+    '@types/aws-lambda',
+    // DynamoDB Local (AWS's emulator) ships inside this package; the test
+    // harness starts its jar with java. Other wrappers download it at run time.
+    'amplify-dynamodb-simulator@^2.9',
+    // cdk-nag 3.x is a policy-validation plugin (needs aws-cdk-lib >= 2.257).
+    'cdk-nag@^3',
+  ],
+  jestOptions: {
+    updateSnapshot: UpdateSnapshot.NEVER,
+    jestConfig: {
+      testTimeout: 120_000,
+      // Integration tests mostly wait on engines: two workers keep both cores busy.
+      maxWorkers: 2,
+      collectCoverage: false,
+      testPathIgnorePatterns: ['/node_modules/', '/examples/'],
+    },
+  },
+  eslintOptions: {
+    dirs: ['src', 'local'],
+    devdirs: ['test', 'local'],
+  },
+  gitignore: ['/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
+});
+
+/** One esbuild bundle per Lambda entry: `assets/<path without src/>/index.js`. */
+const LAMBDA_ENTRIES = [
+  'src/backends/dynamo/runtime/dynamo-counter.lambda.ts',
+  'src/backends/redis/runtime/redis-counter.lambda.ts',
+  'src/backends/momento/runtime/momento-counter.lambda.ts',
+  'src/backends/momento/runtime/momento-setup.lambda.ts',
+  'src/backends/docdb/runtime/docdb-counter.lambda.ts',
+  'src/backends/docdb/runtime/docdb-setup.lambda.ts',
+  'src/backends/tidb/runtime/tidb-counter.lambda.ts',
+  'src/backends/tidb/runtime/tidb-setup.lambda.ts',
+];
+for (const entry of LAMBDA_ENTRIES) {
+  project.bundler.addBundle(entry, {
+    platform: 'node',
+    target: `node${LAMBDA_NODE_MAJOR}`,
+    // The AWS SDK v3 is part of the Lambda Node.js runtime.
+    externals: ['@aws-sdk/*'],
+    sourcemap: true,
+    watchTask: false,
+  });
+}
+
+// A fresh clone's tests run the bundled handlers: build the bundles first
+// (esbuild, a few seconds) so `npx projen test` works right after `npm ci`.
+project.testTask.prependSpawn(project.bundler.bundleTask);
+
+const tsNode = 'ts-node --transpile-only --project tsconfig.dev.json';
+project.addTask('bench', {
+  description: 'Bundled handler vs bare client loop on a local engine: `npx projen bench --backend dynamo`',
+  steps: [{ spawn: 'bundle' }, { exec: `${tsNode} local/bench.ts`, receiveArgs: true }],
+});
+project.addTask('local', {
+  description: 'Serve the counter API on 127.0.0.1 with the bundled handlers and local engines',
+  steps: [{ spawn: 'bundle' }, { exec: `${tsNode} local/server.ts`, receiveArgs: true }],
+});
+project.addTask('compare', {
+  description: 'Run the same workload on every available backend and write a comparison report',
+  steps: [{ spawn: 'bundle' }, { exec: `${tsNode} local/compare.ts`, receiveArgs: true }],
+});
+
+project.synth();

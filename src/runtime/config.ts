@@ -1,0 +1,68 @@
+/**
+ * Reading the handler's environment (the contract between a construct and
+ * its function, DESIGN.md §4). Read once, at module load, as Lambda's init
+ * phase would; an invalid value fails the init with a clear message.
+ */
+
+/** Environment variables every counter function gets from its construct. */
+export const COMMON_ENV = {
+  /** "true" for conditional writes (increment only while below the maximum). */
+  USE_CONDITIONAL_WRITES: 'USE_CONDITIONAL_WRITES',
+  /** Integer ≥ 1: the maximum in conditional mode. */
+  MAX_COUNTER_VALUE: 'MAX_COUNTER_VALUE',
+} as const;
+
+export interface CounterModeConfig {
+  readonly conditionalWrites: boolean;
+  readonly maxCounterValue: number;
+}
+
+export type Env = Record<string, string | undefined>;
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+export function readBoolean(env: Env, name: string, fallback: boolean): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = raw.trim().toLowerCase();
+  if (['true', '1', 'yes'].includes(value)) return true;
+  if (['false', '0', 'no'].includes(value)) return false;
+  throw new ConfigError(`${name} must be true or false (got "${raw}")`);
+}
+
+export function readInteger(env: Env, name: string, fallback: number, min = Number.MIN_SAFE_INTEGER): number {
+  const raw = env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isSafeInteger(value) || value < min) {
+    throw new ConfigError(`${name} must be an integer ≥ ${min} (got "${raw}")`);
+  }
+  return value;
+}
+
+export function readString(env: Env, name: string, fallback?: string): string {
+  const raw = env[name];
+  if (raw !== undefined && raw !== '') return raw;
+  if (fallback !== undefined) return fallback;
+  throw new ConfigError(`${name} must be set`);
+}
+
+export function readOptionalString(env: Env, name: string): string | undefined {
+  const raw = env[name];
+  return raw === undefined || raw === '' ? undefined : raw;
+}
+
+/** Defaults shared with the constructs (`maxCounterValue` defaults to 10). */
+export const DEFAULT_MAX_COUNTER_VALUE = 10;
+
+export function readModeConfig(env: Env): CounterModeConfig {
+  return {
+    conditionalWrites: readBoolean(env, COMMON_ENV.USE_CONDITIONAL_WRITES, false),
+    maxCounterValue: readInteger(env, COMMON_ENV.MAX_COUNTER_VALUE, DEFAULT_MAX_COUNTER_VALUE, 1),
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * Typed errors of the counter pipeline. Each maps to exactly one HTTP answer
+ * (see `http.ts`); stores throw these, the pipeline never matches on message
+ * text.
+ */
+export type ErrorCode = 'LIMIT_REACHED' | 'INVALID_ID' | 'NOT_FOUND' | 'BACKEND_UNAVAILABLE' | 'INTERNAL';
+
+export abstract class CounterError extends Error {
+  abstract readonly code: ErrorCode;
+  abstract readonly statusCode: number;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Conditional mode: the counter already holds the maximum; nothing was written. */
+export class LimitReachedError extends CounterError {
+  readonly code = 'LIMIT_REACHED';
+  readonly statusCode = 409;
+  constructor(readonly maxCounterValue: number, readonly counter?: number) {
+    super(`Counter has reached its maximum value of: ${maxCounterValue}`);
+  }
+}
+
+export class InvalidIdError extends CounterError {
+  readonly code = 'INVALID_ID';
+  readonly statusCode = 400;
+}
+
+export class NotFoundError extends CounterError {
+  readonly code = 'NOT_FOUND';
+  readonly statusCode = 404;
+  constructor(message = 'Not found') {
+    super(message);
+  }
+}
+
+/**
+ * The datastore could not be reached or did not answer in time (or, for a
+ * compare-and-swap store, the retry budget ran out). The client may retry.
+ */
+export class BackendUnavailableError extends CounterError {
+  readonly code = 'BACKEND_UNAVAILABLE';
+  readonly statusCode = 503;
+  constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
+  }
+  readonly retryAfterSeconds: number;
+}
+
+export class InternalError extends CounterError {
+  readonly code = 'INTERNAL';
+  readonly statusCode = 500;
+}
+
+/** Socket-level error codes that mean "the server is not reachable right now". */
+const NETWORK_ERROR_CODES = new Set([
+  'ECONNREFUSED', 'ECONNRESET', 'ECONNABORTED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH',
+  'ENOTFOUND', 'EAI_AGAIN', 'ESOCKETTIMEDOUT', 'PROTOCOL_CONNECTION_LOST', 'ERR_SOCKET_CLOSED',
+]);
+
+/**
+ * True when `err` (or anything in its `cause` chain, or an AggregateError's
+ * members) is a socket-level failure: refused, reset, timed out, unresolvable.
+ * Stores use it as the common part of their "is this 503 or 500" decision.
+ */
+export function isNetworkError(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  const e = err as { code?: unknown; errno?: unknown; cause?: unknown; errors?: unknown };
+  if (typeof e.code === 'string' && NETWORK_ERROR_CODES.has(e.code)) return true;
+  if (Array.isArray(e.errors) && e.errors.some((x) => isNetworkError(x, depth + 1))) return true;
+  return isNetworkError(e.cause, depth + 1);
+}

@@ -1,0 +1,100 @@
+import { CounterModeConfig, Env, readModeConfig } from './config';
+import { BackendUnavailableError, CounterError, LimitReachedError } from './errors';
+import { errorResponse, HttpResponse, jsonResponse } from './http';
+import { RequestLogLine, writeLogLine } from './log';
+import { CounterEvent, CounterRequest, parseRequest } from './request';
+import { BackendName, CounterStore } from './store';
+
+export type StoreFactory = () => CounterStore | Promise<CounterStore>;
+
+/** A Lambda proxy handler: API Gateway event in, HTTP answer out. */
+export type CounterHandler = (event: CounterEvent) => Promise<HttpResponse>;
+
+export interface CounterHandlerOptions {
+  readonly backend: BackendName;
+  /** Creates the store (and its client). Called once per container, on first use. */
+  readonly createStore: StoreFactory;
+  /** @default - read from the environment at creation (USE_CONDITIONAL_WRITES, MAX_COUNTER_VALUE) */
+  readonly mode?: CounterModeConfig;
+  /** @default process.env */
+  readonly env?: Env;
+}
+
+/**
+ * The pipeline shared by every backend: parse → store → answer → one log
+ * line. The store is created lazily on the first request and reused by every
+ * later invocation of the container; if creating it fails (a secret that
+ * cannot be read, say) the next request tries again.
+ */
+export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
+  const { backend } = options;
+  const mode = options.mode ?? readModeConfig(options.env ?? process.env);
+  let store: Promise<CounterStore> | undefined;
+
+  const getStore = (): Promise<CounterStore> => {
+    if (!store) {
+      store = Promise.resolve()
+        .then(options.createStore)
+        .catch((err) => {
+          store = undefined;
+          throw err;
+        });
+    }
+    return store;
+  };
+
+  return async (event) => {
+    const started = performance.now();
+    let request: CounterRequest | undefined;
+    const log: Omit<RequestLogLine, 'durationMs'> = { level: 'INFO', backend, accepted: false, statusCode: 200 };
+    let response: HttpResponse;
+    try {
+      request = parseRequest(event);
+      log.id = request.id;
+      log.operation = request.operation;
+      const s = await getStore();
+      if (request.operation === 'read') {
+        const counter = await s.read(request.id);
+        log.counter = counter;
+        response = jsonResponse(200, { id: request.id, counter, backend });
+      } else {
+        const counter = mode.conditionalWrites
+          ? await s.incrementBelow(request.id, mode.maxCounterValue, { requestKey: request.requestKey })
+          : await s.increment(request.id, { requestKey: request.requestKey });
+        log.counter = counter;
+        log.accepted = true;
+        response = jsonResponse(200, {
+          id: request.id,
+          counter,
+          backend,
+          useConditionalWrites: mode.conditionalWrites,
+          ...(mode.conditionalWrites ? { maxCounterValue: mode.maxCounterValue } : {}),
+        });
+      }
+    } catch (err) {
+      response = errorResponse(err, {
+        id: request?.id,
+        backend,
+        useConditionalWrites: mode.conditionalWrites,
+      });
+      log.statusCode = response.statusCode;
+      log.code = err instanceof CounterError ? err.code : 'INTERNAL';
+      if (err instanceof LimitReachedError) {
+        if (err.counter !== undefined) log.counter = err.counter;
+      } else if (response.statusCode >= 500) {
+        log.level = err instanceof BackendUnavailableError ? 'WARN' : 'ERROR';
+        log.error = describe(err);
+      }
+    }
+    log.statusCode = response.statusCode;
+    writeLogLine({ ...log, durationMs: Math.round((performance.now() - started) * 100) / 100 });
+    return response;
+  };
+}
+
+/** Class and message of an error and its first cause: enough to debug, no stack. */
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = err.cause instanceof Error ? ` (cause: ${err.cause.name}: ${err.cause.message})` : '';
+  return `${err.name}: ${err.message}${cause}`;
+}

@@ -1,0 +1,42 @@
+/**
+ * The one structured log line per request (DESIGN.md §4). The metric filter
+ * of each backend reads `$.counter` from it, so `counter` is only present
+ * when the request produced or read a value.
+ */
+export interface RequestLogLine {
+  level: 'INFO' | 'WARN' | 'ERROR';
+  backend: string;
+  id?: string;
+  operation?: string;
+  counter?: number;
+  accepted: boolean;
+  statusCode: number;
+  code?: string;
+  durationMs: number;
+  /** Error class and message for 5xx answers (never a credential). */
+  error?: string;
+}
+
+export type LogSink = (line: string) => void;
+
+/**
+ * Lines go to stdout with `process.stdout.write`, not `console.log`: Lambda's
+ * text log format prefixes console output with a timestamp and request id,
+ * which would stop CloudWatch's JSON metric filter (`$.counter`) from parsing
+ * the line. `ATOMIC_COUNTER_LOG=off` silences them (local load runs).
+ */
+const stdoutSink: LogSink = (line) => {
+  process.stdout.write(line + '\n');
+};
+let sink: LogSink = process.env.ATOMIC_COUNTER_LOG === 'off' ? () => undefined : stdoutSink;
+
+/** Replaces where log lines go (unit tests capture them). Returns the previous sink. */
+export function setLogSink(next: LogSink): LogSink {
+  const previous = sink;
+  sink = next;
+  return previous;
+}
+
+export function writeLogLine(entry: RequestLogLine): void {
+  sink(JSON.stringify(entry));
+}

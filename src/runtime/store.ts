@@ -1,0 +1,37 @@
+/**
+ * The one abstraction every backend implements. A store owns its client,
+ * creates it once per container (lazily) and replaces it when it breaks.
+ *
+ * Each method is one atomic operation on the datastore: the value returned by
+ * an increment is the value *this* increment produced, never a re-read.
+ */
+export interface CounterStore {
+  /** Adds one and returns the new value. A counter never written starts at 0. */
+  increment(id: string, options?: WriteOptions): Promise<number>;
+
+  /**
+   * Adds one only while the stored value is below `maximum`; returns the new
+   * value. Throws `LimitReachedError` (nothing written) once it holds `maximum`.
+   * Contention between writers must never surface as a rejection.
+   */
+  incrementBelow(id: string, maximum: number, options?: WriteOptions): Promise<number>;
+
+  /** The stored value, 0 for a counter never written. */
+  read(id: string): Promise<number>;
+
+  /** Releases the client (tests and local runs; Lambda never calls it). */
+  close?(): Promise<void>;
+}
+
+/**
+ * Per-request options. Open for what is planned next (DESIGN.md §4): an
+ * idempotency key for exactly-once increments under client retries.
+ */
+export interface WriteOptions {
+  /** Reserved: the request's `Idempotency-Key`. Stores ignore it today. */
+  readonly requestKey?: string;
+}
+
+/** The five backends, as they appear in routes (`/{backend}/{id}`). */
+export const BACKENDS = ['dynamo', 'redis', 'momento', 'docdb', 'tidb'] as const;
+export type BackendName = (typeof BACKENDS)[number];
