@@ -1,0 +1,287 @@
+/**
+ * A small in-process gRPC server speaking Momento's cache protocol, for tests
+ * and local runs. The real `@gomomento/sdk` connects to it with
+ * `CredentialProvider.forMomentoLocal({ hostname, port })`.
+ *
+ * Why this exists: there is no Momento emulator we can install offline, and
+ * the counter's Momento backend only needs a handful of scalar RPCs. Serving
+ * them with the SDK's own generated service definitions (same protobuf
+ * classes, same `@grpc/grpc-js` version) means the SDK goes through its real
+ * code path: serialization, interceptors, retries and error mapping.
+ *
+ * Implemented RPCs (everything else answers UNIMPLEMENTED, which the SDK
+ * reports as an error):
+ *   /cache_client.Scs/{Get,Set,SetIf,Increment,Delete}
+ *   /control_client.ScsControl/{CreateCache,ListCaches,DeleteCache}
+ *
+ * Atomicity: every handler runs synchronously on an in-memory Map within one
+ * event-loop turn, so each call is atomic with respect to every other call.
+ * That is what makes conditional writes (SetIf) and Increment behave like the
+ * real service under concurrency.
+ */
+import { cache, control } from '@gomomento/generated-types';
+import * as grpc from '@grpc/grpc-js';
+
+const pb = cache.cache_client;
+const ctl = control.control_client;
+
+export interface MomentoLocalServerOptions {
+  /** Interface to bind. Default 127.0.0.1. */
+  readonly host?: string;
+  /** Port to bind; 0 (default) picks a free port — read `port` afterwards. */
+  readonly port?: number;
+  /**
+   * If set, every call whose `authorization` metadata differs is rejected
+   * with UNAUTHENTICATED (the SDK's AuthenticationError). `forMomentoLocal`
+   * sends an empty token, so leave this unset for normal use.
+   */
+  readonly authToken?: string;
+}
+
+/** One stored item. `expiresAt` is epoch ms; Infinity means no expiry. */
+interface Item {
+  value: Buffer;
+  expiresAt: number;
+}
+
+/** A failure to answer with a specific gRPC status code. */
+class RpcError extends Error {
+  constructor(readonly code: grpc.status, message: string) {
+    super(message);
+  }
+}
+
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * Map key for a byte key: 'latin1' maps every byte to one char and back, so
+ * distinct byte strings never collide (utf8 would merge invalid sequences).
+ */
+const keyOf = (bytes: Uint8Array): string => Buffer.from(bytes).toString('latin1');
+
+const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equals(Buffer.from(b));
+
+/** ttl_milliseconds 0 (unset) means "no expiry"; the SDK always sends its default TTL. */
+const expiryOf = (ttlMs: number): number => (ttlMs > 0 ? Date.now() + ttlMs : Infinity);
+
+type Handler<Req, Res> = (request: Req, metadata: grpc.Metadata) => Res;
+
+export class MomentoLocalServer {
+  /** Binds, starts serving and resolves once the real port is known. */
+  public static async start(opts: MomentoLocalServerOptions = {}): Promise<MomentoLocalServer> {
+    const server = new MomentoLocalServer(opts);
+    await server.bind(opts.port ?? 0);
+    return server;
+  }
+
+  public readonly host: string;
+  /** The bound port (never 0: the SDK would treat port 0 as 8080). */
+  public get port(): number {
+    return this.boundPort;
+  }
+  /** RPC counts by method name ('Get', 'SetIf', …), including failed calls; for benchmarks. */
+  public readonly rpcCounts: Record<string, number> = {};
+
+  private readonly server = new grpc.Server();
+  private readonly authToken?: string;
+  /** cache name → (key → item) */
+  private readonly caches = new Map<string, Map<string, Item>>();
+  private boundPort = 0;
+
+  private constructor(opts: MomentoLocalServerOptions) {
+    this.host = opts.host ?? '127.0.0.1';
+    this.authToken = opts.authToken;
+    this.server.addService(pb.UnimplementedScsService.definition, {
+      Get: this.unary('Get', (req: cache.cache_client._GetRequest, md) => this.get(req, md)),
+      Set: this.unary('Set', (req: cache.cache_client._SetRequest, md) => this.set(req, md)),
+      SetIf: this.unary('SetIf', (req: cache.cache_client._SetIfRequest, md) => this.setIf(req, md)),
+      Increment: this.unary('Increment', (req: cache.cache_client._IncrementRequest, md) => this.increment(req, md)),
+      Delete: this.unary('Delete', (req: cache.cache_client._DeleteRequest, md) => this.delete(req, md)),
+    });
+    this.server.addService(ctl.UnimplementedScsControlService.definition, {
+      CreateCache: this.unary('CreateCache', (req: control.control_client._CreateCacheRequest) => this.createCache(req)),
+      ListCaches: this.unary('ListCaches', () => this.listCaches()),
+      DeleteCache: this.unary('DeleteCache', (req: control.control_client._DeleteCacheRequest) => this.deleteCache(req)),
+    });
+  }
+
+  public resetRpcCounts(): void {
+    for (const name of Object.keys(this.rpcCounts)) delete this.rpcCounts[name];
+  }
+
+  /** Graceful shutdown; forced if clients keep calls open for more than 2 s. */
+  public async stop(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      timer.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+    });
+  }
+
+  private async bind(port: number): Promise<void> {
+    this.boundPort = await new Promise<number>((resolve, reject) => {
+      this.server.bindAsync(`${this.host}:${port}`, grpc.ServerCredentials.createInsecure(), (err, actual) =>
+        err ? reject(err) : resolve(actual),
+      );
+    });
+    // grpc-js ≥ 1.10 starts serving on bind; start() is deprecated and not needed.
+  }
+
+  /**
+   * Wraps a synchronous handler: counts the call, checks auth, and turns a
+   * thrown RpcError into that gRPC status (anything else becomes INTERNAL).
+   * The handler itself never awaits, so the whole call is one atomic step.
+   */
+  private unary<Req, Res>(name: string, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, callback) => {
+      this.rpcCounts[name] = (this.rpcCounts[name] ?? 0) + 1;
+      try {
+        this.checkAuth(call.metadata);
+        callback(null, handler(call.request, call.metadata));
+      } catch (e) {
+        const code = e instanceof RpcError ? e.code : grpc.status.INTERNAL;
+        callback({ code, details: (e as Error).message });
+      }
+    };
+  }
+
+  private checkAuth(metadata: grpc.Metadata): void {
+    if (this.authToken === undefined) return;
+    // Metadata keys are lower-cased by grpc-js; the SDK sends 'Authorization'.
+    const sent = metadata.get('authorization')[0]?.toString() ?? '';
+    if (sent !== this.authToken) {
+      throw new RpcError(grpc.status.UNAUTHENTICATED, 'Invalid signature');
+    }
+  }
+
+  // ---- data plane --------------------------------------------------------
+
+  /** Data calls name their cache in the `cache` metadata header. */
+  private storeFor(metadata: grpc.Metadata): Map<string, Item> {
+    const name = metadata.get('cache')[0]?.toString();
+    if (!name) throw new RpcError(grpc.status.INVALID_ARGUMENT, 'Unable to find cache name in metadata');
+    const store = this.caches.get(name);
+    // Avoid the phrase "Store with name: … doesn't exist": the SDK would map
+    // that to StoreNotFoundError instead of CacheNotFoundError.
+    if (!store) throw new RpcError(grpc.status.NOT_FOUND, `Cache not found: ${name}`);
+    return store;
+  }
+
+  /** Live item for a key; expired items are dropped lazily here. */
+  private lookup(store: Map<string, Item>, key: string): Item | undefined {
+    const item = store.get(key);
+    if (item && item.expiresAt <= Date.now()) {
+      store.delete(key);
+      return undefined;
+    }
+    return item;
+  }
+
+  private get(req: cache.cache_client._GetRequest, metadata: grpc.Metadata) {
+    const item = this.lookup(this.storeFor(metadata), keyOf(req.cache_key));
+    return item
+      ? new pb._GetResponse({ result: pb.ECacheResult.Hit, cache_body: item.value })
+      : new pb._GetResponse({ result: pb.ECacheResult.Miss });
+  }
+
+  private set(req: cache.cache_client._SetRequest, metadata: grpc.Metadata) {
+    const store = this.storeFor(metadata);
+    store.set(keyOf(req.cache_key), { value: Buffer.from(req.cache_body), expiresAt: expiryOf(req.ttl_milliseconds) });
+    return new pb._SetResponse({ result: pb.ECacheResult.Ok });
+  }
+
+  private setIf(req: cache.cache_client._SetIfRequest, metadata: grpc.Metadata) {
+    const store = this.storeFor(metadata);
+    const key = keyOf(req.cache_key);
+    const current = this.lookup(store, key)?.value;
+    const equals = (check: Uint8Array) => current !== undefined && sameBytes(current, check);
+    let ok: boolean;
+    switch (req.condition) {
+      case 'present': ok = current !== undefined; break;
+      case 'absent': ok = current === undefined; break;
+      case 'equal': ok = equals(req.equal.value_to_check); break;
+      // "not equal" also holds for a missing key (SDK docs: stored if absent or different).
+      case 'not_equal': ok = !equals(req.not_equal.value_to_check); break;
+      case 'present_and_not_equal':
+        ok = current !== undefined && !equals(req.present_and_not_equal.value_to_check);
+        break;
+      case 'absent_or_equal':
+        ok = current === undefined || equals(req.absent_or_equal.value_to_check);
+        break;
+      default:
+        throw new RpcError(grpc.status.INVALID_ARGUMENT, 'SetIf requires a condition');
+    }
+    if (!ok) return new pb._SetIfResponse({ not_stored: new pb._SetIfResponse._NotStored() });
+    store.set(key, { value: Buffer.from(req.cache_body), expiresAt: expiryOf(req.ttl_milliseconds) });
+    return new pb._SetIfResponse({ stored: new pb._SetIfResponse._Stored() });
+  }
+
+  /**
+   * Adds `amount` to the decimal integer stored at the key (a missing key
+   * counts as 0) and stores the result as its decimal string, like Momento:
+   * `get` afterwards returns e.g. "42". A value that is not an int64 fails
+   * with FAILED_PRECONDITION, the status (and message) real Momento answers;
+   * the SDK reports it as CacheIncrement.Error / FAILED_PRECONDITION_ERROR.
+   *
+   * TTL: the request's ttl is applied on every increment (like any other
+   * scalar write), not only when the key is created.
+   */
+  private increment(req: cache.cache_client._IncrementRequest, metadata: grpc.Metadata) {
+    const store = this.storeFor(metadata);
+    const key = keyOf(req.cache_key);
+    const current = this.lookup(store, key);
+    let base = 0n;
+    if (current) {
+      const text = current.value.toString('utf8');
+      if (!/^[+-]?\d{1,19}$/.test(text)) {
+        throw new RpcError(grpc.status.FAILED_PRECONDITION, 'failed to parse value into long');
+      }
+      base = BigInt(text);
+    }
+    if (base < INT64_MIN || base > INT64_MAX) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, 'failed to parse value into long');
+    }
+    const next = base + BigInt(req.amount);
+    if (next < INT64_MIN || next > INT64_MAX) {
+      throw new RpcError(grpc.status.FAILED_PRECONDITION, 'increment would overflow');
+    }
+    store.set(key, { value: Buffer.from(next.toString(), 'utf8'), expiresAt: expiryOf(req.ttl_milliseconds) });
+    return new pb._IncrementResponse({ value: Number(next) });
+  }
+
+  private delete(req: cache.cache_client._DeleteRequest, metadata: grpc.Metadata) {
+    this.storeFor(metadata).delete(keyOf(req.cache_key));
+    return new pb._DeleteResponse();
+  }
+
+  // ---- control plane -----------------------------------------------------
+
+  private createCache(req: control.control_client._CreateCacheRequest) {
+    if (this.caches.has(req.cache_name)) {
+      // The SDK turns ALREADY_EXISTS into CreateCache.AlreadyExists (not an error).
+      throw new RpcError(grpc.status.ALREADY_EXISTS, `Cache with name: ${req.cache_name} already exists`);
+    }
+    this.caches.set(req.cache_name, new Map());
+    return new ctl._CreateCacheResponse();
+  }
+
+  private listCaches() {
+    // Limits are left unset: the SDK reads missing limits as 0.
+    const caches = [...this.caches.keys()].map((cache_name) => new ctl._Cache({ cache_name }));
+    return new ctl._ListCachesResponse({ cache: caches, next_token: '' });
+  }
+
+  private deleteCache(req: control.control_client._DeleteCacheRequest) {
+    if (!this.caches.delete(req.cache_name)) {
+      throw new RpcError(grpc.status.NOT_FOUND, `Cache not found: ${req.cache_name}`);
+    }
+    return new ctl._DeleteCacheResponse();
+  }
+}
