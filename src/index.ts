@@ -1,2 +1,3 @@
-// Public API (filled in by the constructs).
-export {};
+export * from './counter-base';
+export * from './atomic-counter-api';
+export * from './backends/dynamo/dynamo-counter';

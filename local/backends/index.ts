@@ -1,0 +1,21 @@
+import type { BackendName } from '../../src/runtime/store';
+import { BackendFixture } from './fixture';
+
+/**
+ * Every backend's fixture, loaded on demand so one backend's client is
+ * never imported for another. Add a line per backend.
+ */
+const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  dynamo: () => require('./dynamo').dynamoFixture,
+};
+
+export function fixtureFor(backend: BackendName): BackendFixture {
+  const load = LOADERS[backend];
+  if (!load) throw new Error(`No local fixture for backend "${backend}"`);
+  return load();
+}
+
+export function availableFixtures(): BackendName[] {
+  return Object.keys(LOADERS) as BackendName[];
+}

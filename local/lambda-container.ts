@@ -1,0 +1,99 @@
+import * as fs from 'fs';
+import * as path from 'path';
+import * as vm from 'vm';
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const Module = require('module');
+
+/** Repository root (local/ sits directly below it). */
+export const REPO_ROOT = path.join(__dirname, '..');
+
+/** The bundled file projen's esbuild step writes for a Lambda entry. */
+export function bundlePath(entry: string): string {
+  return path.join(REPO_ROOT, 'assets', entry, 'index.js');
+}
+
+export interface ProxyResult {
+  statusCode: number;
+  headers?: Record<string, string>;
+  body: string;
+}
+export type ProxyHandler = (event: unknown) => Promise<ProxyResult>;
+
+/**
+ * Loads a bundled Lambda handler as a fresh module instance: a stand-in for
+ * one Lambda container. `env` is in `process.env` while the bundle's top
+ * level runs (Lambda's init phase, where our handlers read their
+ * configuration) and restored afterwards, so several containers with
+ * different configurations can live in one process. Each instance has its
+ * own module state, hence its own client and connections.
+ */
+export function loadBundledHandler(entry: string, env: Record<string, string>, exportName = 'handler'): ProxyHandler {
+  const file = bundlePath(entry);
+  if (!fs.existsSync(file)) {
+    throw new Error(`${path.relative(REPO_ROOT, file)} does not exist: run \`npx projen bundle\` first`);
+  }
+  // The bundle runs in Node's own context, whose `process` is not the copy a
+  // jest test sees: set the variables where the bundle will read them.
+  const realEnv: NodeJS.ProcessEnv = vm.runInThisContext('process').env;
+  const saved: Record<string, string | undefined> = {};
+  for (const [k, v] of Object.entries(env)) {
+    saved[k] = realEnv[k];
+    realEnv[k] = v;
+  }
+  try {
+    const mod = new Module(file, null);
+    mod.filename = file;
+    mod.paths = Module._nodeModulePaths(path.dirname(file));
+    mod._compile(fs.readFileSync(file, 'utf8'), file);
+    const handler = mod.exports[exportName];
+    if (typeof handler !== 'function') throw new Error(`${entry} exports no function "${exportName}"`);
+    return handler;
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete realEnv[k];
+      else realEnv[k] = v;
+    }
+  }
+}
+
+/** An API Gateway REST proxy event for `METHOD /{backend}/{id}` (id percent-encoded, as API Gateway passes it). */
+export function proxyEvent(method: string, backend: string, id: string | undefined, headers: Record<string, string> = {}): unknown {
+  const encoded = id === undefined ? undefined : encodeURIComponent(id);
+  return {
+    httpMethod: method,
+    resource: '/' + backend + '/{id}',
+    path: `/${backend}/${encoded ?? ''}`,
+    pathParameters: encoded === undefined ? null : { id: encoded },
+    headers,
+    body: null,
+    isBase64Encoded: false,
+  };
+}
+
+/** Open file descriptors of this process (Linux). */
+export function openFileDescriptors(): number {
+  return fs.readdirSync('/proc/self/fd').length;
+}
+
+/**
+ * Established TCP connections whose local port is `port`: the server side of
+ * every client connection to an engine on this machine (Linux /proc).
+ */
+export function establishedConnections(port: number): number {
+  let count = 0;
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    let text: string;
+    try {
+      text = fs.readFileSync(table, 'utf8');
+    } catch {
+      continue;
+    }
+    for (const line of text.split('\n').slice(1)) {
+      const cols = line.trim().split(/\s+/);
+      if (cols.length < 4) continue;
+      const localPort = parseInt(cols[1].split(':')[1], 16);
+      if (localPort === port && cols[3] === '01') count++;
+    }
+  }
+  return count;
+}

@@ -1,0 +1,197 @@
+import { CfnOutput, Duration, Token } from 'aws-cdk-lib';
+import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+import { CounterOptions, ICounter } from './counter-base';
+import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-counter';
+
+/** Throttle and quota of the API's usage plan. */
+export interface UsagePlanLimits {
+  /**
+   * Steady-state requests per second across the API key.
+   * @default 100
+   */
+  readonly rateLimit?: number;
+  /**
+   * Burst of requests above the steady rate.
+   * @default 200
+   */
+  readonly burstLimit?: number;
+  /**
+   * Requests allowed per quota period; 0 disables the quota.
+   * @default 1000000
+   */
+  readonly quotaLimit?: number;
+  /**
+   * The quota period.
+   * @default apigw.Period.MONTH
+   */
+  readonly quotaPeriod?: apigw.Period;
+}
+
+/** Props of `AtomicCounterApi`. */
+export interface AtomicCounterApiProps {
+  /**
+   * Default mode for the counters the API creates from props
+   * (`dynamo`, …); a backend's own props override it.
+   * @default false
+   */
+  readonly conditionalWrites?: boolean;
+  /**
+   * Default maximum for the counters the API creates from props.
+   * @default 10
+   */
+  readonly maxCounterValue?: number;
+  /**
+   * Create a DynamoDB counter at `/dynamo/{id}` with these props.
+   * @default - no DynamoDB counter (attach one with `addCounter`)
+   */
+  readonly dynamo?: DynamoCounterProps;
+  /**
+   * Name of the REST API.
+   * @default - the construct path
+   */
+  readonly restApiName?: string;
+  /**
+   * Name of the deployment stage.
+   * @default "prod"
+   */
+  readonly stageName?: string;
+  /**
+   * Throttle and quota of the usage plan bound to the API key.
+   * @default - 100 requests/s, burst 200, 1,000,000 requests a month
+   */
+  readonly usagePlan?: UsagePlanLimits;
+  /**
+   * Retention of the stage's access log.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly accessLogRetention?: logs.RetentionDays;
+}
+
+/** The usage plan defaults, in one place. */
+export const USAGE_PLAN_DEFAULTS = { rateLimit: 100, burstLimit: 200, quotaLimit: 1_000_000, quotaPeriod: apigw.Period.MONTH } as const;
+
+/** Body of the 404 that replaces API Gateway's 403 "Missing Authentication Token". */
+const NOT_FOUND_BODY = '{"code":"NOT_FOUND","error":"No such route: $context.httpMethod $context.path"}';
+
+/**
+ * An API Gateway REST API serving `POST` (increment) and `GET` (read)
+ * `/{backend}/{id}` for each counter, every method behind an API key bound
+ * to a usage plan. Unknown routes and methods answer 404 `NOT_FOUND`.
+ */
+export class AtomicCounterApi extends Construct {
+  /** The REST API. */
+  public readonly restApi: apigw.RestApi;
+  /** The API key every method requires (`x-api-key`). */
+  public readonly apiKey: apigw.IApiKey;
+  /** The usage plan bound to the key and the stage. */
+  public readonly usagePlan: apigw.UsagePlan;
+  /** The stage's access log. */
+  public readonly accessLogGroup: logs.LogGroup;
+  /** The DynamoDB counter, when created from props. */
+  public readonly dynamoCounter?: DynamoCounter;
+
+  private readonly counterDefaults: CounterOptions;
+  private readonly validator: apigw.RequestValidator;
+  private readonly counters = new Map<string, ICounter>();
+
+  constructor(scope: Construct, id: string, props: AtomicCounterApiProps = {}) {
+    super(scope, id);
+    this.counterDefaults = { conditionalWrites: props.conditionalWrites, maxCounterValue: props.maxCounterValue };
+
+    this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
+      retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
+    this.restApi = new apigw.RestApi(this, 'RestApi', {
+      restApiName: props.restApiName,
+      description: 'Atomic counter API (cdk-atomic-counter)',
+      deployOptions: {
+        stageName: props.stageName ?? 'prod',
+        accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
+        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        tracingEnabled: false,
+      },
+      endpointTypes: [apigw.EndpointType.REGIONAL],
+      cloudWatchRole: false,
+    });
+    // Unknown resources and methods get API Gateway's 403 "Missing
+    // Authentication Token"; answer what our contract says instead.
+    this.restApi.addGatewayResponse('NotFound', {
+      type: apigw.ResponseType.MISSING_AUTHENTICATION_TOKEN,
+      statusCode: '404',
+      templates: { 'application/json': NOT_FOUND_BODY },
+    });
+    this.validator = this.restApi.addRequestValidator('PathValidator', {
+      requestValidatorName: 'id-path-parameter',
+      validateRequestParameters: true,
+    });
+
+    const limits = { ...USAGE_PLAN_DEFAULTS, ...stripUndefined(props.usagePlan ?? {}) };
+    for (const [name, value] of Object.entries({ rateLimit: limits.rateLimit, burstLimit: limits.burstLimit, quotaLimit: limits.quotaLimit })) {
+      if (!Token.isUnresolved(value) && (!Number.isFinite(value) || value < 0)) {
+        throw new Error(`usagePlan.${name} must be a number ≥ 0 (got ${value})`);
+      }
+    }
+    this.apiKey = this.restApi.addApiKey('ApiKey', { description: 'Key for the atomic counter API' });
+    this.usagePlan = this.restApi.addUsagePlan('UsagePlan', {
+      description: 'Throttle and quota for the atomic counter API',
+      throttle: { rateLimit: limits.rateLimit, burstLimit: limits.burstLimit },
+      quota: limits.quotaLimit > 0 ? { limit: limits.quotaLimit, period: limits.quotaPeriod } : undefined,
+      apiStages: [{ stage: this.restApi.deploymentStage }],
+    });
+    this.usagePlan.addApiKey(this.apiKey);
+
+    if (props.dynamo) {
+      this.dynamoCounter = new DynamoCounter(this, 'DynamoCounter', { ...this.counterDefaults, ...stripUndefined(props.dynamo) });
+      this.addCounter(this.dynamoCounter);
+    }
+
+    new CfnOutput(this, 'Url', { value: this.restApi.url, description: 'Base URL of the counter API' });
+    new CfnOutput(this, 'ApiKeyId', {
+      value: this.apiKey.keyId,
+      description: 'Id of the API key: `aws apigateway get-api-key --api-key <id> --include-value`',
+    });
+  }
+
+  /**
+   * Serves `counter` at `POST` and `GET /{counter.backend}/{id}`. One counter
+   * per backend name.
+   */
+  public addCounter(counter: ICounter): void {
+    if (this.counters.has(counter.backend)) {
+      throw new Error(`AtomicCounterApi already serves a counter at /${counter.backend}`);
+    }
+    if (!/^[a-z][a-z0-9-]*$/.test(counter.backend)) {
+      throw new Error(`Invalid backend route segment: "${counter.backend}"`);
+    }
+    this.counters.set(counter.backend, counter);
+    const idResource = this.restApi.root.addResource(counter.backend).addResource('{id}');
+    const integration = new apigw.LambdaIntegration(counter.counterFunction, { proxy: true });
+    for (const method of ['POST', 'GET']) {
+      idResource.addMethod(method, integration, {
+        apiKeyRequired: true,
+        requestValidator: this.validator,
+        requestParameters: { 'method.request.path.id': true },
+      });
+    }
+  }
+
+  /** The counters served, by backend route segment. */
+  public get backends(): string[] {
+    return [...this.counters.keys()];
+  }
+
+  /** The URL of the deployed stage (`https://…/prod/`). */
+  public get url(): string {
+    return this.restApi.url;
+  }
+}
+
+/** Drops keys whose value is undefined, so spreading props keeps defaults. */
+export function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
+}
+
+/** Integration timeout ceiling of API Gateway REST APIs (for docs and checks). */
+export const API_GATEWAY_INTEGRATION_LIMIT = Duration.seconds(29);

@@ -1,0 +1,158 @@
+import {
+  ConditionalCheckFailedException,
+  DynamoDBClient,
+  GetItemCommand,
+  UpdateItemCommand,
+  UpdateItemCommandInput,
+} from '@aws-sdk/client-dynamodb';
+import { Env, readInteger, readOptionalString, readString } from '../../../runtime/config';
+import { BackendUnavailableError, isNetworkError, LimitReachedError } from '../../../runtime/errors';
+import { CounterStore } from '../../../runtime/store';
+import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from '../dynamo-env';
+
+export interface DynamoCounterStoreConfig {
+  readonly tableName: string;
+  /** Local engines only (DynamoDB Local). */
+  readonly endpoint?: string;
+  readonly region?: string;
+  /** Bound on one call; connecting is bounded separately at 1 s. */
+  readonly requestTimeoutMs: number;
+}
+
+export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
+  return {
+    tableName: readString(env, DYNAMO_ENV.TABLE_NAME),
+    endpoint: readOptionalString(env, DYNAMO_ENV.ENDPOINT),
+    region: readOptionalString(env, 'AWS_REGION') ?? readOptionalString(env, 'AWS_DEFAULT_REGION'),
+    requestTimeoutMs: readInteger(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, 2000, 100),
+  };
+}
+
+/** Errors after which DynamoDB certainly did not apply the write: safe to retry. */
+const THROTTLING = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded']);
+/** Errors that mean "the service cannot answer right now": 503. */
+const UNAVAILABLE = new Set([...THROTTLING, 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
+const RETRY_ATTEMPTS = 3;
+
+const KEY = DYNAMO_ATTRIBUTES.ID;
+const NAMES = { '#c': DYNAMO_ATTRIBUTES.COUNTER };
+
+/**
+ * DynamoDB: `UpdateItem ADD` is atomic on the item and creates it when
+ * missing, so the first-increment race needs no special case. Conditional
+ * mode adds a `ConditionExpression` evaluated atomically with the update.
+ */
+export class DynamoCounterStore implements CounterStore {
+  private readonly client: DynamoDBClient;
+
+  constructor(private readonly config: DynamoCounterStoreConfig) {
+    this.client = new DynamoDBClient({
+      region: config.region ?? 'us-east-1',
+      endpoint: config.endpoint,
+      // A local engine accepts any credentials; on AWS the role's are used.
+      ...(config.endpoint && !process.env.AWS_ACCESS_KEY_ID
+        ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
+        : {}),
+      // UpdateItem ADD is not idempotent: an SDK retry after a timeout could
+      // count one request twice. The store retries itself, only when the
+      // write certainly did not happen (see `send`).
+      maxAttempts: 1,
+      // Options object rather than a NodeHttpHandler instance: the SDK builds
+      // the handler itself, so the bundle needs no @smithy import of its own.
+      requestHandler: {
+        connectionTimeout: 1000,
+        requestTimeout: config.requestTimeoutMs,
+        throwOnRequestTimeout: true,
+        httpAgent: { keepAlive: true, maxSockets: 50 },
+        httpsAgent: { keepAlive: true, maxSockets: 50 },
+      },
+    });
+  }
+
+  async increment(id: string): Promise<number> {
+    const out = await this.update({
+      TableName: this.config.tableName,
+      Key: { [KEY]: { S: id } },
+      UpdateExpression: 'ADD #c :one',
+      ExpressionAttributeNames: NAMES,
+      ExpressionAttributeValues: { ':one': { N: '1' } },
+      ReturnValues: 'UPDATED_NEW',
+    });
+    return out;
+  }
+
+  async incrementBelow(id: string, maximum: number): Promise<number> {
+    try {
+      return await this.update({
+        TableName: this.config.tableName,
+        Key: { [KEY]: { S: id } },
+        UpdateExpression: 'ADD #c :one',
+        ConditionExpression: 'attribute_not_exists(#c) OR #c < :max',
+        ExpressionAttributeNames: NAMES,
+        ExpressionAttributeValues: { ':one': { N: '1' }, ':max': { N: String(maximum) } },
+        ReturnValues: 'UPDATED_NEW',
+        // The rejection carries the current item: no second read for the 409.
+        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+      });
+    } catch (err) {
+      if (err instanceof ConditionalCheckFailedException) {
+        const current = err.Item?.[DYNAMO_ATTRIBUTES.COUNTER]?.N;
+        throw new LimitReachedError(maximum, current === undefined ? undefined : Number(current));
+      }
+      throw err;
+    }
+  }
+
+  async read(id: string): Promise<number> {
+    const out = await this.send(() => this.client.send(new GetItemCommand({
+      TableName: this.config.tableName,
+      Key: { [KEY]: { S: id } },
+      ProjectionExpression: '#c',
+      ExpressionAttributeNames: NAMES,
+      ConsistentRead: true,
+    })));
+    const n = out.Item?.[DYNAMO_ATTRIBUTES.COUNTER]?.N;
+    return n === undefined ? 0 : Number(n);
+  }
+
+  async close(): Promise<void> {
+    this.client.destroy();
+  }
+
+  private async update(input: UpdateItemCommandInput): Promise<number> {
+    const out = await this.send(() => this.client.send(new UpdateItemCommand(input)));
+    const n = out.Attributes?.[DYNAMO_ATTRIBUTES.COUNTER]?.N;
+    if (n === undefined) throw new Error('UpdateItem returned no counter attribute');
+    return Number(n);
+  }
+
+  /**
+   * Sends with a small retry budget for the cases where the request was
+   * certainly not applied (connection refused, throttled), and turns
+   * "DynamoDB cannot answer" into a 503. A timeout is *not* retried: the
+   * write may have happened, so the client decides (503 + Retry-After).
+   */
+  private async send<T>(call: () => Promise<T>): Promise<T> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await call();
+      } catch (err) {
+        if (err instanceof ConditionalCheckFailedException) throw err;
+        const name = (err as Error)?.name;
+        const notApplied = THROTTLING.has(name) || (err as { code?: string })?.code === 'ECONNREFUSED';
+        if (notApplied && attempt < RETRY_ATTEMPTS) {
+          await sleep(25 * 2 ** attempt * (0.5 + Math.random()));
+          continue;
+        }
+        if (UNAVAILABLE.has(name) || isNetworkError(err)) {
+          throw new BackendUnavailableError('DynamoDB is unavailable', { cause: err });
+        }
+        throw err;
+      }
+    }
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

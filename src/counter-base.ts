@@ -1,0 +1,187 @@
+import * as path from 'path';
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import { Construct } from 'constructs';
+
+/** Namespace of every counter metric. */
+export const METRIC_NAMESPACE = 'AtomicCounter';
+
+/**
+ * A counter behind one route of the API: what `AtomicCounterApi.addCounter`
+ * needs, and what users attach alarms and grants to.
+ */
+export interface ICounter {
+  /** Route segment: `dynamo`, `redis`, `momento`, `docdb` or `tidb`. */
+  readonly backend: string;
+  /** The function that serves `POST` and `GET /{backend}/{id}`. */
+  readonly counterFunction: lambda.IFunction;
+  /** The function's log group (explicit, with a retention). */
+  readonly logGroup: logs.ILogGroup;
+  /** Turns `$.counter` of each request's log line into a metric. */
+  readonly metricFilter: logs.MetricFilter;
+  /** The counter metric in namespace `AtomicCounter` (maximum of `$.counter`). */
+  readonly counterMetric: string;
+}
+
+/** Props every counter construct accepts. */
+export interface CounterOptions {
+  /**
+   * Increment only while the value is below `maxCounterValue`; once there,
+   * answer 409 `LIMIT_REACHED` and write nothing.
+   * @default false
+   */
+  readonly conditionalWrites?: boolean;
+
+  /**
+   * The maximum in conditional mode (an integer ≥ 1). Ignored otherwise.
+   * @default 10
+   */
+  readonly maxCounterValue?: number;
+
+  /**
+   * How long the function's logs are kept.
+   * @default logs.RetentionDays.ONE_MONTH
+   */
+  readonly logRetention?: logs.RetentionDays;
+
+  /**
+   * What happens to the function's log group when it leaves the stack.
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly logRemovalPolicy?: RemovalPolicy;
+
+  /**
+   * Memory of the counter function, in MiB.
+   * @default 256
+   */
+  readonly memorySize?: number;
+
+  /**
+   * Timeout of the counter function: at most 25 seconds, so an answer always
+   * reaches API Gateway before its 29-second integration limit.
+   * @default Duration.seconds(10)
+   */
+  readonly timeout?: Duration;
+
+  /**
+   * Lambda architecture: every handler is plain JavaScript.
+   * @default lambda.Architecture.ARM_64
+   */
+  readonly architecture?: lambda.Architecture;
+}
+
+/** The resolved mode of a counter. */
+export interface CounterMode {
+  readonly conditionalWrites: boolean;
+  readonly maxCounterValue: number;
+}
+
+/** Defaults, in one place (README "Default settings" mirrors this). */
+export const COUNTER_DEFAULTS = {
+  conditionalWrites: false,
+  maxCounterValue: 10,
+  logRetention: logs.RetentionDays.ONE_MONTH,
+  memorySize: 256,
+  timeoutSeconds: 10,
+  maxTimeoutSeconds: 25,
+  runtime: lambda.Runtime.NODEJS_22_X,
+  architecture: lambda.Architecture.ARM_64,
+} as const;
+
+/** Validates and fills in the mode props. */
+export function resolveMode(props: CounterOptions): CounterMode {
+  const maxCounterValue = props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue;
+  if (!Token.isUnresolved(maxCounterValue) && (!Number.isSafeInteger(maxCounterValue) || maxCounterValue < 1)) {
+    throw new Error(`maxCounterValue must be an integer ≥ 1 (got ${maxCounterValue})`);
+  }
+  return { conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites, maxCounterValue };
+}
+
+/**
+ * Where projen's esbuild step puts the bundle of a Lambda entry:
+ * `assets/<entry path below src/, without .ts>/index.js`. The same relative
+ * path works from `src/` (tests) and from `lib/` (the published package).
+ */
+export function bundledHandlerPath(entry: string): string {
+  return path.join(__dirname, '..', 'assets', entry);
+}
+
+/** What a backend tells `CounterBase` about its function. */
+export interface CounterFunctionOptions {
+  /** Bundle directory below `assets/`, e.g. `backends/dynamo/runtime/dynamo-counter.lambda`. */
+  readonly entry: string;
+  /** The backend's own environment (its env contract); mode variables are added here. */
+  readonly environment: { [key: string]: string };
+  readonly description: string;
+  readonly vpc?: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
+ * What every backend construct shares: the function defaults (runtime,
+ * timeout bound, explicit log group), the mode variables and the metric
+ * filter on the function's own log group.
+ */
+export abstract class CounterBase extends Construct implements ICounter {
+  public abstract readonly backend: string;
+  public abstract readonly counterFunction: lambda.IFunction;
+  public abstract readonly logGroup: logs.ILogGroup;
+  public abstract readonly metricFilter: logs.MetricFilter;
+  public abstract readonly counterMetric: string;
+  /** Conditional or unconditional writes, and the maximum. */
+  public readonly mode: CounterMode;
+
+  protected constructor(scope: Construct, id: string, protected readonly options: CounterOptions) {
+    super(scope, id);
+    this.mode = resolveMode(options);
+    const timeout = options.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds;
+    if (!Token.isUnresolved(timeout) && timeout > COUNTER_DEFAULTS.maxTimeoutSeconds) {
+      throw new Error(`timeout must be at most ${COUNTER_DEFAULTS.maxTimeoutSeconds} seconds (API Gateway gives up after 29 s); got ${timeout}`);
+    }
+  }
+
+  /** Creates the counter function, logging to `logGroup` (see `createLogGroup`). */
+  protected createCounterFunction(props: CounterFunctionOptions, logGroup: logs.ILogGroup): lambda.Function {
+    return new lambda.Function(this, 'Function', {
+      description: props.description,
+      runtime: COUNTER_DEFAULTS.runtime,
+      architecture: this.options.architecture ?? COUNTER_DEFAULTS.architecture,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundledHandlerPath(props.entry)),
+      memorySize: this.options.memorySize ?? COUNTER_DEFAULTS.memorySize,
+      timeout: this.options.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
+      logGroup,
+      vpc: props.vpc,
+      vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
+      securityGroups: props.vpc ? props.securityGroups : undefined,
+      environment: {
+        ...props.environment,
+        USE_CONDITIONAL_WRITES: String(this.mode.conditionalWrites),
+        MAX_COUNTER_VALUE: String(this.mode.maxCounterValue),
+        NODE_OPTIONS: '--enable-source-maps',
+      },
+    });
+  }
+
+  /** An explicit log group with the counter's retention (also used by setup functions). */
+  protected createLogGroup(id: string): logs.LogGroup {
+    return new logs.LogGroup(this, id, {
+      retention: this.options.logRetention ?? COUNTER_DEFAULTS.logRetention,
+      removalPolicy: this.options.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    });
+  }
+
+  /** `$.counter` of the function's log lines → `AtomicCounter/<metricName>`. */
+  protected createMetricFilter(logGroup: logs.ILogGroup, metricName: string): logs.MetricFilter {
+    return new logs.MetricFilter(this, 'CounterMetricFilter', {
+      logGroup,
+      metricNamespace: METRIC_NAMESPACE,
+      metricName,
+      filterPattern: logs.FilterPattern.exists('$.counter'),
+      metricValue: '$.counter',
+    });
+  }
+}

@@ -1,0 +1,226 @@
+/**
+ * The conformance suite of DESIGN.md §5, written once and run for every
+ * backend against its real engine, through the *bundled* handler (the file
+ * that would be deployed), loaded as several independent containers so the
+ * increments arrive over many connections.
+ */
+import { fixtureFor } from '../../local/backends';
+import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
+import { Engine, EngineUnavailableError } from '../../local/engines/engine';
+import { establishedConnections, loadBundledHandler, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { runWorkload, WorkloadResult } from '../../local/workload';
+import type { BackendName } from '../../src/runtime/store';
+
+export interface ConformanceOptions {
+  /** Unconditional hot id: callers × total increments. @default 32 × 1000 */
+  readonly unconditional?: { callers: number; total: number };
+  /** Conditional hot id: callers, attempts, maximum. @default 32, 500, 100 */
+  readonly conditional?: { callers: number; attempts: number; maximum: number };
+  /** First-increment race on a brand-new id. @default 50 */
+  readonly firstRace?: number;
+  /** Containers (independent handler instances) the callers are spread over. @default 8 */
+  readonly containers?: number;
+  /** Warm invocations of the leak test. @default 5000 */
+  readonly leakInvocations?: number;
+}
+
+export interface Counters {
+  /** Loads `n` containers of the backend's bundled handler in a mode, on a fresh namespace. */
+  containers(mode: { conditional: boolean; maximum?: number }, n?: number, namespace?: string): Promise<ProxyHandler[]>;
+  readonly fixture: BackendFixture;
+  readonly engine: Engine;
+}
+
+export interface Answer {
+  status: number;
+  body: any;
+  headers: Record<string, string>;
+}
+
+export async function call(handler: ProxyHandler, method: string, backend: string, id: string | undefined): Promise<Answer> {
+  const res = await handler(proxyEvent(method, backend, id));
+  return { status: res.statusCode, body: JSON.parse(res.body), headers: res.headers ?? {} };
+}
+
+/** Spreads `total` calls of `method` on `id` over `callers` concurrent callers and the given containers. */
+export async function hammer(handlers: ProxyHandler[], backend: string, id: string, callers: number, total: number, method = 'POST'): Promise<WorkloadResult> {
+  return runWorkload({
+    total,
+    concurrency: callers,
+    call: async (_i, caller) => {
+      const answer = await call(handlers[caller % handlers.length], method, backend, id);
+      return { status: answer.status, counter: answer.body.counter };
+    },
+  });
+}
+
+/**
+ * Acquires the engine once for the file; a missing engine fails the suite
+ * with the one line saying what to install.
+ */
+export function useBackend(backend: BackendName): () => Counters {
+  const fixture = fixtureFor(backend);
+  let engine: Engine | undefined;
+  let failure: Error | undefined;
+  beforeAll(async () => {
+    try {
+      engine = await fixture.acquire();
+    } catch (err) {
+      failure = err instanceof EngineUnavailableError ? new Error(err.message) : (err as Error);
+    }
+  }, 120_000);
+  afterAll(async () => {
+    await engine?.stop();
+  });
+  return () => {
+    if (failure) throw failure;
+    if (!engine) throw new Error(`${backend}: engine not acquired`);
+    const e = engine;
+    return {
+      fixture,
+      engine: e,
+      async containers(mode, n = 1, namespace = uniqueNamespace(`t_${backend}`)) {
+        const env = await fixture.prepare(e, namespace);
+        const modeEnv = {
+          USE_CONDITIONAL_WRITES: String(mode.conditional),
+          MAX_COUNTER_VALUE: String(mode.maximum ?? 10),
+          ATOMIC_COUNTER_LOG: 'off',
+        };
+        return Array.from({ length: n }, () => loadBundledHandler(fixture.entry, { ...env, ...modeEnv }));
+      },
+    };
+  };
+}
+
+function distinct(values: number[]): number {
+  return new Set(values).size;
+}
+
+export function describeConformance(backend: BackendName, options: ConformanceOptions = {}): void {
+  const u = options.unconditional ?? { callers: 32, total: 1000 };
+  const c = options.conditional ?? { callers: 32, attempts: 500, maximum: 100 };
+  const race = options.firstRace ?? 50;
+  const nContainers = options.containers ?? 8;
+  const leakInvocations = options.leakInvocations ?? 5000;
+
+  describe(`${backend} conformance (DESIGN.md §5, bundled handler, real engine)`, () => {
+    const ctx = useBackend(backend);
+
+    test(`unconditional: ${u.callers} callers × ${u.total} increments on one id lose nothing`, async () => {
+      const handlers = await ctx().containers({ conditional: false }, nContainers);
+      const result = await hammer(handlers, backend, 'hot', u.callers, u.total);
+      expect(result.statuses).toEqual({ 200: u.total });
+      expect(distinct(result.counters)).toBe(u.total);
+      expect(Math.min(...result.counters)).toBe(1);
+      expect(Math.max(...result.counters)).toBe(u.total);
+      const read = await call(handlers[0], 'GET', backend, 'hot');
+      expect(read).toMatchObject({ status: 200, body: { id: 'hot', counter: u.total, backend } });
+    });
+
+    test(`conditional: maximum ${c.maximum}, ${c.attempts} attempts → exactly ${c.maximum} accepted, no overshoot`, async () => {
+      const handlers = await ctx().containers({ conditional: true, maximum: c.maximum }, nContainers);
+      const result = await hammer(handlers, backend, 'capped', c.callers, c.attempts);
+      expect(result.statuses).toEqual({ 200: c.maximum, 409: c.attempts - c.maximum });
+      expect(distinct(result.counters)).toBe(c.maximum);
+      expect(Math.max(...result.counters)).toBe(c.maximum);
+      const read = await call(handlers[0], 'GET', backend, 'capped');
+      expect(read.body.counter).toBe(c.maximum);
+      const rejected = await call(handlers[1 % handlers.length], 'POST', backend, 'capped');
+      expect(rejected).toMatchObject({
+        status: 409,
+        body: { code: 'LIMIT_REACHED', error: `Counter has reached its maximum value of: ${c.maximum}`, maxCounterValue: c.maximum },
+      });
+    });
+
+    test(`conditional: a counter part-way (start 40, maximum 60) accepts exactly 20 more`, async () => {
+      // Each mode needs its own containers; both point at the same namespace.
+      const namespace = uniqueNamespace(`t_${backend}`);
+      const [unconditional] = await ctx().containers({ conditional: false }, 1, namespace);
+      for (let i = 0; i < 40; i++) await call(unconditional, 'POST', backend, 'partway');
+      const handlers = await ctx().containers({ conditional: true, maximum: 60 }, nContainers, namespace);
+      const result = await hammer(handlers, backend, 'partway', 16, 100);
+      expect(result.statuses).toEqual({ 200: 20, 409: 80 });
+      expect([...result.counters].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => 41 + i));
+    });
+
+    test(`first-increment race: ${race} concurrent increments of a brand-new id all succeed (conditional, maximum 1000)`, async () => {
+      const handlers = await ctx().containers({ conditional: true, maximum: 1000 }, nContainers);
+      const result = await hammer(handlers, backend, 'brand-new', race, race);
+      expect(result.statuses).toEqual({ 200: race });
+      expect([...result.counters].sort((a, b) => a - b)).toEqual(Array.from({ length: race }, (_, i) => i + 1));
+    });
+
+    test(`first-increment race: ${race} concurrent increments of a brand-new id all succeed (unconditional)`, async () => {
+      const handlers = await ctx().containers({ conditional: false }, nContainers);
+      const result = await hammer(handlers, backend, 'brand-new', race, race);
+      expect(result.statuses).toEqual({ 200: race });
+      expect(distinct(result.counters)).toBe(race);
+    });
+
+    test('maximum 1: a brand-new id is accepted once (counter 1), then rejected', async () => {
+      const [handler] = await ctx().containers({ conditional: true, maximum: 1 });
+      const first = await call(handler, 'POST', backend, 'max-one');
+      expect(first).toMatchObject({ status: 200, body: { counter: 1, useConditionalWrites: true, maxCounterValue: 1 } });
+      const second = await call(handler, 'POST', backend, 'max-one');
+      expect(second).toMatchObject({ status: 409, body: { code: 'LIMIT_REACHED', maxCounterValue: 1 } });
+      expect((await call(handler, 'GET', backend, 'max-one')).body.counter).toBe(1);
+    });
+
+    test('a 200 answer has the documented shape; GET of a never-incremented id reads 0', async () => {
+      const [handler] = await ctx().containers({ conditional: false });
+      const res = await call(handler, 'POST', backend, 'user-42');
+      expect(res.status).toBe(200);
+      expect(res.body).toEqual({ id: 'user-42', counter: 1, backend, useConditionalWrites: false });
+      expect(res.headers['Content-Type']).toBe('application/json');
+      expect(await call(handler, 'GET', backend, 'never-written')).toEqual({
+        status: 200, body: { id: 'never-written', counter: 0, backend }, headers: expect.anything(),
+      });
+    });
+
+    test('ids are stored verbatim: unicode, spaces, quotes and script-significant characters', async () => {
+      const [handler] = await ctx().containers({ conditional: false });
+      const ids = ['user 42', 'naïve-ünïcode-計数', `quote'"\\`, '{hash}*?[x]', "'; DROP TABLE counters; --", 'a'.repeat(255), '%41'];
+      for (const id of ids) {
+        const first = await call(handler, 'POST', backend, id);
+        expect(first).toMatchObject({ status: 200, body: { id, counter: 1 } });
+      }
+      for (const id of ids) {
+        expect((await call(handler, 'GET', backend, id)).body).toMatchObject({ id, counter: 1 });
+      }
+    });
+
+    test('invalid ids → 400 INVALID_ID and nothing written; unknown method → 404', async () => {
+      const [handler] = await ctx().containers({ conditional: false });
+      for (const id of ['', 'x'.repeat(256), 'é'.repeat(128), 'line\nbreak', 'tab\there', 'nul\u0000']) {
+        const res = await call(handler, 'POST', backend, id);
+        expect(res).toMatchObject({ status: 400, body: { code: 'INVALID_ID' } });
+      }
+      const missing = await handler({ httpMethod: 'POST', pathParameters: null });
+      expect(missing.statusCode).toBe(400);
+      const badEncoding = await handler({ httpMethod: 'POST', pathParameters: { id: '%E0%A4%A' } });
+      expect(JSON.parse(badEncoding.body).code).toBe('INVALID_ID');
+      expect((await call(handler, 'GET', backend, 'line')).body.counter).toBe(0);
+      const del = await call(handler, 'DELETE', backend, 'x');
+      expect(del).toMatchObject({ status: 404, body: { code: 'NOT_FOUND' } });
+    });
+
+    test(`no leak: ${leakInvocations} warm invocations keep file descriptors and server connections flat`, async () => {
+      const { fixture, engine } = ctx();
+      const [handler] = await ctx().containers({ conditional: false });
+      const port = fixture.serverPort?.(engine);
+      // Warm up: the client connects lazily on the first request.
+      await hammer([handler], backend, 'leak', 4, 50);
+      const fdsBefore = openFileDescriptors();
+      const connsBefore = port ? establishedConnections(port) : 0;
+      const result = await hammer([handler], backend, 'leak', 4, leakInvocations);
+      expect(result.statuses).toEqual({ 200: leakInvocations });
+      const fdsAfter = openFileDescriptors();
+      const connsAfter = port ? establishedConnections(port) : 0;
+      // Flat: a client per request would add thousands. A pooled client may
+      // open a few more sockets under 4 concurrent callers.
+      expect(fdsAfter - fdsBefore).toBeLessThanOrEqual(8);
+      expect(connsAfter - connsBefore).toBeLessThanOrEqual(8);
+      expect((await call(handler, 'GET', backend, 'leak')).body.counter).toBe(leakInvocations + 50);
+    });
+  });
+}
