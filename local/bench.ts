@@ -1,0 +1,78 @@
+/**
+ * Bench: the bundled handler against its engine, and a bare client loop
+ * doing the same single operation at the same concurrency. Prints figures;
+ * asserts nothing.
+ *
+ *   npx projen bench --backend dynamo [--concurrency 32] [--requests 5000]
+ *                    [--mode unconditional|conditional] [--containers 8]
+ */
+import { parseArgs, intArg } from './args';
+import { availableFixtures, fixtureFor } from './backends';
+import { uniqueNamespace } from './backends/fixture';
+import { loadBundledHandler, proxyEvent } from './lambda-container';
+import { runWorkload, WorkloadResult } from './workload';
+import { BACKENDS, BackendName } from '../src/runtime/store';
+
+function line(label: string, r: WorkloadResult): string {
+  const ok = r.statuses[200] ?? 0;
+  return `${label.padEnd(26)} ${r.opsPerSecond.toFixed(0).padStart(8)} ops/s   p50 ${r.p50.toFixed(2).padStart(7)} ms   p95 ${r.p95.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms   200: ${ok}/${r.requests}`;
+}
+
+export async function bench(backend: BackendName, opts: { concurrency: number; requests: number; conditional: boolean; containers: number }): Promise<void> {
+  const fixture = fixtureFor(backend);
+  const engine = await fixture.acquire();
+  try {
+    const env = await fixture.prepare(engine, uniqueNamespace(`bench_${backend}`));
+    const modeEnv = {
+      USE_CONDITIONAL_WRITES: String(opts.conditional),
+      // Conditional runs never hit the maximum: the figure is the accept path.
+      MAX_COUNTER_VALUE: String(Number.MAX_SAFE_INTEGER),
+      ATOMIC_COUNTER_LOG: 'off',
+    };
+    const handlers = Array.from({ length: opts.containers }, () => loadBundledHandler(fixture.entry, { ...env, ...modeEnv }));
+    console.log(`${backend} on ${engine.name} (${engine.origin}, ${engine.url.replace(/\/\/[^@/]*@/, '//***@')}); ${opts.conditional ? 'conditional' : 'unconditional'}; concurrency ${opts.concurrency}; ${opts.requests} requests; ${opts.containers} containers`);
+    // Warm up both paths (connections, JIT) before measuring.
+    const warm = Math.min(200, opts.requests);
+    const callHandler = async (_i: number, caller: number) => {
+      const res = await handlers[caller % handlers.length](proxyEvent('POST', backend, 'bench-hot'));
+      return { status: res.statusCode, counter: JSON.parse(res.body).counter };
+    };
+    await runWorkload({ total: warm, concurrency: opts.concurrency, call: callHandler });
+    const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
+
+    const bare = await Promise.all(Array.from({ length: opts.containers }, () => fixture.bareClient(engine, env)));
+    const callBare = async (_i: number, caller: number) => ({ status: 200, counter: await bare[caller % bare.length].increment('bench-bare') });
+    await runWorkload({ total: warm, concurrency: opts.concurrency, call: callBare });
+    const viaBare = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callBare });
+    await Promise.all(bare.map((b) => b.close()));
+
+    console.log(line('bundled handler', viaHandler));
+    console.log(line('bare client loop', viaBare));
+    console.log(`handler overhead: throughput ×${(viaBare.opsPerSecond / viaHandler.opsPerSecond).toFixed(2)} lower, p50 +${(viaHandler.p50 - viaBare.p50).toFixed(2)} ms, p99 +${(viaHandler.p99 - viaBare.p99).toFixed(2)} ms`);
+  } finally {
+    await engine.stop();
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const backends = typeof args.backend === 'string' ? args.backend.split(',') : availableFixtures();
+  for (const b of backends) {
+    if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`Unknown backend "${b}" (one of ${BACKENDS.join(', ')})`);
+    await bench(b as BackendName, {
+      concurrency: intArg(args, 'concurrency', 32),
+      requests: intArg(args, 'requests', 5000),
+      conditional: args.mode === 'conditional',
+      containers: intArg(args, 'containers', 8),
+    });
+  }
+  // Clients of loaded containers keep sockets open: exit explicitly.
+  process.exit(0);
+}
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err instanceof Error ? err.message : err);
+    process.exit(1);
+  });
+}
