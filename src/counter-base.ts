@@ -180,7 +180,8 @@ export abstract class CounterBase extends Construct implements ICounter {
       logGroup,
       metricNamespace: METRIC_NAMESPACE,
       metricName,
-      filterPattern: logs.FilterPattern.exists('$.counter'),
+      // A numeric comparison matches only lines whose counter is a number.
+      filterPattern: logs.FilterPattern.numberValue('$.counter', '>=', 0),
       metricValue: '$.counter',
     });
   }

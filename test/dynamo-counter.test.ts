@@ -1,0 +1,103 @@
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
+import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import { DynamoCounter } from '../src';
+
+function synth(build: (stack: Stack) => void): Template {
+  const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
+  build(stack);
+  return Template.fromStack(stack);
+}
+
+describe('DynamoCounter', () => {
+  test('creates an on-demand table with a string partition key, PITR on, retained by default', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter'));
+    t.resourceCountIs('AWS::DynamoDB::Table', 1);
+    t.hasResource('AWS::DynamoDB::Table', {
+      Properties: {
+        KeySchema: [{ AttributeName: 'id', KeyType: 'HASH' }],
+        AttributeDefinitions: [{ AttributeName: 'id', AttributeType: 'S' }],
+        BillingMode: 'PAY_PER_REQUEST',
+        PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
+        SSESpecification: { SSEEnabled: true },
+      },
+      DeletionPolicy: 'Retain',
+      UpdateReplacePolicy: 'Retain',
+    });
+  });
+
+  test('removal policy is a prop', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter', { removalPolicy: RemovalPolicy.DESTROY }));
+    t.hasResource('AWS::DynamoDB::Table', { DeletionPolicy: 'Delete' });
+  });
+
+  test('unconditional by default: the function is told so, with the default maximum 10', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter'));
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Runtime: 'nodejs22.x',
+      Handler: 'index.handler',
+      Timeout: 10,
+      Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10', COUNTER_TABLE_NAME: { Ref: Match.anyValue() } }) },
+    });
+  });
+
+  test('conditional mode and maximum reach the function', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter', { conditionalWrites: true, maxCounterValue: 250 }));
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '250' }) },
+    });
+  });
+
+  test.each([0, -1, 1.5, Number.NaN])('maxCounterValue %p is rejected at synth', (max) => {
+    expect(() => synth((s) => new DynamoCounter(s, 'Counter', { maxCounterValue: max }))).toThrow(/maxCounterValue must be an integer ≥ 1/);
+  });
+
+  test('a timeout past 25 s is rejected (API Gateway gives up at 29 s)', () => {
+    expect(() => synth((s) => new DynamoCounter(s, 'Counter', { timeout: Duration.seconds(30) }))).toThrow(/at most 25 seconds/);
+  });
+
+  test('the IAM policy allows only UpdateItem and GetItem, on the one table', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter'));
+    const policies = t.findResources('AWS::IAM::Policy');
+    expect(Object.keys(policies)).toHaveLength(1);
+    const statements = Object.values<any>(policies)[0].Properties.PolicyDocument.Statement;
+    expect(statements).toEqual([{
+      Effect: 'Allow',
+      Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
+      Resource: [{ 'Fn::GetAtt': [expect.stringMatching(/^CounterTable/), 'Arn'] }],
+    }]);
+  });
+
+  test('an existing table is used, not created, and is the only resource in the policy', () => {
+    const t = synth((s) => {
+      const table = dynamodb.Table.fromTableName(s, 'Existing', 'my-counters');
+      new DynamoCounter(s, 'Counter', { table });
+    });
+    t.resourceCountIs('AWS::DynamoDB::Table', 0);
+    t.hasResourceProperties('AWS::Lambda::Function', {
+      Environment: { Variables: Match.objectLike({ COUNTER_TABLE_NAME: 'my-counters' }) },
+    });
+    const statements = Object.values<any>(t.findResources('AWS::IAM::Policy'))[0].Properties.PolicyDocument.Statement;
+    expect(statements).toHaveLength(1);
+    expect(JSON.stringify(statements[0].Resource)).toContain(':table/my-counters');
+    expect(statements[0].Action).toEqual(['dynamodb:UpdateItem', 'dynamodb:GetItem']);
+  });
+
+  test('table props conflict with an existing table', () => {
+    expect(() => synth((s) => new DynamoCounter(s, 'Counter', {
+      table: dynamodb.Table.fromTableName(s, 'Existing', 'x'),
+      removalPolicy: RemovalPolicy.DESTROY,
+    }))).toThrow(/do not combine them with `table`/);
+  });
+
+  test('an explicit log group with a retention, and the metric filter on it', () => {
+    const t = synth((s) => new DynamoCounter(s, 'Counter'));
+    t.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
+    t.hasResourceProperties('AWS::Lambda::Function', { LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp('^CounterLogGroup') } } });
+    t.hasResourceProperties('AWS::Logs::MetricFilter', {
+      LogGroupName: { Ref: Match.stringLikeRegexp('^CounterLogGroup') },
+      FilterPattern: '{ $.counter >= 0 }',
+      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'DynamoAtomicCounter', MetricValue: '$.counter' }],
+    });
+  });
+});
