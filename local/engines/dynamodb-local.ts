@@ -43,7 +43,7 @@ function emulatorDir(): string {
 }
 
 /** Starts a fresh in-memory DynamoDB Local on a free port (always our own process). */
-export async function startDynamoDbLocal(): Promise<Engine> {
+export async function startDynamoDbLocal(): Promise<Engine & { pid?: number }> {
   const dir = emulatorDir();
   const java = spawnSync('java', ['-version'], { stdio: 'ignore' });
   if (java.error || java.status !== 0) {
@@ -63,7 +63,7 @@ export async function startDynamoDbLocal(): Promise<Engine> {
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${output()}`);
   }
-  return { name: 'DynamoDB Local', origin: 'started', url, stop: () => stopChild(child) };
+  return { name: 'DynamoDB Local', origin: 'started', url, pid: child.pid, stop: () => stopChild(child) };
 }
 
 /** `DYNAMODB_URL` → DynamoDB Local on 127.0.0.1:8000 → a DynamoDB Local we start. */
