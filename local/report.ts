@@ -1,0 +1,314 @@
+/**
+ * The comparison report: its data shape and its writers (Markdown, JSON and
+ * two SVG charts written by hand, so the report needs no dependency and
+ * opens in any browser or GitHub page).
+ */
+import * as fs from 'fs';
+import * as path from 'path';
+
+export type Verdict = 'PASS' | 'FAIL';
+
+export const SCENARIO_NAMES = ['unconditional-hot', 'unconditional-spread', 'conditional-hot', 'conditional-spread'] as const;
+export type ScenarioName = (typeof SCENARIO_NAMES)[number];
+
+/** Latency histogram: `counts[i]` calls took ≤ `boundsMs[i]` (and more than the previous bound); the last bound is Infinity (`null` in JSON). */
+export interface LatencyHistogram {
+  readonly boundsMs: (number | null)[];
+  readonly counts: number[];
+}
+
+/** One scenario on one backend: measured figures and the DESIGN.md §5 checks. */
+export interface ScenarioFigures {
+  readonly backend: string;
+  readonly scenario: ScenarioName;
+  readonly conditional: boolean;
+  readonly requests: number;
+  readonly ids: number;
+  /** Conditional scenarios only. */
+  readonly maximum?: number;
+  readonly concurrency: number;
+  readonly durationMs: number;
+  readonly opsPerSecond: number;
+  readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number; readonly mean: number };
+  readonly histogram: LatencyHistogram;
+  /** 200 answers. */
+  readonly accepted: number;
+  /** 409 answers. */
+  readonly rejected: number;
+  /** Anything else (5xx, transport failures); by status, 0 = the call threw. */
+  readonly errors: number;
+  readonly errorStatuses: Record<string, number>;
+  /** Accepted increments the run should produce: requests (unconditional), Σ min(requests per id, maximum) (conditional). */
+  readonly expectedAccepted: number;
+  /** Sum over the scenario's ids of the value read back with GET. */
+  readonly final: number;
+  /** Unconditional: expected − final. Conditional: min(requests, maximum) − accepted, per id, summed. Non-zero fails. */
+  readonly lostUpdates: number;
+  /** Conditional: Σ max(0, final − maximum) per id. */
+  readonly overshoot: number;
+  /** Conditional: 200 answers that carried a counter above the maximum. */
+  readonly aboveMaximum: number;
+  /** 200 answers whose counter another 200 of the same id also carried. */
+  readonly duplicates: number;
+  readonly verdict: Verdict;
+  /** Why a FAIL failed (empty on PASS). */
+  readonly reasons: string[];
+}
+
+export interface BackendSection {
+  readonly backend: string;
+  readonly status: 'ran' | 'skipped';
+  /** Skipped: one line saying why (what to install). */
+  readonly reason?: string;
+  /** Engine the backend ran on, e.g. "DynamoDB Local (started)". */
+  readonly engine?: string;
+  readonly caveats: string[];
+  readonly scenarios: ScenarioFigures[];
+  /** Scenarios not run, with why (e.g. a deployed API in the other mode). */
+  readonly notRun: { scenario: ScenarioName; reason: string }[];
+}
+
+export interface ComparisonReport {
+  readonly tool: string;
+  readonly startedAt: string;
+  readonly finishedAt: string;
+  readonly durationSeconds: number;
+  /** "in-process bundled handlers" or the URL of the API driven over HTTP. */
+  readonly target: string;
+  readonly options: Record<string, unknown>;
+  readonly machine: Record<string, unknown>;
+  readonly caveats: string[];
+  readonly backends: BackendSection[];
+  readonly verdict: Verdict;
+}
+
+export interface ReportFiles {
+  readonly markdown: string;
+  readonly json: string;
+  readonly throughputSvg: string;
+  readonly latencySvg: string;
+}
+
+const COLUMNS = ['backend', 'scenario', 'ops/s', 'p50 ms', 'p95 ms', 'p99 ms', 'accepted', 'rejected', 'errors', 'final', 'lost', 'overshoot', 'verdict'];
+const RIGHT_ALIGNED = new Set([2, 3, 4, 5, 6, 7, 8, 9, 10, 11]);
+
+function ms(value: number): string {
+  return value >= 100 ? value.toFixed(0) : value >= 10 ? value.toFixed(1) : value.toFixed(2);
+}
+
+function rows(report: ComparisonReport): string[][] {
+  const out: string[][] = [];
+  for (const section of report.backends) {
+    for (const s of section.scenarios) {
+      const overshoot = s.conditional ? String(s.overshoot + s.aboveMaximum) : '–';
+      out.push([
+        s.backend, s.scenario, s.opsPerSecond.toFixed(0), ms(s.latencyMs.p50), ms(s.latencyMs.p95), ms(s.latencyMs.p99),
+        String(s.accepted), String(s.rejected), String(s.errors), `${s.final}/${s.expectedAccepted}`, String(s.lostUpdates), overshoot, s.verdict,
+      ]);
+    }
+  }
+  return out;
+}
+
+/** The table as fixed-width text, for the terminal. */
+export function formatTable(report: ComparisonReport): string {
+  const body = rows(report);
+  const widths = COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (RIGHT_ALIGNED.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  return [line(COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function markdownTable(report: ComparisonReport): string {
+  const align = COLUMNS.map((_, i) => (RIGHT_ALIGNED.has(i) ? '---:' : '---'));
+  return [COLUMNS, align, ...rows(report)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+export function renderMarkdown(report: ComparisonReport): string {
+  const o = report.options;
+  const lines = [
+    '# Atomic counter: comparison of the datastores',
+    '',
+    `**Verdict: ${report.verdict}** · ${report.startedAt} · ${report.durationSeconds.toFixed(0)} s · target: ${report.target}`,
+    '',
+    `Workload: ${o.requests} requests per scenario and backend, concurrency ${o.concurrency}` +
+      `${o.containers ? `, ${o.containers} handler containers per mode` : ''}; spread scenarios over ${o.ids} ids; conditional maximum ${o.max}.`,
+    `Machine: ${report.machine.cpuModel} × ${report.machine.cpus}, ${report.machine.memoryGiB} GiB, ${report.machine.platform}, Node.js ${report.machine.node}.`,
+    '',
+    '`final` is the value read back with GET (summed over the ids) against the accepted increments expected; ' +
+      '`lost` is expected − final (unconditional) or min(requests, maximum) − accepted per id (conditional); ' +
+      '`overshoot` counts values above the maximum, stored or answered. A verdict fails on any lost update, overshoot, ' +
+      'duplicate counter value among 200 answers, unexpected rejection or error (DESIGN.md §5).',
+    '',
+    markdownTable(report),
+    '',
+    '![Throughput](throughput.svg)',
+    '',
+    '![Latency](latency.svg)',
+    '',
+    '## Backends',
+    '',
+  ];
+  for (const b of report.backends) {
+    lines.push(`### ${b.backend}`, '');
+    if (b.status === 'skipped') {
+      lines.push(`Skipped: ${b.reason}`, '');
+      continue;
+    }
+    lines.push(`Engine: ${b.engine}`, '');
+    for (const s of b.scenarios.filter((x) => x.verdict === 'FAIL')) {
+      lines.push(`- **${s.scenario} FAILED**: ${s.reasons.join('; ')}`);
+    }
+    for (const n of b.notRun) lines.push(`- ${n.scenario} not run: ${n.reason}`);
+    for (const c of b.caveats) lines.push(`- ${c}`);
+    lines.push('');
+  }
+  lines.push('## Caveats', '', ...report.caveats.map((c) => `- ${c}`), '');
+  return lines.join('\n');
+}
+
+// ---------------------------------------------------------------- SVG charts
+
+const BACKEND_COLORS: Record<string, string> = {
+  dynamo: '#2f6fb3', redis: '#c8372d', momento: '#2e9e6a', docdb: '#7b4fb5', tidb: '#d9822b',
+};
+const FALLBACK_COLORS = ['#555555', '#8c564b', '#17becf', '#bcbd22'];
+const PERCENTILE_SHADES = { p50: 1, p95: 0.65, p99: 0.35 };
+
+function colorOf(backend: string, index: number): string {
+  return BACKEND_COLORS[backend] ?? FALLBACK_COLORS[index % FALLBACK_COLORS.length];
+}
+
+function esc(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;');
+}
+
+/** A "nice" axis maximum: 1, 2 or 5 × 10^k at or above `value`. */
+function niceCeiling(value: number): number {
+  if (value <= 0) return 1;
+  const exp = Math.pow(10, Math.floor(Math.log10(value)));
+  for (const m of [1, 2, 5, 10]) if (m * exp >= value) return m * exp;
+  return 10 * exp;
+}
+
+function svgDocument(width: number, height: number, title: string, body: string[]): string {
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" viewBox="0 0 ${width} ${height}" font-family="Helvetica, Arial, sans-serif" font-size="12">`,
+    `<rect width="${width}" height="${height}" fill="#ffffff"/>`,
+    `<text x="${width / 2}" y="24" text-anchor="middle" font-size="16" font-weight="bold">${esc(title)}</text>`,
+    ...body,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+function ranBackends(report: ComparisonReport): string[] {
+  return report.backends.filter((b) => b.scenarios.length > 0).map((b) => b.backend);
+}
+
+/** Throughput: one group of bars per scenario, one bar per backend. */
+export function renderThroughputSvg(report: ComparisonReport): string {
+  const backends = ranBackends(report);
+  const scenarios = SCENARIO_NAMES.filter((s) => report.backends.some((b) => b.scenarios.some((x) => x.scenario === s)));
+  const figures = report.backends.flatMap((b) => b.scenarios);
+  const top = niceCeiling(Math.max(1, ...figures.map((f) => f.opsPerSecond)));
+  const left = 70;
+  const plotTop = 50;
+  const plotHeight = 300;
+  const barWidth = 22;
+  const groupWidth = Math.max(1, backends.length) * barWidth + 40;
+  const width = Math.max(560, left + scenarios.length * groupWidth + 30);
+  const height = plotTop + plotHeight + 90;
+  const y = (v: number) => plotTop + plotHeight - (v / top) * plotHeight;
+  const body: string[] = [];
+  for (let i = 0; i <= 5; i++) {
+    const v = (top / 5) * i;
+    body.push(`<line x1="${left}" x2="${width - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#e3e3e3"/>`);
+    body.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${Math.round(v)}</text>`);
+  }
+  body.push(`<text transform="translate(16 ${plotTop + plotHeight / 2}) rotate(-90)" text-anchor="middle" fill="#444">requests per second</text>`);
+  scenarios.forEach((scenario, g) => {
+    const x0 = left + 20 + g * groupWidth;
+    backends.forEach((backend, i) => {
+      const f = figures.find((x) => x.backend === backend && x.scenario === scenario);
+      if (!f) return;
+      const x = x0 + i * barWidth;
+      const stroke = f.verdict === 'FAIL' ? ' stroke="#000" stroke-width="2" stroke-dasharray="3 2"' : '';
+      body.push(`<rect x="${x}" y="${y(f.opsPerSecond)}" width="${barWidth - 4}" height="${plotTop + plotHeight - y(f.opsPerSecond)}" fill="${colorOf(backend, i)}"${stroke}><title>${esc(`${backend} ${scenario}: ${f.opsPerSecond.toFixed(0)} ops/s (${f.verdict})`)}</title></rect>`);
+      body.push(`<text x="${x + (barWidth - 4) / 2}" y="${y(f.opsPerSecond) - 4}" text-anchor="middle" font-size="9" fill="#333">${f.opsPerSecond.toFixed(0)}</text>`);
+    });
+    body.push(`<text x="${x0 + (backends.length * barWidth) / 2}" y="${plotTop + plotHeight + 18}" text-anchor="middle">${esc(scenario)}</text>`);
+  });
+  body.push(...legend(backends, left, plotTop + plotHeight + 45));
+  return svgDocument(width, height, `Throughput per backend and scenario (concurrency ${report.options.concurrency})`, body);
+}
+
+function legend(backends: string[], x: number, y: number): string[] {
+  return backends.flatMap((backend, i) => [
+    `<rect x="${x + i * 110}" y="${y - 10}" width="12" height="12" fill="${colorOf(backend, i)}"/>`,
+    `<text x="${x + i * 110 + 18}" y="${y}">${esc(backend)}</text>`,
+  ]);
+}
+
+/**
+ * Latency: one panel per scenario, p50 / p95 / p99 bars per backend on a
+ * log scale (a CAS loop's p99 can be a hundred times another store's p50;
+ * a linear axis would flatten everyone else).
+ */
+export function renderLatencySvg(report: ComparisonReport): string {
+  const backends = ranBackends(report);
+  const scenarios = SCENARIO_NAMES.filter((s) => report.backends.some((b) => b.scenarios.some((x) => x.scenario === s)));
+  const figures = report.backends.flatMap((b) => b.scenarios);
+  const all = figures.flatMap((f) => [f.latencyMs.p50, f.latencyMs.p95, f.latencyMs.p99]).filter((v) => v > 0);
+  const lo = Math.pow(10, Math.floor(Math.log10(Math.min(1, ...all))));
+  const hi = Math.pow(10, Math.ceil(Math.log10(Math.max(10, ...all))));
+  const left = 70;
+  const panelHeight = 150;
+  const gap = 50;
+  const barWidth = 12;
+  const groupWidth = 3 * barWidth + 24;
+  const width = Math.max(560, left + backends.length * groupWidth + 60);
+  const height = 50 + scenarios.length * (panelHeight + gap) + 40;
+  const body: string[] = [];
+  scenarios.forEach((scenario, p) => {
+    const top = 50 + p * (panelHeight + gap);
+    const y = (v: number) => top + panelHeight - ((Math.log10(Math.max(v, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) * panelHeight;
+    body.push(`<text x="${left}" y="${top - 8}" font-weight="bold">${esc(scenario)}</text>`);
+    for (let decade = lo; decade <= hi * 1.0001; decade *= 10) {
+      body.push(`<line x1="${left}" x2="${width - 20}" y1="${y(decade)}" y2="${y(decade)}" stroke="#e3e3e3"/>`);
+      body.push(`<text x="${left - 6}" y="${y(decade) + 4}" text-anchor="end" fill="#444">${decade >= 1 ? decade.toFixed(0) : decade.toPrecision(1)} ms</text>`);
+    }
+    backends.forEach((backend, i) => {
+      const f = figures.find((x) => x.backend === backend && x.scenario === scenario);
+      const x0 = left + 20 + i * groupWidth;
+      body.push(`<text x="${x0 + (3 * barWidth) / 2}" y="${top + panelHeight + 16}" text-anchor="middle">${esc(backend)}</text>`);
+      if (!f) return;
+      (['p50', 'p95', 'p99'] as const).forEach((name, k) => {
+        const v = f.latencyMs[name];
+        body.push(`<rect x="${x0 + k * barWidth}" y="${y(v)}" width="${barWidth - 2}" height="${top + panelHeight - y(v)}" fill="${colorOf(backend, i)}" fill-opacity="${PERCENTILE_SHADES[name]}"><title>${esc(`${backend} ${scenario} ${name}: ${v.toFixed(2)} ms`)}</title></rect>`);
+      });
+    });
+  });
+  const ly = height - 20;
+  (['p50', 'p95', 'p99'] as const).forEach((name, k) => {
+    body.push(`<rect x="${left + k * 90}" y="${ly - 10}" width="12" height="12" fill="#333" fill-opacity="${PERCENTILE_SHADES[name]}"/>`);
+    body.push(`<text x="${left + k * 90 + 18}" y="${ly}">${name}</text>`);
+  });
+  return svgDocument(width, height, 'Latency per backend: p50 / p95 / p99 (log scale)', body);
+}
+
+/** Writes report.md, report.json, throughput.svg and latency.svg into `dir` (created if needed). */
+export function writeReport(dir: string, report: ComparisonReport): ReportFiles {
+  fs.mkdirSync(dir, { recursive: true });
+  const files: ReportFiles = {
+    markdown: path.join(dir, 'report.md'),
+    json: path.join(dir, 'report.json'),
+    throughputSvg: path.join(dir, 'throughput.svg'),
+    latencySvg: path.join(dir, 'latency.svg'),
+  };
+  fs.writeFileSync(files.markdown, renderMarkdown(report));
+  // Infinity is not JSON: the histogram's open last bound is written as null.
+  fs.writeFileSync(files.json, JSON.stringify(report, (_k, v) => (v === Infinity ? null : v), 2) + '\n');
+  fs.writeFileSync(files.throughputSvg, renderThroughputSvg(report));
+  fs.writeFileSync(files.latencySvg, renderLatencySvg(report));
+  return files;
+}
