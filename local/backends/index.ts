@@ -8,6 +8,14 @@ import { BackendFixture } from './fixture';
 const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   dynamo: () => require('./dynamo').dynamoFixture,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  tidb: () => require('./tidb').tidbFixture,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  docdb: () => require('./docdb').docdbFixture,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  redis: () => require('./redis').redisFixture,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  momento: () => require('./momento').momentoFixture,
 };
 
 export function fixtureFor(backend: BackendName): BackendFixture {

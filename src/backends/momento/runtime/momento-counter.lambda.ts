@@ -1,4 +1,11 @@
-// Placeholder until this backend's issue lands: the bundle must exist for `projen bundle`.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import { createCounterHandler } from '../../../runtime/handler';
+import { MomentoCounterStore, readMomentoConfig } from './momento-counter-store';
+
+// Init phase: configuration is read and validated once per container; the
+// secret is read and the client created on the first request (lazily, once).
+const config = readMomentoConfig(process.env);
+
+export const handler = createCounterHandler({
+  backend: 'momento',
+  createStore: () => MomentoCounterStore.create(config),
+});

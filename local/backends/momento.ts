@@ -1,0 +1,55 @@
+import { CacheClient, CacheIncrement, Configurations, CredentialProvider } from '@gomomento/sdk';
+import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
+import { Engine } from '../engines/engine';
+import { acquireMomento, MomentoEngine } from '../engines/momento';
+import { loadBundledHandler } from '../lambda-container';
+import { BackendFixture } from './fixture';
+
+export const MOMENTO_SETUP_ENTRY = 'backends/momento/runtime/momento-setup.lambda';
+
+/** Runs the bundled setup handler (what the custom resource runs on AWS) to create a cache. */
+export async function runMomentoSetup(env: Record<string, string>, cacheName: string, requestType: 'Create' | 'Update' = 'Create'): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
+  const handler = loadBundledHandler(MOMENTO_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
+  return handler({ RequestType: requestType, ResourceProperties: { CacheName: cacheName } });
+}
+
+function endpointOf(engine: Engine): { hostname: string; port: number } {
+  const e = engine as MomentoEngine;
+  return { hostname: e.hostname, port: e.port };
+}
+
+/**
+ * Momento on a local Momento protocol server: one cache per namespace,
+ * created through the bundled setup handler, as the custom resource would.
+ */
+export const momentoFixture: BackendFixture = {
+  backend: 'momento',
+  entry: 'backends/momento/runtime/momento-counter.lambda',
+  acquire: acquireMomento,
+  async prepare(engine, namespace) {
+    const { hostname, port } = endpointOf(engine);
+    const env = { [MOMENTO_ENV.LOCAL_ENDPOINT]: `${hostname}:${port}`, [MOMENTO_ENV.CACHE_NAME]: namespace };
+    await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
+    return env;
+  },
+  async bareClient(engine, env) {
+    const { hostname, port } = endpointOf(engine);
+    const client = new CacheClient({
+      configuration: Configurations.Lambda.latest(),
+      credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
+      defaultTtlSeconds: 3600,
+    });
+    const cacheName = env[MOMENTO_ENV.CACHE_NAME];
+    return {
+      async increment(id: string) {
+        const resp = await client.increment(cacheName, id, 1);
+        if (resp instanceof CacheIncrement.Success) return resp.value();
+        throw new Error(`increment failed: ${(resp as CacheIncrement.Error).message()}`);
+      },
+      async close() {
+        client.close();
+      },
+    };
+  },
+  serverPort: (engine) => endpointOf(engine).port,
+};

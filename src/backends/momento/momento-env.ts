@@ -1,0 +1,39 @@
+/**
+ * Environment contract between `MomentoCounter` and its handlers (DESIGN.md §4).
+ * Plain constants only: imported by both the construct and the bundled handlers.
+ */
+export const MOMENTO_ENV = {
+  /**
+   * ARN of the Secrets Manager secret holding the Momento API key (AWS).
+   * The secret is JSON: a v2 key `{"apiKey", "endpoint"}`, or the legacy
+   * `momento_key_info.json` shape `{"apiKey", "refreshToken", "validUntil",
+   * "restEndpoint"}`. Read once per container, never put in the environment.
+   */
+  API_KEY_SECRET_ARN: 'MOMENTO_API_KEY_SECRET_ARN',
+  /**
+   * `host:port` of a local Momento protocol server (tests and local runs
+   * only; plaintext, no key). Never set by the construct. When set, the
+   * secret is not read.
+   */
+  LOCAL_ENDPOINT: 'MOMENTO_LOCAL_ENDPOINT',
+  /** Name of the cache holding the counters. Default `atomic-counter`. */
+  CACHE_NAME: 'MOMENTO_CACHE_NAME',
+  /** TTL in seconds every write sets on a counter item. Default 86400 (24 h). */
+  TTL_SECONDS: 'MOMENTO_TTL_SECONDS',
+  /** Conditional mode: compare-and-swap attempts per request before a 503. Default 200. */
+  CAS_MAX_ATTEMPTS: 'MOMENTO_CAS_MAX_ATTEMPTS',
+  /** Conditional mode: milliseconds one request may spend retrying before a 503. Default 5000. */
+  CAS_BUDGET_MS: 'MOMENTO_CAS_BUDGET_MS',
+} as const;
+
+/** Defaults shared by the construct and the handlers, in one place. */
+export const MOMENTO_DEFAULTS = {
+  cacheName: 'atomic-counter',
+  /**
+   * Momento's default per-cache limit on an item's TTL is 24 hours; a longer
+   * TTL needs a limit increase from Momento.
+   */
+  ttlSeconds: 86_400,
+  casMaxAttempts: 200,
+  casBudgetMs: 5_000,
+} as const;

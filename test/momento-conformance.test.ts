@@ -1,0 +1,3 @@
+import { describeConformance } from './kit/conformance';
+
+describeConformance('momento');
