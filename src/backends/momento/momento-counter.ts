@@ -1,0 +1,171 @@
+import { CustomResource, Duration, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
+
+/** Props of `MomentoCounter`. */
+export interface MomentoCounterProps extends CounterOptions {
+  /**
+   * The Secrets Manager secret holding the Momento API key, as JSON: a v2 key
+   * `{"apiKey": "…", "endpoint": "…"}` (what the Momento console issues), or
+   * the legacy `momento_key_info.json` shape `{"apiKey", "refreshToken",
+   * "validUntil", "restEndpoint"}`. The functions get read access to this
+   * secret only; the key never appears in their environment.
+   */
+  readonly apiKeySecret: secretsmanager.ISecret;
+
+  /**
+   * Name of the Momento cache holding the counters. The setup custom
+   * resource creates it if it does not exist; deleting the stack leaves it.
+   * @default "atomic-counter"
+   */
+  readonly cacheName?: string;
+
+  /**
+   * TTL every write sets on a counter: a Momento counter is a cache item, so
+   * it resets to 0 this long after its last increment (or earlier, if
+   * evicted). Whole seconds; Momento's default per-cache limit is 24 hours.
+   * @default Duration.hours(24)
+   */
+  readonly ttl?: Duration;
+
+  /**
+   * Conditional mode: compare-and-swap attempts one request may make on a
+   * contended counter before answering 503 (retryable).
+   * @default 200
+   */
+  readonly casMaxAttempts?: number;
+
+  /**
+   * Conditional mode: time one request may spend retrying a contended
+   * compare-and-swap before answering 503. Must stay below `timeout`.
+   * @default Duration.seconds(5)
+   */
+  readonly casTimeBudget?: Duration;
+
+  /**
+   * A VPC to run the functions in. Not needed: Momento is reached over the
+   * internet. If given, the subnets must have egress to the internet
+   * (a NAT gateway), or the functions cannot reach Momento.
+   * @default - the functions do not run in a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the functions (only with `vpc`).
+   * @default - private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the functions (only with `vpc`).
+   * @default - a security group allowing all outbound traffic
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
+ * An atomic counter on Momento Cache. Unconditional: Momento's server-side
+ * `increment` (one round trip). Conditional: a bounded compare-and-swap loop
+ * (`get`, then `setIfAbsent` / `setIfEqual`) with jittered back-off, which
+ * answers 503 only when its retry budget runs out, never 409 for a race.
+ * A setup custom resource creates the cache if it does not exist.
+ */
+export class MomentoCounter extends CounterBase {
+  public readonly backend: string = 'momento';
+  public readonly counterMetric: string = 'MomentoAtomicCounter';
+  /** The function serving this counter's routes. */
+  public readonly counterFunction: lambda.Function;
+  public readonly logGroup: logs.LogGroup;
+  public readonly metricFilter: logs.MetricFilter;
+  /** The cache holding the counters. */
+  public readonly cacheName: string;
+  /** The secret holding the Momento API key. */
+  public readonly apiKeySecret: secretsmanager.ISecret;
+  /** The function run by the setup custom resource (creates the cache). */
+  public readonly setupFunction: lambda.Function;
+  /** The setup custom resource (`Custom::MomentoSetup`). */
+  public readonly setup: CustomResource;
+
+  constructor(scope: Construct, id: string, props: MomentoCounterProps) {
+    super(scope, id, props);
+    if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
+      throw new Error('MomentoCounter: `vpcSubnets` and `securityGroups` need `vpc`');
+    }
+    this.cacheName = props.cacheName ?? MOMENTO_DEFAULTS.cacheName;
+    if (!Token.isUnresolved(this.cacheName) && this.cacheName.trim() === '') {
+      throw new Error('MomentoCounter: `cacheName` must not be blank');
+    }
+    const ttlSeconds = props.ttl ? props.ttl.toMilliseconds() / 1000 : MOMENTO_DEFAULTS.ttlSeconds;
+    if (!Token.isUnresolved(ttlSeconds) && (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1)) {
+      throw new Error(`MomentoCounter: \`ttl\` must be a whole number of seconds ≥ 1 (got ${ttlSeconds})`);
+    }
+    const casMaxAttempts = props.casMaxAttempts ?? MOMENTO_DEFAULTS.casMaxAttempts;
+    if (!Token.isUnresolved(casMaxAttempts) && (!Number.isSafeInteger(casMaxAttempts) || casMaxAttempts < 1)) {
+      throw new Error(`MomentoCounter: \`casMaxAttempts\` must be an integer ≥ 1 (got ${casMaxAttempts})`);
+    }
+    const casBudgetMs = props.casTimeBudget?.toMilliseconds() ?? MOMENTO_DEFAULTS.casBudgetMs;
+    const timeoutMs = (props.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds) * 1000;
+    if (!Token.isUnresolved(casBudgetMs) && !Token.isUnresolved(timeoutMs) && (casBudgetMs < 1 || casBudgetMs >= timeoutMs)) {
+      throw new Error(`MomentoCounter: \`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
+    }
+    this.apiKeySecret = props.apiKeySecret;
+
+    const placement = props.vpc
+      ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
+      : {};
+    // Only the secret's ARN travels through the environment; the handler reads it once per container.
+    const connectionEnv = {
+      [MOMENTO_ENV.API_KEY_SECRET_ARN]: this.apiKeySecret.secretArn,
+      [MOMENTO_ENV.CACHE_NAME]: this.cacheName,
+    };
+
+    // Setup: create the cache if it is missing (idempotent; Delete leaves it).
+    const setupLogGroup = this.createLogGroup('SetupLogGroup');
+    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+      description: 'Creates the Momento cache of the atomic counter if it does not exist',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundledHandlerPath('backends/momento/runtime/momento-setup.lambda')),
+      memorySize: 256,
+      timeout: Duration.minutes(1),
+      logGroup: setupLogGroup,
+      environment: connectionEnv,
+      ...placement,
+    });
+    this.apiKeySecret.grantRead(this.setupFunction);
+    const provider = new cr.Provider(this, 'SetupProvider', {
+      onEventHandler: this.setupFunction,
+      logGroup: setupLogGroup,
+    });
+    this.setup = new CustomResource(this, 'Setup', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::MomentoSetup',
+      properties: { CacheName: this.cacheName },
+    });
+
+    this.logGroup = this.createLogGroup('LogGroup');
+    this.counterFunction = this.createCounterFunction({
+      entry: 'backends/momento/runtime/momento-counter.lambda',
+      description: 'Atomic counter on Momento Cache (increment; conditional: compare-and-swap)',
+      environment: {
+        ...connectionEnv,
+        [MOMENTO_ENV.TTL_SECONDS]: String(ttlSeconds),
+        [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: String(casMaxAttempts),
+        [MOMENTO_ENV.CAS_BUDGET_MS]: String(casBudgetMs),
+      },
+      ...placement,
+    }, this.logGroup);
+    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
+    this.apiKeySecret.grantRead(this.counterFunction);
+    // The counter answers only once the cache exists.
+    this.counterFunction.node.addDependency(this.setup);
+    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
+  }
+}
