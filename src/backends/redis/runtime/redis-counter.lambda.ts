@@ -1,4 +1,11 @@
-// Placeholder until this backend's issue lands: the bundle must exist for `projen bundle`.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import { createCounterHandler } from '../../../runtime/handler';
+import { readRedisConfig, RedisCounterStore } from './redis-counter-store';
+
+// Init phase: configuration is read and validated once per container; the
+// connection (and the auth secret) wait for the first request.
+const config = readRedisConfig(process.env);
+
+export const handler = createCounterHandler({
+  backend: 'redis',
+  createStore: () => new RedisCounterStore(config),
+});

@@ -1,0 +1,30 @@
+import Redis from 'ioredis';
+import { REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { Engine } from '../engines/engine';
+import { acquireRedis } from '../engines/redis';
+import { BackendFixture, urlPort } from './fixture';
+
+/**
+ * Redis on a real `redis-server`: one key prefix per namespace, so tests and
+ * bench runs share one server without seeing each other's counters. Redis
+ * needs no setup step: a key springs into existence on its first INCR.
+ */
+export const redisFixture: BackendFixture = {
+  backend: 'redis',
+  entry: 'backends/redis/runtime/redis-counter.lambda',
+  acquire: acquireRedis,
+  async prepare(engine: Engine, namespace: string) {
+    return { [REDIS_ENV.URL]: engine.url, [REDIS_ENV.KEY_PREFIX]: `${namespace}:` };
+  },
+  async bareClient(engine, env) {
+    const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
+    const prefix = env[REDIS_ENV.KEY_PREFIX];
+    return {
+      increment: (id: string) => client.incr(prefix + id),
+      async close() {
+        client.disconnect();
+      },
+    };
+  },
+  serverPort: (engine) => urlPort(engine.url, 6379),
+};

@@ -1,0 +1,48 @@
+/**
+ * Environment contract between `RedisCounter` and its handler (DESIGN.md §4).
+ * Plain constants only: imported by both the construct and the bundled handler.
+ */
+export const REDIS_ENV = {
+  /** Primary endpoint host name (writes and reads both go to the primary). Required unless `REDIS_URL` is set. */
+  HOST: 'REDIS_HOST',
+  /** Primary endpoint port (default 6379). */
+  PORT: 'REDIS_PORT',
+  /** "true" (default) for TLS with certificate and host name verification; "false" for plaintext. */
+  TLS: 'REDIS_TLS',
+  /**
+   * ARN of a Secrets Manager secret holding JSON `{"authToken": "…"}` (plus an
+   * optional `"username"` for ElastiCache RBAC users). Read once per
+   * container; the token itself never travels through the environment.
+   */
+  AUTH_SECRET_ARN: 'REDIS_AUTH_SECRET_ARN',
+  /**
+   * A direct `redis://` or `rediss://` URL, credentials included: local runs
+   * and tests only. Takes precedence over HOST/PORT/TLS. Never set by the construct.
+   */
+  URL: 'REDIS_URL',
+  /** Prepended verbatim to every counter id to form its key (default "counter:"). */
+  KEY_PREFIX: 'REDIS_KEY_PREFIX',
+  /**
+   * Replicas that must acknowledge each increment (Redis `WAIT`) before the
+   * answer; 0 (default) answers as soon as the primary applied it.
+   */
+  WAIT_REPLICAS: 'REDIS_WAIT_REPLICAS',
+  /** Milliseconds `WAIT` may block (default 100). */
+  WAIT_TIMEOUT_MS: 'REDIS_WAIT_TIMEOUT_MS',
+  /** Milliseconds to establish a connection (TCP + TLS) before a 503 (default 1000). */
+  CONNECT_TIMEOUT_MS: 'REDIS_CONNECT_TIMEOUT_MS',
+  /** Milliseconds one command may take before a 503 (default 1000). */
+  COMMAND_TIMEOUT_MS: 'REDIS_COMMAND_TIMEOUT_MS',
+} as const;
+
+/** Defaults of the handler's configuration, shared by construct and handler. */
+export const REDIS_DEFAULTS = {
+  port: 6379,
+  keyPrefix: 'counter:',
+  connectTimeoutMs: 1000,
+  commandTimeoutMs: 1000,
+  waitTimeoutMs: 100,
+} as const;
+
+/** Field names of the auth secret's JSON. */
+export const REDIS_SECRET_FIELDS = { AUTH_TOKEN: 'authToken', USERNAME: 'username' } as const;

@@ -1,0 +1,240 @@
+import Redis, { RedisOptions, ReplyError } from 'ioredis';
+import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
+import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
+import { readJsonSecret, secretField } from '../../../runtime/secrets';
+import { CounterStore } from '../../../runtime/store';
+import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from '../redis-env';
+
+export interface RedisCounterStoreConfig {
+  /** Direct URL (local runs and tests). Wins over host/port/tls. */
+  readonly url?: string;
+  readonly host?: string;
+  readonly port: number;
+  readonly tls: boolean;
+  /** Secret holding `{"authToken", "username"?}`; read once per container. */
+  readonly authSecretArn?: string;
+  /** Prepended verbatim to each id to form the key. */
+  readonly keyPrefix: string;
+  readonly connectTimeoutMs: number;
+  readonly commandTimeoutMs: number;
+  /** Replicas that must acknowledge each increment (`WAIT`); 0 = none. */
+  readonly waitReplicas: number;
+  readonly waitTimeoutMs: number;
+}
+
+export function readRedisConfig(env: Env): RedisCounterStoreConfig {
+  const url = readOptionalString(env, REDIS_ENV.URL);
+  const host = url ? readOptionalString(env, REDIS_ENV.HOST) : readString(env, REDIS_ENV.HOST);
+  if (url && !/^rediss?:\/\//.test(url)) throw new ConfigError(`${REDIS_ENV.URL} must start with redis:// or rediss://`);
+  return {
+    url,
+    host,
+    port: readInteger(env, REDIS_ENV.PORT, REDIS_DEFAULTS.port, 1),
+    tls: readBoolean(env, REDIS_ENV.TLS, true),
+    authSecretArn: readOptionalString(env, REDIS_ENV.AUTH_SECRET_ARN),
+    // An empty prefix is allowed ("" keeps the raw id), so no fallback on "".
+    keyPrefix: env[REDIS_ENV.KEY_PREFIX] ?? REDIS_DEFAULTS.keyPrefix,
+    connectTimeoutMs: readInteger(env, REDIS_ENV.CONNECT_TIMEOUT_MS, REDIS_DEFAULTS.connectTimeoutMs, 50),
+    commandTimeoutMs: readInteger(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs, 50),
+    waitReplicas: readInteger(env, REDIS_ENV.WAIT_REPLICAS, 0, 0),
+    waitTimeoutMs: readInteger(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs, 1),
+  };
+}
+
+/**
+ * Conditional increment as one script: Redis runs a script to completion
+ * before serving any other command, so the read, the comparison and the
+ * INCR are one atomic step and no other writer can slip between them. A
+ * missing key reads as 0, so the first-increment race needs no special case
+ * (INCR creates the key). The answer is a pair: `{1, new value}` when applied,
+ * `{0, current value}` when rejected — a distinct result, never an error to
+ * be recognised by its text. The id reaches the script only as KEYS[1].
+ */
+const INCREMENT_BELOW_LUA = `
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if current >= tonumber(ARGV[1]) then
+  return {0, current}
+end
+return {1, redis.call('INCR', KEYS[1])}
+`;
+
+/** Server error codes (first word of the reply) that mean "cannot serve right now": 503. */
+const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS']);
+
+interface CounterRedis extends Redis {
+  counterIncrementBelow(key: string, maximum: string): Promise<[number, number]>;
+}
+
+/**
+ * Redis (ElastiCache Redis OSS or Valkey): `INCR` for the unconditional
+ * increment, one Lua script (EVALSHA, with ioredis' NOSCRIPT fallback to
+ * EVAL) for the conditional one, `GET` for reads; all on the primary.
+ *
+ * The client is built for Lambda: one connection per container, opened
+ * lazily, with bounded connect and command timeouts, no offline queue and
+ * no background reconnection. A command on a broken connection fails at
+ * once (503); the next request opens a fresh connection. ioredis' automatic
+ * reconnect is off on purpose: it would resend unanswered commands, and a
+ * resent INCR whose first reply was lost counts one request twice.
+ */
+export class RedisCounterStore implements CounterStore {
+  private client?: CounterRedis;
+  private connecting?: Promise<CounterRedis>;
+  /** Increments the primary applied but fewer replicas than asked acknowledged in time. */
+  public replicaShortfalls = 0;
+
+  constructor(private readonly config: RedisCounterStoreConfig) {}
+
+  async increment(id: string): Promise<number> {
+    return this.write(id, (target, key) => target.incr(key)) as Promise<number>;
+  }
+
+  async incrementBelow(id: string, maximum: number): Promise<number> {
+    const [applied, value] = await this.write(id, (target, key) =>
+      (target as CounterRedis).counterIncrementBelow(key, String(maximum))) as [number, number];
+    if (applied !== 1) throw new LimitReachedError(maximum, Number(value));
+    return Number(value);
+  }
+
+  async read(id: string): Promise<number> {
+    const value = await this.run((client) => client.get(this.key(id)));
+    return value === null ? 0 : Number(value);
+  }
+
+  async close(): Promise<void> {
+    const client = this.client ?? await this.connecting?.catch(() => undefined);
+    this.client = undefined;
+    client?.disconnect();
+  }
+
+  /** The key of a counter: the prefix, then the id verbatim (ids are never parsed or escaped). */
+  key(id: string): string {
+    return this.config.keyPrefix + id;
+  }
+
+  /**
+   * One write command, followed in the same round trip by `WAIT` when
+   * replica acknowledgements are asked for. WAIT blocks this connection until
+   * the replicas confirm every earlier write on it, or the timeout passes.
+   * A shortfall does not turn into an error: the increment is applied and
+   * visible, and a retry by the client would count it twice.
+   */
+  private async write(id: string, command: (target: Redis | ReturnType<Redis['pipeline']>, key: string) => unknown): Promise<unknown> {
+    const key = this.key(id);
+    const { waitReplicas, waitTimeoutMs } = this.config;
+    if (waitReplicas === 0) return this.run((client) => command(client, key) as Promise<unknown>);
+    return this.run(async (client) => {
+      const pipeline = client.pipeline();
+      command(pipeline, key);
+      pipeline.wait(waitReplicas, waitTimeoutMs);
+      const results = (await pipeline.exec()) ?? [];
+      const [[writeErr, value], [waitErr, acknowledged]] = results;
+      if (writeErr) throw writeErr;
+      if (waitErr || Number(acknowledged) < waitReplicas) {
+        this.replicaShortfalls++;
+        warn(`WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
+      }
+      return value;
+    });
+  }
+
+  /**
+   * Runs one command and sorts its failure. ioredis rejects with a
+   * `ReplyError` when the server answered with an error, and with a plain
+   * Error when the transport failed (connection closed, not writable,
+   * command timed out): the latter is always a 503, and the connection is
+   * dropped so the next request starts on a fresh one.
+   */
+  private async run<T>(command: (client: CounterRedis) => Promise<T>): Promise<T> {
+    const client = await this.connection();
+    try {
+      return await command(client);
+    } catch (err) {
+      if (err instanceof ReplyError) {
+        const code = (err as Error).message.split(' ', 1)[0];
+        // READONLY: after a failover this connection still points at the old
+        // primary, now a replica; a fresh connection resolves the primary
+        // endpoint's DNS name again and reaches the new one.
+        if (code === 'READONLY') this.discard(client);
+        if (UNAVAILABLE_REPLIES.has(code)) throw new BackendUnavailableError(`Redis cannot serve the request (${code})`, { cause: err });
+        throw err;
+      }
+      this.discard(client);
+      throw new BackendUnavailableError('Redis is unavailable', { cause: err });
+    }
+  }
+
+  /** The container's connection: reused while ready, replaced once broken. Concurrent callers share one connect. */
+  private connection(): Promise<CounterRedis> {
+    const client = this.client;
+    if (client && client.status === 'ready') return Promise.resolve(client);
+    if (client) this.discard(client);
+    this.connecting ??= this.open().then(
+      (fresh) => {
+        this.client = fresh;
+        this.connecting = undefined;
+        return fresh;
+      },
+      (err) => {
+        this.connecting = undefined;
+        throw err;
+      },
+    );
+    return this.connecting;
+  }
+
+  private discard(client: Redis): void {
+    if (this.client === client) this.client = undefined;
+    client.disconnect();
+  }
+
+  private async open(): Promise<CounterRedis> {
+    const { config } = this;
+    const credentials = config.authSecretArn ? await readCredentials(config.authSecretArn) : {};
+    const options: RedisOptions = {
+      ...credentials,
+      lazyConnect: true,
+      connectTimeout: config.connectTimeoutMs,
+      commandTimeout: config.commandTimeoutMs,
+      // Fail fast instead of queueing while disconnected, and never replay.
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 0,
+      retryStrategy: () => null,
+      autoResendUnfulfilledCommands: false,
+      // The ready check costs an INFO round trip per connect; a server still
+      // loading its data answers LOADING instead, which is a 503 anyway.
+      enableReadyCheck: false,
+    };
+    const client = (config.url
+      ? new Redis(config.url, options)
+      : new Redis({
+        ...options,
+        host: config.host,
+        port: config.port,
+        // Node verifies the certificate chain and the host name by default.
+        tls: config.tls ? { servername: config.host } : undefined,
+      })) as CounterRedis;
+    // Errors surface through the commands; without a listener ioredis prints them.
+    client.on('error', () => undefined);
+    client.defineCommand('counterIncrementBelow', { numberOfKeys: 1, lua: INCREMENT_BELOW_LUA });
+    try {
+      await client.connect();
+    } catch (err) {
+      client.disconnect();
+      throw new BackendUnavailableError('Redis is unreachable', { cause: err });
+    }
+    return client;
+  }
+}
+
+async function readCredentials(secretArn: string): Promise<{ password: string; username?: string }> {
+  const secret = await readJsonSecret(secretArn);
+  const password = secretField(secret, REDIS_SECRET_FIELDS.AUTH_TOKEN, 'Redis auth secret');
+  const username = typeof secret[REDIS_SECRET_FIELDS.USERNAME] === 'string' ? secret[REDIS_SECRET_FIELDS.USERNAME] as string : undefined;
+  return username ? { password, username } : { password };
+}
+
+function warn(message: string): void {
+  if (process.env.ATOMIC_COUNTER_LOG === 'off') return;
+  process.stdout.write(JSON.stringify({ level: 'WARN', backend: 'redis', message }) + '\n');
+}
