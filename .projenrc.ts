@@ -29,6 +29,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   tsconfigDev: {
     compilerOptions: {},
     include: ['local/**/*.ts'],
+    exclude: ['node_modules', 'examples', 'cdk.out', 'assets', 'lib', 'dist'],
   },
   // Handler-side code is bundled by esbuild (below), not compiled by jsii: it
   // is not part of the public API and never imports aws-cdk-lib.
@@ -89,8 +90,24 @@ const project = new awscdk.AwsCdkConstructLibrary({
   eslintOptions: {
     dirs: ['src', 'local'],
     devdirs: ['test', 'local'],
+    // The development tsconfig covers src, test and local (tsconfig.json, the
+    // jsii one, covers only the published sources).
+    tsconfigPath: './tsconfig.dev.json',
   },
   gitignore: ['/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
+});
+
+// The project service would pick tsconfig.json (jsii's, which excludes tests,
+// local tools and handler code) as the nearest config: parse every file with
+// the development tsconfig instead.
+const eslintrc = project.tryFindObjectFile('.eslintrc.json');
+eslintrc?.addDeletionOverride('parserOptions.projectService');
+eslintrc?.addOverride('parserOptions.project', './tsconfig.dev.json');
+// Handler code imports the datastore clients, which esbuild bundles into
+// assets/: they are devDependencies on purpose (library users never install them).
+project.eslint?.addOverride({
+  files: ['src/**/runtime/**/*.ts'],
+  rules: { 'import/no-extraneous-dependencies': ['error', { devDependencies: true, optionalDependencies: false, peerDependencies: true }] },
 });
 
 /** One esbuild bundle per Lambda entry: `assets/<path without src/>/index.js`. */

@@ -43,11 +43,12 @@ export class NotFoundError extends CounterError {
 export class BackendUnavailableError extends CounterError {
   readonly code = 'BACKEND_UNAVAILABLE';
   readonly statusCode = 503;
+  /** Seconds the client should wait before retrying (`Retry-After`). */
+  readonly retryAfterSeconds: number;
   constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options);
     this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
   }
-  readonly retryAfterSeconds: number;
 }
 
 export class InternalError extends CounterError {

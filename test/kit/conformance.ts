@@ -25,10 +25,10 @@ export interface ConformanceOptions {
 }
 
 export interface Counters {
-  /** Loads `n` containers of the backend's bundled handler in a mode, on a fresh namespace. */
-  containers(mode: { conditional: boolean; maximum?: number }, n?: number, namespace?: string): Promise<ProxyHandler[]>;
   readonly fixture: BackendFixture;
   readonly engine: Engine;
+  /** Loads `n` containers of the backend's bundled handler in a mode, on a fresh namespace. */
+  containers(mode: { conditional: boolean; maximum?: number }, n?: number, namespace?: string): Promise<ProxyHandler[]>;
 }
 
 export interface Answer {
@@ -132,7 +132,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
       });
     });
 
-    test(`conditional: a counter part-way (start 40, maximum 60) accepts exactly 20 more`, async () => {
+    test('conditional: a counter part-way (start 40, maximum 60) accepts exactly 20 more', async () => {
       // Each mode needs its own containers; both point at the same namespace.
       const namespace = uniqueNamespace(`t_${backend}`);
       const [unconditional] = await ctx().containers({ conditional: false }, 1, namespace);
@@ -179,7 +179,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
 
     test('ids are stored verbatim: unicode, spaces, quotes and script-significant characters', async () => {
       const [handler] = await ctx().containers({ conditional: false });
-      const ids = ['user 42', 'naïve-ünïcode-計数', `quote'"\\`, '{hash}*?[x]', "'; DROP TABLE counters; --", 'a'.repeat(255), '%41'];
+      const ids = ['user 42', 'naïve-ünïcode-計数', 'quote\'"\\', '{hash}*?[x]', "'; DROP TABLE counters; --", 'a'.repeat(255), '%41'];
       for (const id of ids) {
         const first = await call(handler, 'POST', backend, id);
         expect(first).toMatchObject({ status: 200, body: { id, counter: 1 } });
