@@ -17,14 +17,37 @@ async function answersPing(url: string): Promise<boolean> {
   }
 }
 
-/** Starts a throw-away `redis-server` on a free port (no persistence). */
-export async function startRedisServer(port?: number): Promise<Engine> {
+export interface RedisServerOptions {
+  /** @default - a free port */
+  readonly port?: number;
+  /**
+   * Keep data in an append-only file in this directory, fsynced before each
+   * reply (`appendfsync always`), so a restart on the same directory finds
+   * every acknowledged write. @default - no persistence
+   */
+  readonly dataDir?: string;
+  /** Extra `redis-server` arguments, e.g. `['--replicaof', '127.0.0.1', '6390']`. */
+  readonly args?: string[];
+}
+
+/** A `redis-server` this process started. */
+export interface RedisServer extends Engine {
+  readonly port: number;
+  readonly pid: number;
+}
+
+/** Starts a throw-away `redis-server` (no persistence unless `dataDir` is given). */
+export async function startRedisServer(portOrOptions?: number | RedisServerOptions): Promise<RedisServer> {
+  const options: RedisServerOptions = typeof portOrOptions === 'number' ? { port: portOrOptions } : portOrOptions ?? {};
   const probe = spawnSync('redis-server', ['--version'], { stdio: 'ignore' });
   if (probe.error || probe.status !== 0) {
     throw new EngineUnavailableError('Redis: no server at REDIS_URL or 127.0.0.1:6379 and no redis-server on PATH: apt-get install redis-server');
   }
-  const p = port ?? await freePort();
-  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const p = options.port ?? await freePort();
+  const persistence = options.dataDir
+    ? ['--dir', options.dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
+    : ['--save', '', '--appendonly', 'no'];
+  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', ...persistence, ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = captureOutput(child);
   const url = `redis://127.0.0.1:${p}`;
   try {
@@ -33,7 +56,7 @@ export async function startRedisServer(port?: number): Promise<Engine> {
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${output()}`);
   }
-  return { name: 'redis-server', origin: 'started', url, stop: () => stopChild(child) };
+  return { name: 'redis-server', origin: 'started', url, port: p, pid: child.pid!, stop: () => stopChild(child) };
 }
 
 /** `REDIS_URL` → 127.0.0.1:6379 → a `redis-server` we start. */

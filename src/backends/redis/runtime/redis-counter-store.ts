@@ -204,6 +204,9 @@ export class RedisCounterStore implements CounterStore {
       // The ready check costs an INFO round trip per connect; a server still
       // loading its data answers LOADING instead, which is a 503 anyway.
       enableReadyCheck: false,
+      // Two CLIENT SETINFO commands per connect otherwise: a round trip spent
+      // on a label, and an error on engines before Redis 7.2.
+      disableClientInfo: true,
     };
     const client = (config.url
       ? new Redis(config.url, options)
