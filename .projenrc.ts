@@ -136,6 +136,12 @@ for (const entry of LAMBDA_ENTRIES) {
 // (esbuild, a few seconds) so `npx projen test` works right after `npm ci`.
 project.testTask.prependSpawn(project.bundler.bundleTask);
 
+// `build` packages the JavaScript target only: the Python, Java, .NET and Go
+// toolchains cannot be downloaded on our machines. Where they exist,
+// `npx projen package-all` packages every language.
+project.packageTask.reset();
+project.packageTask.spawn(project.tasks.tryFind('package:js')!);
+
 const tsNode = 'ts-node --transpile-only --project tsconfig.dev.json';
 project.addTask('bench', {
   description: 'Bundled handler vs bare client loop on a local engine: `npx projen bench --backend dynamo`',

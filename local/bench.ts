@@ -31,18 +31,19 @@ export async function bench(backend: BackendName, opts: { concurrency: number; r
     };
     const handlers = Array.from({ length: opts.containers }, () => loadBundledHandler(fixture.entry, { ...env, ...modeEnv }));
     console.log(`${backend} on ${engine.name} (${engine.origin}, ${engine.url.replace(/\/\/[^@/]*@/, '//***@')}); ${opts.conditional ? 'conditional' : 'unconditional'}; concurrency ${opts.concurrency}; ${opts.requests} requests; ${opts.containers} containers`);
-    // Warm up both paths (connections, JIT) before measuring.
-    const warm = Math.min(200, opts.requests);
+    // Warm up both paths (connections, our JIT and the engine's: DynamoDB
+    // Local's JVM needs a few thousand requests) before measuring either.
+    const warm = Math.max(500, Math.min(3000, opts.requests));
     const callHandler = async (_i: number, caller: number) => {
       const res = await handlers[caller % handlers.length](proxyEvent('POST', backend, 'bench-hot'));
       return { status: res.statusCode, counter: JSON.parse(res.body).counter };
     };
-    await runWorkload({ total: warm, concurrency: opts.concurrency, call: callHandler });
-    const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
-
     const bare = await Promise.all(Array.from({ length: opts.containers }, () => fixture.bareClient(engine, env)));
     const callBare = async (_i: number, caller: number) => ({ status: 200, counter: await bare[caller % bare.length].increment('bench-bare') });
+    await runWorkload({ total: warm, concurrency: opts.concurrency, call: callHandler });
     await runWorkload({ total: warm, concurrency: opts.concurrency, call: callBare });
+
+    const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
     const viaBare = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callBare });
     await Promise.all(bare.map((b) => b.close()));
 
