@@ -7,9 +7,15 @@ import { BackendFixture } from './fixture';
 
 export const MOMENTO_SETUP_ENTRY = 'backends/momento/runtime/momento-setup.lambda';
 
+/** What the setup handler answers the custom-resource framework. */
+export interface SetupAnswer {
+  PhysicalResourceId: string;
+  Data?: Record<string, string>;
+}
+
 /** Runs the bundled setup handler (what the custom resource runs on AWS) to create a cache. */
-export async function runMomentoSetup(env: Record<string, string>, cacheName: string, requestType: 'Create' | 'Update' = 'Create'): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
-  const handler = loadBundledHandler(MOMENTO_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
+export async function runMomentoSetup(env: Record<string, string>, cacheName: string, requestType: 'Create' | 'Update' = 'Create'): Promise<SetupAnswer> {
+  const handler = loadBundledHandler(MOMENTO_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
   return handler({ RequestType: requestType, ResourceProperties: { CacheName: cacheName } });
 }
 
