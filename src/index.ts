@@ -2,3 +2,4 @@ export * from './counter-base';
 export * from './atomic-counter-api';
 export * from './backends/dynamo/dynamo-counter';
 export * from './backends/momento/momento-counter';
+export * from './backends/redis/redis-counter';

@@ -1,8 +1,8 @@
 import Redis from 'ioredis';
+import { BackendFixture, urlPort } from './fixture';
 import { REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { Engine } from '../engines/engine';
 import { acquireRedis } from '../engines/redis';
-import { BackendFixture, urlPort } from './fixture';
 
 /**
  * Redis on a real `redis-server`: one key prefix per namespace, so tests and

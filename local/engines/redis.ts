@@ -5,7 +5,9 @@ import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, wai
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 
 async function answersPing(url: string): Promise<boolean> {
-  const client = new Redis(url, { lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  const client = new Redis(url, {
+    lazyConnect: true, connectTimeout: 500, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null,
+  });
   client.on('error', () => undefined);
   try {
     await client.connect();

@@ -1,5 +1,5 @@
-import { createCounterHandler } from '../../../runtime/handler';
 import { readRedisConfig, RedisCounterStore } from './redis-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the
 // connection (and the auth secret) wait for the first request.

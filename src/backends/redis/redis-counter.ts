@@ -1,0 +1,316 @@
+import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as elasticache from 'aws-cdk-lib/aws-elasticache';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { Construct } from 'constructs';
+import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
+import { CounterBase, CounterOptions } from '../../counter-base';
+
+/** The engine of a created ElastiCache replication group. */
+export enum RedisEngine {
+  /** Redis OSS. */
+  REDIS = 'redis',
+  /** Valkey, the Linux Foundation fork of Redis OSS (same protocol and commands). */
+  VALKEY = 'valkey',
+}
+
+/** Props of `RedisCounter`. */
+export interface RedisCounterProps extends CounterOptions {
+  /**
+   * The VPC the function runs in, and the created replication group lives in.
+   * The construct never creates a VPC.
+   */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the function and the created cache nodes. With an
+   * auth secret the function must reach Secrets Manager: a NAT gateway or
+   * a Secrets Manager interface endpoint.
+   * @default - the VPC's private subnets with egress, else its isolated subnets
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Host name of an existing Redis/Valkey primary endpoint. When set, no
+   * replication group is created; allow `port` into that endpoint's security
+   * group from `functionSecurityGroup`.
+   * @default - a replication group is created
+   */
+  readonly host?: string;
+
+  /**
+   * Port of the existing endpoint (only with `host`).
+   * @default 6379
+   */
+  readonly port?: number;
+
+  /**
+   * Secret of the existing endpoint (only with `host`), JSON
+   * `{"authToken": "…"}`, plus `"username"` for an RBAC user. The function
+   * gets read access to it; the token never appears in its environment.
+   * @default - no AUTH
+   */
+  readonly authSecret?: secretsmanager.ISecret;
+
+  /**
+   * TLS to the existing endpoint (only with `host`), with certificate and
+   * host name verification. A created replication group always uses TLS.
+   * @default true
+   */
+  readonly tls?: boolean;
+
+  /**
+   * Engine of the created replication group.
+   * @default RedisEngine.REDIS
+   */
+  readonly engine?: RedisEngine;
+
+  /**
+   * Engine version of the created replication group.
+   * @default "7.1" for Redis, "8.0" for Valkey
+   */
+  readonly engineVersion?: string;
+
+  /**
+   * Node type of the created replication group.
+   * @default "cache.t4g.micro"
+   */
+  readonly cacheNodeType?: string;
+
+  /**
+   * Read replicas of the created replication group's primary. With at least
+   * one, automatic failover and Multi-AZ are on. Replication is
+   * asynchronous: a failover can lose increments already answered with 200
+   * (see `waitForReplicas`).
+   * @default 1
+   */
+  readonly replicas?: number;
+
+  /**
+   * What happens to the created replication group when it leaves the stack.
+   * @default RemovalPolicy.SNAPSHOT
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * Replicas that must acknowledge each increment (Redis `WAIT`) before the
+   * function answers, narrowing (not closing) the window in which a failover
+   * loses answered increments. Costs one replication round trip per
+   * increment; a shortfall past `waitTimeout` still answers 200 (the
+   * increment is applied) and logs a warning.
+   * @default 0 - answer as soon as the primary applied the increment
+   */
+  readonly waitForReplicas?: number;
+
+  /**
+   * How long `WAIT` may block (only with `waitForReplicas`).
+   * @default Duration.millis(100)
+   */
+  readonly waitTimeout?: Duration;
+
+  /**
+   * Prefix of every counter key; the id follows verbatim.
+   * @default "counter:"
+   */
+  readonly keyPrefix?: string;
+
+  /**
+   * Bound on opening a connection (TCP + TLS + AUTH) before a 503.
+   * @default Duration.seconds(1)
+   */
+  readonly connectTimeout?: Duration;
+
+  /**
+   * Bound on one command before a 503. A timed-out increment may still have
+   * been applied (the client cannot know), which the 503 leaves to the caller.
+   * @default Duration.seconds(1)
+   */
+  readonly commandTimeout?: Duration;
+}
+
+/** Defaults of `RedisCounter`, in one place (docs/redis.md mirrors them). */
+const REDIS_COUNTER_DEFAULTS = {
+  engine: RedisEngine.REDIS,
+  engineVersion: { [RedisEngine.REDIS]: '7.1', [RedisEngine.VALKEY]: '8.0' },
+  cacheNodeType: 'cache.t4g.micro',
+  replicas: 1,
+  port: 6379,
+  removalPolicy: RemovalPolicy.SNAPSHOT,
+  authTokenLength: 64,
+} as const;
+
+/**
+ * An atomic counter on ElastiCache (Redis OSS or Valkey): `INCR` per
+ * increment, one Lua script (`EVALSHA`) per conditional increment, `GET`
+ * per read, all on the primary endpoint.
+ *
+ * By default it creates a replication group (a primary and one replica,
+ * encrypted in transit and at rest, an AUTH token generated in Secrets
+ * Manager) reachable on its port only from the function's security group.
+ * Redis needs no setup step: a key exists from its first `INCR`, and the
+ * script is loaded by the client on first use (EVAL, then EVALSHA).
+ */
+export class RedisCounter extends CounterBase {
+  public readonly backend: string = 'redis';
+  public readonly counterMetric: string = 'RedisAtomicCounter';
+  /** The function serving this counter's routes. */
+  public readonly counterFunction: lambda.Function;
+  public readonly logGroup: logs.LogGroup;
+  public readonly metricFilter: logs.MetricFilter;
+  /** The function's security group: the only source the cache admits. */
+  public readonly functionSecurityGroup: ec2.SecurityGroup;
+  /** The created replication group's security group. @default - undefined with an existing endpoint */
+  public readonly cacheSecurityGroup?: ec2.SecurityGroup;
+  /** The created replication group. @default - undefined with an existing endpoint */
+  public readonly replicationGroup?: elasticache.CfnReplicationGroup;
+  /** The created subnet group. @default - undefined with an existing endpoint */
+  public readonly subnetGroup?: elasticache.CfnSubnetGroup;
+  /** The secret holding the AUTH token (generated, or the given `authSecret`). */
+  public readonly authSecret?: secretsmanager.ISecret;
+  /** Host name of the primary endpoint the function writes to. */
+  public readonly endpointAddress: string;
+  /** Port of the primary endpoint. */
+  public readonly endpointPort: string;
+
+  constructor(scope: Construct, id: string, props: RedisCounterProps) {
+    super(scope, id, props);
+    validate(props);
+    const existing = props.host !== undefined;
+    const vpcSubnets = props.vpcSubnets ?? (props.vpc.privateSubnets.length > 0
+      ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }
+      : { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
+
+    this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Redis atomic counter function',
+      // Egress is opened below, to the cache port and (with a secret) HTTPS only.
+      allowAllOutbound: false,
+    });
+
+    let tls: boolean;
+    if (existing) {
+      this.endpointAddress = props.host!;
+      this.endpointPort = String(props.port ?? REDIS_COUNTER_DEFAULTS.port);
+      this.authSecret = props.authSecret;
+      tls = props.tls ?? true;
+      this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(props.port ?? REDIS_COUNTER_DEFAULTS.port), 'Redis endpoint');
+    } else {
+      const engine = props.engine ?? REDIS_COUNTER_DEFAULTS.engine;
+      const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
+      const port = REDIS_COUNTER_DEFAULTS.port;
+      tls = true;
+      this.cacheSecurityGroup = new ec2.SecurityGroup(this, 'CacheSecurityGroup', {
+        vpc: props.vpc,
+        description: `Redis atomic counter cache: port ${port} from the counter function only`,
+        allowAllOutbound: false,
+      });
+      // Ingress on the cache group from the function's group only, and the matching egress rule.
+      this.cacheSecurityGroup.connections.allowFrom(this.functionSecurityGroup, ec2.Port.tcp(port), 'Redis from the counter function');
+
+      // AuthToken allows only 16-128 printable characters with the symbols
+      // !&#$^<>- : letters and digits avoid the question entirely.
+      const secret = new secretsmanager.Secret(this, 'AuthSecret', {
+        description: 'AUTH token of the Redis atomic counter replication group',
+        generateSecretString: {
+          secretStringTemplate: JSON.stringify({}),
+          generateStringKey: REDIS_SECRET_FIELDS.AUTH_TOKEN,
+          excludePunctuation: true,
+          includeSpace: false,
+          passwordLength: REDIS_COUNTER_DEFAULTS.authTokenLength,
+        },
+      });
+      this.authSecret = secret;
+
+      this.subnetGroup = new elasticache.CfnSubnetGroup(this, 'SubnetGroup', {
+        description: 'Redis atomic counter',
+        subnetIds: props.vpc.selectSubnets(vpcSubnets).subnetIds,
+      });
+
+      this.replicationGroup = new elasticache.CfnReplicationGroup(this, 'ReplicationGroup', {
+        replicationGroupDescription: 'Redis atomic counter',
+        engine,
+        engineVersion: props.engineVersion ?? REDIS_COUNTER_DEFAULTS.engineVersion[engine],
+        cacheNodeType: props.cacheNodeType ?? REDIS_COUNTER_DEFAULTS.cacheNodeType,
+        // Cluster mode disabled: one shard, a primary plus `replicas` replicas,
+        // so every counter lives on the one primary the function writes to.
+        numCacheClusters: 1 + replicas,
+        automaticFailoverEnabled: replicas > 0,
+        multiAzEnabled: replicas > 0,
+        port,
+        cacheSubnetGroupName: this.subnetGroup.ref,
+        securityGroupIds: [this.cacheSecurityGroup.securityGroupId],
+        atRestEncryptionEnabled: true,
+        transitEncryptionEnabled: true,
+        // A dynamic reference: CloudFormation resolves it at deploy time, the
+        // token never appears in the template.
+        authToken: secret.secretValueFromJson(REDIS_SECRET_FIELDS.AUTH_TOKEN).unsafeUnwrap(),
+        autoMinorVersionUpgrade: true,
+        snapshotRetentionLimit: 1,
+      });
+      this.replicationGroup.addDependency(this.subnetGroup);
+      this.replicationGroup.applyRemovalPolicy(props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy);
+      this.endpointAddress = this.replicationGroup.attrPrimaryEndPointAddress;
+      this.endpointPort = this.replicationGroup.attrPrimaryEndPointPort;
+    }
+
+    if (this.authSecret) {
+      // Secrets Manager's API, through a NAT gateway or an interface endpoint.
+      this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager (AUTH token)');
+    }
+
+    const environment: { [key: string]: string } = {
+      [REDIS_ENV.HOST]: this.endpointAddress,
+      [REDIS_ENV.PORT]: this.endpointPort,
+      [REDIS_ENV.TLS]: String(tls),
+      [REDIS_ENV.KEY_PREFIX]: props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix,
+      [REDIS_ENV.CONNECT_TIMEOUT_MS]: String(props.connectTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.connectTimeoutMs),
+      [REDIS_ENV.COMMAND_TIMEOUT_MS]: String(props.commandTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.commandTimeoutMs),
+    };
+    if (this.authSecret) environment[REDIS_ENV.AUTH_SECRET_ARN] = this.authSecret.secretArn;
+    if (props.waitForReplicas) {
+      environment[REDIS_ENV.WAIT_REPLICAS] = String(props.waitForReplicas);
+      environment[REDIS_ENV.WAIT_TIMEOUT_MS] = String(props.waitTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.waitTimeoutMs);
+    }
+
+    this.logGroup = this.createLogGroup('LogGroup');
+    this.counterFunction = this.createCounterFunction({
+      entry: 'backends/redis/runtime/redis-counter.lambda',
+      description: existing ? 'Atomic counter on Redis (INCR; Lua script for the conditional increment)' : 'Atomic counter on ElastiCache (INCR; Lua script for the conditional increment)',
+      environment,
+      vpc: props.vpc,
+      vpcSubnets,
+      securityGroups: [this.functionSecurityGroup],
+    }, this.logGroup);
+    // Read-only, this one secret.
+    this.authSecret?.grantRead(this.counterFunction);
+    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
+  }
+}
+
+/** Conflicting combinations fail at synth time with a message naming them. */
+function validate(props: RedisCounterProps): void {
+  const name = 'RedisCounter';
+  if (props.host === undefined) {
+    for (const key of ['port', 'authSecret', 'tls'] as const) {
+      if (props[key] !== undefined) throw new Error(`${name}: \`${key}\` describes an existing endpoint; set \`host\` too, or leave it out to create a replication group`);
+    }
+  } else {
+    for (const key of ['engine', 'engineVersion', 'cacheNodeType', 'replicas', 'removalPolicy'] as const) {
+      if (props[key] !== undefined) throw new Error(`${name}: \`${key}\` applies to a created replication group; do not combine it with \`host\``);
+    }
+  }
+  const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
+  if (!Token.isUnresolved(replicas) && (!Number.isInteger(replicas) || replicas < 0 || replicas > 5)) {
+    throw new Error(`${name}: replicas must be an integer from 0 to 5 (got ${replicas})`);
+  }
+  const wait = props.waitForReplicas ?? 0;
+  if (!Token.isUnresolved(wait) && (!Number.isInteger(wait) || wait < 0)) {
+    throw new Error(`${name}: waitForReplicas must be an integer ≥ 0 (got ${wait})`);
+  }
+  if (props.host === undefined && wait > replicas) {
+    throw new Error(`${name}: waitForReplicas (${wait}) exceeds the replicas created (${replicas}); every WAIT would time out`);
+  }
+  if (props.waitTimeout && !wait) throw new Error(`${name}: waitTimeout applies only with waitForReplicas`);
+}
