@@ -34,7 +34,17 @@ export const momentoFixture: BackendFixture = {
   acquire: acquireMomento,
   async prepare(engine, namespace) {
     const { hostname, port } = endpointOf(engine);
-    const env = { [MOMENTO_ENV.LOCAL_ENDPOINT]: `${hostname}:${port}`, [MOMENTO_ENV.CACHE_NAME]: namespace };
+    const env = {
+      [MOMENTO_ENV.LOCAL_ENDPOINT]: `${hostname}:${port}`,
+      [MOMENTO_ENV.CACHE_NAME]: namespace,
+      // The CAS time budget (default 5 s) is sized for Momento's ~1 ms round
+      // trips. The in-process server shares this process and two busy cores
+      // with every client: under 20–32 contending callers a round trip takes
+      // 20–50 ms, so 5 s is only ~100 rounds and the slowest requests ran
+      // out of time (503) on a loaded machine. Locally the attempt bound
+      // (200) is the one that applies.
+      [MOMENTO_ENV.CAS_BUDGET_MS]: process.env[MOMENTO_ENV.CAS_BUDGET_MS] ?? '30000',
+    };
     await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
     return env;
   },
