@@ -1,5 +1,6 @@
 export * from './counter-base';
 export * from './atomic-counter-api';
+export * from './atomic-counter-dashboard';
 export * from './backends/dynamo/dynamo-counter';
 export * from './backends/momento/momento-counter';
 export * from './backends/redis/redis-counter';
