@@ -9,6 +9,8 @@ const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   dynamo: () => require('./dynamo').dynamoFixture,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
+  docdb: () => require('./docdb').docdbFixture,
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
   tidb: () => require('./tidb').tidbFixture,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   docdb: () => require('./docdb').docdbFixture,

@@ -1,4 +1,12 @@
-// Placeholder until this backend's issue lands: the bundle must exist for `projen bundle`.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import { createDocDbClient, readDocDbConfig } from './docdb-client';
+import { DocDbCounterStore } from './docdb-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
+
+// Init phase: configuration is read and validated once per container.
+const config = readDocDbConfig(process.env);
+
+export const handler = createCounterHandler({
+  backend: 'docdb',
+  // Once per container: the secret is read and the client (with its pool) built here.
+  createStore: async () => new DocDbCounterStore(await createDocDbClient(config), config),
+});

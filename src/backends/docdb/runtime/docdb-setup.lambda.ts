@@ -1,4 +1,34 @@
-// Placeholder until this backend's issue lands: the bundle must exist for `projen bundle`.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import { createDocDbClient, readDocDbConfig } from './docdb-client';
+import { ensureCounterCollection } from './docdb-schema';
+import { createSetupHandler } from '../../../runtime/custom-resource';
+
+/** Custom resource properties set by `DocDbCounter` (they also make a rename an Update). */
+export const SETUP_PROPERTIES = { DATABASE: 'Database', COLLECTION: 'Collection' } as const;
+
+// The setup runs once per deployment, right after the cluster became
+// available: it may wait longer for a primary than a counter request.
+const config = readDocDbConfig(process.env, { serverSelectionTimeoutMs: 30_000, connectTimeoutMs: 10_000, socketTimeoutMs: 30_000 });
+
+function target(properties: Record<string, unknown>): { database: string; collection: string } {
+  const pick = (name: string, fallback: string) => (typeof properties[name] === 'string' && properties[name] !== '' ? properties[name] as string : fallback);
+  return { database: pick(SETUP_PROPERTIES.DATABASE, config.database), collection: pick(SETUP_PROPERTIES.COLLECTION, config.collection) };
+}
+
+export const handler = createSetupHandler({
+  physicalId: (properties) => {
+    const { database, collection } = target(properties);
+    return `docdb:${database}/${collection}`;
+  },
+  setup: async (properties) => {
+    const { database, collection } = target(properties);
+    const client = await createDocDbClient(config);
+    try {
+      return await ensureCounterCollection(client, database, collection);
+    } catch (err) {
+      // The Provider fails the deployment with this message: keep the driver's words.
+      throw new Error(`DocumentDB setup of ${database}.${collection} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err });
+    } finally {
+      await client.close();
+    }
+  },
+});

@@ -1,0 +1,58 @@
+import { MongoClient } from 'mongodb';
+import { BackendFixture } from './fixture';
+import { DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
+import { createDocDbClient, readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-client';
+import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-schema';
+import { Engine } from '../engines/engine';
+import { acquireMongo } from '../engines/mongo';
+
+/**
+ * The handler environment for a namespace (one database per namespace),
+ * without running the setup step: tests use it to show what a counter does
+ * before setup. The connection string governs TLS and topology locally.
+ */
+export function docdbEnv(engine: Engine, namespace: string): Record<string, string> {
+  return {
+    [DOCDB_ENV.URI]: engine.url,
+    [DOCDB_ENV.DATABASE]: namespace,
+    [DOCDB_ENV.COLLECTION]: DOCDB_DEFAULTS.collection,
+  };
+}
+
+/** DocumentDB on a MongoDB-wire engine: a database per namespace, prepared by the real setup logic. */
+export const docdbFixture: BackendFixture = {
+  backend: 'docdb',
+  entry: 'backends/docdb/runtime/docdb-counter.lambda',
+  acquire: acquireMongo,
+  async prepare(engine, namespace) {
+    const env = docdbEnv(engine, namespace);
+    const config = readDocDbConfig(env);
+    const client = await createDocDbClient(config);
+    try {
+      await ensureCounterCollection(client, config.database, config.collection);
+    } finally {
+      await client.close();
+    }
+    return env;
+  },
+  async bareClient(engine, env) {
+    // The same driver options as the handler (majority, primary, no retryable writes).
+    const client: MongoClient = await createDocDbClient(readDocDbConfig(env));
+    const counters = client.db(env[DOCDB_ENV.DATABASE]).collection<{ _id: string; counter: number }>(env[DOCDB_ENV.COLLECTION]);
+    return {
+      async increment(id: string) {
+        const doc = await counters.findOneAndUpdate({ _id: id }, { $inc: { counter: 1 } }, { upsert: true, returnDocument: 'after' });
+        return Number(doc?.counter);
+      },
+      close: () => client.close(),
+    };
+  },
+  serverPort(engine) {
+    try {
+      const port = new URL(engine.url).port;
+      return port ? Number(port) : undefined;
+    } catch {
+      return undefined; // several hosts in one string: no single port to count
+    }
+  },
+};

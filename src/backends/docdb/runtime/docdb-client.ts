@@ -1,0 +1,160 @@
+import { MongoClient, MongoClientOptions, MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError } from 'mongodb';
+import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
+import { BackendUnavailableError, isNetworkError } from '../../../runtime/errors';
+import { readJsonSecret, secretField } from '../../../runtime/secrets';
+import { DOCDB_DEFAULTS, DOCDB_ENV } from '../docdb-env';
+
+/** Where the counters live and how to reach them; read once per container. */
+export interface DocDbConfig {
+  /** Local runs and tests only: a complete connection string. */
+  readonly uri?: string;
+  readonly secretArn?: string;
+  readonly host?: string;
+  readonly port?: number;
+  readonly tls: boolean;
+  readonly replicaSet?: string;
+  readonly database: string;
+  readonly collection: string;
+  readonly serverSelectionTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly socketTimeoutMs: number;
+}
+
+/** Timeout defaults; the setup function passes longer ones (it runs once, during a deployment). */
+export interface DocDbTimeouts {
+  readonly serverSelectionTimeoutMs: number;
+  readonly connectTimeoutMs: number;
+  readonly socketTimeoutMs: number;
+}
+
+/**
+ * Counter function defaults: a down or unreachable cluster answers 503 within
+ * about 2 s (server selection), well inside the function timeout and API
+ * Gateway's 29 s.
+ */
+export const COUNTER_TIMEOUTS: DocDbTimeouts = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000 };
+
+export function readDocDbConfig(env: Env, timeouts: DocDbTimeouts = COUNTER_TIMEOUTS): DocDbConfig {
+  const uri = readOptionalString(env, DOCDB_ENV.URI);
+  const secretArn = readOptionalString(env, DOCDB_ENV.SECRET_ARN);
+  const host = readOptionalString(env, DOCDB_ENV.HOST);
+  if (!uri && !secretArn && !host) {
+    throw new ConfigError(`Set ${DOCDB_ENV.SECRET_ARN} (with ${DOCDB_ENV.HOST}) or, for local runs, ${DOCDB_ENV.URI}`);
+  }
+  if (uri && !/^mongodb(\+srv)?:\/\//.test(uri)) throw new ConfigError(`${DOCDB_ENV.URI} must start with mongodb:// or mongodb+srv://`);
+  const port = readOptionalString(env, DOCDB_ENV.PORT) === undefined ? undefined : readInteger(env, DOCDB_ENV.PORT, DOCDB_DEFAULTS.port, 1);
+  return {
+    uri,
+    secretArn,
+    host,
+    port,
+    tls: readBoolean(env, DOCDB_ENV.TLS, true),
+    replicaSet: readOptionalString(env, DOCDB_ENV.REPLICA_SET),
+    database: readString(env, DOCDB_ENV.DATABASE, DOCDB_DEFAULTS.database),
+    collection: readString(env, DOCDB_ENV.COLLECTION, DOCDB_DEFAULTS.collection),
+    serverSelectionTimeoutMs: readInteger(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, timeouts.serverSelectionTimeoutMs, 100),
+    connectTimeoutMs: readInteger(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, timeouts.connectTimeoutMs, 100),
+    socketTimeoutMs: readInteger(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, timeouts.socketTimeoutMs, 100),
+  };
+}
+
+export interface DocDbCredentials {
+  readonly username: string;
+  readonly password: string;
+}
+
+/**
+ * The connection string and driver options for a configuration. Credentials
+ * travel in the driver's `auth` option: generated passwords may contain
+ * `:`, `?`, `#` or `%`, which would corrupt (or silently change) a URI they
+ * were spliced into.
+ */
+export function connectionFor(config: DocDbConfig, credentials?: DocDbCredentials, secretEndpoint?: { host?: string; port?: number }): { url: string; options: MongoClientOptions } {
+  const host = config.host ?? secretEndpoint?.host;
+  const port = config.port ?? secretEndpoint?.port ?? DOCDB_DEFAULTS.port;
+  if (!config.uri && !host) throw new ConfigError(`No DocumentDB host: set ${DOCDB_ENV.HOST} or use a secret with a "host" field`);
+  const url = config.uri ?? `mongodb://${host!.includes(':') ? `[${host}]` : host}:${port}/`;
+  const options: MongoClientOptions = {
+    // With DOCDB_URI the string governs TLS and topology; otherwise we do.
+    ...(config.uri ? {} : {
+      tls: config.tls,
+      // DocumentDB is always replica set `rs0`: naming it lets the driver
+      // follow the primary across a failover instead of writing to a demoted one.
+      ...(config.replicaSet ? { replicaSet: config.replicaSet } : { directConnection: true }),
+    }),
+    ...(credentials ? { auth: { username: credentials.username, password: credentials.password }, authSource: 'admin' } : {}),
+    // DocumentDB supports retryable writes only from engine 8.0.2; before
+    // that a write carrying a transaction number is refused. Our increments
+    // are not idempotent either: a blind driver retry after a lost reply
+    // could count one request twice.
+    retryWrites: false,
+    // Reads and writes go to the primary: a GET sees every acknowledged increment.
+    readPreference: 'primary',
+    // An acknowledged increment is on a majority of instances: a failover
+    // cannot roll it back after the client was told its value.
+    writeConcern: { w: 'majority' },
+    serverSelectionTimeoutMS: config.serverSelectionTimeoutMs,
+    connectTimeoutMS: config.connectTimeoutMs,
+    socketTimeoutMS: config.socketTimeoutMs,
+    appName: 'cdk-atomic-counter',
+  };
+  return { url, options };
+}
+
+/**
+ * Creates the driver client for a configuration: reads the credentials
+ * secret (cached once per container) when one is configured. The client
+ * connects lazily on its first operation and keeps a pool across invocations.
+ */
+export async function createDocDbClient(config: DocDbConfig, extra: MongoClientOptions = {}): Promise<MongoClient> {
+  let credentials: DocDbCredentials | undefined;
+  let endpoint: { host?: string; port?: number } | undefined;
+  if (config.secretArn) {
+    const secret = await readJsonSecret(config.secretArn);
+    credentials = { username: secretField(secret, 'username'), password: secretField(secret, 'password') };
+    endpoint = {
+      host: typeof secret.host === 'string' ? secret.host : undefined,
+      port: secret.port === undefined ? undefined : Number(secret.port),
+    };
+  }
+  const { url, options } = connectionFor(config, credentials, endpoint);
+  return new MongoClient(url, { ...options, ...extra });
+}
+
+/**
+ * Server error codes meaning "no usable primary right now" (failover,
+ * shutdown, replication lag past the write concern's bound).
+ */
+const UNAVAILABLE_CODES = new Set([
+  6, // HostUnreachable
+  7, // HostNotFound
+  64, // WriteConcernFailed
+  89, // NetworkTimeout
+  91, // ShutdownInProgress
+  189, // PrimarySteppedDown
+  10107, // NotWritablePrimary
+  11600, // InterruptedAtShutdown
+  11602, // InterruptedDueToReplStateChange
+  13435, // NotPrimaryNoSecondaryOk
+  13436, // NotPrimaryOrSecondary
+]);
+
+/**
+ * The 503-or-not decision: a cluster that cannot be selected or reached, a
+ * socket that timed out or broke, or a primary in the middle of a failover
+ * become `BackendUnavailableError` (the client may retry); anything else is
+ * returned unchanged (a 500). A timed-out increment may have been applied:
+ * the 503 hands that decision to the client, as with every backend.
+ */
+export function toCounterError(err: unknown): unknown {
+  if (
+    err instanceof MongoServerSelectionError ||
+    err instanceof MongoNetworkError || // includes MongoNetworkTimeoutError
+    err instanceof MongoTopologyClosedError ||
+    (err instanceof MongoServerError && typeof err.code === 'number' && UNAVAILABLE_CODES.has(err.code)) ||
+    isNetworkError(err)
+  ) {
+    return new BackendUnavailableError('DocumentDB is unavailable', { cause: err });
+  }
+  return err;
+}

@@ -1,0 +1,118 @@
+import { Collection, MongoClient, MongoServerError } from 'mongodb';
+import { LimitReachedError } from '../../../runtime/errors';
+import { CounterStore } from '../../../runtime/store';
+import { DOCDB_FIELDS } from '../docdb-env';
+import { toCounterError } from './docdb-client';
+
+/** A counter document: the counter id is the `_id`. */
+interface CounterDocument {
+  _id: string;
+  counter: number;
+}
+
+/** Where a store keeps its counters. */
+export interface DocDbTarget {
+  readonly database: string;
+  readonly collection: string;
+}
+
+const DUPLICATE_KEY = 11000;
+
+export function isDuplicateKeyError(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
+}
+
+/**
+ * The duplicate-key decision of an upserting increment, kept apart so it can
+ * be tested on its own (an engine that runs each command in one step never
+ * produces the race it handles).
+ *
+ * An upsert of `{_id: id, …}` fails with E11000 only when a document with
+ * that `_id` exists by the time the insert happens. Two causes:
+ *
+ * 1. *First-increment race*: two upserts of a new id both found nothing and
+ *    both inserted; the `_id` index admitted one. The document now exists.
+ * 2. *At the maximum* (conditional mode): the filter `counter < maximum`
+ *    matched nothing because the document holds the maximum, so the upsert
+ *    tried to insert a second document with the same `_id`.
+ *
+ * One retry tells them apart, because counter documents are never deleted
+ * and a counter never decreases: on the retry the document exists, so the
+ * filter either matches it (the increment is applied) or fails because the
+ * value is at the maximum, which is then final, and the retry's own E11000
+ * is the 409. Unconditional increments always match an existing document,
+ * so their retry succeeds. A second E11000 in unconditional mode (someone
+ * deleted and re-created the document in between) is left as an error.
+ */
+export async function retryDuplicateKeyOnce<T>(attempt: () => Promise<T>, maximum?: number): Promise<T> {
+  try {
+    return await attempt();
+  } catch (err) {
+    if (!isDuplicateKeyError(err)) throw err;
+  }
+  try {
+    return await attempt();
+  } catch (err) {
+    if (maximum !== undefined && isDuplicateKeyError(err)) throw new LimitReachedError(maximum);
+    throw err;
+  }
+}
+
+/**
+ * DocumentDB (MongoDB API): one `findAndModify` per increment.
+ *
+ * `findOneAndUpdate({_id: id}, {$inc: {counter: 1}}, {upsert: true,
+ * returnDocument: 'after'})` matches and updates one document atomically and
+ * returns the document as *this* update left it: concurrent increments are
+ * serialised on the document, and each caller gets its own value (never a
+ * re-read that another caller's increment may already have moved).
+ *
+ * Conditional mode adds `counter: {$lt: maximum}` to the filter, checked in
+ * the same atomic step. At the maximum nothing matches, the upsert's insert
+ * collides with the `_id` index (E11000) and nothing is written: the 409.
+ * See `retryDuplicateKeyOnce` for why a first-increment race is not a 409.
+ *
+ * A 200 costs one round trip; a 409 costs two (the retry that proves it).
+ */
+export class DocDbCounterStore implements CounterStore {
+  private readonly counters: Collection<CounterDocument>;
+
+  constructor(private readonly client: MongoClient, target: DocDbTarget) {
+    this.counters = client.db(target.database).collection<CounterDocument>(target.collection);
+  }
+
+  async increment(id: string): Promise<number> {
+    return this.upsertIncrement(id);
+  }
+
+  async incrementBelow(id: string, maximum: number): Promise<number> {
+    return this.upsertIncrement(id, maximum);
+  }
+
+  async read(id: string): Promise<number> {
+    try {
+      // The client's read preference is primary: the read sees every acknowledged increment.
+      const doc = await this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1 } });
+      return doc ? Number(doc.counter) : 0;
+    } catch (err) {
+      throw toCounterError(err);
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  private async upsertIncrement(id: string, maximum?: number): Promise<number> {
+    const filter = maximum === undefined ? { _id: id } : { _id: id, counter: { $lt: maximum } };
+    try {
+      return await retryDuplicateKeyOnce(async () => {
+        const doc = await this.counters.findOneAndUpdate(filter, { $inc: { counter: 1 } }, { upsert: true, returnDocument: 'after' });
+        if (!doc) throw new Error('findOneAndUpdate with upsert returned no document');
+        return Number(doc.counter);
+      }, maximum);
+    } catch (err) {
+      throw toCounterError(err);
+    }
+  }
+}

@@ -1,0 +1,5 @@
+import { describeConformance } from './kit/conformance';
+
+// Against MONGODB_URI when set (a real mongod or DocumentDB), else our
+// in-process MongoDB-wire server (local/engines/mongo-wire-server.ts).
+describeConformance('docdb');
