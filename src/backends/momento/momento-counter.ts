@@ -5,8 +5,8 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
-import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
+import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions {

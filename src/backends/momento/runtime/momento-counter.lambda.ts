@@ -1,5 +1,5 @@
-import { createCounterHandler } from '../../../runtime/handler';
 import { MomentoCounterStore, readMomentoConfig } from './momento-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the
 // secret is read and the client created on the first request (lazily, once).
