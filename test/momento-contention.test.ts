@@ -6,12 +6,12 @@
  * 20 clients × 50 conditional increments of one id, maximum 300.
  */
 import { CacheClient, CacheGet, CacheSetIfAbsent, CacheSetIfPresentAndNotEqual, Configurations, CredentialProvider } from '@gomomento/sdk';
-import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { MomentoEngine } from '../local/engines/momento';
 import { loadBundledHandler } from '../local/lambda-container';
 import { runWorkload } from '../local/workload';
 import { call, hammer, useBackend } from './kit/conformance';
+import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
 
 const CLIENTS = 20;
 const PER_CLIENT = 50;
@@ -106,7 +106,7 @@ async function documentedIncrement(client: CacheClient, cacheName: string, id: s
   throw new Error(`setIfPresentAndNotEqual: ${String(set)}`);
 }
 
-test(`side by side: the documented client-side approach under the same load accepts increments its stored value does not hold`, async () => {
+test('side by side: the documented client-side approach under the same load accepts increments its stored value does not hold', async () => {
   const { fixture, engine } = ctx();
   const namespace = uniqueNamespace('t_momento_doc');
   await fixture.prepare(engine, namespace);

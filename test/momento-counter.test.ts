@@ -45,8 +45,12 @@ describe('MomentoCounter', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
       Environment: {
         Variables: Match.objectLike({
-          MOMENTO_CACHE_NAME: 'votes', MOMENTO_TTL_SECONDS: '7200', MOMENTO_CAS_MAX_ATTEMPTS: '20', MOMENTO_CAS_BUDGET_MS: '2000',
-          USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '300',
+          MOMENTO_CACHE_NAME: 'votes',
+          MOMENTO_TTL_SECONDS: '7200',
+          MOMENTO_CAS_MAX_ATTEMPTS: '20',
+          MOMENTO_CAS_BUDGET_MS: '2000',
+          USE_CONDITIONAL_WRITES: 'true',
+          MAX_COUNTER_VALUE: '300',
         }),
       },
     });

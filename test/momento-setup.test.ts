@@ -4,13 +4,13 @@
  * Momento: TTL, the integer string format shared with `increment`.
  */
 import { CacheClient, CacheGet, Configurations, CredentialProvider, ListCaches, MomentoLocalProvider } from '@gomomento/sdk';
-import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
-import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
-import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
+import { call } from './kit/conformance';
 import { runMomentoSetup } from '../local/backends/momento';
 import { MomentoLocalServer } from '../local/engines/momento-server';
 import { loadBundledHandler } from '../local/lambda-container';
-import { call } from './kit/conformance';
+import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
+import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
+import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
 
 /** Sends a fixed token, like a real key would: the local server can then reject it. */
 class TokenProvider extends MomentoLocalProvider {
