@@ -1,4 +1,12 @@
-// Placeholder until this backend's issue lands: the bundle must exist for `projen bundle`.
-export const handler = async (): Promise<never> => {
-  throw new Error('not implemented yet');
-};
+import { readTiDbConfig, resolveEndpoint } from './tidb-connection';
+import { TiDbCounterStore } from './tidb-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
+
+// Init phase: configuration is read and validated once per container. The
+// secret is read (once) when the first request creates the store.
+const config = readTiDbConfig(process.env);
+
+export const handler = createCounterHandler({
+  backend: 'tidb',
+  createStore: async () => new TiDbCounterStore(config, await resolveEndpoint(config)),
+});

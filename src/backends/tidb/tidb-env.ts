@@ -1,0 +1,49 @@
+/**
+ * Environment contract between `TiDbCounter` and its handlers (DESIGN.md §4).
+ * Plain constants only: imported by the construct and by the bundled handlers.
+ */
+export const TIDB_ENV = {
+  /**
+   * ARN of a Secrets Manager secret holding `{host, port, user, password, database}`
+   * (TiDB Cloud's `tidb_info.json` names `pwd` and `db` are accepted too).
+   * Set by the construct; read once per container.
+   */
+  SECRET_ARN: 'TIDB_SECRET_ARN',
+  /**
+   * A direct `mysql://user:password@host:port/database` URL: local engines and
+   * tests only, never set by the construct (it would put a password in the environment).
+   */
+  URL: 'TIDB_URL',
+  /** Database holding the counters table. Default: the secret's (or URL's) database, else `atomic_counter`. */
+  DATABASE: 'TIDB_DATABASE',
+  /** Counters table. Default `counters`. */
+  TABLE: 'TIDB_TABLE',
+  /** `true` (default): TLS 1.2+ with certificate and host name verification. */
+  TLS: 'TIDB_TLS',
+  /** Optional PEM bundle trusted instead of Node's roots (TiDB Cloud Dedicated's private CA). */
+  TLS_CA: 'TIDB_TLS_CA',
+  /** Milliseconds to establish a connection (TCP + TLS + handshake) before a 503. Default 2000. */
+  CONNECT_TIMEOUT_MS: 'TIDB_CONNECT_TIMEOUT_MS',
+  /** Milliseconds one statement may take before a 503. Default 3000. */
+  QUERY_TIMEOUT_MS: 'TIDB_QUERY_TIMEOUT_MS',
+  /** Connections in the per-container pool. Default 2 (Lambda runs one request at a time per container). */
+  POOL_SIZE: 'TIDB_POOL_SIZE',
+} as const;
+
+/** Defaults shared by the construct and the handlers. */
+export const TIDB_DEFAULTS = {
+  database: 'atomic_counter',
+  table: 'counters',
+  connectTimeoutMs: 2000,
+  queryTimeoutMs: 3000,
+  poolSize: 2,
+} as const;
+
+/** Column names of the counters table. */
+export const TIDB_COLUMNS = { ID: 'id', VALUE: 'value' } as const;
+
+/**
+ * Database and table names are spliced into SQL (identifiers cannot be bound
+ * as parameters), so they are restricted to this shape and backtick-quoted.
+ */
+export const TIDB_IDENTIFIER = /^[A-Za-z0-9_]{1,64}$/;

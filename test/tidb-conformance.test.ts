@@ -1,0 +1,5 @@
+import { describeConformance } from './kit/conformance';
+
+// String ids throughout (the kit's ids: 'hot', 'user-42', unicode, quotes…);
+// each test prepares its own database through the bundled setup handler.
+describeConformance('tidb');
