@@ -2,8 +2,8 @@ import { CfnOutput, Duration, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { CounterOptions, ICounter } from './counter-base';
 import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-counter';
+import { CounterOptions, ICounter } from './counter-base';
 
 /** Throttle and quota of the API's usage plan. */
 export interface UsagePlanLimits {

@@ -1,8 +1,8 @@
 import { CreateTableCommand, DynamoDBClient, UpdateItemCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import { BackendFixture, urlPort } from './fixture';
 import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
 import { Engine } from '../engines/engine';
-import { BackendFixture, urlPort } from './fixture';
 
 function client(url: string): DynamoDBClient {
   return new DynamoDBClient({

@@ -3,8 +3,8 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { CounterBase, CounterOptions } from '../../counter-base';
 import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from './dynamo-env';
+import { CounterBase, CounterOptions } from '../../counter-base';
 
 /** Props of `DynamoCounter`. */
 export interface DynamoCounterProps extends CounterOptions {

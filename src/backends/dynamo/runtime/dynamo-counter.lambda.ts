@@ -1,5 +1,5 @@
-import { createCounterHandler } from '../../../runtime/handler';
 import { DynamoCounterStore, readDynamoConfig } from './dynamo-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container.
 const config = readDynamoConfig(process.env);
