@@ -3,6 +3,8 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-counter';
+import { MomentoCounter, MomentoCounterProps } from './backends/momento/momento-counter';
+import { RedisCounter, RedisCounterProps } from './backends/redis/redis-counter';
 import { CounterOptions, ICounter } from './counter-base';
 
 /** Throttle and quota of the API's usage plan. */
@@ -48,6 +50,18 @@ export interface AtomicCounterApiProps {
    */
   readonly dynamo?: DynamoCounterProps;
   /**
+   * Create an ElastiCache Redis counter at `/redis/{id}` with these props
+   * (its `vpc` is required).
+   * @default - no Redis counter
+   */
+  readonly redis?: RedisCounterProps;
+  /**
+   * Create a Momento counter at `/momento/{id}` with these props (its
+   * `apiKeySecret` is required).
+   * @default - no Momento counter
+   */
+  readonly momento?: MomentoCounterProps;
+  /**
    * Name of the REST API.
    * @default - the construct path
    */
@@ -91,6 +105,10 @@ export class AtomicCounterApi extends Construct {
   public readonly accessLogGroup: logs.LogGroup;
   /** The DynamoDB counter, when created from props. */
   public readonly dynamoCounter?: DynamoCounter;
+  /** The Redis counter, when created from props. */
+  public readonly redisCounter?: RedisCounter;
+  /** The Momento counter, when created from props. */
+  public readonly momentoCounter?: MomentoCounter;
 
   private readonly counterDefaults: CounterOptions;
   private readonly validator: apigw.RequestValidator;
@@ -98,7 +116,7 @@ export class AtomicCounterApi extends Construct {
 
   constructor(scope: Construct, id: string, props: AtomicCounterApiProps = {}) {
     super(scope, id);
-    this.counterDefaults = { conditionalWrites: props.conditionalWrites, maxCounterValue: props.maxCounterValue };
+    this.counterDefaults = stripUndefined({ conditionalWrites: props.conditionalWrites, maxCounterValue: props.maxCounterValue });
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -142,9 +160,19 @@ export class AtomicCounterApi extends Construct {
     });
     this.usagePlan.addApiKey(this.apiKey);
 
+    // Counters from props: the API-level mode is the default, a backend's own props win.
+    const withDefaults = <T extends CounterOptions>(backendProps: T): T => ({ ...this.counterDefaults, ...stripUndefined(backendProps) });
     if (props.dynamo) {
-      this.dynamoCounter = new DynamoCounter(this, 'DynamoCounter', { ...this.counterDefaults, ...stripUndefined(props.dynamo) });
+      this.dynamoCounter = new DynamoCounter(this, 'DynamoCounter', withDefaults(props.dynamo));
       this.addCounter(this.dynamoCounter);
+    }
+    if (props.redis) {
+      this.redisCounter = new RedisCounter(this, 'RedisCounter', withDefaults(props.redis));
+      this.addCounter(this.redisCounter);
+    }
+    if (props.momento) {
+      this.momentoCounter = new MomentoCounter(this, 'MomentoCounter', withDefaults(props.momento));
+      this.addCounter(this.momentoCounter);
     }
 
     new CfnOutput(this, 'Url', { value: this.restApi.url, description: 'Base URL of the counter API' });

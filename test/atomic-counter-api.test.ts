@@ -1,6 +1,8 @@
 import { App, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DynamoCounter } from '../src';
 import { lambdaRuntimes, nodeMajor } from './kit/template';
 
@@ -100,5 +102,44 @@ describe('AtomicCounterApi', () => {
       expect({ logicalId, major: nodeMajor(runtime) }).toEqual({ logicalId, major: expect.any(Number) });
       expect(nodeMajor(runtime)).toBeGreaterThanOrEqual(22);
     }
+  });
+
+  describe('every backend configured through props', () => {
+    const all = (s: Stack) => {
+      const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 });
+      const momentoKey = secretsmanager.Secret.fromSecretNameV2(s, 'MomentoKey', 'momento-api-key');
+      return new AtomicCounterApi(s, 'Api', {
+        conditionalWrites: true,
+        maxCounterValue: 5,
+        dynamo: {},
+        redis: { vpc },
+        momento: { apiKeySecret: momentoKey },
+      });
+    };
+
+    test('POST and GET /{backend}/{id} for each, all behind the API key', () => {
+      let api: AtomicCounterApi | undefined;
+      const t = synth((s) => {
+        api = all(s);
+      });
+      expect(api!.backends.sort()).toEqual(['dynamo', 'momento', 'redis']);
+      const parts = Object.values<any>(t.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
+      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['dynamo', 'momento', 'redis']);
+      const methods = Object.values<any>(t.findResources('AWS::ApiGateway::Method'));
+      expect(methods).toHaveLength(6);
+      expect(methods.every((m) => m.Properties.ApiKeyRequired === true)).toBe(true);
+      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter']) {
+        t.hasResourceProperties('AWS::Logs::MetricFilter', { MetricTransformations: [Match.objectLike({ MetricName: metric })] });
+      }
+    });
+
+    test('every Lambda function, custom-resource framework ones included, runs on nodejs22.x or later', () => {
+      for (const withEnv of [true, false]) {
+        const runtimes = lambdaRuntimes(synth(all, withEnv));
+        expect(runtimes.length).toBeGreaterThanOrEqual(4);
+        const tooOld = runtimes.filter((r) => (nodeMajor(r.runtime) ?? 0) < 22);
+        expect(tooOld).toEqual([]);
+      }
+    });
   });
 });
