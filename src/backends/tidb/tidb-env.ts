@@ -24,7 +24,7 @@ export const TIDB_ENV = {
   TLS_CA: 'TIDB_TLS_CA',
   /** Milliseconds to establish a connection (TCP + TLS + handshake) before a 503. Default 2000. */
   CONNECT_TIMEOUT_MS: 'TIDB_CONNECT_TIMEOUT_MS',
-  /** Milliseconds one statement may take before a 503. Default 3000. */
+  /** Milliseconds one statement may take before a 503. Default 2500. */
   QUERY_TIMEOUT_MS: 'TIDB_QUERY_TIMEOUT_MS',
   /** Connections in the per-container pool. Default 2 (Lambda runs one request at a time per container). */
   POOL_SIZE: 'TIDB_POOL_SIZE',
@@ -35,7 +35,7 @@ export const TIDB_DEFAULTS = {
   database: 'atomic_counter',
   table: 'counters',
   connectTimeoutMs: 2000,
-  queryTimeoutMs: 3000,
+  queryTimeoutMs: 2500,
   poolSize: 2,
 } as const;
 

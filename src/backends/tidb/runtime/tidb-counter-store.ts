@@ -102,19 +102,23 @@ export class TiDbCounterStore implements CounterStore {
    * increment may or may not have been applied and only the client can decide.
    */
   private async run<T>(sql: string, params: unknown[]): Promise<T> {
+    let started: number | undefined;
     for (let attempt = 1; ; attempt++) {
       const conn = await this.connection();
+      started ??= Date.now();
       try {
         // The bound covers the implicit PREPARE as well (mysql2's own `timeout`
         // option covers only the EXECUTE).
-        const [result] = await withTimeout(conn.execute(sql, params), this.config.queryTimeoutMs);
+        const remaining = Math.max(1, this.config.queryTimeoutMs - (Date.now() - started));
+        const [result] = await withTimeout(conn.execute(sql, params), remaining);
         conn.release();
         return result as unknown as T;
       } catch (err) {
         const n = errno(err);
         if (n !== undefined && !(err as { fatal?: boolean }).fatal) conn.release();
         else conn.destroy();
-        if (n !== undefined && RETRYABLE_SERVER_ERRORS.has(n) && attempt < RETRY_ATTEMPTS) {
+        // Retries share one statement's time budget, so the 503 bound holds.
+        if (n !== undefined && RETRYABLE_SERVER_ERRORS.has(n) && attempt < RETRY_ATTEMPTS && Date.now() - started < this.config.queryTimeoutMs / 2) {
           await sleep(10 * 2 ** attempt * (0.5 + Math.random()));
           continue;
         }

@@ -1,0 +1,187 @@
+import { CustomResource, Duration, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
+
+/** Props of `TiDbCounter`. */
+export interface TiDbCounterProps extends CounterOptions {
+  /**
+   * The connection to the TiDB cluster (TiDB Cloud lives outside the AWS
+   * account): a secret holding the JSON object
+   * `{"host", "port", "user", "password", "database"}`. The field names of
+   * TiDB Cloud's `tidb_info.json` (`pwd`, `db`) are accepted too. Both
+   * functions are granted read access to this secret only.
+   */
+  readonly connectionSecret: secretsmanager.ISecret;
+
+  /**
+   * Connect with TLS 1.2+ and verify the server certificate and host name.
+   * TiDB Cloud requires TLS; turn it off only for a self-hosted server on a
+   * private network.
+   * @default true
+   */
+  readonly tls?: boolean;
+
+  /**
+   * PEM certificate(s) to trust instead of Node's default roots, e.g. the CA
+   * of a TiDB Cloud Dedicated cluster (public, not a secret).
+   * @default - Node's default roots (TiDB Cloud Serverless/Starter chains to Let's Encrypt)
+   */
+  readonly tlsCaCertificate?: string;
+
+  /**
+   * Database of the counters table; the setup creates it when missing.
+   * Letters, digits and underscores only.
+   * @default - the secret's `database` (or `db`) field, else `atomic_counter`
+   */
+  readonly database?: string;
+
+  /**
+   * Name of the counters table; the setup creates it when missing.
+   * Letters, digits and underscores only.
+   * @default 'counters'
+   */
+  readonly tableName?: string;
+
+  /**
+   * Time to establish a connection (TCP, TLS, handshake) before answering 503.
+   * @default Duration.seconds(2)
+   */
+  readonly connectTimeout?: Duration;
+
+  /**
+   * Time one statement may take before answering 503.
+   * @default Duration.millis(2500)
+   */
+  readonly queryTimeout?: Duration;
+
+  /**
+   * Run the functions in this VPC (e.g. to reach TiDB Cloud through a
+   * PrivateLink endpoint). The subnets need egress to the cluster's endpoint
+   * (a NAT gateway for a public endpoint) and to Secrets Manager.
+   * @default - no VPC: the functions reach TiDB Cloud's public endpoint over TLS
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of the functions (only with `vpc`).
+   * @default - private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the functions (only with `vpc`).
+   * @default - one security group per function, all outbound traffic allowed
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
+ * An atomic counter on TiDB (TiDB Cloud, MySQL protocol): one
+ * `INSERT … ON DUPLICATE KEY UPDATE` statement per increment, conditional on
+ * the maximum in conditional mode, the new value returned through
+ * `LAST_INSERT_ID(expr)`. A setup custom resource creates the database and
+ * the counters table.
+ */
+export class TiDbCounter extends CounterBase {
+  public readonly backend: string = 'tidb';
+  public readonly counterMetric: string = 'TiDbAtomicCounter';
+  /** The function serving this counter's routes. */
+  public readonly counterFunction: lambda.Function;
+  public readonly logGroup: logs.LogGroup;
+  public readonly metricFilter: logs.MetricFilter;
+  /** The secret holding the connection. */
+  public readonly connectionSecret: secretsmanager.ISecret;
+  /** The function behind the setup custom resource. */
+  public readonly setupFunction: lambda.Function;
+  /** The setup custom resource (`Custom::TiDbSetup`). */
+  public readonly setup: CustomResource;
+  /** Name of the counters table. */
+  public readonly tableName: string;
+
+  constructor(scope: Construct, id: string, props: TiDbCounterProps) {
+    super(scope, id, props);
+    if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
+      throw new Error('TiDbCounter: `vpcSubnets` and `securityGroups` need `vpc`');
+    }
+    this.tableName = checkIdentifier('tableName', props.tableName ?? TIDB_DEFAULTS.table);
+    const database = props.database === undefined ? undefined : checkIdentifier('database', props.database);
+    const connectMs = props.connectTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.connectTimeoutMs;
+    const queryMs = props.queryTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.queryTimeoutMs;
+    const functionMs = (props.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds) * 1000;
+    if (![connectMs, queryMs, functionMs].some(Token.isUnresolved)) {
+      if (connectMs < 100 || queryMs < 100) throw new Error('TiDbCounter: `connectTimeout` and `queryTimeout` must be at least 100 ms');
+      // Worst case of one request: a stale connection's ping, a reconnect and
+      // the statement (with its retries inside its own budget). Keep it inside
+      // the function's timeout so the client gets a 503, not a Lambda timeout.
+      if (2 * (connectMs + queryMs) >= functionMs) {
+        throw new Error(`TiDbCounter: 2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
+      }
+    }
+    this.connectionSecret = props.connectionSecret;
+
+    const placement = props.vpc
+      ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
+      : {};
+    // Only the secret's ARN travels through the environment; the handlers read it once per container.
+    const connectionEnv: { [key: string]: string } = {
+      [TIDB_ENV.SECRET_ARN]: this.connectionSecret.secretArn,
+      [TIDB_ENV.TABLE]: this.tableName,
+      [TIDB_ENV.TLS]: String(props.tls ?? true),
+      [TIDB_ENV.CONNECT_TIMEOUT_MS]: String(connectMs),
+      [TIDB_ENV.QUERY_TIMEOUT_MS]: String(queryMs),
+      ...(database ? { [TIDB_ENV.DATABASE]: database } : {}),
+      ...(props.tlsCaCertificate ? { [TIDB_ENV.TLS_CA]: props.tlsCaCertificate } : {}),
+    };
+
+    // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS (idempotent; Delete leaves the data).
+    const setupLogGroup = this.createLogGroup('SetupLogGroup');
+    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+      description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundledHandlerPath('backends/tidb/runtime/tidb-setup.lambda')),
+      memorySize: 256,
+      timeout: Duration.minutes(1),
+      logGroup: setupLogGroup,
+      environment: connectionEnv,
+      ...placement,
+    });
+    this.connectionSecret.grantRead(this.setupFunction);
+    const provider = new cr.Provider(this, 'SetupProvider', {
+      onEventHandler: this.setupFunction,
+      logGroup: setupLogGroup,
+    });
+    this.setup = new CustomResource(this, 'Setup', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::TiDbSetup',
+      properties: { Table: this.tableName, ...(database ? { Database: database } : {}) },
+    });
+
+    this.logGroup = this.createLogGroup('LogGroup');
+    this.counterFunction = this.createCounterFunction({
+      entry: 'backends/tidb/runtime/tidb-counter.lambda',
+      description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per increment)',
+      environment: connectionEnv,
+      ...placement,
+    }, this.logGroup);
+    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
+    this.connectionSecret.grantRead(this.counterFunction);
+    // The counter answers only once the table exists.
+    this.counterFunction.node.addDependency(this.setup);
+    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
+  }
+}
+
+function checkIdentifier(what: string, name: string): string {
+  if (!Token.isUnresolved(name) && !TIDB_IDENTIFIER.test(name)) {
+    throw new Error(`TiDbCounter: \`${what}\` must be 1-64 letters, digits or underscores (got "${name}")`);
+  }
+  return name;
+}
