@@ -4,3 +4,4 @@ export * from './atomic-counter-dashboard';
 export * from './backends/dynamo/dynamo-counter';
 export * from './backends/momento/momento-counter';
 export * from './backends/redis/redis-counter';
+export * from './backends/tidb/tidb-counter';
