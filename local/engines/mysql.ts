@@ -45,6 +45,8 @@ export interface OwnMysqlServer extends Engine {
   readonly dataDir: string;
   /** Stops the server (SIGTERM, clean shutdown); the datadir is kept. */
   halt(): Promise<void>;
+  /** Kills the server (SIGKILL, as a crash or a lost host would); the datadir is kept and recovered on restart. */
+  crash(): Promise<void>;
   /** Starts it again on the same port with the same datadir. */
   restart(): Promise<void>;
 }
@@ -94,6 +96,14 @@ export async function startMysqlServer(port?: number): Promise<OwnMysqlServer> {
     if (child) await stopChild(child, 20_000);
     child = undefined;
   };
+  const crash = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+    c.kill('SIGKILL');
+    await exited;
+  };
   await start().catch((err) => {
     fs.rmSync(dataDir, { recursive: true, force: true });
     throw err;
@@ -105,6 +115,7 @@ export async function startMysqlServer(port?: number): Promise<OwnMysqlServer> {
     port: p,
     dataDir,
     halt,
+    crash,
     restart: start,
     async stop() {
       await halt();
