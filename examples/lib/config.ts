@@ -1,0 +1,208 @@
+import * as fs from 'fs';
+import * as path from 'path';
+
+/**
+ * The example's configuration, read once at synth from `.env` (plus the
+ * process environment, which wins) and CDK context. Every problem is a
+ * `ConfigError` whose message is one line naming the variable or file.
+ */
+export interface ExampleConfig {
+  /** USE_CONDITIONAL_WRITES */
+  readonly conditionalWrites: boolean;
+  /** MAX_COUNTER_VALUE */
+  readonly maxCounterValue: number;
+  /** Momento: where its API key comes from, or why it is left out. */
+  readonly momento: CredentialSource<{ readonly cacheName: string }>;
+  /** TiDB: where its connection secret comes from, or why it is left out. */
+  readonly tidb: CredentialSource;
+  /** Lines to show as synth-time warnings (backends left out, plaintext opt-in). */
+  readonly warnings: string[];
+}
+
+/**
+ * Credentials of a SaaS backend: the name of an existing Secrets Manager
+ * secret (the safe path), the JSON read from a local file (opt-in: it ends up
+ * in the template), or nothing (the backend is left out).
+ */
+export type CredentialSource<Extra = {}> =
+  | ({ readonly kind: 'secretName'; readonly secretName: string } & Extra)
+  | ({ readonly kind: 'plaintextFile'; readonly file: string; readonly secretJson: string } & Extra)
+  | { readonly kind: 'absent'; readonly reason: string };
+
+/** A configuration problem, reported as one line. */
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ConfigError';
+  }
+}
+
+/** CDK context key that allows reading the credential files at synth. */
+export const PLAINTEXT_OPT_IN = 'allowPlaintextSecretsFromFiles';
+
+/** Credential files, in the example's root (gitignored). */
+export const CREDENTIAL_FILES = { momento: 'momento_key_info.json', tidb: 'tidb_info.json' } as const;
+
+/** Defaults of every variable (`.env.example` mirrors them). */
+export const CONFIG_DEFAULTS = { conditionalWrites: false, maxCounterValue: 10, momentoCacheName: 'atomic-counter' } as const;
+
+/** Where the configuration comes from. */
+export interface ConfigSources {
+  /** Directory holding `.env` and the credential files. */
+  readonly dir: string;
+  /** The process environment (wins over `.env`). */
+  readonly env?: NodeJS.ProcessEnv;
+  /** CDK context lookup (e.g. `app.node.tryGetContext`). */
+  readonly context?: (key: string) => unknown;
+}
+
+export function loadExampleConfig(sources: ConfigSources): ExampleConfig {
+  const dotenvPath = path.join(sources.dir, '.env');
+  const fromFile = fs.existsSync(dotenvPath) ? parseDotenv(fs.readFileSync(dotenvPath, 'utf8'), '.env') : {};
+  const vars: Record<string, string | undefined> = { ...fromFile, ...pickDefined(sources.env ?? {}) };
+  const allowPlaintext = readContextBoolean(sources.context?.(PLAINTEXT_OPT_IN), PLAINTEXT_OPT_IN);
+  const warnings: string[] = [];
+
+  const conditionalWrites = readBoolean(vars, 'USE_CONDITIONAL_WRITES', CONFIG_DEFAULTS.conditionalWrites);
+  const maxCounterValue = readPositiveInteger(vars, 'MAX_COUNTER_VALUE', CONFIG_DEFAULTS.maxCounterValue);
+  const cacheName = readString(vars, 'MOMENTO_CACHE_NAME', CONFIG_DEFAULTS.momentoCacheName);
+  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(cacheName)) {
+    throw new ConfigError(`MOMENTO_CACHE_NAME: "${cacheName}" is not a valid Momento cache name (letters, digits, "_", ".", "-")`);
+  }
+
+  const momentoSource = readCredentials({
+    dir: sources.dir, vars, allowPlaintext, warnings,
+    backend: 'Momento', variable: 'MOMENTO_SECRET_NAME', file: CREDENTIAL_FILES.momento, validate: validateMomentoKey,
+  });
+  const momento = momentoSource.kind === 'absent' ? momentoSource : { ...momentoSource, cacheName };
+  const tidb = readCredentials({
+    dir: sources.dir, vars, allowPlaintext, warnings,
+    backend: 'TiDB', variable: 'TIDB_SECRET_NAME', file: CREDENTIAL_FILES.tidb, validate: validateTiDbInfo,
+  });
+  return { conditionalWrites, maxCounterValue, momento, tidb, warnings };
+}
+
+interface CredentialOptions {
+  readonly dir: string;
+  readonly vars: Record<string, string | undefined>;
+  readonly allowPlaintext: boolean;
+  readonly warnings: string[];
+  readonly backend: string;
+  readonly variable: string;
+  readonly file: string;
+  /** Returns what is wrong with the parsed JSON, or undefined. */
+  readonly validate: (value: Record<string, unknown>) => string | undefined;
+}
+
+function readCredentials(o: CredentialOptions): CredentialSource {
+  const secretName = o.vars[o.variable];
+  if (secretName !== undefined) {
+    // Secrets Manager's own rule for names: 1-512 of these characters.
+    if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secretName)) {
+      throw new ConfigError(`${o.variable}: "${secretName}" is not a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -)`);
+    }
+    return { kind: 'secretName', secretName };
+  }
+  const filePath = path.join(o.dir, o.file);
+  if (!o.allowPlaintext) {
+    const reason = `${o.backend} left out: set ${o.variable} in .env to the name of a Secrets Manager secret holding ${o.file}` +
+      (fs.existsSync(filePath) ? ` (${o.file} is present but is read only with -c ${PLAINTEXT_OPT_IN}=true)` : '');
+    o.warnings.push(reason);
+    return { kind: 'absent', reason };
+  }
+  if (!fs.existsSync(filePath)) {
+    const reason = `${o.backend} left out: neither ${o.variable} nor ${o.file} is provided`;
+    o.warnings.push(reason);
+    return { kind: 'absent', reason };
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(fs.readFileSync(filePath, 'utf8'));
+  } catch (e) {
+    throw new ConfigError(`${o.file}: not valid JSON (${(e as Error).message.split('\n')[0]})`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError(`${o.file}: expected a JSON object`);
+  }
+  const problem = o.validate(parsed as Record<string, unknown>);
+  if (problem) throw new ConfigError(`${o.file}: ${problem}`);
+  o.warnings.push(`${o.backend}: ${o.file} read because of -c ${PLAINTEXT_OPT_IN}=true; its content is in the synthesized template ` +
+    `(cdk.out) and the CloudFormation stack as plain text. Prefer ${o.variable} (see README)`);
+  return { kind: 'plaintextFile', file: o.file, secretJson: JSON.stringify(parsed) };
+}
+
+/** v2 `{apiKey, endpoint}` or the legacy `{apiKey, refreshToken, validUntil, restEndpoint}`. */
+function validateMomentoKey(value: Record<string, unknown>): string | undefined {
+  if (!nonEmptyString(value.apiKey)) return 'missing the string field "apiKey"';
+  if (!nonEmptyString(value.endpoint) && !nonEmptyString(value.restEndpoint)) return 'missing "endpoint" (v2 key) or "restEndpoint" (legacy key)';
+  return undefined;
+}
+
+/** `{host, port, user, password, database}`; TiDB Cloud's `pwd` and `db` are accepted too. */
+function validateTiDbInfo(value: Record<string, unknown>): string | undefined {
+  for (const field of ['host', 'user']) {
+    if (!nonEmptyString(value[field])) return `missing the string field "${field}"`;
+  }
+  if (!nonEmptyString(value.password) && !nonEmptyString(value.pwd)) return 'missing "password" (or "pwd")';
+  if (value.port !== undefined && !Number.isInteger(Number(value.port))) return '"port" is not an integer';
+  return undefined;
+}
+
+/**
+ * `.env` lines: `KEY=value`, optional `export `, `#` comments, values
+ * optionally in single or double quotes. Anything else is an error naming the line.
+ */
+export function parseDotenv(text: string, fileName: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  text.split(/\r?\n/).forEach((raw, index) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const match = /^(?:export\s+)?([A-Za-z_][A-Za-z0-9_]*)\s*=\s*(.*)$/.exec(line);
+    if (!match) throw new ConfigError(`${fileName}:${index + 1}: expected KEY=value, got "${line}"`);
+    let value = match[2];
+    const quoted = /^(['"])(.*)\1$/.exec(value);
+    value = quoted ? quoted[2] : value.replace(/\s+#.*$/, '').trim();
+    out[match[1]] = value;
+  });
+  return out;
+}
+
+function readString(vars: Record<string, string | undefined>, name: string, fallback: string): string {
+  const value = vars[name];
+  if (value === undefined) return fallback;
+  if (value.trim() === '') throw new ConfigError(`${name}: empty; remove the line to use the default "${fallback}"`);
+  return value.trim();
+}
+
+function readBoolean(vars: Record<string, string | undefined>, name: string, fallback: boolean): boolean {
+  const value = vars[name];
+  if (value === undefined) return fallback;
+  if (/^true$/i.test(value.trim())) return true;
+  if (/^false$/i.test(value.trim())) return false;
+  throw new ConfigError(`${name}: expected true or false, got "${value}"`);
+}
+
+function readPositiveInteger(vars: Record<string, string | undefined>, name: string, fallback: number): number {
+  const value = vars[name];
+  if (value === undefined) return fallback;
+  const n = Number(value.trim());
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) {
+    throw new ConfigError(`${name}: expected an integer ≥ 1, got "${value}"`);
+  }
+  return n;
+}
+
+function readContextBoolean(value: unknown, name: string): boolean {
+  if (value === undefined) return false;
+  if (value === true || value === 'true') return true;
+  if (value === false || value === 'false') return false;
+  throw new ConfigError(`-c ${name}: expected true or false, got "${String(value)}"`);
+}
+
+function nonEmptyString(value: unknown): boolean {
+  return typeof value === 'string' && value.trim() !== '';
+}
+
+function pickDefined(env: NodeJS.ProcessEnv): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).filter((e): e is [string, string] => e[1] !== undefined));
+}
