@@ -100,6 +100,7 @@ export async function resolveEndpoint(config: TiDbConfig): Promise<TiDbEndpoint>
  * - No `multipleStatements`: one statement per round trip, nothing spliced.
  * - TLS 1.2+ with verification by default (TiDB Cloud requires it; its public
  *   endpoints chain to Let's Encrypt, which Node's default roots trust).
+ *   mysql2 checks the certificate's host name only with `verifyIdentity`.
  */
 export function connectionOptions(config: TiDbConfig, endpoint: TiDbEndpoint, withDatabase = true): ConnectionOptions {
   return {
@@ -115,7 +116,7 @@ export function connectionOptions(config: TiDbConfig, endpoint: TiDbEndpoint, wi
     supportBigNumbers: true,
     bigNumberStrings: false,
     ssl: config.tls
-      ? { minVersion: 'TLSv1.2', rejectUnauthorized: true, servername: endpoint.host, ...(config.tlsCa ? { ca: config.tlsCa } : {}) }
+      ? { minVersion: 'TLSv1.2', rejectUnauthorized: true, verifyIdentity: true, ...(config.tlsCa ? { ca: config.tlsCa } : {}) }
       : undefined,
   };
 }

@@ -101,7 +101,7 @@ export class TiDbCounterStore implements CounterStore {
    * back are retried; a broken connection mid-statement is a 503, because the
    * increment may or may not have been applied and only the client can decide.
    */
-  private async run<T>(sql: string, params: unknown[]): Promise<T> {
+  private async run<T>(sql: string, params: (string | number)[]): Promise<T> {
     let started: number | undefined;
     for (let attempt = 1; ; attempt++) {
       const conn = await this.connection();
