@@ -1,10 +1,12 @@
-import { readTiDbConfig, resolveEndpoint } from './tidb-connection';
+import { loadSecrets, readTiDbConfig, resolveEndpoint } from './tidb-connection';
 import { TiDbCounterStore } from './tidb-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container. The
 // secret is read (once) when the first request creates the store.
 const config = readTiDbConfig(process.env);
+// On AWS, load the Secrets Manager client now, in the init phase, not on the first request.
+if (config.secretArn) void loadSecrets();
 
 export const handler = createCounterHandler({
   backend: 'tidb',
