@@ -1,6 +1,6 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { AtomicCounterApi } from './atomic-counter-api';
 import { ICounter, METRIC_NAMESPACE } from './counter-base';
 
@@ -151,7 +151,16 @@ function collectCounters(props: AtomicCounterDashboardProps): ICounter[] {
   return [...byBackend.values()];
 }
 
-/** The counters an `AtomicCounterApi` created from its own props. */
+/**
+ * The counters an `AtomicCounterApi` created from its own props (`dynamo`,
+ * `redis`, …): they are its children in the construct tree. Counters attached
+ * with `addCounter` live elsewhere and come through `props.counters`.
+ */
 function countersCreatedBy(api: AtomicCounterApi): ICounter[] {
-  return [api.dynamoCounter].filter((counter): counter is NonNullable<typeof counter> => counter !== undefined);
+  return api.node.children.filter(isCounter);
+}
+
+function isCounter(value: IConstruct): value is IConstruct & ICounter {
+  const c = value as Partial<ICounter>;
+  return typeof c.backend === 'string' && typeof c.counterMetric === 'string' && c.counterFunction !== undefined && c.metricFilter !== undefined;
 }

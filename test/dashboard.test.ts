@@ -2,6 +2,7 @@ import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, AtomicCounterDashboard, DynamoCounter, ICounter } from '../src';
 
 /** The dashboard body with CloudFormation's Fn::Join flattened and tokens kept as JSON. */
@@ -93,12 +94,13 @@ describe('AtomicCounterDashboard', () => {
     expect(metricsOf(widgets, /^beta: duration/)[1]).toContain(ref(b));
   });
 
-  test('a counter the API created from its props is charted without listing it, and only once when listed', () => {
+  test('counters the API created from its props are charted without listing them, and only once when listed', () => {
     const stack = newStack();
-    const api = new AtomicCounterApi(stack, 'Api', { dynamo: {} });
+    const apiKeySecret = secretsmanager.Secret.fromSecretNameV2(stack, 'Key', 'momento-key');
+    const api = new AtomicCounterApi(stack, 'Api', { dynamo: {}, momento: { apiKeySecret } });
     new AtomicCounterDashboard(stack, 'Dashboard', { api, counters: [api.dynamoCounter!] });
     const headings = dashboardBody(stack).widgets.filter((w) => w.type === 'text').map((w) => w.properties.markdown);
-    expect(headings).toEqual(['## API', '## dynamo']);
+    expect(headings).toEqual(['## API', '## dynamo', '## momento']);
   });
 
   test('period and name are props', () => {

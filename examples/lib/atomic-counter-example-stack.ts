@@ -10,6 +10,7 @@ import {
   ICounter,
   MomentoCounter,
   RedisCounter,
+  TiDbCounter,
 } from 'cdk-atomic-counter';
 import { Construct } from 'constructs';
 import { CredentialSource, ExampleConfig } from './config';
@@ -75,6 +76,10 @@ export class AtomicCounterExampleStack extends Stack {
     if (momentoKey && config.momento.kind !== 'absent') {
       counters.push(new MomentoCounter(this, 'Momento', { ...mode, apiKeySecret: momentoKey, cacheName: config.momento.cacheName }));
     }
+    // TiDB Cloud's endpoint is public (TLS with host name verification): the
+    // functions need no VPC to reach it.
+    const tidbSecret = secretFor('TiDbConnection', 'TiDB Cloud connection (tidb_info.json)', config.tidb);
+    if (tidbSecret) counters.push(new TiDbCounter(this, 'TiDb', { ...mode, connectionSecret: tidbSecret }));
     this.counters = counters;
 
     this.api = new AtomicCounterApi(this, 'Api', mode);
