@@ -28,6 +28,8 @@ export interface RedisServerOptions {
    * every acknowledged write. @default - no persistence
    */
   readonly dataDir?: string;
+  /** Require this password (`requirepass`); the engine's URL carries it. @default - no AUTH */
+  readonly password?: string;
   /** Extra `redis-server` arguments, e.g. `['--replicaof', '127.0.0.1', '6390']`. */
   readonly args?: string[];
 }
@@ -49,9 +51,11 @@ export async function startRedisServer(portOrOptions?: number | RedisServerOptio
   const persistence = options.dataDir
     ? ['--dir', options.dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
     : ['--save', '', '--appendonly', 'no'];
-  const child = spawn('redis-server', ['--port', String(p), '--bind', '127.0.0.1', ...persistence, ...(options.args ?? [])], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const auth = options.password ? ['--requirepass', options.password] : [];
+  const args = ['--port', String(p), '--bind', '127.0.0.1', ...persistence, ...auth, ...(options.args ?? [])];
+  const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const output = captureOutput(child);
-  const url = `redis://127.0.0.1:${p}`;
+  const url = options.password ? `redis://:${encodeURIComponent(options.password)}@127.0.0.1:${p}` : `redis://127.0.0.1:${p}`;
   try {
     await waitUntil('redis-server', () => answersPing(url), 15_000, child);
   } catch (err) {

@@ -237,7 +237,11 @@ async function readCredentials(secretArn: string): Promise<{ password: string; u
   return username ? { password, username } : { password };
 }
 
+// Read at module load (Lambda init), like the request log's switch.
+const LOG_OFF = process.env.ATOMIC_COUNTER_LOG === 'off';
+
+/** A warning line without `counter`, so the metric filter ignores it. */
 function warn(message: string): void {
-  if (process.env.ATOMIC_COUNTER_LOG === 'off') return;
+  if (LOG_OFF) return;
   process.stdout.write(JSON.stringify({ level: 'WARN', backend: 'redis', message }) + '\n');
 }
