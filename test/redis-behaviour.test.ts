@@ -5,6 +5,8 @@
  * replica, a password) are its own; the shared server only gets keys under
  * a unique prefix.
  */
+import * as http from 'http';
+import * as vm from 'vm';
 import Redis from 'ioredis';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { waitUntil } from '../local/engines/engine';
@@ -132,6 +134,54 @@ describe('redis: own servers (script cache, AUTH, replica)', () => {
     const wrong = container(s.url.replace('letters0and0digits0only', 'wrong'), 'a:', { conditional: false });
     expect(await call(wrong, 'POST', 'redis', 'x')).toMatchObject({ status: 500, body: { code: 'INTERNAL' } });
     expect(await client(s.url).get('a:x')).toBe('1');
+  });
+
+  test('AUTH token from a Secrets Manager secret (the AWS path: host, port, secret ARN): read once per container, never from the environment', async () => {
+    const token = 'Abc123' + 'x'.repeat(58);
+    const s = await server({ password: token });
+    const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:redis-auth-AbCdEf';
+    // A stand-in for Secrets Manager's JSON API, so the real SDK call path runs.
+    const targets: string[] = [];
+    const api = http.createServer((req, res) => {
+      let body = '';
+      req.on('data', (c) => (body += c));
+      req.on('end', () => {
+        targets.push(`${req.headers['x-amz-target']} ${JSON.parse(body).SecretId}`);
+        res.setHeader('Content-Type', 'application/x-amz-json-1.1');
+        res.end(JSON.stringify({ ARN: arn, Name: 'redis-auth', SecretString: JSON.stringify({ authToken: token }) }));
+      });
+    });
+    await new Promise<void>((r) => api.listen(0, '127.0.0.1', () => r()));
+    // The SDK client is created at the first request, after the container's
+    // init: its variables must be in the real process environment then.
+    const realEnv: NodeJS.ProcessEnv = vm.runInThisContext('process').env;
+    const sdkEnv: Record<string, string> = {
+      AWS_ENDPOINT_URL_SECRETS_MANAGER: `http://127.0.0.1:${(api.address() as { port: number }).port}`,
+      AWS_REGION: 'eu-west-1',
+      AWS_ACCESS_KEY_ID: 'test',
+      AWS_SECRET_ACCESS_KEY: 'test',
+    };
+    const saved = Object.fromEntries(Object.keys(sdkEnv).map((k) => [k, realEnv[k]]));
+    Object.assign(realEnv, sdkEnv);
+    try {
+      const handler = loadBundledHandler(ENTRY, {
+        [REDIS_ENV.HOST]: '127.0.0.1',
+        [REDIS_ENV.PORT]: String(s.port),
+        [REDIS_ENV.TLS]: 'false',
+        [REDIS_ENV.AUTH_SECRET_ARN]: arn,
+        [REDIS_ENV.KEY_PREFIX]: 's:',
+        USE_CONDITIONAL_WRITES: 'false',
+        ATOMIC_COUNTER_LOG: 'off',
+      });
+      for (let i = 1; i <= 20; i++) expect(await call(handler, 'POST', 'redis', 'x')).toMatchObject({ status: 200, body: { counter: i } });
+      expect(targets).toEqual([`secretsmanager.GetSecretValue ${arn}`]);
+    } finally {
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete realEnv[k];
+        else realEnv[k] = v;
+      }
+      api.close();
+    }
   });
 
   test('WAIT for one replica: after every 200 the replica already holds that value; a missing replica still answers 200 after the WAIT timeout', async () => {
