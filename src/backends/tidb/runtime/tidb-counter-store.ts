@@ -111,11 +111,11 @@ export class TiDbCounterStore implements CounterStore {
         // option covers only the EXECUTE).
         const remaining = Math.max(1, this.config.queryTimeoutMs - (Date.now() - started));
         const [result] = await withTimeout(conn.execute(sql, params), remaining);
-        conn.release();
+        release(conn);
         return result as unknown as T;
       } catch (err) {
         const n = errno(err);
-        if (n !== undefined && !(err as { fatal?: boolean }).fatal) conn.release();
+        if (n !== undefined && !(err as { fatal?: boolean }).fatal) release(conn);
         else conn.destroy();
         // Retries share one statement's time budget, so the 503 bound holds.
         if (n !== undefined && RETRYABLE_SERVER_ERRORS.has(n) && attempt < RETRY_ATTEMPTS && Date.now() - started < this.config.queryTimeoutMs / 2) {
@@ -140,6 +140,7 @@ export class TiDbCounterStore implements CounterStore {
       } catch (err) {
         throw unavailable(err);
       }
+      holdProcess(conn, true);
       const lastActive = (conn.connection as unknown as { lastActiveTime?: number }).lastActiveTime;
       if (lastActive === undefined || Date.now() - lastActive < STALE_AFTER_MS) return conn;
       try {
@@ -151,6 +152,25 @@ export class TiDbCounterStore implements CounterStore {
       }
     }
   }
+}
+
+/**
+ * An idle pooled socket should not keep a local process (tests, the local
+ * server, the bench) alive after its work is done, but a socket with a
+ * statement in flight must. Lambda freezes the process either way.
+ */
+function holdProcess(conn: PoolConnection, hold: boolean): void {
+  const stream = (conn.connection as unknown as { stream?: Socketish & { _parent?: Socketish } }).stream;
+  for (const s of [stream, stream?._parent]) {
+    if (hold) s?.ref?.();
+    else s?.unref?.();
+  }
+}
+interface Socketish { ref?(): void; unref?(): void }
+
+function release(conn: PoolConnection): void {
+  holdProcess(conn, false);
+  conn.release();
 }
 
 function sleep(ms: number): Promise<void> {
