@@ -5,3 +5,4 @@ export * from './backends/dynamo/dynamo-counter';
 export * from './backends/momento/momento-counter';
 export * from './backends/redis/redis-counter';
 export * from './backends/tidb/tidb-counter';
+export * from './backends/docdb/docdb-counter';

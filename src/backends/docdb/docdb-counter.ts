@@ -1,0 +1,273 @@
+import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import * as docdb from 'aws-cdk-lib/aws-docdb';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct } from 'constructs';
+import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
+
+/** The endpoint of an existing DocumentDB cluster. */
+export interface DocDbClusterEndpoint {
+  /** The cluster endpoint's host name (not an instance endpoint: writes go to the primary). */
+  readonly hostname: string;
+  /**
+   * The cluster's port.
+   * @default 27017
+   */
+  readonly port?: number;
+}
+
+/** Props of `DocDbCounter`. */
+export interface DocDbCounterProps extends CounterOptions {
+  /** The VPC of the cluster and of the functions (which run in it). */
+  readonly vpc: ec2.IVpc;
+
+  /**
+   * Subnets for the functions and the created cluster's instances. The
+   * functions need a route to Secrets Manager (a NAT gateway or an interface
+   * endpoint).
+   * @default - the VPC's private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Instance class of the created cluster (only without `clusterEndpoint`).
+   * @default - db.t4g.medium
+   */
+  readonly instanceType?: ec2.InstanceType;
+
+  /**
+   * Number of instances of the created cluster: one primary, the rest
+   * replicas that take over on failover (only without `clusterEndpoint`).
+   * @default 1
+   */
+  readonly instances?: number;
+
+  /**
+   * Engine version of the created cluster (only without `clusterEndpoint`).
+   * @default - DocumentDB's default engine version
+   */
+  readonly engineVersion?: string;
+
+  /**
+   * Master user name of the created cluster; its password is generated in
+   * Secrets Manager (only without `clusterEndpoint`).
+   * @default "counteradmin"
+   */
+  readonly masterUsername?: string;
+
+  /**
+   * What happens to the created cluster when it leaves the stack (only
+   * without `clusterEndpoint`).
+   * @default RemovalPolicy.RETAIN
+   */
+  readonly removalPolicy?: RemovalPolicy;
+
+  /**
+   * Use an existing cluster instead of creating one (with `credentialsSecret`).
+   * @default - a new cluster is created
+   */
+  readonly clusterEndpoint?: DocDbClusterEndpoint;
+
+  /**
+   * Credentials of the existing cluster: a secret holding JSON with
+   * `username` and `password` (required with `clusterEndpoint`).
+   * @default - the created cluster's generated master credentials
+   */
+  readonly credentialsSecret?: secretsmanager.ISecret;
+
+  /**
+   * The existing cluster's security group: ingress on the cluster's port is
+   * added to it from the functions' security group (only with `clusterEndpoint`).
+   * @default - no rule is added; allow `securityGroup` in yourself
+   */
+  readonly clusterSecurityGroup?: ec2.ISecurityGroup;
+
+  /**
+   * Database holding the counters.
+   * @default "atomic_counter"
+   */
+  readonly databaseName?: string;
+
+  /**
+   * Collection holding the counters (one document per counter id).
+   * @default "counters"
+   */
+  readonly collectionName?: string;
+}
+
+/** Cluster defaults (README "Default settings" mirrors this). */
+const CLUSTER_DEFAULTS = {
+  instances: 1,
+  masterUsername: 'counteradmin',
+  instanceType: () => ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM),
+  removalPolicy: RemovalPolicy.RETAIN,
+};
+
+/**
+ * An atomic counter on Amazon DocumentDB: one `findAndModify` per increment
+ * (`$inc` with upsert, returning the new document; in conditional mode the
+ * filter also requires `counter < max`, and at the maximum the upsert
+ * collides with the unique `_id` index: the 409).
+ *
+ * Creates a TLS-only, encrypted cluster with generated master credentials in
+ * Secrets Manager (or uses an existing cluster endpoint and secret), a
+ * security group for the functions that is the only source admitted to the
+ * cluster's port, and a setup custom resource that creates the database and
+ * collection before the counter function exists.
+ */
+export class DocDbCounter extends CounterBase {
+  public readonly backend: string = 'docdb';
+  public readonly counterMetric: string = 'DocDbAtomicCounter';
+  /** The function serving this counter's routes. */
+  public readonly counterFunction: lambda.Function;
+  public readonly logGroup: logs.LogGroup;
+  public readonly metricFilter: logs.MetricFilter;
+  /** The created cluster (undefined with `clusterEndpoint`). */
+  public readonly cluster?: docdb.DatabaseCluster;
+  /** The secret the functions read the credentials from. */
+  public readonly credentialsSecret: secretsmanager.ISecret;
+  /** Security group of the counter and setup functions: the only source the cluster admits. */
+  public readonly securityGroup: ec2.ISecurityGroup;
+  /** Host name of the cluster endpoint the functions connect to. */
+  public readonly endpointHostname: string;
+  /** Database holding the counters. */
+  public readonly databaseName: string;
+  /** Collection holding the counters. */
+  public readonly collectionName: string;
+  /** The function run by the setup custom resource. */
+  public readonly setupFunction: lambda.Function;
+  /** The setup custom resource (`Custom::DocDbSetup`): database and collection. */
+  public readonly setup: CustomResource;
+
+  constructor(scope: Construct, id: string, props: DocDbCounterProps) {
+    super(scope, id, props);
+    validate(props);
+    this.databaseName = props.databaseName ?? DOCDB_DEFAULTS.database;
+    this.collectionName = props.collectionName ?? DOCDB_DEFAULTS.collection;
+    const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
+
+    this.securityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
+      vpc: props.vpc,
+      description: 'Atomic counter functions (DocumentDB clients)',
+      // Egress to the cluster and to Secrets Manager's HTTPS endpoint.
+      allowAllOutbound: true,
+    });
+
+    let port: string;
+    if (props.clusterEndpoint) {
+      this.credentialsSecret = props.credentialsSecret!;
+      this.endpointHostname = props.clusterEndpoint.hostname;
+      const p = props.clusterEndpoint.port ?? DOCDB_DEFAULTS.port;
+      port = String(p);
+      props.clusterSecurityGroup?.addIngressRule(this.securityGroup, ec2.Port.tcp(p), 'Atomic counter functions');
+    } else {
+      this.cluster = new docdb.DatabaseCluster(this, 'Cluster', {
+        vpc: props.vpc,
+        vpcSubnets,
+        instanceType: props.instanceType ?? CLUSTER_DEFAULTS.instanceType(),
+        instances: props.instances ?? CLUSTER_DEFAULTS.instances,
+        engineVersion: props.engineVersion,
+        port: DOCDB_DEFAULTS.port,
+        // The password is generated in Secrets Manager and only referenced
+        // (dynamic reference) by the cluster; the functions read the secret.
+        masterUser: { username: props.masterUsername ?? CLUSTER_DEFAULTS.masterUsername },
+        storageEncrypted: true,
+        // No parameter group: the default one keeps `tls` enabled, so the
+        // cluster refuses plaintext connections.
+        removalPolicy: props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy,
+      });
+      this.credentialsSecret = this.cluster.secret!;
+      this.endpointHostname = this.cluster.clusterEndpoint.hostname;
+      port = String(DOCDB_DEFAULTS.port);
+      // The only way in: the cluster's port, from the functions' security group.
+      this.cluster.connections.allowFrom(this.securityGroup, ec2.Port.tcp(DOCDB_DEFAULTS.port), 'Atomic counter functions');
+    }
+
+    // Only the secret's ARN travels through the environment; the handlers
+    // read it once per container and pass the credentials to the driver.
+    const connectionEnv = {
+      [DOCDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
+      [DOCDB_ENV.HOST]: this.endpointHostname,
+      [DOCDB_ENV.PORT]: port,
+      [DOCDB_ENV.TLS]: 'true',
+      [DOCDB_ENV.REPLICA_SET]: DOCDB_DEFAULTS.replicaSet,
+      [DOCDB_ENV.DATABASE]: this.databaseName,
+      [DOCDB_ENV.COLLECTION]: this.collectionName,
+      // DocumentDB's certificate chains to the Amazon RDS CAs, which Lambda's
+      // Node.js 20+ runtimes ship but load only through this variable. The
+      // driver then verifies the chain and the host name as usual.
+      NODE_EXTRA_CA_CERTS: DOCDB_DEFAULTS.caBundlePath,
+    };
+    const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.securityGroup] };
+
+    // Setup: database and collection, idempotent; a failure fails the deployment.
+    const setupLogGroup = this.createLogGroup('SetupLogGroup');
+    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+      description: 'Creates the DocumentDB database and collection of the atomic counter if missing',
+      runtime: lambda.Runtime.NODEJS_22_X,
+      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundledHandlerPath('backends/docdb/runtime/docdb-setup.lambda')),
+      memorySize: 256,
+      timeout: Duration.minutes(2),
+      logGroup: setupLogGroup,
+      environment: connectionEnv,
+      ...placement,
+    });
+    this.credentialsSecret.grantRead(this.setupFunction);
+    const provider = new cr.Provider(this, 'SetupProvider', {
+      onEventHandler: this.setupFunction,
+      logGroup: setupLogGroup,
+    });
+    this.setup = new CustomResource(this, 'Setup', {
+      serviceToken: provider.serviceToken,
+      resourceType: 'Custom::DocDbSetup',
+      properties: { Database: this.databaseName, Collection: this.collectionName },
+    });
+    // The setup connects only once the instances, the attached secret and the ingress rule exist.
+    if (this.cluster) this.setup.node.addDependency(this.cluster);
+    if (props.clusterSecurityGroup) this.setup.node.addDependency(props.clusterSecurityGroup);
+
+    this.logGroup = this.createLogGroup('LogGroup');
+    this.counterFunction = this.createCounterFunction({
+      entry: 'backends/docdb/runtime/docdb-counter.lambda',
+      description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
+      environment: connectionEnv,
+      ...placement,
+    }, this.logGroup);
+    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
+    this.credentialsSecret.grantRead(this.counterFunction);
+    // The counter answers only once the collection exists.
+    this.counterFunction.node.addDependency(this.setup);
+    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
+  }
+}
+
+function validate(props: DocDbCounterProps): void {
+  const fail = (message: string) => {
+    throw new Error(`DocDbCounter: ${message}`);
+  };
+  if (props.clusterEndpoint && !props.credentialsSecret) fail('`clusterEndpoint` needs `credentialsSecret`');
+  if (props.credentialsSecret && !props.clusterEndpoint) fail('`credentialsSecret` is for an existing cluster: give `clusterEndpoint` too');
+  if (props.clusterSecurityGroup && !props.clusterEndpoint) fail('`clusterSecurityGroup` applies to an existing cluster (`clusterEndpoint`)');
+  if (props.clusterEndpoint) {
+    const clusterOnly = (['instanceType', 'instances', 'engineVersion', 'masterUsername', 'removalPolicy'] as const).filter((k) => props[k] !== undefined);
+    if (clusterOnly.length) fail(`${clusterOnly.map((k) => `\`${k}\``).join(', ')} apply to a created cluster; do not combine with \`clusterEndpoint\``);
+  }
+  const instances = props.instances;
+  if (instances !== undefined && !Token.isUnresolved(instances) && (!Number.isSafeInteger(instances) || instances < 1 || instances > 16)) {
+    fail(`\`instances\` must be an integer from 1 to 16 (got ${instances})`);
+  }
+  const db = props.databaseName;
+  if (db !== undefined && !Token.isUnresolved(db) && !/^[^/\\. "$\u0000]{1,63}$/.test(db)) {
+    fail(`\`databaseName\` must be 1-63 characters without / \\ . space " $ (got "${db}")`);
+  }
+  const coll = props.collectionName;
+  if (coll !== undefined && !Token.isUnresolved(coll) && (!/^[^$\u0000]{1,120}$/.test(coll) || coll.startsWith('system.'))) {
+    fail(`\`collectionName\` must be 1-120 characters without $ and not start with "system." (got "${coll}")`);
+  }
+}
