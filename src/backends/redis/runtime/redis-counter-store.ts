@@ -60,6 +60,9 @@ return {1, redis.call('INCR', KEYS[1])}
 /** Server error codes (first word of the reply) that mean "cannot serve right now": 503. */
 const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS']);
 
+/** Node/OpenSSL codes of a certificate that failed verification (chain, expiry, host name). */
+const TLS_VERIFICATION_CODES = /^(ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_[A-Z_]+|CERT_[A-Z_]+)$/;
+
 interface CounterRedis extends Redis {
   counterIncrementBelow(key: string, maximum: string): Promise<[number, number]>;
 }
@@ -219,11 +222,25 @@ export class RedisCounterStore implements CounterStore {
     // Errors surface through the commands; without a listener ioredis prints them.
     client.on('error', () => undefined);
     client.defineCommand('counterIncrementBelow', { numberOfKeys: 1, lua: INCREMENT_BELOW_LUA });
+    // connect() rejects with a generic "Connection is closed."; the socket's
+    // own error (refused, timed out, certificate rejected) arrives as an event.
+    let socketError: unknown;
+    const keepSocketError = (err: unknown) => {
+      socketError = err;
+    };
+    client.on('error', keepSocketError);
     try {
       await client.connect();
     } catch (err) {
       client.disconnect();
-      throw new BackendUnavailableError('Redis is unreachable', { cause: err });
+      const cause = socketError ?? err;
+      // A certificate that fails verification is a misconfiguration (or an
+      // impostor), not an outage: a retry cannot help, so it is a 500.
+      const code = String((cause as { code?: unknown })?.code ?? '');
+      if (TLS_VERIFICATION_CODES.test(code)) throw new Error(`TLS verification of the Redis endpoint failed (${code})`, { cause });
+      throw new BackendUnavailableError('Redis is unreachable', { cause });
+    } finally {
+      client.off('error', keepSocketError);
     }
     return client;
   }
