@@ -5,6 +5,7 @@ import { Construct } from 'constructs';
 import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-counter';
 import { MomentoCounter, MomentoCounterProps } from './backends/momento/momento-counter';
 import { RedisCounter, RedisCounterProps } from './backends/redis/redis-counter';
+import { TiDbCounter, TiDbCounterProps } from './backends/tidb/tidb-counter';
 import { CounterOptions, ICounter } from './counter-base';
 
 /** Throttle and quota of the API's usage plan. */
@@ -62,6 +63,12 @@ export interface AtomicCounterApiProps {
    */
   readonly momento?: MomentoCounterProps;
   /**
+   * Create a TiDB counter at `/tidb/{id}` with these props (its
+   * `connectionSecret` is required).
+   * @default - no TiDB counter
+   */
+  readonly tidb?: TiDbCounterProps;
+  /**
    * Name of the REST API.
    * @default - the construct path
    */
@@ -109,6 +116,8 @@ export class AtomicCounterApi extends Construct {
   public readonly redisCounter?: RedisCounter;
   /** The Momento counter, when created from props. */
   public readonly momentoCounter?: MomentoCounter;
+  /** The TiDB counter, when created from props. */
+  public readonly tidbCounter?: TiDbCounter;
 
   private readonly counterDefaults: CounterOptions;
   private readonly validator: apigw.RequestValidator;
@@ -173,6 +182,10 @@ export class AtomicCounterApi extends Construct {
     if (props.momento) {
       this.momentoCounter = new MomentoCounter(this, 'MomentoCounter', withDefaults(props.momento));
       this.addCounter(this.momentoCounter);
+    }
+    if (props.tidb) {
+      this.tidbCounter = new TiDbCounter(this, 'TiDbCounter', withDefaults(props.tidb));
+      this.addCounter(this.tidbCounter);
     }
 
     new CfnOutput(this, 'Url', { value: this.restApi.url, description: 'Base URL of the counter API' });

@@ -108,12 +108,14 @@ describe('AtomicCounterApi', () => {
     const all = (s: Stack) => {
       const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 });
       const momentoKey = secretsmanager.Secret.fromSecretNameV2(s, 'MomentoKey', 'momento-api-key');
+      const tidbSecret = secretsmanager.Secret.fromSecretNameV2(s, 'TiDbSecret', 'tidb-connection');
       return new AtomicCounterApi(s, 'Api', {
         conditionalWrites: true,
         maxCounterValue: 5,
         dynamo: {},
         redis: { vpc },
         momento: { apiKeySecret: momentoKey },
+        tidb: { connectionSecret: tidbSecret },
       });
     };
 
@@ -122,13 +124,13 @@ describe('AtomicCounterApi', () => {
       const t = synth((s) => {
         api = all(s);
       });
-      expect(api!.backends.sort()).toEqual(['dynamo', 'momento', 'redis']);
+      expect(api!.backends.sort()).toEqual(['dynamo', 'momento', 'redis', 'tidb']);
       const parts = Object.values<any>(t.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
-      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['dynamo', 'momento', 'redis']);
+      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['dynamo', 'momento', 'redis', 'tidb']);
       const methods = Object.values<any>(t.findResources('AWS::ApiGateway::Method'));
-      expect(methods).toHaveLength(6);
+      expect(methods).toHaveLength(8);
       expect(methods.every((m) => m.Properties.ApiKeyRequired === true)).toBe(true);
-      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter']) {
+      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter', 'TiDbAtomicCounter']) {
         t.hasResourceProperties('AWS::Logs::MetricFilter', { MetricTransformations: [Match.objectLike({ MetricName: metric })] });
       }
     });
