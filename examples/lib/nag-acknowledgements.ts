@@ -2,7 +2,7 @@ import { CfnElement, Stack, Validations } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { AtomicCounterApi, ICounter, RedisCounter } from 'cdk-atomic-counter';
+import { AtomicCounterApi, DocDbCounter, ICounter, RedisCounter } from 'cdk-atomic-counter';
 import { IConstruct } from 'constructs';
 
 /**
@@ -62,6 +62,32 @@ export function acknowledgeNagFindings(parts: {
       id: 'AwsSolutions-SMG4',
       reason: 'The AUTH token reaches ElastiCache by a CloudFormation dynamic reference at deploy time: a rotation schedule would change the secret without changing the cache (ElastiCache rotates tokens through ModifyReplicationGroup, i.e. a stack update). Only the counter function\'s security group reaches the cache.',
     });
+  }
+
+  const docdb = parts.counters.find((c): c is DocDbCounter => c instanceof DocDbCounter);
+  if (docdb?.cluster) {
+    acknowledge(docdb.cluster,
+      {
+        id: 'AwsSolutions-DOC2',
+        reason: 'A non-default port adds no protection here: the cluster admits only the counter functions\' security group, requires TLS and a password from Secrets Manager.',
+      },
+      {
+        id: 'AwsSolutions-DOC3',
+        reason: 'The password is generated in Secrets Manager and reaches the cluster by dynamic reference; the rule also wants the user name by reference, which is not a secret.',
+      },
+      ...['authenticate', 'createIndex', 'dropCollection'].map((event) => ({
+        id: `AwsSolutions-DOC5[LogExport::${event}]`,
+        reason: 'Audit logs need a custom parameter group (audit_logs) and ship every authentication to CloudWatch; only the counter functions\' security group reaches the cluster, with one secret, and the only DDL is the setup custom resource\'s, logged by its function.',
+      })),
+    );
+    // `cluster.secret` is the attachment; the generated secret is the cluster's child `Secret`.
+    const masterSecret = docdb.cluster.node.tryFindChild('Secret');
+    if (masterSecret) {
+      acknowledge(masterSecret, {
+        id: 'AwsSolutions-SMG4',
+        reason: 'The functions read the password once per container and keep their connections: a rotation would fail their reconnects until the containers recycle. Rotation needs the handler to re-read the secret on an authentication failure first.',
+      });
+    }
   }
 
   for (const secret of parts.copiedSecrets) {
