@@ -19,6 +19,18 @@ import { call, hammer, useBackend } from './kit/conformance';
 const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
 
+type Closable = { close?: () => Promise<void> };
+/** Containers this file loads itself: closed at the end so the driver's timers let jest exit. */
+const loaded: Closable[] = [];
+function counterContainer(env: Record<string, string>) {
+  const handler = loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', env);
+  loaded.push(handler as Closable);
+  return handler;
+}
+afterAll(async () => {
+  await Promise.all(loaded.map((h) => h.close?.()));
+});
+
 function setupHandler(env: Record<string, string>): SetupHandler {
   return loadBundledHandler(SETUP_ENTRY, env) as unknown as SetupHandler;
 }
@@ -41,7 +53,7 @@ describe('docdb against a MongoDB-wire engine', () => {
   test('before setup has run, a conditional counter still never overshoots: 200 up to the maximum, then 409 (the _id index exists from the first write)', async () => {
     const namespace = uniqueNamespace('t_docdb_nosetup');
     const env = { ...docdbEnv(ctx().engine, namespace), USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '20', ATOMIC_COUNTER_LOG: 'off' };
-    const handlers = Array.from({ length: 8 }, () => loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', env));
+    const handlers = Array.from({ length: 8 }, () => counterContainer(env));
     const result = await hammer(handlers, 'docdb', 'early', 32, 100);
     expect(result.statuses).toEqual({ 200: 20, 409: 80 });
     expect([...result.counters].sort((a, b) => a - b)).toEqual(Array.from({ length: 20 }, (_, i) => i + 1));
@@ -154,7 +166,7 @@ describe('docdb credentials', () => {
 describe('docdb when the server is down', () => {
   test('a counter request answers 503 BACKEND_UNAVAILABLE with Retry-After (bounded server selection)', async () => {
     const port = await freePort(); // nothing listens there
-    const handler = loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', {
+    const handler = counterContainer({
       [DOCDB_ENV.URI]: `mongodb://127.0.0.1:${port}/?directConnection=true`,
       [DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS]: '300',
       USE_CONDITIONAL_WRITES: 'false',
