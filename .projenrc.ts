@@ -85,6 +85,8 @@ const project = new awscdk.AwsCdkConstructLibrary({
       maxWorkers: 2,
       collectCoverage: false,
       testPathIgnorePatterns: ['/node_modules/', '/examples/'],
+      // Closes the bundled-handler containers each test file loaded.
+      setupFilesAfterEnv: ['<rootDir>/test/kit/setup.ts'],
     },
   },
   eslintOptions: {

@@ -19,6 +19,19 @@ export interface ProxyResult {
 }
 export type ProxyHandler = (event: unknown) => Promise<ProxyResult>;
 
+/** Every container loaded by this process, so they can all be closed. */
+const loaded = new Set<ProxyHandler & { close?: () => Promise<void> }>();
+
+/**
+ * Closes every loaded container's store (its connections), so a test file or
+ * a local run can end without open handles.
+ */
+export async function closeContainers(): Promise<void> {
+  const all = [...loaded];
+  loaded.clear();
+  await Promise.all(all.map((h) => h.close?.().catch(() => undefined)));
+}
+
 /**
  * Loads a bundled Lambda handler as a fresh module instance: a stand-in for
  * one Lambda container. `env` is in `process.env` while the bundle's top
@@ -47,6 +60,7 @@ export function loadBundledHandler(entry: string, env: Record<string, string>, e
     mod._compile(fs.readFileSync(file, 'utf8'), file);
     const handler = mod.exports[exportName];
     if (typeof handler !== 'function') throw new Error(`${entry} exports no function "${exportName}"`);
+    loaded.add(handler);
     return handler;
   } finally {
     for (const [k, v] of Object.entries(saved)) {

@@ -44,6 +44,11 @@ export const momentoFixture: BackendFixture = {
       // out of time (503) on a loaded machine. Locally the attempt bound
       // (200) is the one that applies.
       [MOMENTO_ENV.CAS_BUDGET_MS]: process.env[MOMENTO_ENV.CAS_BUDGET_MS] ?? '30000',
+      // Same reason for the SDK's per-call deadline (1.1 s in the Lambda
+      // configuration): on a loaded CI machine a call past it answers 503
+      // although the write may still be applied, which the exact-count
+      // assertions cannot tell from a lost update.
+      [MOMENTO_ENV.CLIENT_TIMEOUT_MS]: process.env[MOMENTO_ENV.CLIENT_TIMEOUT_MS] ?? '15000',
     };
     await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
     return env;

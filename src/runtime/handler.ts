@@ -7,8 +7,11 @@ import { BackendName, CounterStore } from './store';
 
 export type StoreFactory = () => CounterStore | Promise<CounterStore>;
 
-/** A Lambda proxy handler: API Gateway event in, HTTP answer out. */
-export type CounterHandler = (event: CounterEvent) => Promise<HttpResponse>;
+/**
+ * A Lambda proxy handler: API Gateway event in, HTTP answer out. `close`
+ * releases the container's store (local runs and tests; Lambda never calls it).
+ */
+export type CounterHandler = ((event: CounterEvent) => Promise<HttpResponse>) & { close(): Promise<void> };
 
 export interface CounterHandlerOptions {
   readonly backend: BackendName;
@@ -43,7 +46,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     return store;
   };
 
-  return async (event) => {
+  const handle = async (event: CounterEvent): Promise<HttpResponse> => {
     const started = performance.now();
     let request: CounterRequest | undefined;
     const log: Omit<RequestLogLine, 'durationMs'> = { level: 'INFO', backend, accepted: false, statusCode: 200 };
@@ -90,6 +93,14 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     writeLogLine({ ...log, durationMs: Math.round((performance.now() - started) * 100) / 100 });
     return response;
   };
+
+  const close = async (): Promise<void> => {
+    const pending = store;
+    store = undefined;
+    const s = await pending?.catch(() => undefined);
+    await s?.close?.();
+  };
+  return Object.assign(handle, { close });
 }
 
 /** Class and message of an error and its first cause: enough to debug, no stack. */

@@ -7,7 +7,7 @@
 import { fixtureFor } from '../../local/backends';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { Engine, EngineUnavailableError } from '../../local/engines/engine';
-import { establishedConnections, loadBundledHandler, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { closeContainers, establishedConnections, loadBundledHandler, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
 import { runWorkload, WorkloadResult } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
 
@@ -70,6 +70,7 @@ export function useBackend(backend: BackendName): () => Counters {
     }
   }, 120_000);
   afterAll(async () => {
+    await closeContainers();
     await engine?.stop();
   });
   return () => {

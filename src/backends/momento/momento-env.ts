@@ -24,6 +24,11 @@ export const MOMENTO_ENV = {
   CAS_MAX_ATTEMPTS: 'MOMENTO_CAS_MAX_ATTEMPTS',
   /** Conditional mode: milliseconds one request may spend retrying before a 503. Default 5000. */
   CAS_BUDGET_MS: 'MOMENTO_CAS_BUDGET_MS',
+  /**
+   * Optional: the SDK's per-call deadline in milliseconds. Default: the SDK's
+   * Lambda configuration (1.1 s). Local runs on a loaded machine raise it.
+   */
+  CLIENT_TIMEOUT_MS: 'MOMENTO_CLIENT_TIMEOUT_MS',
 } as const;
 
 /** Defaults shared by the construct and the handlers, in one place. */

@@ -14,6 +14,8 @@ export interface MomentoCounterStoreConfig {
   readonly casMaxAttempts: number;
   /** Conditional mode: time one request may spend retrying before a 503. */
   readonly casBudgetMs: number;
+  /** The SDK's per-call deadline; undefined = the Lambda configuration's. */
+  readonly clientTimeoutMs?: number;
 }
 
 export function readMomentoConfig(env: Env): MomentoCounterStoreConfig {
@@ -25,6 +27,7 @@ export function readMomentoConfig(env: Env): MomentoCounterStoreConfig {
     ttlSeconds: readInteger(env, MOMENTO_ENV.TTL_SECONDS, MOMENTO_DEFAULTS.ttlSeconds, 1),
     casMaxAttempts: readInteger(env, MOMENTO_ENV.CAS_MAX_ATTEMPTS, MOMENTO_DEFAULTS.casMaxAttempts, 1),
     casBudgetMs: readInteger(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs, 1),
+    clientTimeoutMs: env[MOMENTO_ENV.CLIENT_TIMEOUT_MS] ? readInteger(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, 0, 100) : undefined,
   };
 }
 
@@ -67,7 +70,7 @@ export class MomentoCounterStore implements CounterStore {
   /** Reads the secret (once per container) and creates the client. */
   static async create(config: MomentoCounterStoreConfig): Promise<MomentoCounterStore> {
     const credentials = await credentialProviderFor(config.connection);
-    return new MomentoCounterStore(createCacheClient(credentials, config.ttlSeconds), config);
+    return new MomentoCounterStore(createCacheClient(credentials, config.ttlSeconds, config.clientTimeoutMs), config);
   }
 
   private readonly writeOptions: { ttl: number };
