@@ -96,11 +96,14 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // jsii one, covers only the published sources).
     tsconfigPath: './tsconfig.dev.json',
   },
-  // The published package holds lib/, assets/ (the bundled handlers) and docs;
-  // the example app, local tools and reports stay in the repository.
-  npmignore: ['/examples/', '/local/', '/reports/', '/.ci/', 'policy-validation-report.json'],
   gitignore: ['/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
 });
+
+// The published package holds lib/, assets/ (the bundled handlers) and docs;
+// the example app, local tools and reports stay in the repository.
+for (const pattern of ['/examples/', '/local/', '/reports/', '/.ci/', 'policy-validation-report.json']) {
+  project.addPackageIgnore(pattern);
+}
 
 // The project service would pick tsconfig.json (jsii's, which excludes tests,
 // local tools and handler code) as the nearest config: parse every file with
