@@ -39,7 +39,11 @@ export interface CompareOptions {
   readonly ids: number;
   /** Handler containers per backend and mode (in-process). @default 8 */
   readonly containers: number;
-  /** Warm-up requests per backend and mode, not measured. @default 200 */
+  /**
+   * Warm-up requests per backend and mode, not measured: every container
+   * connects and the JIT (Node's, DynamoDB Local's JVM) warms the paths
+   * before the first measured scenario. @default 500
+   */
   readonly warmup: number;
   /** @default - every backend */
   readonly backends?: readonly BackendName[];
@@ -52,7 +56,7 @@ export interface CompareOptions {
   readonly silent?: boolean;
 }
 
-export const DEFAULT_OPTIONS = { concurrency: 16, requests: 2000, max: 50, ids: 20, containers: 8, warmup: 200 } as const;
+export const DEFAULT_OPTIONS = { concurrency: 16, requests: 2000, max: 50, ids: 20, containers: 8, warmup: 500 } as const;
 
 interface Answer {
   status: number;
@@ -93,7 +97,7 @@ const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }>
   momento: {
     cloud: [
       'Items carry a TTL and can expire or be evicted: a Momento counter is not durable storage.',
-      'Conditional mode is a compare-and-swap loop (no server-side "increment below"): under contention on one id each accepted increment costs several round trips — compare conditional-hot with conditional-spread.',
+      'Conditional mode is a compare-and-swap loop (no server-side "increment below"): under contention on one id an accepted increment can cost several round trips (the tail latency of conditional-hot); once the maximum is reached a rejection is one read.',
     ],
     local: ['The engine is an in-process gRPC server speaking Momento\'s protocol, in the load generator\'s process.'],
   },
@@ -304,7 +308,9 @@ async function runScenario(
     durationMs: round(result.durationMs),
     opsPerSecond: round(result.opsPerSecond),
     latencyMs: {
-      p50: round(result.p50), p95: round(result.p95), p99: round(result.p99),
+      p50: round(result.p50),
+      p95: round(result.p95),
+      p99: round(result.p99),
       max: round(result.latencies[result.latencies.length - 1] ?? 0),
       mean: round(result.latencies.reduce((a, b) => a + b, 0) / Math.max(1, result.latencies.length)),
     },
@@ -421,12 +427,20 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     durationSeconds: round((finishedAt.getTime() - startedAt.getTime()) / 1000),
     target: overHttp ? options.url! : 'in-process bundled handlers (assets/backends/*/index.js)',
     options: {
-      concurrency: options.concurrency, requests: options.requests, max: options.max, ids: options.ids,
-      ...(overHttp ? {} : { containers: options.containers }), warmup: options.warmup, backends,
+      concurrency: options.concurrency,
+      requests: options.requests,
+      max: options.max,
+      ids: options.ids,
+      ...(overHttp ? {} : { containers: options.containers }),
+      warmup: options.warmup,
+      backends,
     },
     machine: {
-      cpuModel: os.cpus()[0]?.model ?? 'unknown', cpus: os.cpus().length, memoryGiB: Math.round(os.totalmem() / 2 ** 30),
-      platform: `${os.platform()} ${os.release()} ${os.arch()}`, node: process.versions.node,
+      cpuModel: os.cpus()[0]?.model ?? 'unknown',
+      cpus: os.cpus().length,
+      memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+      platform: `${os.platform()} ${os.release()} ${os.arch()}`,
+      node: process.versions.node,
     },
     caveats: overHttp ? GENERAL_CAVEATS_HTTP : GENERAL_CAVEATS_LOCAL,
     backends: sections,

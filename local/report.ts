@@ -214,7 +214,7 @@ export function renderThroughputSvg(report: ComparisonReport): string {
   const left = 70;
   const plotTop = 50;
   const plotHeight = 300;
-  const barWidth = 22;
+  const barWidth = 30; // wide enough for a five-digit label above each bar
   const groupWidth = Math.max(1, backends.length) * barWidth + 40;
   const width = Math.max(560, left + scenarios.length * groupWidth + 30);
   const height = plotTop + plotHeight + 90;
