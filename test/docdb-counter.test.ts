@@ -1,4 +1,4 @@
-import { App, Stack } from 'aws-cdk-lib';
+import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -36,6 +36,7 @@ describe('DocDbCounter (created cluster)', () => {
     });
     const cluster = Object.values(template.findResources('AWS::DocDB::DBCluster'))[0].Properties;
     expect(cluster.StorageEncrypted).toBe(true);
+    expect(cluster.BackupRetentionPeriod).toBe(7);
     // User name and password are dynamic references resolved by CloudFormation, never literals.
     expect(JSON.stringify(cluster.MasterUsername)).toMatch(/resolve:secretsmanager:.*:SecretString:username::/);
     expect(JSON.stringify(cluster.MasterUserPassword)).toMatch(/resolve:secretsmanager:.*:SecretString:password::/);
@@ -172,6 +173,7 @@ describe('DocDbCounter (existing cluster)', () => {
     expect(() => existing({ instances: 2 })).toThrow(/`instances` apply to a created cluster/);
     expect(() => synth({ clusterEndpoint: { hostname: 'h' } })).toThrow(/`clusterEndpoint` needs `credentialsSecret`/);
     expect(() => synth({ instances: 0 })).toThrow(/`instances` must be an integer/);
+    expect(() => synth({ backupRetention: Duration.days(40) })).toThrow(/`backupRetention`/);
     expect(() => synth({ databaseName: 'a.b' })).toThrow(/`databaseName`/);
     expect(() => synth({ collectionName: 'system.x' })).toThrow(/`collectionName`/);
   });

@@ -60,6 +60,14 @@ export interface DocDbCounterProps extends CounterOptions {
   readonly masterUsername?: string;
 
   /**
+   * How long the created cluster keeps its automated backups (1 to 35
+   * days; only without `clusterEndpoint`). Backup storage up to the
+   * cluster's size costs nothing extra.
+   * @default Duration.days(7)
+   */
+  readonly backupRetention?: Duration;
+
+  /**
    * What happens to the created cluster when it leaves the stack (only
    * without `clusterEndpoint`).
    * @default RemovalPolicy.RETAIN
@@ -105,6 +113,7 @@ const CLUSTER_DEFAULTS = {
   masterUsername: 'counteradmin',
   instanceType: () => ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM),
   removalPolicy: RemovalPolicy.RETAIN,
+  backupRetentionDays: 7,
 };
 
 /**
@@ -176,6 +185,7 @@ export class DocDbCounter extends CounterBase {
         // (dynamic reference) by the cluster; the functions read the secret.
         masterUser: { username: props.masterUsername ?? CLUSTER_DEFAULTS.masterUsername },
         storageEncrypted: true,
+        backup: { retention: props.backupRetention ?? Duration.days(CLUSTER_DEFAULTS.backupRetentionDays) },
         // No parameter group: the default one keeps `tls` enabled, so the
         // cluster refuses plaintext connections.
         removalPolicy: props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy,
@@ -255,12 +265,16 @@ function validate(props: DocDbCounterProps): void {
   if (props.credentialsSecret && !props.clusterEndpoint) fail('`credentialsSecret` is for an existing cluster: give `clusterEndpoint` too');
   if (props.clusterSecurityGroup && !props.clusterEndpoint) fail('`clusterSecurityGroup` applies to an existing cluster (`clusterEndpoint`)');
   if (props.clusterEndpoint) {
-    const clusterOnly = (['instanceType', 'instances', 'engineVersion', 'masterUsername', 'removalPolicy'] as const).filter((k) => props[k] !== undefined);
+    const clusterOnly = (['instanceType', 'instances', 'engineVersion', 'masterUsername', 'backupRetention', 'removalPolicy'] as const).filter((k) => props[k] !== undefined);
     if (clusterOnly.length) fail(`${clusterOnly.map((k) => `\`${k}\``).join(', ')} apply to a created cluster; do not combine with \`clusterEndpoint\``);
   }
   const instances = props.instances;
   if (instances !== undefined && !Token.isUnresolved(instances) && (!Number.isSafeInteger(instances) || instances < 1 || instances > 16)) {
     fail(`\`instances\` must be an integer from 1 to 16 (got ${instances})`);
+  }
+  const days = props.backupRetention?.toDays({ integral: false });
+  if (days !== undefined && !Token.isUnresolved(days) && (!Number.isInteger(days) || days < 1 || days > 35)) {
+    fail(`\`backupRetention\` must be a whole number of days from 1 to 35 (got ${days})`);
   }
   const db = props.databaseName;
   if (db !== undefined && !Token.isUnresolved(db) && !/^[^/\\. "$\u0000]{1,63}$/.test(db)) {
