@@ -385,6 +385,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       }
     }
 
+    progress.note(`[${b + 1}/${backends.length}] ${backend} on ${target.engine}: warming up (${options.warmup} requests per mode, not measured)`);
     const section: BackendSection = { backend, status: 'ran', engine: target.engine, caveats, scenarios: [], notRun: [] };
     sections.push(section);
     try {

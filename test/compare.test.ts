@@ -53,7 +53,8 @@ test('in-process comparison of every registered backend: report.md/json and both
       if (s.conditional) {
         // hot: one id, 40 attempts, maximum 5; spread: 4 ids × 10 attempts, maximum 5 each.
         const accepted = s.scenario === 'conditional-hot' ? 5 : 20;
-        expect({ accepted: s.accepted, rejected: s.rejected, final: s.final, overshoot: s.overshoot }).toEqual({ accepted, rejected: 40 - accepted, final: accepted, overshoot: 0 });
+        expect({ accepted: s.accepted, rejected: s.rejected, final: s.final, overshoot: s.overshoot })
+          .toEqual({ accepted, rejected: 40 - accepted, final: accepted, overshoot: 0 });
       } else {
         expect({ accepted: s.accepted, final: s.final, lost: s.lostUpdates }).toEqual({ accepted: 40, final: 40, lost: 0 });
       }
@@ -77,7 +78,8 @@ test('over HTTP (--url/--api-key) against the local server in conditional mode: 
     const { report } = await runComparison({ ...SMALL, out: tmpDir(), url: server.url, apiKey: server.apiKey, backends: [backend] });
     const section = report.backends[0];
     expect(section.status).toBe('ran');
-    expect(section.scenarios.map((s) => [s.scenario, s.verdict, s.maximum])).toEqual([['conditional-hot', 'PASS', 5], ['conditional-spread', 'PASS', 5]]);
+    expect(section.scenarios.map((s) => [s.scenario, s.verdict, s.maximum]))
+      .toEqual([['conditional-hot', 'PASS', 5], ['conditional-spread', 'PASS', 5]]);
     expect(section.notRun.map((n) => n.scenario)).toEqual(['unconditional-hot', 'unconditional-spread']);
     expect(report.target).toBe(server.url);
     expect(JSON.stringify(report)).not.toContain(server.apiKey);
@@ -99,7 +101,8 @@ test('a wrong API key over HTTP skips the backend with the 403, it does not cras
 }, 180_000);
 
 describe('verdicts (DESIGN.md §5) fail on what they must', () => {
-  const tally = (requests: number, accepted: number, counters: number[], final: number, rejected = 0, errors = 0) => ({ requests, accepted, rejected, errors, counters, final });
+  const tally = (requests: number, accepted: number, counters: number[], final: number, rejected = 0, errors = 0) =>
+    ({ requests, accepted, rejected, errors, counters, final });
 
   test('a clean unconditional and a clean conditional run pass', () => {
     expect(judge(false, undefined, [tally(3, 3, [1, 2, 3], 3)]).reasons).toEqual([]);

@@ -40,8 +40,8 @@ afterAll(async () => {
 });
 
 /** `apiKey: null` sends no key at all. */
-async function request(server: LocalServer, method: string, path: string, apiKey: string | null = server.apiKey) {
-  const res = await fetch(server.url + path, { method, headers: apiKey === null ? {} : { 'x-api-key': apiKey } });
+async function request(server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey) {
+  const res = await fetch(server.url + route, { method, headers: apiKey === null ? {} : { 'x-api-key': apiKey } });
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
 }
@@ -64,11 +64,11 @@ describe.each(backends)('%s through the local server', (backend) => {
   });
 
   test('404 NOT_FOUND for unknown methods and routes, with or without a key (as the overridden gateway response)', async () => {
-    for (const [method, path] of [['DELETE', `/${backend}/x`], ['PUT', `/${backend}/x`], ['PATCH', `/${backend}/x`], ['GET', `/${backend}`],
+    for (const [method, route] of [['DELETE', `/${backend}/x`], ['PUT', `/${backend}/x`], ['PATCH', `/${backend}/x`], ['GET', `/${backend}`],
       ['POST', `/${backend}/`], ['POST', `/${backend}/x/y`], ['POST', '/nope/x'], ['GET', '/'], ['POST', `/x/${backend}/y`]]) {
       for (const key of [unconditional.apiKey, null]) {
-        const res = await request(unconditional, method, path, key);
-        expect({ method, path, status: res.status, code: res.body?.code }).toEqual({ method, path, status: 404, code: 'NOT_FOUND' });
+        const res = await request(unconditional, method, route, key);
+        expect({ method, route, status: res.status, code: res.body?.code }).toEqual({ method, route, status: 404, code: 'NOT_FOUND' });
       }
     }
   });
@@ -82,14 +82,14 @@ describe.each(backends)('%s through the local server', (backend) => {
 
   test('unconditional: POST answers 200 with the new value; GET reads it back; the id is decoded once', async () => {
     const id = `user 42/ü-${Date.now()}`; // a space, a slash and a non-ASCII letter, percent-encoded in one segment
-    const path = `/${backend}/${encodeURIComponent(id)}`;
+    const route = `/${backend}/${encodeURIComponent(id)}`;
     for (let n = 1; n <= 3; n++) {
-      const res = await request(unconditional, 'POST', path);
+      const res = await request(unconditional, 'POST', route);
       expect(res.status).toBe(200);
       expect(res.body).toEqual({ id, counter: n, backend, useConditionalWrites: false });
       expect(res.headers.get('content-type')).toBe('application/json');
     }
-    expect(await request(unconditional, 'GET', path)).toMatchObject({ status: 200, body: { id, counter: 3, backend } });
+    expect(await request(unconditional, 'GET', route)).toMatchObject({ status: 200, body: { id, counter: 3, backend } });
     expect((await request(unconditional, 'GET', `/${backend}/never-${Date.now()}`)).body.counter).toBe(0);
   });
 
