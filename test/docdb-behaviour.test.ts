@@ -10,11 +10,11 @@ import { uniqueNamespace } from '../local/backends/fixture';
 import { freePort } from '../local/engines/engine';
 import { startMongoWireServer } from '../local/engines/mongo';
 import { loadBundledHandler } from '../local/lambda-container';
+import { call, hammer, useBackend } from './kit/conformance';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
 import { connectionFor, createDocDbClient, readDocDbConfig } from '../src/backends/docdb/runtime/docdb-client';
 import { DocDbCounterStore, retryDuplicateKeyOnce } from '../src/backends/docdb/runtime/docdb-counter-store';
 import { LimitReachedError } from '../src/runtime/errors';
-import { call, hammer, useBackend } from './kit/conformance';
 
 const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;

@@ -92,7 +92,9 @@ describe('DocDbCounter (created cluster)', () => {
     const ingress = Object.values(template.findResources('AWS::EC2::SecurityGroupIngress')).map((r) => r.Properties)
       .filter((p) => JSON.stringify(p.GroupId).includes(clusterSgRef));
     expect(ingress).toEqual([expect.objectContaining({
-      IpProtocol: 'tcp', FromPort: 27017, ToPort: 27017,
+      IpProtocol: 'tcp',
+      FromPort: 27017,
+      ToPort: 27017,
       SourceSecurityGroupId: { 'Fn::GetAtt': [fnSg, 'GroupId'] },
     })]);
     expect(JSON.stringify(ingress)).not.toMatch(/CidrIp/);
@@ -161,7 +163,10 @@ describe('DocDbCounter (existing cluster)', () => {
       NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
     });
     template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
-      GroupId: 'sg-0123456789abcdef0', IpProtocol: 'tcp', FromPort: 27018, ToPort: 27018,
+      GroupId: 'sg-0123456789abcdef0',
+      IpProtocol: 'tcp',
+      FromPort: 27018,
+      ToPort: 27018,
       SourceSecurityGroupId: { 'Fn::GetAtt': [functionSecurityGroupId(template), 'GroupId'] },
     });
     template.hasResourceProperties('AWS::IAM::Policy', {

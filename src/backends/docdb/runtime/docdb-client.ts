@@ -69,7 +69,11 @@ export interface DocDbCredentials {
  * `:`, `?`, `#` or `%`, which would corrupt (or silently change) a URI they
  * were spliced into.
  */
-export function connectionFor(config: DocDbConfig, credentials?: DocDbCredentials, secretEndpoint?: { host?: string; port?: number }): { url: string; options: MongoClientOptions } {
+export function connectionFor(
+  config: DocDbConfig,
+  credentials?: DocDbCredentials,
+  secretEndpoint?: { host?: string; port?: number },
+): { url: string; options: MongoClientOptions } {
   const host = config.host ?? secretEndpoint?.host;
   const port = config.port ?? secretEndpoint?.port ?? DOCDB_DEFAULTS.port;
   if (!config.uri && !host) throw new ConfigError(`No DocumentDB host: set ${DOCDB_ENV.HOST} or use a secret with a "host" field`);

@@ -1,6 +1,6 @@
-import { createCounterHandler } from '../../../runtime/handler';
 import { createDocDbClient, readDocDbConfig } from './docdb-client';
 import { DocDbCounterStore } from './docdb-counter-store';
+import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container.
 const config = readDocDbConfig(process.env);
