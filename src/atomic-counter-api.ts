@@ -2,6 +2,7 @@ import { CfnOutput, Duration, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
+import { DocDbCounter, DocDbCounterProps } from './backends/docdb/docdb-counter';
 import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-counter';
 import { MomentoCounter, MomentoCounterProps } from './backends/momento/momento-counter';
 import { RedisCounter, RedisCounterProps } from './backends/redis/redis-counter';
@@ -63,6 +64,12 @@ export interface AtomicCounterApiProps {
    */
   readonly momento?: MomentoCounterProps;
   /**
+   * Create a DocumentDB counter at `/docdb/{id}` with these props (its `vpc`
+   * is required).
+   * @default - no DocumentDB counter
+   */
+  readonly docdb?: DocDbCounterProps;
+  /**
    * Create a TiDB counter at `/tidb/{id}` with these props (its
    * `connectionSecret` is required).
    * @default - no TiDB counter
@@ -116,6 +123,8 @@ export class AtomicCounterApi extends Construct {
   public readonly redisCounter?: RedisCounter;
   /** The Momento counter, when created from props. */
   public readonly momentoCounter?: MomentoCounter;
+  /** The DocumentDB counter, when created from props. */
+  public readonly docdbCounter?: DocDbCounter;
   /** The TiDB counter, when created from props. */
   public readonly tidbCounter?: TiDbCounter;
 
@@ -182,6 +191,10 @@ export class AtomicCounterApi extends Construct {
     if (props.momento) {
       this.momentoCounter = new MomentoCounter(this, 'MomentoCounter', withDefaults(props.momento));
       this.addCounter(this.momentoCounter);
+    }
+    if (props.docdb) {
+      this.docdbCounter = new DocDbCounter(this, 'DocDbCounter', withDefaults(props.docdb));
+      this.addCounter(this.docdbCounter);
     }
     if (props.tidb) {
       this.tidbCounter = new TiDbCounter(this, 'TiDbCounter', withDefaults(props.tidb));

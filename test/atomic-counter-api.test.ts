@@ -114,6 +114,7 @@ describe('AtomicCounterApi', () => {
         maxCounterValue: 5,
         dynamo: {},
         redis: { vpc },
+        docdb: { vpc },
         momento: { apiKeySecret: momentoKey },
         tidb: { connectionSecret: tidbSecret },
       });
@@ -124,13 +125,13 @@ describe('AtomicCounterApi', () => {
       const t = synth((s) => {
         api = all(s);
       });
-      expect(api!.backends.sort()).toEqual(['dynamo', 'momento', 'redis', 'tidb']);
+      expect(api!.backends.sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
       const parts = Object.values<any>(t.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
-      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['dynamo', 'momento', 'redis', 'tidb']);
+      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
       const methods = Object.values<any>(t.findResources('AWS::ApiGateway::Method'));
-      expect(methods).toHaveLength(8);
+      expect(methods).toHaveLength(10);
       expect(methods.every((m) => m.Properties.ApiKeyRequired === true)).toBe(true);
-      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter', 'TiDbAtomicCounter']) {
+      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter', 'DocDbAtomicCounter', 'TiDbAtomicCounter']) {
         t.hasResourceProperties('AWS::Logs::MetricFilter', { MetricTransformations: [Match.objectLike({ MetricName: metric })] });
       }
     });
