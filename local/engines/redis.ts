@@ -1,3 +1,4 @@
+import * as os from 'os';
 import { spawn, spawnSync } from 'child_process';
 import Redis from 'ioredis';
 import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, waitUntil } from './engine';
@@ -50,7 +51,9 @@ export async function startRedisServer(portOrOptions?: number | RedisServerOptio
   const p = options.port ?? await freePort();
   const persistence = options.dataDir
     ? ['--dir', options.dataDir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '']
-    : ['--save', '', '--appendonly', 'no'];
+    // Without a data dir, work in the temp dir: a replica's full sync writes
+    // dump.rdb into the server's working directory even with `--save ""`.
+    : ['--dir', os.tmpdir(), '--save', '', '--appendonly', 'no'];
   const auth = options.password ? ['--requirepass', options.password] : [];
   const args = ['--port', String(p), '--bind', '127.0.0.1', ...persistence, ...auth, ...(options.args ?? [])];
   const child = spawn('redis-server', args, { stdio: ['ignore', 'pipe', 'pipe'] });
