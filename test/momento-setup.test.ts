@@ -173,7 +173,8 @@ describe('store behaviours specific to Momento (bundled counter handler)', () =>
   test('an item that is not an integer is never overwritten: 500, in both modes', async () => {
     await runMomentoSetup(localEnv, 'store-foreign');
     await client.set('store-foreign', 'foreign', 'not-a-number');
-    for (const mode of [{ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '10' }, { USE_CONDITIONAL_WRITES: 'false' }]) {
+    const modes: Array<Record<string, string>> = [{ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '10' }, { USE_CONDITIONAL_WRITES: 'false' }];
+    for (const mode of modes) {
       const res = await call(handlerFor('store-foreign', mode), 'POST', 'momento', 'foreign');
       expect(res).toMatchObject({ status: 500, body: { code: 'INTERNAL' } });
     }

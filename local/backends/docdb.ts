@@ -35,7 +35,7 @@ export const docdbFixture: BackendFixture = {
     }
     return env;
   },
-  async bareClient(engine, env) {
+  async bareClient(_engine, env) {
     // The same driver options as the handler (majority, primary, no retryable writes).
     const client: MongoClient = await createDocDbClient(readDocDbConfig(env));
     const counters = client.db(env[DOCDB_ENV.DATABASE]).collection<{ _id: string; counter: number }>(env[DOCDB_ENV.COLLECTION]);

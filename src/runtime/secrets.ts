@@ -1,11 +1,32 @@
-import { GetSecretValueCommand, SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
+import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { BackendUnavailableError, isNetworkError } from './errors';
+
+/**
+ * The Secrets Manager client (part of the Lambda runtime's AWS SDK) costs
+ * tens of milliseconds of module load: it is required on the first secret
+ * read, so a function that reads none (a local run with a direct URL) never
+ * pays for it, and importing this module stays free.
+ */
+type SecretsManagerSdk = typeof import('@aws-sdk/client-secrets-manager');
+function sdk(): SecretsManagerSdk {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('@aws-sdk/client-secrets-manager');
+}
 
 /**
  * Reads a Secrets Manager secret holding JSON, once per container: the
  * promise is cached by ARN, and dropped again if the read fails so the next
  * request retries. Credentials never travel through the environment.
  */
+/**
+ * Loads the Secrets Manager client now: a handler that will read a secret
+ * calls this at module load, so the cost falls in Lambda's init phase
+ * rather than in the first request.
+ */
+export function preloadSecretsManager(): void {
+  sdk();
+}
+
 const cache = new Map<string, Promise<Record<string, unknown>>>();
 let client: SecretsManagerClient | undefined;
 
@@ -20,7 +41,8 @@ export function readJsonSecret(secretArn: string): Promise<Record<string, unknow
 }
 
 async function fetchSecret(secretArn: string): Promise<Record<string, unknown>> {
-  client ??= new SecretsManagerClient({});
+  const { GetSecretValueCommand, SecretsManagerClient: Client } = sdk();
+  client ??= new Client({});
   let text: string | undefined;
   try {
     const out = await client.send(new GetSecretValueCommand({ SecretId: secretArn }));

@@ -1,6 +1,7 @@
 import Redis, { RedisOptions, ReplyError } from 'ioredis';
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
 import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
+import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { CounterStore } from '../../../runtime/store';
 import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from '../redis-env';
 
@@ -247,10 +248,7 @@ export class RedisCounterStore implements CounterStore {
 }
 
 async function readCredentials(secretArn: string): Promise<{ password: string; username?: string }> {
-  // Loaded on first use: the Secrets Manager client costs ~50 ms of module
-  // load, which a function without an auth secret (or before its first
-  // request) should not pay in its init phase.
-  const { readJsonSecret, secretField } = await import('../../../runtime/secrets');
+  // readJsonSecret loads the Secrets Manager client on first use only.
   const secret = await readJsonSecret(secretArn);
   const password = secretField(secret, REDIS_SECRET_FIELDS.AUTH_TOKEN, 'Redis auth secret');
   const username = typeof secret[REDIS_SECRET_FIELDS.USERNAME] === 'string' ? secret[REDIS_SECRET_FIELDS.USERNAME] as string : undefined;

@@ -1,6 +1,7 @@
 import type { ConnectionOptions, PoolOptions } from 'mysql2';
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString } from '../../../runtime/config';
 import { BackendUnavailableError, isNetworkError } from '../../../runtime/errors';
+import { readJsonSecret } from '../../../runtime/secrets';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from '../tidb-env';
 
 /** What the environment says (read once, at module load). */
@@ -51,15 +52,6 @@ export function identifier(what: string, name: string): string {
 }
 
 /**
- * The Secrets Manager client (the AWS SDK) costs tens of milliseconds of
- * module load, which a local run (TIDB_URL) never needs: it is loaded only
- * with a secret ARN, during the init phase (see the handler entry).
- */
-export function loadSecrets() {
-  return import('../../../runtime/secrets');
-}
-
-/**
  * Resolves the endpoint: the secret on AWS (read once per container), the
  * URL locally. The secret uses `{host, port, user, password, database}`; the
  * names of TiDB Cloud's `tidb_info.json` (`pwd`, `db`) are accepted as well,
@@ -68,7 +60,6 @@ export function loadSecrets() {
 export async function resolveEndpoint(config: TiDbConfig): Promise<TiDbEndpoint> {
   let fields: Record<string, unknown>;
   if (config.secretArn) {
-    const { readJsonSecret } = await loadSecrets();
     fields = await readJsonSecret(config.secretArn);
   } else {
     const url = new URL(config.url!);

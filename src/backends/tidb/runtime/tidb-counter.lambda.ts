@@ -1,4 +1,5 @@
-import { loadSecrets, readTiDbConfig, resolveEndpoint } from './tidb-connection';
+import { readTiDbConfig, resolveEndpoint } from './tidb-connection';
+import { preloadSecretsManager } from '../../../runtime/secrets';
 import { TiDbCounterStore } from './tidb-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
@@ -6,7 +7,7 @@ import { createCounterHandler } from '../../../runtime/handler';
 // secret is read (once) when the first request creates the store.
 const config = readTiDbConfig(process.env);
 // On AWS, load the Secrets Manager client now, in the init phase, not on the first request.
-if (config.secretArn) void loadSecrets();
+if (config.secretArn) preloadSecretsManager();
 
 export const handler = createCounterHandler({
   backend: 'tidb',
