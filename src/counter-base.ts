@@ -1,8 +1,10 @@
 import * as path from 'path';
-import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 
 /** Namespace of every counter metric. */
@@ -120,6 +122,34 @@ export interface CounterFunctionOptions {
   readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
+/** What a backend tells `CounterBase` about its setup step. */
+export interface SetupResourceOptions {
+  /** Bundle directory below `assets/`, e.g. `backends/tidb/runtime/tidb-setup.lambda`. */
+  readonly entry: string;
+  readonly description: string;
+  /** CloudFormation type, `Custom::<Name>Setup`. */
+  readonly resourceType: string;
+  /** Resource properties handed to the setup handler; a change re-runs setup. */
+  readonly properties: { [key: string]: string };
+  /** The setup function's environment (the backend's connection contract). */
+  readonly environment: { [key: string]: string };
+  /** Read access to this secret is granted to the setup function. */
+  readonly secret?: secretsmanager.ISecret;
+  /** @default Duration.minutes(1) */
+  readonly timeout?: Duration;
+  readonly vpc?: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/** What `createSetupResource` creates. */
+export interface SetupResources {
+  /** The function that runs the setup (create-if-missing, idempotent). */
+  readonly setupFunction: lambda.Function;
+  /** The custom resource; the deployment fails with the setup's error message. */
+  readonly resource: CustomResource;
+}
+
 /**
  * What every backend construct shares: the function defaults (runtime,
  * timeout bound, explicit log group), the mode variables and the metric
@@ -164,6 +194,38 @@ export abstract class CounterBase extends Construct implements ICounter {
         NODE_OPTIONS: '--enable-source-maps',
       },
     });
+  }
+
+  /**
+   * A backend's setup step (schema, index, cache) as a custom resource run
+   * by aws-cdk-lib's Provider framework: Create and Update run the setup,
+   * Delete leaves the data. The framework function logs to the same
+   * explicit log group as the setup function.
+   */
+  protected createSetupResource(options: SetupResourceOptions): SetupResources {
+    const logGroup = this.createLogGroup('SetupLogGroup');
+    const setupFunction = new lambda.Function(this, 'SetupFunction', {
+      description: options.description,
+      runtime: COUNTER_DEFAULTS.runtime,
+      architecture: this.options.architecture ?? COUNTER_DEFAULTS.architecture,
+      handler: 'index.handler',
+      code: lambda.Code.fromAsset(bundledHandlerPath(options.entry)),
+      memorySize: 256,
+      timeout: options.timeout ?? Duration.minutes(1),
+      logGroup,
+      environment: options.environment,
+      vpc: options.vpc,
+      vpcSubnets: options.vpc ? options.vpcSubnets : undefined,
+      securityGroups: options.vpc ? options.securityGroups : undefined,
+    });
+    options.secret?.grantRead(setupFunction);
+    const provider = new cr.Provider(this, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
+    const resource = new CustomResource(this, 'Setup', {
+      serviceToken: provider.serviceToken,
+      resourceType: options.resourceType,
+      properties: options.properties,
+    });
+    return { setupFunction, resource };
   }
 
   /** An explicit log group with the counter's retention (also used by setup functions). */

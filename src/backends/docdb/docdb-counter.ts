@@ -4,10 +4,9 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
-import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { CounterBase, CounterOptions } from '../../counter-base';
 
 /** The endpoint of an existing DocumentDB cluster. */
 export interface DocDbClusterEndpoint {
@@ -215,29 +214,16 @@ export class DocDbCounter extends CounterBase {
     const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.securityGroup] };
 
     // Setup: database and collection, idempotent; a failure fails the deployment.
-    const setupLogGroup = this.createLogGroup('SetupLogGroup');
-    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+      entry: 'backends/docdb/runtime/docdb-setup.lambda',
       description: 'Creates the DocumentDB database and collection of the atomic counter if missing',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
-      handler: 'index.handler',
-      code: lambda.Code.fromAsset(bundledHandlerPath('backends/docdb/runtime/docdb-setup.lambda')),
-      memorySize: 256,
-      timeout: Duration.minutes(2),
-      logGroup: setupLogGroup,
-      environment: connectionEnv,
-      ...placement,
-    });
-    this.credentialsSecret.grantRead(this.setupFunction);
-    const provider = new cr.Provider(this, 'SetupProvider', {
-      onEventHandler: this.setupFunction,
-      logGroup: setupLogGroup,
-    });
-    this.setup = new CustomResource(this, 'Setup', {
-      serviceToken: provider.serviceToken,
       resourceType: 'Custom::DocDbSetup',
       properties: { Database: this.databaseName, Collection: this.collectionName },
-    });
+      environment: connectionEnv,
+      secret: this.credentialsSecret,
+      timeout: Duration.minutes(2),
+      ...placement,
+    }));
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
     if (props.clusterSecurityGroup) this.setup.node.addDependency(props.clusterSecurityGroup);

@@ -3,10 +3,9 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
-import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions {
@@ -126,29 +125,15 @@ export class MomentoCounter extends CounterBase {
     };
 
     // Setup: create the cache if it is missing (idempotent; Delete leaves it).
-    const setupLogGroup = this.createLogGroup('SetupLogGroup');
-    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+      entry: 'backends/momento/runtime/momento-setup.lambda',
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
-      handler: 'index.handler',
-      code: lambda.Code.fromAsset(bundledHandlerPath('backends/momento/runtime/momento-setup.lambda')),
-      memorySize: 256,
-      timeout: Duration.minutes(1),
-      logGroup: setupLogGroup,
-      environment: connectionEnv,
-      ...placement,
-    });
-    this.apiKeySecret.grantRead(this.setupFunction);
-    const provider = new cr.Provider(this, 'SetupProvider', {
-      onEventHandler: this.setupFunction,
-      logGroup: setupLogGroup,
-    });
-    this.setup = new CustomResource(this, 'Setup', {
-      serviceToken: provider.serviceToken,
       resourceType: 'Custom::MomentoSetup',
       properties: { CacheName: this.cacheName },
-    });
+      environment: connectionEnv,
+      secret: this.apiKeySecret,
+      ...placement,
+    }));
 
     this.logGroup = this.createLogGroup('LogGroup');
     this.counterFunction = this.createCounterFunction({

@@ -3,9 +3,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
-import { bundledHandlerPath, COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
 
 /** Props of `TiDbCounter`. */
@@ -140,29 +139,15 @@ export class TiDbCounter extends CounterBase {
     };
 
     // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS (idempotent; Delete leaves the data).
-    const setupLogGroup = this.createLogGroup('SetupLogGroup');
-    this.setupFunction = new lambda.Function(this, 'SetupFunction', {
+    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+      entry: 'backends/tidb/runtime/tidb-setup.lambda',
       description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
-      runtime: lambda.Runtime.NODEJS_22_X,
-      architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
-      handler: 'index.handler',
-      code: lambda.Code.fromAsset(bundledHandlerPath('backends/tidb/runtime/tidb-setup.lambda')),
-      memorySize: 256,
-      timeout: Duration.minutes(1),
-      logGroup: setupLogGroup,
-      environment: connectionEnv,
-      ...placement,
-    });
-    this.connectionSecret.grantRead(this.setupFunction);
-    const provider = new cr.Provider(this, 'SetupProvider', {
-      onEventHandler: this.setupFunction,
-      logGroup: setupLogGroup,
-    });
-    this.setup = new CustomResource(this, 'Setup', {
-      serviceToken: provider.serviceToken,
       resourceType: 'Custom::TiDbSetup',
       properties: { Table: this.tableName, ...(database ? { Database: database } : {}) },
-    });
+      environment: connectionEnv,
+      secret: this.connectionSecret,
+      ...placement,
+    }));
 
     this.logGroup = this.createLogGroup('LogGroup');
     this.counterFunction = this.createCounterFunction({
