@@ -122,6 +122,23 @@ export interface CounterFunctionOptions {
   readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
+/** Where a function runs: in a VPC (with subnets and security groups) or not. */
+export interface FunctionPlacement {
+  readonly vpc?: ec2.IVpc;
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
+ * Placement for a backend reached over the internet (Momento, TiDB Cloud):
+ * no VPC unless one is given, and then private subnets with egress by default.
+ */
+export function egressPlacement(props: FunctionPlacement): FunctionPlacement {
+  return props.vpc
+    ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
+    : {};
+}
+
 /** What a backend tells `CounterBase` about its setup step. */
 export interface SetupResourceOptions {
   /** Bundle directory below `assets/`, e.g. `backends/tidb/runtime/tidb-setup.lambda`. */

@@ -5,7 +5,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
-import { COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions {
@@ -115,9 +115,7 @@ export class MomentoCounter extends CounterBase {
     }
     this.apiKeySecret = props.apiKeySecret;
 
-    const placement = props.vpc
-      ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
-      : {};
+    const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handler reads it once per container.
     const connectionEnv = {
       [MOMENTO_ENV.API_KEY_SECRET_ARN]: this.apiKeySecret.secretArn,

@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { COUNTER_DEFAULTS, CounterBase, CounterOptions } from '../../counter-base';
+import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
 
 /** Props of `TiDbCounter`. */
@@ -124,9 +124,7 @@ export class TiDbCounter extends CounterBase {
     }
     this.connectionSecret = props.connectionSecret;
 
-    const placement = props.vpc
-      ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
-      : {};
+    const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handlers read it once per container.
     const connectionEnv: { [key: string]: string } = {
       [TIDB_ENV.SECRET_ARN]: this.connectionSecret.secretArn,
