@@ -1,5 +1,5 @@
-import type { BackendName } from '../../src/runtime/store';
 import { BackendFixture } from './fixture';
+import type { BackendName } from '../../src/runtime/store';
 
 /**
  * Every backend's fixture, loaded on demand so one backend's client is
@@ -8,8 +8,6 @@ import { BackendFixture } from './fixture';
 const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   dynamo: () => require('./dynamo').dynamoFixture,
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  docdb: () => require('./docdb').docdbFixture,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   tidb: () => require('./tidb').tidbFixture,
   // eslint-disable-next-line @typescript-eslint/no-require-imports

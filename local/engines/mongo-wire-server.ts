@@ -112,11 +112,15 @@ function withIdFirst(doc: Doc): Doc {
  */
 function equalityFields(filter: Doc, out: Doc = {}): Doc {
   for (const [k, v] of Object.entries(filter)) {
-    if (k === '$and' && Array.isArray(v)) v.forEach((f) => equalityFields(f, out));
-    else if (k.startsWith('$') || v instanceof RegExp) continue;
-    else if (isPlainObject(v) && Object.keys(v).some((x) => x.startsWith('$'))) {
+    if (k === '$and' && Array.isArray(v)) {
+      v.forEach((f) => equalityFields(f, out));
+    } else if (k.startsWith('$') || v instanceof RegExp) {
+      continue;
+    } else if (isPlainObject(v) && Object.keys(v).some((x) => x.startsWith('$'))) {
       if ('$eq' in v) setPath(out, k, v.$eq);
-    } else setPath(out, k, v);
+    } else {
+      setPath(out, k, v);
+    }
   }
   return out;
 }
@@ -466,8 +470,11 @@ export class MongoWireServer {
         }
         coll.indexes.push(...added);
         return {
-          numIndexesBefore: before, numIndexesAfter: coll.indexes.length, createdCollectionAutomatically: !existed,
-          ...(added.length ? {} : { note: 'all indexes already exist' }), ok: 1,
+          numIndexesBefore: before,
+          numIndexesAfter: coll.indexes.length,
+          createdCollectionAutomatically: !existed,
+          ...(added.length ? {} : { note: 'all indexes already exist' }),
+          ok: 1,
         };
       },
       listIndexes: (cmd, { db }) => {
