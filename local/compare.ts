@@ -24,7 +24,7 @@ import {
   BackendSection, ComparisonReport, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
   ScenarioName, writeReport,
 } from './report';
-import { oneLine } from './server';
+import { closeContainer, oneLine } from './server';
 import { runWorkload } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -136,7 +136,10 @@ async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, opti
       return invoke(set[caller % set.length], 'POST', id);
     },
     get: (id) => invoke(containers.false[0], 'GET', id),
-    close: () => engine.stop(),
+    async close() {
+      await Promise.all([...containers.false, ...containers.true].map(closeContainer));
+      await engine.stop();
+    },
   };
 }
 
@@ -503,7 +506,7 @@ async function main(): Promise<void> {
   console.log(`         ${files.json}`);
   console.log(`Charts:  ${files.throughputSvg}`);
   console.log(`         ${files.latencySvg}`);
-  // Handler containers keep their client sockets open: exit explicitly.
+  // Containers and engines are closed; exit now rather than wait for stray timers of a client library.
   process.exit(report.verdict === 'PASS' ? 0 : 1);
 }
 

@@ -7,13 +7,11 @@
  *   npm run local                     # or: npx projen local
  *   PORT=8080 USE_CONDITIONAL_WRITES=true MAX_COUNTER_VALUE=5 npm run local
  */
-import { createHook } from 'async_hooks';
 import { randomBytes, timingSafeEqual } from 'crypto';
 import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
-import * as vm from 'vm';
 import { availableFixtures, fixtureFor } from './backends';
 import { Engine } from './engines/engine';
 import { loadBundledHandler, ProxyHandler } from './lambda-container';
@@ -101,6 +99,15 @@ async function serveBackend(backend: BackendName, options: LocalServerOptions, n
     if (engine && !given) await engine.stop().catch(() => undefined);
     return { backend, reason: oneLine(err) };
   }
+}
+
+/**
+ * Ends a loaded container's client (its store's `close()`, exposed by the
+ * shared pipeline as `handler.close`), so its sockets and timers do not
+ * outlive the server. Lambda never calls it; a local run must.
+ */
+export async function closeContainer(handler: ProxyHandler): Promise<void> {
+  await (handler as ProxyHandler & { close?: () => Promise<void> }).close?.().catch(() => undefined);
 }
 
 function sameKey(given: string | undefined, expected: string): boolean {
@@ -225,56 +232,13 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
       stopped ??= (async () => {
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
+        // Clients first, while their engines still answer; then the engines.
+        await Promise.all([...served.values()].map((s) => closeContainer(s.handler)));
         await stopOwnEngines();
       })();
       return stopped;
     },
   };
-}
-
-// Timers of loaded bundles (client heartbeats, pool idle checks), weakly
-// held, from `trackClientTimers()` on; `releaseIdleHandles()` unrefs them.
-let trackedTimers: Set<WeakRef<{ unref?: () => void }>> | undefined;
-let unrefNewTimers = false;
-
-/**
- * Starts recording the timers created in this process (call it before
- * loading any container, e.g. at the top of a test file), so that
- * `releaseIdleHandles()` can reach the timers clients re-arm on their own.
- */
-export function trackClientTimers(): void {
-  if (trackedTimers) return;
-  const timers = new Set<WeakRef<{ unref?: () => void }>>();
-  trackedTimers = timers;
-  createHook({
-    init(_id, type, _trigger, resource) {
-      if (type !== 'Timeout') return;
-      const timer = resource as { unref?: () => void };
-      if (unrefNewTimers) timer.unref?.();
-      else timers.add(new WeakRef(timer));
-    },
-  }).enable();
-}
-
-/**
- * Handler containers keep their clients' sockets and timers (heartbeats,
- * reconnects, pool idle checks) alive for the next invocation, as a warm
- * Lambda container does, and nothing can reach inside a loaded bundle to
- * close its client. A process that is done with its containers (a test file,
- * once its servers stopped) calls this so they no longer keep the event loop
- * alive; the CLIs simply `process.exit`.
- */
-export function releaseIdleHandles(): void {
-  // The bundles run in Node's own context: their handles are the real
-  // process's, not those of the copy a jest test sees.
-  const real = vm.runInThisContext('process') as NodeJS.Process & { _getActiveHandles?: () => unknown[] };
-  for (const handle of real._getActiveHandles?.() ?? []) {
-    const h = handle as { unref?: () => void; fd?: number };
-    if (typeof h.fd === 'number' && h.fd <= 2) continue; // stdio
-    h.unref?.();
-  }
-  for (const ref of trackedTimers ?? []) ref.deref()?.unref?.();
-  unrefNewTimers = true;
 }
 
 function header(req: http.IncomingMessage, name: string): string | undefined {
@@ -340,7 +304,7 @@ async function main(): Promise<void> {
     stopping = true;
     console.log(`\n${signal}: stopping the server and the engines it started…`);
     server.stop().then(
-      // Handler containers keep their client sockets open: exit explicitly.
+      // Everything is closed; exit now rather than wait for stray timers of a client library.
       () => process.exit(0),
       (err) => {
         console.error(oneLine(err));

@@ -11,16 +11,10 @@ import { availableFixtures } from '../local/backends';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { judge, optionsFromArgs, runComparison } from '../local/compare';
 import { ComparisonReport, SCENARIO_NAMES } from '../local/report';
-import { releaseIdleHandles, startLocalServer, trackClientTimers } from '../local/server';
+import { startLocalServer } from '../local/server';
 
-
-// Warm containers keep client sockets and timers: released after the last test, so jest can exit.
-trackClientTimers();
 const backends = availableFixtures();
 const SMALL = { concurrency: 4, requests: 40, max: 5, ids: 4, containers: 2, warmup: 8, silent: true } as const;
-
-// The comparison's handler containers keep their client sockets open (warm containers).
-afterAll(() => releaseIdleHandles());
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'compare-'));

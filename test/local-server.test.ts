@@ -10,11 +10,8 @@ import * as path from 'path';
 import { availableFixtures } from '../local/backends';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { freePort } from '../local/engines/engine';
-import { LocalServer, parseDotEnv, releaseIdleHandles, serverSettings, startLocalServer, trackClientTimers } from '../local/server';
+import { LocalServer, parseDotEnv, serverSettings, startLocalServer } from '../local/server';
 
-
-// Warm containers keep client sockets and timers: released after the last test, so jest can exit.
-trackClientTimers();
 const backends = availableFixtures();
 const MAX = 3;
 
@@ -36,7 +33,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await conditional?.stop();
   await unconditional?.stop();
-  releaseIdleHandles();
 });
 
 /** `apiKey: null` sends no key at all. */
