@@ -31,7 +31,7 @@ import { BACKENDS, BackendName } from '../src/runtime/store';
 export interface CompareOptions {
   /** Concurrent callers. @default 16 */
   readonly concurrency: number;
-  /** Requests per scenario per backend (the default run takes about two minutes on 2 cores). @default 5000 */
+  /** Requests per scenario per backend (the default run takes about two minutes on 2 cores). @default 8000 */
   readonly requests: number;
   /** Maximum of the conditional scenarios. @default 50 */
   readonly max: number;
@@ -56,7 +56,7 @@ export interface CompareOptions {
   readonly silent?: boolean;
 }
 
-export const DEFAULT_OPTIONS = { concurrency: 16, requests: 5000, max: 50, ids: 20, containers: 8, warmup: 500 } as const;
+export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 50, ids: 20, containers: 8, warmup: 500 } as const;
 
 interface Answer {
   status: number;
