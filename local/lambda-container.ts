@@ -17,10 +17,14 @@ export interface ProxyResult {
   headers?: Record<string, string>;
   body: string;
 }
-export type ProxyHandler = (event: unknown) => Promise<ProxyResult>;
+/**
+ * A loaded container's handler. Counter handlers built by the shared
+ * pipeline also carry `close()`, which releases the container's store.
+ */
+export type ProxyHandler = ((event: unknown) => Promise<ProxyResult>) & { close?: () => Promise<void> };
 
 /** Every container loaded by this process, so they can all be closed. */
-const loaded = new Set<ProxyHandler & { close?: () => Promise<void> }>();
+const loaded = new Set<ProxyHandler>();
 
 /**
  * Closes every loaded container's store (its connections), so a test file or

@@ -107,7 +107,7 @@ async function serveBackend(backend: BackendName, options: LocalServerOptions, n
  * outlive the server. Lambda never calls it; a local run must.
  */
 export async function closeContainer(handler: ProxyHandler): Promise<void> {
-  await (handler as ProxyHandler & { close?: () => Promise<void> }).close?.().catch(() => undefined);
+  await handler.close?.().catch(() => undefined);
 }
 
 function sameKey(given: string | undefined, expected: string): boolean {

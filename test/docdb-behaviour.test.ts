@@ -19,17 +19,10 @@ import { LimitReachedError } from '../src/runtime/errors';
 const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
 
-type Closable = { close?: () => Promise<void> };
-/** Containers this file loads itself: closed at the end so the driver's timers let jest exit. */
-const loaded: Closable[] = [];
+// Containers loaded here are closed after the file by test/kit/setup.ts.
 function counterContainer(env: Record<string, string>) {
-  const handler = loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', env);
-  loaded.push(handler as Closable);
-  return handler;
+  return loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', env);
 }
-afterAll(async () => {
-  await Promise.all(loaded.map((h) => h.close?.()));
-});
 
 function setupHandler(env: Record<string, string>): SetupHandler {
   return loadBundledHandler(SETUP_ENTRY, env) as unknown as SetupHandler;
