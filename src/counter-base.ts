@@ -76,7 +76,9 @@ export interface CounterOptions {
 
 /** The resolved mode of a counter. */
 export interface CounterMode {
+  /** Increment only while below `maxCounterValue`. */
   readonly conditionalWrites: boolean;
+  /** The maximum in conditional mode. */
   readonly maxCounterValue: number;
 }
 
@@ -110,23 +112,33 @@ export function bundledHandlerPath(entry: string): string {
   return path.join(__dirname, '..', 'assets', entry);
 }
 
+/** Where a function runs: in a VPC (with subnets and security groups) or not. */
+export interface FunctionPlacement {
+  /**
+   * The VPC to run the function in.
+   * @default - not in a VPC
+   */
+  readonly vpc?: ec2.IVpc;
+  /**
+   * Subnets of `vpc` for the function (only with `vpc`).
+   * @default - the VPC's default selection (private subnets with egress)
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /**
+   * Security groups of the function (only with `vpc`).
+   * @default - one security group allowing all outbound traffic
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
 /** What a backend tells `CounterBase` about its function. */
-export interface CounterFunctionOptions {
+export interface CounterFunctionOptions extends FunctionPlacement {
   /** Bundle directory below `assets/`, e.g. `backends/dynamo/runtime/dynamo-counter.lambda`. */
   readonly entry: string;
   /** The backend's own environment (its env contract); mode variables are added here. */
   readonly environment: { [key: string]: string };
+  /** The function's description. */
   readonly description: string;
-  readonly vpc?: ec2.IVpc;
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  readonly securityGroups?: ec2.ISecurityGroup[];
-}
-
-/** Where a function runs: in a VPC (with subnets and security groups) or not. */
-export interface FunctionPlacement {
-  readonly vpc?: ec2.IVpc;
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
 /**
@@ -140,9 +152,10 @@ export function egressPlacement(props: FunctionPlacement): FunctionPlacement {
 }
 
 /** What a backend tells `CounterBase` about its setup step. */
-export interface SetupResourceOptions {
+export interface SetupResourceOptions extends FunctionPlacement {
   /** Bundle directory below `assets/`, e.g. `backends/tidb/runtime/tidb-setup.lambda`. */
   readonly entry: string;
+  /** The setup function's description. */
   readonly description: string;
   /** CloudFormation type, `Custom::<Name>Setup`. */
   readonly resourceType: string;
@@ -150,13 +163,16 @@ export interface SetupResourceOptions {
   readonly properties: { [key: string]: string };
   /** The setup function's environment (the backend's connection contract). */
   readonly environment: { [key: string]: string };
-  /** Read access to this secret is granted to the setup function. */
+  /**
+   * Read access to this secret is granted to the setup function.
+   * @default - no secret
+   */
   readonly secret?: secretsmanager.ISecret;
-  /** @default Duration.minutes(1) */
+  /**
+   * Timeout of the setup function.
+   * @default Duration.minutes(1)
+   */
   readonly timeout?: Duration;
-  readonly vpc?: ec2.IVpc;
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
 /** What `createSetupResource` creates. */
