@@ -28,7 +28,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   tsconfigDevFile: 'tsconfig.dev.json',
   tsconfigDev: {
     compilerOptions: {},
-    include: ['local/**/*.ts'],
+    include: ['local/**/*.ts', '.projenrc.ts'],
     exclude: ['node_modules', 'examples', 'cdk.out', 'assets', 'lib', 'dist'],
   },
   // Handler-side code is bundled by esbuild (below), not compiled by jsii: it

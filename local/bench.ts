@@ -18,7 +18,14 @@ function line(label: string, r: WorkloadResult): string {
   return `${label.padEnd(26)} ${r.opsPerSecond.toFixed(0).padStart(8)} ops/s   p50 ${r.p50.toFixed(2).padStart(7)} ms   p95 ${r.p95.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms   200: ${ok}/${r.requests}`;
 }
 
-export async function bench(backend: BackendName, opts: { concurrency: number; requests: number; conditional: boolean; containers: number }): Promise<void> {
+export interface BenchOptions {
+  readonly concurrency: number;
+  readonly requests: number;
+  readonly conditional: boolean;
+  readonly containers: number;
+}
+
+export async function bench(backend: BackendName, opts: BenchOptions): Promise<void> {
   const fixture = fixtureFor(backend);
   const engine = await fixture.acquire();
   try {

@@ -4,6 +4,7 @@
  * API.md and the docs of every jsii language.
  */
 import * as path from 'path';
+/* eslint-disable no-bitwise -- TypeScript reports symbol and modifier flags as bit sets */
 import * as ts from 'typescript';
 
 const ENTRY = path.join(__dirname, '..', 'src', 'index.ts');

@@ -5,12 +5,12 @@
  */
 import * as net from 'net';
 import { Connection, createConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { call, useBackend } from './kit/conformance';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { runTiDbSetup, tidbEnv } from '../local/backends/tidb';
 import { freePort } from '../local/engines/engine';
 import { loadBundledHandler } from '../local/lambda-container';
 import { counterSql } from '../src/backends/tidb/runtime/tidb-counter-store';
-import { call, useBackend } from './kit/conformance';
 
 const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
 const ctx = useBackend('tidb');

@@ -6,7 +6,10 @@ import { TiDbCounter, TiDbCounterProps } from '../src';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-connection-AbCdEf';
 
-function stackWith(props: Partial<TiDbCounterProps> = {}, build?: (stack: Stack) => Partial<TiDbCounterProps>): { stack: Stack; counter: TiDbCounter } {
+function stackWith(
+  props: Partial<TiDbCounterProps> = {},
+  build?: (stack: Stack) => Partial<TiDbCounterProps>,
+): { stack: Stack; counter: TiDbCounter } {
   const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
   const connectionSecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Connection', SECRET_ARN);
   const counter = new TiDbCounter(stack, 'Counter', { connectionSecret, ...props, ...build?.(stack) });
@@ -49,15 +52,27 @@ describe('TiDbCounter', () => {
 
   test('database, table, TLS, CA, timeouts and mode are props', () => {
     const t = synth({
-      database: 'votes', tableName: 'tallies', tls: false, tlsCaCertificate: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
-      connectTimeout: Duration.seconds(1), queryTimeout: Duration.seconds(1), conditionalWrites: true, maxCounterValue: 300,
+      database: 'votes',
+      tableName: 'tallies',
+      tls: false,
+      tlsCaCertificate: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
+      connectTimeout: Duration.seconds(1),
+      queryTimeout: Duration.seconds(1),
+      conditionalWrites: true,
+      maxCounterValue: 300,
     });
     t.hasResourceProperties('AWS::Lambda::Function', {
       Description: Match.stringLikeRegexp('^Atomic counter on TiDB'),
       Environment: {
         Variables: Match.objectLike({
-          TIDB_DATABASE: 'votes', TIDB_TABLE: 'tallies', TIDB_TLS: 'false', TIDB_TLS_CA: Match.stringLikeRegexp('BEGIN CERTIFICATE'),
-          TIDB_CONNECT_TIMEOUT_MS: '1000', TIDB_QUERY_TIMEOUT_MS: '1000', USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '300',
+          TIDB_DATABASE: 'votes',
+          TIDB_TABLE: 'tallies',
+          TIDB_TLS: 'false',
+          TIDB_TLS_CA: Match.stringLikeRegexp('BEGIN CERTIFICATE'),
+          TIDB_CONNECT_TIMEOUT_MS: '1000',
+          TIDB_QUERY_TIMEOUT_MS: '1000',
+          USE_CONDITIONAL_WRITES: 'true',
+          MAX_COUNTER_VALUE: '300',
         }),
       },
     });

@@ -45,8 +45,12 @@ async function restartMidRun(s: OwnMysqlServer, takeDown: () => Promise<void>): 
   const env = tidbEnv(s, database);
   await runTiDbSetup(env, { Database: database });
   const handlers: ProxyHandler[] = Array.from({ length: 4 }, () => loadBundledHandler(ENTRY, {
-    ...env, USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10', ATOMIC_COUNTER_LOG: 'off',
-    TIDB_CONNECT_TIMEOUT_MS: '500', TIDB_QUERY_TIMEOUT_MS: '1000',
+    ...env,
+    USE_CONDITIONAL_WRITES: 'false',
+    MAX_COUNTER_VALUE: '10',
+    ATOMIC_COUNTER_LOG: 'off',
+    TIDB_CONNECT_TIMEOUT_MS: '500',
+    TIDB_QUERY_TIMEOUT_MS: '1000',
   }));
   const statuses: Record<number, number> = {};
   const counters: number[] = [];

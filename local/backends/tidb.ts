@@ -19,8 +19,9 @@ export function tidbEnv(engine: Engine, database: string): Record<string, string
 }
 
 /** Runs the bundled setup handler (the custom resource's code) as CloudFormation would on Create. */
-export async function runTiDbSetup(env: Record<string, string>, properties: Record<string, unknown> = {}): Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }> {
-  const setup = loadBundledHandler(TIDB_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
+type SetupAnswer = { PhysicalResourceId: string; Data?: Record<string, string> };
+export async function runTiDbSetup(env: Record<string, string>, properties: Record<string, unknown> = {}): Promise<SetupAnswer> {
+  const setup = loadBundledHandler(TIDB_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
   return setup({ RequestType: 'Create', ResourceProperties: properties });
 }
 

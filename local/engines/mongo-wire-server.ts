@@ -1,3 +1,5 @@
+/* eslint-disable no-bitwise -- the wire protocol's flag words and SCRAM's XOR are bit operations */
+/* eslint-disable @typescript-eslint/member-ordering -- collection helpers sit next to the commands that use them */
 /**
  * A small in-process MongoDB wire-protocol server for tests.
  *
@@ -458,7 +460,9 @@ export class MongoWireServer {
         // Validate everything first so a failing command creates no index at all.
         for (const spec of (cmd.indexes ?? []) as Doc[]) {
           if (!isPlainObject(spec.key) || !Object.keys(spec.key).length || typeof spec.name !== 'string') throw badValue('index specification needs a non-empty key and a name');
-          const idx: IndexSpec = { v: 2, key: spec.key, name: spec.name, ...(spec.unique ? { unique: true } : {}), ...(spec.sparse ? { sparse: true } : {}) };
+          const idx: IndexSpec = {
+            v: 2, key: spec.key, name: spec.name, ...(spec.unique ? { unique: true } : {}), ...(spec.sparse ? { sparse: true } : {}),
+          };
           const all = [...coll.indexes, ...added];
           const sameName = all.find((i) => i.name === idx.name);
           if (sameName && sameValue(sameName, idx)) continue; // identical index already exists: fine

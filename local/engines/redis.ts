@@ -1,5 +1,5 @@
-import * as os from 'os';
 import { spawn, spawnSync } from 'child_process';
+import * as os from 'os';
 import Redis from 'ioredis';
 import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, waitUntil } from './engine';
 

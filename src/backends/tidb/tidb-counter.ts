@@ -4,8 +4,8 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
+import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
 
 /** Props of `TiDbCounter`. */
 export interface TiDbCounterProps extends CounterOptions {

@@ -73,7 +73,11 @@ export async function credentialProviderFor(connection: MomentoConnection): Prom
  * channel, idle connections refreshed before the NLB's 350 s timeout). The
  * client connects lazily on the first call, so creating it costs no round trip.
  */
-export function createCacheClient(credentialProvider: CredentialProvider, defaultTtlSeconds: number = MOMENTO_DEFAULTS.ttlSeconds, clientTimeoutMs?: number): CacheClient {
+export function createCacheClient(
+  credentialProvider: CredentialProvider,
+  defaultTtlSeconds: number = MOMENTO_DEFAULTS.ttlSeconds,
+  clientTimeoutMs?: number,
+): CacheClient {
   const lambda = Configurations.Lambda.latest();
   return new CacheClient({
     configuration: clientTimeoutMs ? lambda.withClientTimeoutMillis(clientTimeoutMs) : lambda,

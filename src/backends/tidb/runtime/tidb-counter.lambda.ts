@@ -1,7 +1,7 @@
 import { readTiDbConfig, resolveEndpoint } from './tidb-connection';
-import { preloadSecretsManager } from '../../../runtime/secrets';
 import { TiDbCounterStore } from './tidb-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
+import { preloadSecretsManager } from '../../../runtime/secrets';
 
 // Init phase: configuration is read and validated once per container. The
 // secret is read (once) when the first request creates the store.
