@@ -56,7 +56,7 @@ export interface CompareOptions {
   readonly silent?: boolean;
 }
 
-export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 50, ids: 20, containers: 8, warmup: 500 } as const;
+export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 200, ids: 20, containers: 8, warmup: 500 } as const;
 
 interface Answer {
   status: number;

@@ -125,7 +125,7 @@ describe('verdicts (DESIGN.md §5) fail on what they must', () => {
 
 test('flags: defaults, --backends validation, unknown flags rejected, --out resolved', () => {
   const defaults = optionsFromArgs([], {});
-  expect(defaults).toMatchObject({ concurrency: 16, max: 50, ids: 20, containers: 8, backends: undefined, url: undefined });
+  expect(defaults).toMatchObject({ concurrency: 16, max: 200, ids: 20, containers: 8, backends: undefined, url: undefined });
   expect(defaults.out).toMatch(/reports[/\\]\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
   expect(optionsFromArgs(['--backends', 'redis,tidb', '--requests=100', '--out', 'x'], { API_KEY: 'k' })).toMatchObject({
     backends: ['redis', 'tidb'], requests: 100, out: path.resolve('x'), apiKey: 'k',
