@@ -21,9 +21,8 @@ import {
   DeleteCache,
   ListCaches,
   MomentoErrorCode,
-  MomentoLocalProvider,
 } from '@gomomento/sdk';
-import { MomentoLocalServer } from '../local/engines/momento-server';
+import { MomentoLocalServer, TokenProvider } from '../local/engines/momento-server';
 
 const CACHE = 'conformance';
 
@@ -274,14 +273,6 @@ describe('TTL', () => {
 });
 
 describe('auth token', () => {
-  class TokenProvider extends MomentoLocalProvider {
-    constructor(hostname: string, port: number, private readonly token: string) {
-      super({ hostname, port });
-    }
-    getAuthToken(): string {
-      return this.token;
-    }
-  }
 
   let secured: MomentoLocalServer;
   beforeAll(async () => {

@@ -3,24 +3,15 @@
  * server), the API key secret shapes, and store behaviours specific to
  * Momento: TTL, the integer string format shared with `increment`.
  */
-import { CacheClient, CacheGet, Configurations, CredentialProvider, ListCaches, MomentoLocalProvider } from '@gomomento/sdk';
+import { CacheClient, CacheGet, Configurations, CredentialProvider, ListCaches } from '@gomomento/sdk';
 import { call } from './kit/conformance';
 import { runMomentoSetup } from '../local/backends/momento';
-import { MomentoLocalServer } from '../local/engines/momento-server';
+import { MomentoLocalServer, TokenProvider } from '../local/engines/momento-server';
 import { loadBundledHandler } from '../local/lambda-container';
 import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
 import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
 
-/** Sends a fixed token, like a real key would: the local server can then reject it. */
-class TokenProvider extends MomentoLocalProvider {
-  constructor(hostname: string, port: number, private readonly token: string) {
-    super({ hostname, port });
-  }
-  getAuthToken(): string {
-    return this.token;
-  }
-}
 
 function clientFor(server: MomentoLocalServer, credentialProvider?: CredentialProvider): CacheClient {
   return new CacheClient({

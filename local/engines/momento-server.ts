@@ -1,3 +1,5 @@
+import { cache, control } from '@gomomento/generated-types';
+import { MomentoLocalProvider } from '@gomomento/sdk';
 /**
  * A small in-process gRPC server speaking Momento's cache protocol, for tests
  * and local runs. The real `@gomomento/sdk` connects to it with
@@ -19,7 +21,6 @@
  * That is what makes conditional writes (SetIf) and Increment behave like the
  * real service under concurrency.
  */
-import { cache, control } from '@gomomento/generated-types';
 import * as grpc from '@grpc/grpc-js';
 
 const pb = cache.cache_client;
@@ -283,5 +284,18 @@ export class MomentoLocalServer {
       throw new RpcError(grpc.status.NOT_FOUND, `Cache not found: ${req.cache_name}`);
     }
     return new ctl._DeleteCacheResponse();
+  }
+}
+
+/**
+ * A local-server credential provider that sends a fixed token, as a real key
+ * would, so a server started with `authToken` can accept or reject it.
+ */
+export class TokenProvider extends MomentoLocalProvider {
+  constructor(hostname: string, port: number, private readonly token: string) {
+    super({ hostname, port });
+  }
+  getAuthToken(): string {
+    return this.token;
   }
 }
