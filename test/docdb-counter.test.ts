@@ -43,6 +43,10 @@ describe('DocDbCounter (created cluster)', () => {
     expect(cluster.DBClusterParameterGroupName).toBeUndefined(); // the default group: tls enabled
   });
 
+  test('removed with a final snapshot by default, so a VPC in the same stack can be deleted', () => {
+    template.hasResource('AWS::DocDB::DBCluster', { DeletionPolicy: 'Snapshot', UpdateReplacePolicy: 'Snapshot' });
+  });
+
   test('TLS is not disabled: no parameter group turns `tls` off and the functions connect with TLS and the Amazon RDS CA bundle', () => {
     template.resourceCountIs('AWS::DocDB::DBClusterParameterGroup', 0);
     const json = JSON.stringify(template.toJSON());

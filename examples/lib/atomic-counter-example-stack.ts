@@ -1,5 +1,4 @@
-import { Annotations, CfnOutput, RemovalPolicy, SecretValue, Stack, StackProps } from 'aws-cdk-lib';
-import * as docdb_ from 'aws-cdk-lib/aws-docdb';
+import { Annotations, CfnOutput, SecretValue, Stack, StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -68,15 +67,9 @@ export class AtomicCounterExampleStack extends Stack {
       new DynamoCounter(this, 'Dynamo', mode),
       new RedisCounter(this, 'Redis', { ...mode, vpc: this.vpc }),
     ];
-    // SNAPSHOT rather than the library's RETAIN: a retained cluster keeps its
-    // network interfaces in this VPC, so `cdk destroy` could not delete the VPC.
-    const docdb = new DocDbCounter(this, 'DocDb', { ...mode, vpc: this.vpc, removalPolicy: RemovalPolicy.SNAPSHOT });
-    if (docdb.cluster) {
-      // A week of point-in-time restore instead of CloudFormation's default
-      // of one day (AwsSolutions-DOC4). On the L1 property, so cdk-nag sees it.
-      (docdb.cluster.node.defaultChild as docdb_.CfnDBCluster).backupRetentionPeriod = 7;
-    }
-    counters.push(docdb);
+    // The library's defaults: removed with a final snapshot (so `cdk destroy`
+    // can delete the VPC), 7 days of point-in-time restore.
+    counters.push(new DocDbCounter(this, 'DocDb', { ...mode, vpc: this.vpc }));
     const copiedSecrets: secretsmanager.ISecret[] = [];
     const secretFor = (secretId: string, description: string, source: CredentialSource<object>) => {
       const secret = this.secretFor(secretId, description, source);

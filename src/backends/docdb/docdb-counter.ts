@@ -68,8 +68,10 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * What happens to the created cluster when it leaves the stack (only
-   * without `clusterEndpoint`).
-   * @default RemovalPolicy.RETAIN
+   * without `clusterEndpoint`). SNAPSHOT keeps the data as a final snapshot
+   * and removes the cluster, so a VPC in the same stack can be deleted too
+   * (a retained cluster keeps its network interfaces in the VPC).
+   * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
 
@@ -111,7 +113,7 @@ const CLUSTER_DEFAULTS = {
   instances: 1,
   masterUsername: 'counteradmin',
   instanceType: () => ec2.InstanceType.of(ec2.InstanceClass.T4G, ec2.InstanceSize.MEDIUM),
-  removalPolicy: RemovalPolicy.RETAIN,
+  removalPolicy: RemovalPolicy.SNAPSHOT,
   backupRetentionDays: 7,
 };
 
