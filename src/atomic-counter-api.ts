@@ -180,26 +180,18 @@ export class AtomicCounterApi extends Construct {
 
     // Counters from props: the API-level mode is the default, a backend's own props win.
     const withDefaults = <T extends CounterOptions>(backendProps: T): T => ({ ...this.counterDefaults, ...stripUndefined(backendProps) });
-    if (props.dynamo) {
-      this.dynamoCounter = new DynamoCounter(this, 'DynamoCounter', withDefaults(props.dynamo));
-      this.addCounter(this.dynamoCounter);
-    }
-    if (props.redis) {
-      this.redisCounter = new RedisCounter(this, 'RedisCounter', withDefaults(props.redis));
-      this.addCounter(this.redisCounter);
-    }
-    if (props.momento) {
-      this.momentoCounter = new MomentoCounter(this, 'MomentoCounter', withDefaults(props.momento));
-      this.addCounter(this.momentoCounter);
-    }
-    if (props.docdb) {
-      this.docdbCounter = new DocDbCounter(this, 'DocDbCounter', withDefaults(props.docdb));
-      this.addCounter(this.docdbCounter);
-    }
-    if (props.tidb) {
-      this.tidbCounter = new TiDbCounter(this, 'TiDbCounter', withDefaults(props.tidb));
-      this.addCounter(this.tidbCounter);
-    }
+    // Creates a backend's counter only when its props are given, and serves it.
+    const served = <P extends CounterOptions, C extends ICounter>(backendProps: P | undefined, create: (p: P) => C): C | undefined => {
+      if (backendProps === undefined) return undefined;
+      const counter = create(withDefaults(backendProps));
+      this.addCounter(counter);
+      return counter;
+    };
+    this.dynamoCounter = served(props.dynamo, (p) => new DynamoCounter(this, 'DynamoCounter', p));
+    this.redisCounter = served(props.redis, (p) => new RedisCounter(this, 'RedisCounter', p));
+    this.momentoCounter = served(props.momento, (p) => new MomentoCounter(this, 'MomentoCounter', p));
+    this.docdbCounter = served(props.docdb, (p) => new DocDbCounter(this, 'DocDbCounter', p));
+    this.tidbCounter = served(props.tidb, (p) => new TiDbCounter(this, 'TiDbCounter', p));
 
     new CfnOutput(this, 'Url', { value: this.restApi.url, description: 'Base URL of the counter API' });
     new CfnOutput(this, 'ApiKeyId', {
