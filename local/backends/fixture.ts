@@ -25,6 +25,12 @@ export interface BackendFixture {
    * Idempotent: preparing the same namespace twice is fine.
    */
   prepare(engine: Engine, namespace: string): Promise<Record<string, string>>;
+  /**
+   * Removes what `prepare` created on a shared engine (a database, keys
+   * under a prefix), so repeated test runs leave nothing behind. Engines the
+   * harness starts itself vanish with their process and need none.
+   */
+  dispose?(engine: Engine, namespace: string): Promise<void>;
   /** A bare client loop doing the same single operation (`bench`). */
   bareClient(engine: Engine, env: Record<string, string>): Promise<BareClient>;
   /** Server-side port whose established connections the leak test counts. */

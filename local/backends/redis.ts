@@ -16,6 +16,17 @@ export const redisFixture: BackendFixture = {
   async prepare(engine: Engine, namespace: string) {
     return { [REDIS_ENV.URL]: engine.url, [REDIS_ENV.KEY_PREFIX]: `${namespace}:` };
   },
+  async dispose(engine: Engine, namespace: string) {
+    const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
+    try {
+      // Namespaces are letters, digits and underscores: no glob characters to escape.
+      for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) {
+        if ((keys as string[]).length) await client.del(...(keys as string[]));
+      }
+    } finally {
+      client.disconnect();
+    }
+  },
   async bareClient(engine, env) {
     const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
     const prefix = env[REDIS_ENV.KEY_PREFIX];

@@ -35,6 +35,15 @@ export const tidbFixture: BackendFixture = {
     await runTiDbSetup(env, { Database: namespace });
     return env;
   },
+  async dispose(engine: Engine, namespace: string) {
+    const u = new URL(engine.url);
+    const pool = createPool({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) });
+    try {
+      await pool.query(`DROP DATABASE IF EXISTS \`${namespace.replace(/`/g, '``')}\``);
+    } finally {
+      await pool.end();
+    }
+  },
   async bareClient(engine, env) {
     const u = new URL(engine.url);
     const pool = createPool({

@@ -62,6 +62,7 @@ export function useBackend(backend: BackendName): () => Counters {
   const fixture = fixtureFor(backend);
   let engine: Engine | undefined;
   let failure: Error | undefined;
+  const namespaces = new Set<string>();
   beforeAll(async () => {
     try {
       engine = await fixture.acquire();
@@ -71,6 +72,9 @@ export function useBackend(backend: BackendName): () => Counters {
   }, 120_000);
   afterAll(async () => {
     await closeContainers();
+    if (engine && fixture.dispose) {
+      for (const namespace of namespaces) await fixture.dispose(engine, namespace);
+    }
     await engine?.stop();
   });
   return () => {
@@ -82,6 +86,7 @@ export function useBackend(backend: BackendName): () => Counters {
       engine: e,
       async containers(mode, n = 1, namespace = uniqueNamespace(`t_${backend}`)) {
         const env = await fixture.prepare(e, namespace);
+        namespaces.add(namespace);
         const modeEnv = {
           USE_CONDITIONAL_WRITES: String(mode.conditional),
           MAX_COUNTER_VALUE: String(mode.maximum ?? 10),
