@@ -116,7 +116,8 @@ const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }>
 async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, options: CompareOptions): Promise<Target> {
   const fixture = fixtureFor(fixtureBackend);
   // A fresh namespace per run: counters start at 0 even on a persistent engine.
-  const env = await fixture.prepare(engine, uniqueNamespace(`cmp_${fixtureBackend}`));
+  const namespace = uniqueNamespace(`cmp_${fixtureBackend}`);
+  const env = await fixture.prepare(engine, namespace);
   const load = (conditional: boolean) => Array.from({ length: Math.max(1, options.containers) }, () => loadBundledHandler(fixture.entry, {
     ...env,
     USE_CONDITIONAL_WRITES: String(conditional),
@@ -138,6 +139,8 @@ async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, opti
     get: (id) => invoke(containers.false[0], 'GET', id),
     async close() {
       await Promise.all([...containers.false, ...containers.true].map(closeContainer));
+      // The figures are in the report: leave nothing behind on a shared engine.
+      await fixture.dispose?.(engine, namespace).catch(() => undefined);
       await engine.stop();
     },
   };

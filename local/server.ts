@@ -39,6 +39,11 @@ export interface LocalServerOptions {
   /** Namespace prepared on each engine. @default 'atomic_counter_local' */
   readonly namespace?: string;
   /**
+   * Remove the namespace's data from each engine on `stop()` (tests; the
+   * CLI keeps its counters across runs). @default false
+   */
+  readonly disposeOnStop?: boolean;
+  /**
    * Engines acquired by the caller, reused as they are and NOT stopped by
    * `stop()` (tests start two servers, one per mode, on the same engines).
    * @default - each backend's engine is acquired (and stopped if started here)
@@ -234,6 +239,9 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
         await new Promise<void>((resolve) => server.close(() => resolve()));
         // Clients first, while their engines still answer; then the engines.
         await Promise.all([...served.values()].map((s) => closeContainer(s.handler)));
+        if (options.disposeOnStop) {
+          await Promise.all([...served.entries()].map(([backend, s]) => fixtureFor(backend).dispose?.(s.engine, namespace).catch(() => undefined)));
+        }
         await stopOwnEngines();
       })();
       return stopped;

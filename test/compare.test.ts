@@ -67,7 +67,7 @@ test('in-process comparison of every registered backend: report.md/json and both
 
 test('over HTTP (--url/--api-key) against the local server in conditional mode: only the conditional scenarios run, and pass', async () => {
   const backend = backends[0];
-  const server = await startLocalServer({ port: 0, quiet: true, conditionalWrites: true, maxCounterValue: 5, backends: [backend], namespace: uniqueNamespace('t_cmp') });
+  const server = await startLocalServer({ port: 0, quiet: true, conditionalWrites: true, maxCounterValue: 5, backends: [backend], namespace: uniqueNamespace('t_cmp'), disposeOnStop: true });
   try {
     const { report } = await runComparison({ ...SMALL, out: tmpDir(), url: server.url, apiKey: server.apiKey, backends: [backend] });
     const section = report.backends[0];
@@ -84,7 +84,7 @@ test('over HTTP (--url/--api-key) against the local server in conditional mode: 
 
 test('a wrong API key over HTTP skips the backend with the 403, it does not crash the run', async () => {
   const backend = backends[0];
-  const server = await startLocalServer({ port: 0, quiet: true, backends: [backend], namespace: uniqueNamespace('t_cmp') });
+  const server = await startLocalServer({ port: 0, quiet: true, backends: [backend], namespace: uniqueNamespace('t_cmp'), disposeOnStop: true });
   try {
     const { report } = await runComparison({ ...SMALL, out: tmpDir(), url: server.url, apiKey: 'wrong', backends: [backend] });
     expect(report.backends[0]).toMatchObject({ status: 'skipped', reason: expect.stringContaining('403') });

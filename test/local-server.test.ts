@@ -19,7 +19,7 @@ let unconditional: LocalServer;
 let conditional: LocalServer;
 
 beforeAll(async () => {
-  unconditional = await startLocalServer({ port: await freePort(), quiet: true, namespace: uniqueNamespace('t_local') });
+  unconditional = await startLocalServer({ port: await freePort(), quiet: true, namespace: uniqueNamespace('t_local'), disposeOnStop: true });
   conditional = await startLocalServer({
     port: 0,
     quiet: true,
@@ -27,6 +27,7 @@ beforeAll(async () => {
     maxCounterValue: MAX,
     engines: unconditional.engines,
     namespace: uniqueNamespace('t_local'),
+    disposeOnStop: true,
   });
 }, 240_000);
 
@@ -116,7 +117,7 @@ test('a backend whose engine cannot be used is skipped with one line and answers
   process.env.DYNAMODB_URL = 'http://127.0.0.1:9'; // the discard port: nothing answers DynamoDB there
   let server: LocalServer | undefined;
   try {
-    server = await startLocalServer({ port: 0, quiet: true, backends: ['dynamo'], namespace: uniqueNamespace('t_local') });
+    server = await startLocalServer({ port: 0, quiet: true, backends: ['dynamo'], namespace: uniqueNamespace('t_local'), disposeOnStop: true });
     expect(server.backends).toEqual([]);
     expect(server.skipped).toHaveLength(1);
     expect(server.skipped[0].backend).toBe('dynamo');
