@@ -37,7 +37,12 @@ export const tidbFixture: BackendFixture = {
   },
   async dispose(engine: Engine, namespace: string) {
     const u = new URL(engine.url);
-    const pool = createPool({ host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password) });
+    const pool = createPool({
+      host: u.hostname,
+      port: Number(u.port || 3306),
+      user: decodeURIComponent(u.username),
+      password: decodeURIComponent(u.password),
+    });
     try {
       await pool.query(`DROP DATABASE IF EXISTS \`${namespace.replace(/`/g, '``')}\``);
     } finally {
