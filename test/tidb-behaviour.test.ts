@@ -9,6 +9,7 @@ import { call, useBackend } from './kit/conformance';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { runTiDbSetup, tidbEnv } from '../local/backends/tidb';
 import { freePort } from '../local/engines/engine';
+import { mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
 import { counterSql } from '../src/backends/tidb/runtime/tidb-counter-store';
 
@@ -16,10 +17,7 @@ const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
 const ctx = useBackend('tidb');
 
 async function rawConnection(url: string, database: string, flags: string[]): Promise<Connection> {
-  const u = new URL(url);
-  return createConnection({
-    host: u.hostname, port: Number(u.port || 3306), user: decodeURIComponent(u.username), password: decodeURIComponent(u.password), database, flags,
-  });
+  return createConnection({ ...mysqlConnectionOptions(url), database, flags });
 }
 
 async function preparedDatabase(): Promise<{ database: string; env: Record<string, string> }> {

@@ -1,7 +1,8 @@
 import { createPool, ResultSetHeader } from 'mysql2/promise';
+import { counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
 import { TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
-import { acquireMysql } from '../engines/mysql';
+import { acquireMysql, mysqlConnectionOptions } from '../engines/mysql';
 import { loadBundledHandler } from '../lambda-container';
 import { BackendFixture, urlPort } from './fixture';
 
@@ -36,13 +37,7 @@ export const tidbFixture: BackendFixture = {
     return env;
   },
   async dispose(engine: Engine, namespace: string) {
-    const u = new URL(engine.url);
-    const pool = createPool({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
-    });
+    const pool = createPool(mysqlConnectionOptions(engine.url));
     try {
       await pool.query(`DROP DATABASE IF EXISTS \`${namespace.replace(/`/g, '``')}\``);
     } finally {
@@ -50,16 +45,13 @@ export const tidbFixture: BackendFixture = {
     }
   },
   async bareClient(engine, env) {
-    const u = new URL(engine.url);
     const pool = createPool({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username),
-      password: decodeURIComponent(u.password),
+      ...mysqlConnectionOptions(engine.url),
       database: env[TIDB_ENV.DATABASE],
       connectionLimit: TIDB_DEFAULTS.poolSize,
     });
-    const sql = `INSERT INTO \`${env[TIDB_ENV.TABLE]}\` (id, value) VALUES (?, LAST_INSERT_ID(1)) ON DUPLICATE KEY UPDATE value = LAST_INSERT_ID(value + 1)`;
+    // The very statement the store sends, without the handler around it.
+    const sql = counterSql(env[TIDB_ENV.TABLE]).increment;
     return {
       async increment(id: string) {
         const [result] = await pool.execute<ResultSetHeader>(sql, [id]);

@@ -7,17 +7,21 @@ import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, wai
 
 const DEFAULT_URL = 'mysql://root@127.0.0.1:3306/';
 
+/** Connection options for an engine URL (`mysql://user:password@host:port/`), for mysql2. */
+export function mysqlConnectionOptions(url: string): { host: string; port: number; user: string; password: string } {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 3306),
+    user: decodeURIComponent(u.username) || 'root',
+    password: decodeURIComponent(u.password),
+  };
+}
+
 /** True when a MySQL-protocol server at `url` accepts the credentials and answers `SELECT 1`. */
 export async function answersQuery(url: string, timeoutMs = 1000): Promise<boolean> {
-  const u = new URL(url);
   try {
-    const conn = await createConnection({
-      host: u.hostname,
-      port: Number(u.port || 3306),
-      user: decodeURIComponent(u.username) || 'root',
-      password: decodeURIComponent(u.password),
-      connectTimeout: timeoutMs,
-    });
+    const conn = await createConnection({ ...mysqlConnectionOptions(url), connectTimeout: timeoutMs });
     try {
       await conn.query('SELECT 1');
       return true;
