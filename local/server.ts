@@ -15,7 +15,8 @@ import * as path from 'path';
 import { availableFixtures, fixtureFor } from './backends';
 import { Engine } from './engines/engine';
 import { loadBundledHandler, ProxyHandler } from './lambda-container';
-import { COMMON_ENV, DEFAULT_MAX_COUNTER_VALUE, readBoolean, readInteger } from '../src/runtime/config';
+import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
+import { readBoolean, readInteger } from '../src/runtime/config';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
 /** Default port of `npm run local` (the port most local web tools use). */
@@ -95,8 +96,8 @@ async function serveBackend(backend: BackendName, options: LocalServerOptions, n
     const env = await fixture.prepare(engine, namespace);
     const handler = loadBundledHandler(fixture.entry, {
       ...env,
-      [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(options.conditionalWrites ?? false),
-      [COMMON_ENV.MAX_COUNTER_VALUE]: String(options.maxCounterValue ?? DEFAULT_MAX_COUNTER_VALUE),
+      [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(options.conditionalWrites ?? MODE_DEFAULTS.conditionalWrites),
+      [COMMON_ENV.MAX_COUNTER_VALUE]: String(options.maxCounterValue ?? MODE_DEFAULTS.maxCounterValue),
       ...(options.quiet ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
     });
     return { handler, engine, ownEngine: !given };
@@ -287,8 +288,8 @@ export function serverSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Rec
 
 async function main(): Promise<void> {
   const settings = serverSettings(process.env);
-  const conditionalWrites = readBoolean(settings, COMMON_ENV.USE_CONDITIONAL_WRITES, false);
-  const maxCounterValue = readInteger(settings, COMMON_ENV.MAX_COUNTER_VALUE, DEFAULT_MAX_COUNTER_VALUE, 1);
+  const conditionalWrites = readBoolean(settings, COMMON_ENV.USE_CONDITIONAL_WRITES, MODE_DEFAULTS.conditionalWrites);
+  const maxCounterValue = readInteger(settings, COMMON_ENV.MAX_COUNTER_VALUE, MODE_DEFAULTS.maxCounterValue, 1);
   const port = readInteger(settings, 'PORT', DEFAULT_PORT, 0);
   const server = await startLocalServer({ port, apiKey: settings.API_KEY, conditionalWrites, maxCounterValue });
 

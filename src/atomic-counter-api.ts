@@ -1,4 +1,4 @@
-import { CfnOutput, Duration, Token } from 'aws-cdk-lib';
+import { CfnOutput, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -238,6 +238,3 @@ export class AtomicCounterApi extends Construct {
 export function stripUndefined<T extends object>(value: T): T {
   return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }
-
-/** Integration timeout ceiling of API Gateway REST APIs (for docs and checks). */
-export const API_GATEWAY_INTEGRATION_LIMIT = Duration.seconds(29);

@@ -6,6 +6,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct } from 'constructs';
+import { COMMON_ENV, MODE_DEFAULTS } from './counter-env';
 
 /** Namespace of every counter metric. */
 export const METRIC_NAMESPACE = 'AtomicCounter';
@@ -84,8 +85,7 @@ export interface CounterMode {
 
 /** Defaults, in one place (README "Default settings" mirrors this). */
 export const COUNTER_DEFAULTS = {
-  conditionalWrites: false,
-  maxCounterValue: 10,
+  ...MODE_DEFAULTS,
   logRetention: logs.RetentionDays.ONE_MONTH,
   memorySize: 256,
   timeoutSeconds: 10,
@@ -222,8 +222,8 @@ export abstract class CounterBase extends Construct implements ICounter {
       securityGroups: props.vpc ? props.securityGroups : undefined,
       environment: {
         ...props.environment,
-        USE_CONDITIONAL_WRITES: String(this.mode.conditionalWrites),
-        MAX_COUNTER_VALUE: String(this.mode.maxCounterValue),
+        [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(this.mode.conditionalWrites),
+        [COMMON_ENV.MAX_COUNTER_VALUE]: String(this.mode.maxCounterValue),
         NODE_OPTIONS: '--enable-source-maps',
       },
     });

@@ -4,13 +4,7 @@
  * phase would; an invalid value fails the init with a clear message.
  */
 
-/** Environment variables every counter function gets from its construct. */
-export const COMMON_ENV = {
-  /** "true" for conditional writes (increment only while below the maximum). */
-  USE_CONDITIONAL_WRITES: 'USE_CONDITIONAL_WRITES',
-  /** Integer ≥ 1: the maximum in conditional mode. */
-  MAX_COUNTER_VALUE: 'MAX_COUNTER_VALUE',
-} as const;
+import { COMMON_ENV, MODE_DEFAULTS } from '../counter-env';
 
 export interface CounterModeConfig {
   readonly conditionalWrites: boolean;
@@ -57,12 +51,9 @@ export function readOptionalString(env: Env, name: string): string | undefined {
   return raw === undefined || raw === '' ? undefined : raw;
 }
 
-/** Defaults shared with the constructs (`maxCounterValue` defaults to 10). */
-export const DEFAULT_MAX_COUNTER_VALUE = 10;
-
 export function readModeConfig(env: Env): CounterModeConfig {
   return {
-    conditionalWrites: readBoolean(env, COMMON_ENV.USE_CONDITIONAL_WRITES, false),
-    maxCounterValue: readInteger(env, COMMON_ENV.MAX_COUNTER_VALUE, DEFAULT_MAX_COUNTER_VALUE, 1),
+    conditionalWrites: readBoolean(env, COMMON_ENV.USE_CONDITIONAL_WRITES, MODE_DEFAULTS.conditionalWrites),
+    maxCounterValue: readInteger(env, COMMON_ENV.MAX_COUNTER_VALUE, MODE_DEFAULTS.maxCounterValue, 1),
   };
 }

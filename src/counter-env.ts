@@ -1,0 +1,14 @@
+/**
+ * The environment contract every counter function shares (DESIGN.md §4),
+ * with its defaults. Plain constants only: imported by the constructs
+ * (`counter-base.ts`) and by the bundled handlers (`runtime/config.ts`).
+ */
+export const COMMON_ENV = {
+  /** "true" for conditional writes (increment only while below the maximum). */
+  USE_CONDITIONAL_WRITES: 'USE_CONDITIONAL_WRITES',
+  /** Integer ≥ 1: the maximum in conditional mode. */
+  MAX_COUNTER_VALUE: 'MAX_COUNTER_VALUE',
+} as const;
+
+/** Default write mode and maximum, for the constructs and the handlers alike. */
+export const MODE_DEFAULTS = { conditionalWrites: false, maxCounterValue: 10 } as const;
