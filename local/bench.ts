@@ -9,7 +9,7 @@
 import { parseArgs, intArg } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
-import { loadBundledHandler, proxyEvent } from './lambda-container';
+import { loadCounterContainers, proxyEvent } from './lambda-container';
 import { runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -30,13 +30,8 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
   const engine = await fixture.acquire();
   try {
     const env = await fixture.prepare(engine, uniqueNamespace(`bench_${backend}`));
-    const modeEnv = {
-      USE_CONDITIONAL_WRITES: String(opts.conditional),
-      // Conditional runs never hit the maximum: the figure is the accept path.
-      MAX_COUNTER_VALUE: String(Number.MAX_SAFE_INTEGER),
-      ATOMIC_COUNTER_LOG: 'off',
-    };
-    const handlers = Array.from({ length: opts.containers }, () => loadBundledHandler(fixture.entry, { ...env, ...modeEnv }));
+    // Conditional runs never reach the maximum: the figure is the accept path.
+    const handlers = loadCounterContainers(fixture.entry, env, { conditional: opts.conditional, maximum: Number.MAX_SAFE_INTEGER }, opts.containers);
     console.log(`${backend} on ${engine.name} (${engine.origin}, ${engine.url.replace(/\/\/[^@/]*@/, '//***@')}); ${opts.conditional ? 'conditional' : 'unconditional'}; concurrency ${opts.concurrency}; ${opts.requests} requests; ${opts.containers} containers`);
     // Warm up both paths (connections, our JIT and the engine's: DynamoDB
     // Local's JVM needs a few thousand requests) before measuring either.

@@ -18,7 +18,7 @@ import { intArg, parseArgs } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { Engine } from './engines/engine';
-import { loadBundledHandler, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
+import { loadCounterContainers, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
   BackendSection, ComparisonReport, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
@@ -118,12 +118,7 @@ async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, opti
   // A fresh namespace per run: counters start at 0 even on a persistent engine.
   const namespace = uniqueNamespace(`cmp_${fixtureBackend}`);
   const env = await fixture.prepare(engine, namespace);
-  const load = (conditional: boolean) => Array.from({ length: Math.max(1, options.containers) }, () => loadBundledHandler(fixture.entry, {
-    ...env,
-    USE_CONDITIONAL_WRITES: String(conditional),
-    MAX_COUNTER_VALUE: String(options.max),
-    ATOMIC_COUNTER_LOG: 'off',
-  }));
+  const load = (conditional: boolean) => loadCounterContainers(fixture.entry, env, { conditional, maximum: options.max }, options.containers);
   const containers: Record<'true' | 'false', ProxyHandler[]> = { false: load(false), true: load(true) };
   const invoke = async (handler: ProxyHandler, method: string, id: string): Promise<Answer> => {
     const res = await handler(proxyEvent(method, fixtureBackend, id));

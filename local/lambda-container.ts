@@ -1,6 +1,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import * as vm from 'vm';
+import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
 // eslint-disable-next-line @typescript-eslint/no-require-imports
 const Module = require('module');
 
@@ -72,6 +73,28 @@ export function loadBundledHandler(entry: string, env: Record<string, string>, e
       else realEnv[k] = v;
     }
   }
+}
+
+/** The write mode a counter container runs in. */
+export interface ContainerMode {
+  readonly conditional: boolean;
+  /** @default 10 (the constructs' default) */
+  readonly maximum?: number;
+  /** No request log lines (load runs). @default true */
+  readonly quiet?: boolean;
+}
+
+/**
+ * Loads `n` containers of a backend's bundled counter handler in one mode,
+ * on the handler environment a fixture prepared.
+ */
+export function loadCounterContainers(entry: string, env: Record<string, string>, mode: ContainerMode, n = 1): ProxyHandler[] {
+  const modeEnv = {
+    [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(mode.conditional),
+    [COMMON_ENV.MAX_COUNTER_VALUE]: String(mode.maximum ?? MODE_DEFAULTS.maxCounterValue),
+    ...(mode.quiet ?? true ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
+  };
+  return Array.from({ length: Math.max(1, n) }, () => loadBundledHandler(entry, { ...env, ...modeEnv }));
 }
 
 /** An API Gateway REST proxy event for `METHOD /{backend}/{id}` (id percent-encoded, as API Gateway passes it). */

@@ -14,7 +14,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { availableFixtures, fixtureFor } from './backends';
 import { Engine } from './engines/engine';
-import { loadBundledHandler, ProxyHandler } from './lambda-container';
+import { loadCounterContainers, ProxyHandler } from './lambda-container';
 import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
 import { readBoolean, readInteger } from '../src/runtime/config';
 import { BACKENDS, BackendName } from '../src/runtime/store';
@@ -94,11 +94,10 @@ async function serveBackend(backend: BackendName, options: LocalServerOptions, n
     const fixture = fixtureFor(backend);
     engine = given ?? await fixture.acquire();
     const env = await fixture.prepare(engine, namespace);
-    const handler = loadBundledHandler(fixture.entry, {
-      ...env,
-      [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(options.conditionalWrites ?? MODE_DEFAULTS.conditionalWrites),
-      [COMMON_ENV.MAX_COUNTER_VALUE]: String(options.maxCounterValue ?? MODE_DEFAULTS.maxCounterValue),
-      ...(options.quiet ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
+    const [handler] = loadCounterContainers(fixture.entry, env, {
+      conditional: options.conditionalWrites ?? MODE_DEFAULTS.conditionalWrites,
+      maximum: options.maxCounterValue,
+      quiet: options.quiet ?? false,
     });
     return { handler, engine, ownEngine: !given };
   } catch (err) {

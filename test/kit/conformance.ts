@@ -7,7 +7,7 @@
 import { fixtureFor } from '../../local/backends';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { Engine, EngineUnavailableError } from '../../local/engines/engine';
-import { closeContainers, establishedConnections, loadBundledHandler, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { closeContainers, establishedConnections, loadCounterContainers, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
 import { runWorkload, WorkloadResult } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
 
@@ -87,12 +87,7 @@ export function useBackend(backend: BackendName): () => Counters {
       async containers(mode, n = 1, namespace = uniqueNamespace(`t_${backend}`)) {
         const env = await fixture.prepare(e, namespace);
         namespaces.add(namespace);
-        const modeEnv = {
-          USE_CONDITIONAL_WRITES: String(mode.conditional),
-          MAX_COUNTER_VALUE: String(mode.maximum ?? 10),
-          ATOMIC_COUNTER_LOG: 'off',
-        };
-        return Array.from({ length: n }, () => loadBundledHandler(fixture.entry, { ...env, ...modeEnv }));
+        return loadCounterContainers(fixture.entry, env, mode, n);
       },
     };
   };
