@@ -17,6 +17,13 @@ export interface DynamoCounterStoreConfig {
   readonly region?: string;
   /** Bound on one call; connecting is bounded separately at 1 s. */
   readonly requestTimeoutMs: number;
+  /**
+   * With an endpoint override (a local engine): the credentials to sign
+   * with, read at init like the rest (DynamoDB Local checks none, so
+   * placeholders do when the environment has no keys). On AWS the SDK's
+   * default chain (the function's role) is used.
+   */
+  readonly endpointCredentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
 }
 
 export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
@@ -25,6 +32,10 @@ export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
     endpoint: readOptionalString(env, DYNAMO_ENV.ENDPOINT),
     region: readOptionalString(env, 'AWS_REGION') ?? readOptionalString(env, 'AWS_DEFAULT_REGION'),
     requestTimeoutMs: readInteger(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, 2000, 100),
+    endpointCredentials: readOptionalString(env, DYNAMO_ENV.ENDPOINT) === undefined ? undefined : {
+      accessKeyId: readOptionalString(env, 'AWS_ACCESS_KEY_ID') ?? 'local',
+      secretAccessKey: readOptionalString(env, 'AWS_SECRET_ACCESS_KEY') ?? 'local',
+    },
   };
 }
 
@@ -49,10 +60,7 @@ export class DynamoCounterStore implements CounterStore {
     this.client = new DynamoDBClient({
       region: config.region ?? 'us-east-1',
       endpoint: config.endpoint,
-      // A local engine accepts any credentials; on AWS the role's are used.
-      ...(config.endpoint && !process.env.AWS_ACCESS_KEY_ID
-        ? { credentials: { accessKeyId: 'local', secretAccessKey: 'local' } }
-        : {}),
+      ...(config.endpointCredentials ? { credentials: config.endpointCredentials } : {}),
       // UpdateItem ADD is not idempotent: an SDK retry after a timeout could
       // count one request twice. The store retries itself, only when the
       // write certainly did not happen (see `send`).
