@@ -4,7 +4,7 @@
  * and log contract, not atomicity (the conformance suites do that on real
  * engines).
  */
-import { BackendUnavailableError, InvalidIdError, isNetworkError, LimitReachedError } from '../src/runtime/errors';
+import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CredentialsRejectedError, InvalidIdError, isNetworkError, LimitReachedError } from '../src/runtime/errors';
 import { createCounterHandler } from '../src/runtime/handler';
 import { errorResponse } from '../src/runtime/http';
 import { setLogSink } from '../src/runtime/log';
@@ -88,12 +88,17 @@ describe('pipeline', () => {
     const unavailable = await handler(event('POST', 'a'));
     expect(unavailable.statusCode).toBe(503);
     expect(unavailable.headers['Retry-After']).toBe('1');
-    expect(JSON.parse(unavailable.body)).toMatchObject({ code: 'BACKEND_UNAVAILABLE', backend: 'tidb' });
+    expect(JSON.parse(unavailable.body)).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'tidb' });
+    // The store's detail (driver text, addresses) never reaches the body; it is in the log line.
+    store.fail = new BackendUnavailableError('14 UNAVAILABLE: connect ECONNREFUSED 127.0.0.1:1');
+    const detailed = await handler(event('POST', 'a'));
+    expect(JSON.parse(detailed.body)).toEqual({ code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later', backend: 'tidb' });
+    expect(lines[1].error).toMatch(/ECONNREFUSED 127\.0\.0\.1:1/);
     store.fail = new Error('password=hunter2 at /var/task/index.js:1');
     const internal = await handler(event('POST', 'a'));
     expect(internal.statusCode).toBe(500);
     expect(internal.body).toBe('{"code":"INTERNAL","error":"Internal error"}');
-    expect(lines.map((l) => l.level)).toEqual(['WARN', 'ERROR']);
+    expect(lines.map((l) => l.level)).toEqual(['WARN', 'WARN', 'ERROR']);
   });
 
   test('the store is created once per container, and again after a failed creation', async () => {
@@ -110,6 +115,63 @@ describe('pipeline', () => {
     });
     expect((await handler(event('POST', 'a'))).statusCode).toBe(503);
     for (let i = 0; i < 5; i++) expect((await handler(event('POST', 'a'))).statusCode).toBe(200);
+    expect(created).toBe(2);
+  });
+
+  test('credentials rejected: the secret is dropped, the store recreated once and the request retried on it; at most one re-read per interval', async () => {
+    let created = 0;
+    const arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:rot-${Math.random().toString(36).slice(2)}`;
+    const stores: MapStore[] = [];
+    const closed: number[] = [];
+    const shared = new Map<string, number>();
+    const handler = createCounterHandler({
+      backend: 'redis',
+      createStore: () => {
+        const n = ++created;
+        const s = Object.assign(new MapStore(), { close: async () => { closed.push(n); } });
+        // One datastore behind every store instance.
+        Object.defineProperty(s, 'values', { value: shared });
+        stores.push(s);
+        return s;
+      },
+      mode: { conditionalWrites: false, maxCounterValue: 10 },
+    });
+    expect(JSON.parse((await handler(event('POST', 'a'))).body).counter).toBe(1);
+    // Rotation: the first store's credentials are now rejected (before anything is applied).
+    stores[0].fail = new CredentialsRejectedError('WRONGPASS', { secretArn: arn });
+    const recovered = await handler(event('POST', 'a'));
+    expect(recovered.statusCode).toBe(200);
+    expect(JSON.parse(recovered.body).counter).toBe(2);
+    expect(created).toBe(2);
+    expect(closed).toEqual([1]);
+    // Rejected again at once: no second re-read within the interval → 500, store kept.
+    stores[1].fail = new CredentialsRejectedError('WRONGPASS', { secretArn: arn });
+    const again = await handler(event('POST', 'a'));
+    expect(again.statusCode).toBe(500);
+    expect(again.body).toBe('{"code":"INTERNAL","error":"Internal error"}');
+    expect(created).toBe(2);
+    // A direct URL (no secret): nothing to re-read, 500 at once.
+    stores[1].fail = new CredentialsRejectedError('WRONGPASS');
+    expect((await handler(event('POST', 'a'))).statusCode).toBe(500);
+    expect(created).toBe(2);
+    expect(shared.get('a')).toBe(2);
+  });
+
+  test('credentials rejected with too little function time left for a second pass: 503, and the next request runs on a fresh store', async () => {
+    let created = 0;
+    const arn = `arn:aws:secretsmanager:eu-west-1:123456789012:secret:rot-${Math.random().toString(36).slice(2)}`;
+    const first = new MapStore();
+    first.fail = new CredentialsRejectedError('WRONGPASS', { secretArn: arn });
+    const second = new MapStore();
+    const handler = createCounterHandler({
+      backend: 'tidb',
+      createStore: () => (++created === 1 ? first : second),
+      mode: { conditionalWrites: false, maxCounterValue: 10 },
+    });
+    const res = await handler(event('POST', 'a'), { getRemainingTimeInMillis: () => 500 });
+    expect(res.statusCode).toBe(503);
+    expect(res.headers['Retry-After']).toBe('1');
+    expect(JSON.parse((await handler(event('POST', 'a'))).body).counter).toBe(1);
     expect(created).toBe(2);
   });
 

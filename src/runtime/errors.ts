@@ -36,6 +36,9 @@ export class NotFoundError extends CounterError {
   }
 }
 
+/** The one public body text of every 503: the detail goes to the log line only. */
+export const BACKEND_UNAVAILABLE_MESSAGE = 'Backend unavailable, retry later';
+
 /**
  * The datastore could not be reached or did not answer in time (or, for a
  * compare-and-swap store, the retry budget ran out). The client may retry.
@@ -48,6 +51,25 @@ export class BackendUnavailableError extends CounterError {
   constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
     super(message, options);
     this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
+  }
+}
+
+/**
+ * The datastore rejected the credentials (Redis WRONGPASS/NOAUTH, MySQL 1045,
+ * MongoDB code 18, a Momento authentication error). Authentication fails
+ * before any command runs, so nothing was applied: the pipeline drops the
+ * cached secret (`invalidateSecret`) and the store, and retries the request
+ * once on a fresh store built from a fresh read of the secret (rotation).
+ * Still rejected (or no secret to re-read): a 500, a misconfiguration.
+ */
+export class CredentialsRejectedError extends CounterError {
+  readonly code = 'INTERNAL';
+  readonly statusCode = 500;
+  /** The secret the rejected credentials came from; undefined for a direct URL (nothing to re-read). */
+  readonly secretArn?: string;
+  constructor(message: string, options?: { cause?: unknown; secretArn?: string }) {
+    super(message, options);
+    this.secretArn = options?.secretArn;
   }
 }
 

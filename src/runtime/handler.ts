@@ -1,8 +1,9 @@
 import { CounterModeConfig, Env, readModeConfig } from './config';
-import { BackendUnavailableError, CounterError, LimitReachedError } from './errors';
+import { BackendUnavailableError, CounterError, CredentialsRejectedError, LimitReachedError } from './errors';
 import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
 import { CounterEvent, CounterRequest, parseRequest } from './request';
+import { invalidateSecret } from './secrets';
 import { BackendName, CounterStore } from './store';
 
 export type StoreFactory = () => CounterStore | Promise<CounterStore>;
@@ -11,7 +12,12 @@ export type StoreFactory = () => CounterStore | Promise<CounterStore>;
  * A Lambda proxy handler: API Gateway event in, HTTP answer out. `close`
  * releases the container's store (local runs and tests; Lambda never calls it).
  */
-export type CounterHandler = ((event: CounterEvent) => Promise<HttpResponse>) & { close(): Promise<void> };
+export type CounterHandler = ((event: CounterEvent, context?: LambdaContextLike) => Promise<HttpResponse>) & { close(): Promise<void> };
+
+/** The part of Lambda's context object the pipeline reads. */
+export interface LambdaContextLike {
+  getRemainingTimeInMillis?(): number;
+}
 
 export interface CounterHandlerOptions {
   readonly backend: BackendName;
@@ -46,7 +52,46 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     return store;
   };
 
-  const handle = async (event: CounterEvent): Promise<HttpResponse> => {
+  /**
+   * Credential rotation: the store says the datastore rejected its
+   * credentials (nothing was applied). Drop the cached secret and the store;
+   * retry once on a fresh store when the secret may be re-read now (at most
+   * once per SECRET_REFRESH_MIN_INTERVAL_MS) and the function has time left
+   * for a second pass; without the time, answer 503 so the client's retry
+   * lands on the fresh store.
+   */
+  const recoverFromRejection = async (err: CredentialsRejectedError, passMs: number, context?: LambdaContextLike): Promise<boolean> => {
+    if (!err.secretArn || !invalidateSecret(err.secretArn)) return false;
+    await close();
+    const remaining = context?.getRemainingTimeInMillis?.();
+    if (remaining !== undefined && remaining < 2 * passMs + 1000) {
+      throw new BackendUnavailableError('Credentials rejected; secret dropped, no time left to retry in this invocation', { cause: err });
+    }
+    return true;
+  };
+
+  const serve = async (request: CounterRequest, log: Omit<RequestLogLine, 'durationMs'>): Promise<HttpResponse> => {
+    const s = await getStore();
+    if (request.operation === 'read') {
+      const counter = await s.read(request.id);
+      log.counter = counter;
+      return jsonResponse(200, { id: request.id, counter, backend });
+    }
+    const counter = mode.conditionalWrites
+      ? await s.incrementBelow(request.id, mode.maxCounterValue, { requestKey: request.requestKey })
+      : await s.increment(request.id, { requestKey: request.requestKey });
+    log.counter = counter;
+    log.accepted = true;
+    return jsonResponse(200, {
+      id: request.id,
+      counter,
+      backend,
+      useConditionalWrites: mode.conditionalWrites,
+      ...(mode.conditionalWrites ? { maxCounterValue: mode.maxCounterValue } : {}),
+    });
+  };
+
+  const handle = async (event: CounterEvent, context?: LambdaContextLike): Promise<HttpResponse> => {
     const started = performance.now();
     let request: CounterRequest | undefined;
     const log: Omit<RequestLogLine, 'durationMs'> = { level: 'INFO', backend, accepted: false, statusCode: 200 };
@@ -55,24 +100,11 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       request = parseRequest(event);
       log.id = request.id;
       log.operation = request.operation;
-      const s = await getStore();
-      if (request.operation === 'read') {
-        const counter = await s.read(request.id);
-        log.counter = counter;
-        response = jsonResponse(200, { id: request.id, counter, backend });
-      } else {
-        const counter = mode.conditionalWrites
-          ? await s.incrementBelow(request.id, mode.maxCounterValue, { requestKey: request.requestKey })
-          : await s.increment(request.id, { requestKey: request.requestKey });
-        log.counter = counter;
-        log.accepted = true;
-        response = jsonResponse(200, {
-          id: request.id,
-          counter,
-          backend,
-          useConditionalWrites: mode.conditionalWrites,
-          ...(mode.conditionalWrites ? { maxCounterValue: mode.maxCounterValue } : {}),
-        });
+      try {
+        response = await serve(request, log);
+      } catch (err) {
+        if (!(err instanceof CredentialsRejectedError && await recoverFromRejection(err, performance.now() - started, context))) throw err;
+        response = await serve(request, log);
       }
     } catch (err) {
       response = errorResponse(err, {

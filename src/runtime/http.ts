@@ -1,4 +1,4 @@
-import { BackendUnavailableError, CounterError, InternalError, LimitReachedError } from './errors';
+import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CounterError, CredentialsRejectedError, InternalError, LimitReachedError } from './errors';
 
 /** What a Lambda proxy integration returns to API Gateway. */
 export interface HttpResponse {
@@ -27,8 +27,10 @@ export function errorResponse(err: unknown, context: Record<string, unknown> = {
     if (error.counter !== undefined) body.counter = error.counter;
   } else if (error instanceof BackendUnavailableError) {
     headers['Retry-After'] = String(error.retryAfterSeconds);
+    // A fixed public message: the driver's text (addresses, SDK detail) goes to the log line only.
+    body.error = BACKEND_UNAVAILABLE_MESSAGE;
     body.backend = context.backend;
-  } else if (error instanceof InternalError) {
+  } else if (error instanceof InternalError || error instanceof CredentialsRejectedError) {
     body.error = 'Internal error';
   }
   return jsonResponse(error.statusCode, body, headers);
