@@ -8,6 +8,12 @@ export const COMMON_ENV = {
   USE_CONDITIONAL_WRITES: 'USE_CONDITIONAL_WRITES',
   /** Integer ≥ 1: the maximum in conditional mode. */
   MAX_COUNTER_VALUE: 'MAX_COUNTER_VALUE',
+  /**
+   * Which deployment the function belongs to (`<stack name>/<construct path>`):
+   * written into every request's log line as `deployment`, the `Deployment`
+   * dimension of the counter metric.
+   */
+  DEPLOYMENT: 'COUNTER_DEPLOYMENT',
 } as const;
 
 /** Default write mode and maximum, for the constructs and the handlers alike. */

@@ -1,3 +1,5 @@
+import { COMMON_ENV } from '../counter-env';
+
 /**
  * The one structured log line per request (DESIGN.md §4). The metric filter
  * of each backend reads `$.counter` from it, so `counter` is only present
@@ -15,6 +17,8 @@ export interface RequestLogLine {
   durationMs: number;
   /** Error class and message for 5xx answers (never a credential). */
   error?: string;
+  /** The function's deployment (`COUNTER_DEPLOYMENT`): the metric's `Deployment` dimension. */
+  deployment?: string;
 }
 
 export type LogSink = (line: string) => void;
@@ -37,6 +41,8 @@ export function setLogSink(next: LogSink): LogSink {
   return previous;
 }
 
+const deployment = process.env[COMMON_ENV.DEPLOYMENT] || undefined;
+
 export function writeLogLine(entry: RequestLogLine): void {
-  sink(JSON.stringify(entry));
+  sink(JSON.stringify(deployment ? { ...entry, deployment } : entry));
 }
