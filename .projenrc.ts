@@ -6,7 +6,7 @@ import { UpdateSnapshot } from 'projen/lib/javascript';
  * CI runs the tests on it (see .ci/run). Lambda no longer lets anyone create
  * Node.js 20 functions (blocked since 2026-08-31).
  */
-const LAMBDA_NODE_MAJOR = 22;
+const LAMBDA_NODE_MAJOR = 24;
 
 const project = new awscdk.AwsCdkConstructLibrary({
   name: 'cdk-atomic-counter',

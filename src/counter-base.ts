@@ -1,12 +1,13 @@
 import * as path from 'path';
-import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { Construct } from 'constructs';
+import { Construct, IConstruct } from 'constructs';
 import { COMMON_ENV, MODE_DEFAULTS } from './counter-env';
+import { checkEnvironmentSize } from './deploy-checks';
 
 /** Namespace of every counter metric. */
 export const METRIC_NAMESPACE = 'AtomicCounter';
@@ -26,6 +27,26 @@ export interface ICounter {
   readonly metricFilter: logs.MetricFilter;
   /** The counter metric in namespace `AtomicCounter` (maximum of `$.counter`). */
   readonly counterMetric: string;
+  /**
+   * Dimensions of the counter metric, e.g. `{ Deployment: "<stack>/<path>" }`,
+   * so two deployments in one account and region keep apart.
+   * @default - no dimensions
+   */
+  readonly counterMetricDimensions?: { [name: string]: string };
+}
+
+/** Name of the counter metric's dimension that identifies the deployment. */
+export const DEPLOYMENT_DIMENSION = 'Deployment';
+
+/**
+ * `<stack name>/<construct path below the stack>`, e.g.
+ * `AtomicCounterExample/Api/RedisCounter`: unique per account and region,
+ * since a stack name is.
+ */
+export function deploymentName(scope: IConstruct, separator = '/'): string {
+  const stack = Stack.of(scope);
+  const below = scope.node.path.slice(stack.node.path.length).split('/').filter((p) => p !== '');
+  return [stack.stackName, ...below].join(separator);
 }
 
 /** Props every counter construct accepts. */
@@ -73,6 +94,14 @@ export interface CounterOptions {
    * @default lambda.Architecture.ARM_64
    */
   readonly architecture?: lambda.Architecture;
+
+  /**
+   * Lambda runtime of the counter function and of the setup function (if
+   * the backend has one). The bundles target Node.js 24; an older runtime
+   * may not run them.
+   * @default lambda.Runtime.NODEJS_24_X
+   */
+  readonly runtime?: lambda.Runtime;
 }
 
 /** The resolved mode of a counter. */
@@ -90,7 +119,7 @@ export const COUNTER_DEFAULTS = {
   memorySize: 256,
   timeoutSeconds: 10,
   maxTimeoutSeconds: 25,
-  runtime: lambda.Runtime.NODEJS_22_X,
+  runtime: lambda.Runtime.NODEJS_24_X,
   architecture: lambda.Architecture.ARM_64,
 } as const;
 
@@ -196,10 +225,16 @@ export abstract class CounterBase extends Construct implements ICounter {
   public abstract readonly counterMetric: string;
   /** Conditional or unconditional writes, and the maximum. */
   public readonly mode: CounterMode;
+  /** `<stack name>/<construct path>`: the `Deployment` dimension of the counter metric. */
+  public readonly deployment: string;
+  /** `{ Deployment: deployment }`. */
+  public readonly counterMetricDimensions: { [name: string]: string };
 
   protected constructor(scope: Construct, id: string, protected readonly options: CounterOptions) {
     super(scope, id);
     this.mode = resolveMode(options);
+    this.deployment = deploymentName(this);
+    this.counterMetricDimensions = { [DEPLOYMENT_DIMENSION]: this.deployment };
     const timeout = options.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds;
     if (!Token.isUnresolved(timeout) && timeout > COUNTER_DEFAULTS.maxTimeoutSeconds) {
       throw new Error(`timeout must be at most ${COUNTER_DEFAULTS.maxTimeoutSeconds} seconds (API Gateway gives up after 29 s); got ${timeout}`);
@@ -208,9 +243,17 @@ export abstract class CounterBase extends Construct implements ICounter {
 
   /** Creates the counter function, logging to `logGroup` (see `createLogGroup`). */
   protected createCounterFunction(props: CounterFunctionOptions, logGroup: logs.ILogGroup): lambda.Function {
+    const environment = {
+      ...props.environment,
+      [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(this.mode.conditionalWrites),
+      [COMMON_ENV.MAX_COUNTER_VALUE]: String(this.mode.maxCounterValue),
+      [COMMON_ENV.DEPLOYMENT]: this.deployment,
+      NODE_OPTIONS: '--enable-source-maps',
+    };
+    checkEnvironmentSize(`${this.node.path}: the counter function`, environment);
     return new lambda.Function(this, 'Function', {
       description: props.description,
-      runtime: COUNTER_DEFAULTS.runtime,
+      runtime: this.options.runtime ?? COUNTER_DEFAULTS.runtime,
       architecture: this.options.architecture ?? COUNTER_DEFAULTS.architecture,
       handler: 'index.handler',
       code: lambda.Code.fromAsset(bundledHandlerPath(props.entry)),
@@ -220,12 +263,7 @@ export abstract class CounterBase extends Construct implements ICounter {
       vpc: props.vpc,
       vpcSubnets: props.vpc ? props.vpcSubnets : undefined,
       securityGroups: props.vpc ? props.securityGroups : undefined,
-      environment: {
-        ...props.environment,
-        [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(this.mode.conditionalWrites),
-        [COMMON_ENV.MAX_COUNTER_VALUE]: String(this.mode.maxCounterValue),
-        NODE_OPTIONS: '--enable-source-maps',
-      },
+      environment,
     });
   }
 
@@ -236,10 +274,11 @@ export abstract class CounterBase extends Construct implements ICounter {
    * explicit log group as the setup function.
    */
   protected createSetupResource(options: SetupResourceOptions): SetupResources {
+    checkEnvironmentSize(`${this.node.path}: the setup function`, options.environment);
     const logGroup = this.createLogGroup('SetupLogGroup');
     const setupFunction = new lambda.Function(this, 'SetupFunction', {
       description: options.description,
-      runtime: COUNTER_DEFAULTS.runtime,
+      runtime: this.options.runtime ?? COUNTER_DEFAULTS.runtime,
       architecture: this.options.architecture ?? COUNTER_DEFAULTS.architecture,
       handler: 'index.handler',
       code: lambda.Code.fromAsset(bundledHandlerPath(options.entry)),
@@ -269,7 +308,7 @@ export abstract class CounterBase extends Construct implements ICounter {
     });
   }
 
-  /** `$.counter` of the function's log lines → `AtomicCounter/<metricName>`. */
+  /** `$.counter` of the function's log lines → `AtomicCounter/<metricName>`, dimension `Deployment` from `$.deployment`. */
   protected createMetricFilter(logGroup: logs.ILogGroup, metricName: string): logs.MetricFilter {
     return new logs.MetricFilter(this, 'CounterMetricFilter', {
       logGroup,
@@ -278,6 +317,8 @@ export abstract class CounterBase extends Construct implements ICounter {
       // A numeric comparison matches only lines whose counter is a number.
       filterPattern: logs.FilterPattern.numberValue('$.counter', '>=', 0),
       metricValue: '$.counter',
+      // Two deployments in one account and region write apart: the log line's `deployment`.
+      dimensions: { [DEPLOYMENT_DIMENSION]: '$.deployment' },
     });
   }
 }

@@ -94,13 +94,13 @@ describe('AtomicCounterApi', () => {
     t.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'prod', AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }) });
   });
 
-  test.each([true, false])('every Lambda function deploys on a runtime AWS still creates (nodejs22.x or later), env-agnostic=%p', (withEnv) => {
+  test.each([true, false])('every Lambda function deploys on a runtime AWS still creates (nodejs24.x or later), env-agnostic=%p', (withEnv) => {
     const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }), withEnv);
     const runtimes = lambdaRuntimes(t);
     expect(runtimes.length).toBeGreaterThan(0);
     for (const { logicalId, runtime } of runtimes) {
       expect({ logicalId, major: nodeMajor(runtime) }).toEqual({ logicalId, major: expect.any(Number) });
-      expect(nodeMajor(runtime)).toBeGreaterThanOrEqual(22);
+      expect(nodeMajor(runtime)).toBeGreaterThanOrEqual(24);
     }
   });
 
@@ -136,11 +136,11 @@ describe('AtomicCounterApi', () => {
       }
     });
 
-    test('every Lambda function, custom-resource framework ones included, runs on nodejs22.x or later', () => {
+    test('every Lambda function, custom-resource framework ones included, runs on nodejs24.x or later', () => {
       for (const withEnv of [true, false]) {
         const runtimes = lambdaRuntimes(synth(all, withEnv));
         expect(runtimes.length).toBeGreaterThanOrEqual(4);
-        const tooOld = runtimes.filter((r) => (nodeMajor(r.runtime) ?? 0) < 22);
+        const tooOld = runtimes.filter((r) => (nodeMajor(r.runtime) ?? 0) < 24);
         expect(tooOld).toEqual([]);
       }
     });

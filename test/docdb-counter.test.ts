@@ -109,7 +109,7 @@ describe('DocDbCounter (created cluster)', () => {
     }
   });
 
-  test('a setup custom resource, after the cluster and before the counter function; every function on Node.js 22 or later', () => {
+  test('a setup custom resource, after the cluster and before the counter function; every function on Node.js 24 or later', () => {
     template.hasResourceProperties('Custom::DocDbSetup', { Database: 'atomic_counter', Collection: 'counters' });
     const setup = template.findResources('Custom::DocDbSetup');
     const [setupId] = Object.keys(setup);
@@ -122,7 +122,7 @@ describe('DocDbCounter (created cluster)', () => {
     for (const f of Object.values(template.findResources('AWS::Lambda::Function'))) {
       expect(JSON.stringify(f.Properties.Runtime)).not.toMatch(/nodejs(1\d|20)\./);
     }
-    expect(counterFunction(template).props.Runtime).toBe('nodejs22.x');
+    expect(counterFunction(template).props.Runtime).toBe('nodejs24.x');
   });
 
   test('metric filter DocDbAtomicCounter on the function\'s log group; everything exposed', () => {

@@ -34,7 +34,7 @@ describe('DynamoCounter', () => {
   test('unconditional by default: the function is told so, with the default maximum 10', () => {
     const t = synth((s) => new DynamoCounter(s, 'Counter'));
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Handler: 'index.handler',
       Timeout: 10,
       Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10', COUNTER_TABLE_NAME: { Ref: Match.anyValue() } }) },

@@ -49,7 +49,7 @@ describe('example stack, every backend configured', () => {
     expect(counterFunctions).toHaveLength(ALL_BACKENDS.length);
     for (const fn of counterFunctions) {
       expect(fn.Properties.Environment.Variables).toMatchObject({ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '25' });
-      expect(fn.Properties.Runtime).toBe('nodejs22.x');
+      expect(fn.Properties.Runtime).toBe('nodejs24.x');
     }
     template.hasResourceProperties('AWS::Lambda::Function', {
       Environment: { Variables: Match.objectLike({ MOMENTO_CACHE_NAME: 'counters-under-test' }) },

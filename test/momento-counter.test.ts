@@ -19,10 +19,10 @@ function functionsOf(t: Template): Record<string, any> {
 }
 
 describe('MomentoCounter', () => {
-  test('counter function: Node.js 22, the env contract with defaults, mode variables, no VPC', () => {
+  test('counter function: Node.js 24, the env contract with defaults, mode variables, no VPC', () => {
     const t = synth();
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Handler: 'index.handler',
       Description: Match.stringLikeRegexp('^Atomic counter on Momento'),
       Environment: {
@@ -86,17 +86,17 @@ describe('MomentoCounter', () => {
     }
   });
 
-  test('setup custom resource: Custom::MomentoSetup through a Provider, its own Node.js 22 function with an explicit log group', () => {
+  test('setup custom resource: Custom::MomentoSetup through a Provider, its own Node.js 24 function with an explicit log group', () => {
     const t = synth();
     t.resourceCountIs('Custom::MomentoSetup', 1);
     t.hasResourceProperties('Custom::MomentoSetup', { ServiceToken: Match.anyValue(), CacheName: 'atomic-counter' });
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Description: Match.stringLikeRegexp('Creates the Momento cache'),
       LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp('^CounterSetupLogGroup') } },
       Environment: { Variables: { MOMENTO_API_KEY_SECRET_ARN: SECRET_ARN, MOMENTO_CACHE_NAME: 'atomic-counter' } },
     });
-    // Every function of the stack (ours and the Provider's framework) runs on Node.js 22 or later.
+    // Every function of the stack (ours and the Provider's framework) runs on Node.js 24 or later.
     for (const fn of Object.values(functionsOf(t))) {
       expect(fn.Properties.Runtime).toMatch(/^nodejs(2[2-9]|[3-9]\d)\.x$/);
     }

@@ -122,9 +122,9 @@ describe('RedisCounter (created replication group)', () => {
     expect(env(synth({ waitForReplicas: 1, waitTimeout: Duration.millis(250) }).t)).toMatchObject({ REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' });
   });
 
-  test('conditional mode, key prefix and timeouts reach the function; runtime is Node.js 22', () => {
+  test('conditional mode, key prefix and timeouts reach the function; runtime is Node.js 24', () => {
     const { t } = synth({ conditionalWrites: true, maxCounterValue: 5, keyPrefix: 'votes:', commandTimeout: Duration.millis(400), connectTimeout: Duration.millis(800) });
-    t.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs22.x', Timeout: 10 });
+    t.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs24.x', Timeout: 10 });
     expect(env(t)).toMatchObject({
       USE_CONDITIONAL_WRITES: 'true',
       MAX_COUNTER_VALUE: '5',

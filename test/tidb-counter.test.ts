@@ -21,10 +21,10 @@ function synth(props: Partial<TiDbCounterProps> = {}, build?: (stack: Stack) => 
 }
 
 describe('TiDbCounter', () => {
-  test('counter function: Node.js 22, the env contract with defaults (TLS on), mode variables, no VPC', () => {
+  test('counter function: Node.js 24, the env contract with defaults (TLS on), mode variables, no VPC', () => {
     const t = synth();
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Handler: 'index.handler',
       Description: Match.stringLikeRegexp('^Atomic counter on TiDB'),
       Environment: {
@@ -43,7 +43,7 @@ describe('TiDbCounter', () => {
     });
   });
 
-  test('every function of the template (ours and the provider framework) runs Node.js 22 or later', () => {
+  test('every function of the template (ours and the provider framework) runs Node.js 24 or later', () => {
     const t = synth();
     const runtimes = Object.values<any>(t.findResources('AWS::Lambda::Function')).map((f) => f.Properties.Runtime);
     expect(runtimes.length).toBeGreaterThanOrEqual(3);
@@ -84,7 +84,7 @@ describe('TiDbCounter', () => {
     t.resourceCountIs('Custom::TiDbSetup', 1);
     t.hasResourceProperties('Custom::TiDbSetup', { ServiceToken: Match.anyValue(), Table: 'counters' });
     t.hasResourceProperties('AWS::Lambda::Function', {
-      Runtime: 'nodejs22.x',
+      Runtime: 'nodejs24.x',
       Description: Match.stringLikeRegexp('TiDB database and counters table'),
       Environment: { Variables: Match.objectLike({ TIDB_SECRET_ARN: SECRET_ARN, TIDB_TLS: 'true' }) },
       LoggingConfig: { LogGroup: Match.anyValue() },
