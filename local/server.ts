@@ -15,6 +15,7 @@ import * as path from 'path';
 import { availableFixtures, fixtureFor } from './backends';
 import { Engine } from './engines/engine';
 import { loadCounterContainers, ProxyHandler } from './lambda-container';
+import { openApiDocument } from './openapi';
 import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
 import { readBoolean, readInteger } from '../src/runtime/config';
 import { BACKENDS, BackendName } from '../src/runtime/store';
@@ -166,6 +167,12 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
     // `/{backend}/{id}`, one segment each, the id still percent-encoded:
     // API Gateway REST hands `pathParameters.id` to Lambda undecoded and the
     // handler decodes it once, so the raw segment is passed as it came.
+    // The API's own description, as a deployed API's documentation would be
+    // published: no key needed.
+    if (rawPath === '/openapi.json' && method === 'GET') {
+      send(res, 200, openApiDocument());
+      return;
+    }
     const segments = rawPath.split('/');
     const backend = segments[1] as BackendName;
     const id = segments[2];

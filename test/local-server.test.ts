@@ -10,6 +10,7 @@ import * as path from 'path';
 import { availableFixtures } from '../local/backends';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { freePort } from '../local/engines/engine';
+import { checkAnswer, openApiDocument } from '../local/openapi';
 import { LocalServer, parseDotEnv, serverSettings, startLocalServer } from '../local/server';
 
 const backends = availableFixtures();
@@ -40,8 +41,18 @@ afterAll(async () => {
 async function request(server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey) {
   const res = await fetch(server.url + route, { method, headers: apiKey === null ? {} : { 'x-api-key': apiKey } });
   const text = await res.text();
-  return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  const answer = { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+  // Every answer of the local server is held to the OpenAPI document.
+  const problems = checkAnswer(method, { ...answer, headers: Object.fromEntries(res.headers) });
+  expect({ method, route, problems }).toEqual({ method, route, problems: [] });
+  return answer;
 }
+
+test('GET /openapi.json serves the API description without a key (the document the answers are checked against)', async () => {
+  const res = await fetch(`${unconditional.url}/openapi.json`);
+  expect(res.status).toBe(200);
+  expect(await res.json()).toEqual(openApiDocument());
+});
 
 test('every registered backend is served (an engine that cannot be had fails here with its one line)', () => {
   expect(backends.length).toBeGreaterThan(0);

@@ -8,6 +8,7 @@ import { fixtureFor } from '../../local/backends';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { Engine, EngineUnavailableError } from '../../local/engines/engine';
 import { closeContainers, establishedConnections, loadCounterContainers, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { checkAnswer } from '../../local/openapi';
 import { runWorkload, WorkloadResult } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
 
@@ -37,9 +38,19 @@ export interface Answer {
   headers: Record<string, string>;
 }
 
+/**
+ * One request through a handler container. Every answer is held to the
+ * OpenAPI document (docs/openapi.json): an undocumented status, body field or
+ * missing header fails the test that received it.
+ */
 export async function call(handler: ProxyHandler, method: string, backend: string, id: string | undefined): Promise<Answer> {
   const res = await handler(proxyEvent(method, backend, id));
-  return { status: res.statusCode, body: JSON.parse(res.body), headers: res.headers ?? {} };
+  const answer = { status: res.statusCode, body: JSON.parse(res.body), headers: res.headers ?? {} };
+  const problems = checkAnswer(method, answer);
+  if (problems.length > 0) {
+    throw new Error(`${method} /${backend}/${id}: answer does not match docs/openapi.json: ${problems.join('; ')}\n${res.body}`);
+  }
+  return answer;
 }
 
 /** Spreads `total` calls of `method` on `id` over `callers` concurrent callers and the given containers. */
