@@ -74,6 +74,11 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // DynamoDB Local (AWS's emulator) ships inside this package; the test
     // harness starts its jar with java. Other wrappers download it at run time.
     'amplify-dynamodb-simulator@^2.9',
+    // The OpenAPI document (docs/openapi.json): answers are checked against
+    // its JSON Schema 2020-12 components with ajv 8 (ajv's own 2020 build),
+    // and the document itself against the OpenAPI 3.1 schema.
+    'ajv@^8',
+    '@seriousme/openapi-schema-validator@^2',
     // cdk-nag 3.x is a policy-validation plugin (needs aws-cdk-lib >= 2.257).
     'cdk-nag@^3',
   ],
