@@ -7,6 +7,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
+import { checkDocDbRegion } from '../../deploy-checks';
 
 /** The endpoint of an existing DocumentDB cluster. */
 export interface DocDbClusterEndpoint {
@@ -156,6 +157,7 @@ export class DocDbCounter extends CounterBase {
   constructor(scope: Construct, id: string, props: DocDbCounterProps) {
     super(scope, id, props);
     validate(props);
+    if (!props.clusterEndpoint) checkDocDbRegion(this); // a created cluster: DocumentDB must be offered in a known region
     this.databaseName = props.databaseName ?? DOCDB_DEFAULTS.database;
     this.collectionName = props.collectionName ?? DOCDB_DEFAULTS.collection;
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
