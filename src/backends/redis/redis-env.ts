@@ -33,6 +33,12 @@ export const REDIS_ENV = {
   CONNECT_TIMEOUT_MS: 'REDIS_CONNECT_TIMEOUT_MS',
   /** Milliseconds one command may take before a 503 (default 1000). */
   COMMAND_TIMEOUT_MS: 'REDIS_COMMAND_TIMEOUT_MS',
+  /**
+   * Milliseconds a connection may sit idle before it is pinged ahead of the
+   * next command (default 20000; 0 = before every command). A frozen
+   * container's flow may be gone without a FIN (NAT idle timeout 350 s).
+   */
+  IDLE_CHECK_MS: 'REDIS_IDLE_CHECK_MS',
 } as const;
 
 /** Defaults of the handler's configuration, shared by construct and handler. */
@@ -42,6 +48,7 @@ export const REDIS_DEFAULTS = {
   connectTimeoutMs: 1000,
   commandTimeoutMs: 1000,
   waitTimeoutMs: 100,
+  idleCheckMs: 20_000,
 } as const;
 
 /** Field names of the auth secret's JSON. */

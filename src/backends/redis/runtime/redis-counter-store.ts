@@ -1,6 +1,6 @@
 import Redis, { RedisOptions, ReplyError } from 'ioredis';
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
-import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
+import { BackendUnavailableError, CredentialsRejectedError, LimitReachedError } from '../../../runtime/errors';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { CounterStore } from '../../../runtime/store';
 import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from '../redis-env';
@@ -20,6 +20,8 @@ export interface RedisCounterStoreConfig {
   /** Replicas that must acknowledge each increment (`WAIT`); 0 = none. */
   readonly waitReplicas: number;
   readonly waitTimeoutMs: number;
+  /** A connection idle longer than this is pinged before use (it may have been dropped silently while the container was frozen). */
+  readonly idleCheckMs: number;
 }
 
 export function readRedisConfig(env: Env): RedisCounterStoreConfig {
@@ -38,6 +40,7 @@ export function readRedisConfig(env: Env): RedisCounterStoreConfig {
     commandTimeoutMs: readInteger(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs, 50),
     waitReplicas: readInteger(env, REDIS_ENV.WAIT_REPLICAS, 0, 0),
     waitTimeoutMs: readInteger(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs, 1),
+    idleCheckMs: readInteger(env, REDIS_ENV.IDLE_CHECK_MS, REDIS_DEFAULTS.idleCheckMs, 0),
   };
 }
 
@@ -61,6 +64,9 @@ return {1, redis.call('INCR', KEYS[1])}
 /** Server error codes (first word of the reply) that mean "cannot serve right now": 503. */
 const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS']);
 
+/** Replies that mean the server did not accept our credentials: nothing ran (rotation). */
+const AUTH_REPLIES = new Set(['NOAUTH', 'WRONGPASS']);
+
 /** Node/OpenSSL codes of a certificate that failed verification (chain, expiry, host name). */
 const TLS_VERIFICATION_CODES = /^(ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_[A-Z_]+|CERT_[A-Z_]+)$/;
 
@@ -83,6 +89,8 @@ interface CounterRedis extends Redis {
 export class RedisCounterStore implements CounterStore {
   private client?: CounterRedis;
   private connecting?: Promise<CounterRedis>;
+  /** When the current connection last carried a command (or was opened). */
+  private lastUsed = 0;
   /** Increments the primary applied but fewer replicas than asked acknowledged in time. */
   public replicaShortfalls = 0;
 
@@ -155,6 +163,12 @@ export class RedisCounterStore implements CounterStore {
     } catch (err) {
       if (err instanceof ReplyError) {
         const code = (err as Error).message.split(' ', 1)[0];
+        // NOAUTH / WRONGPASS: the command was refused before it ran. The
+        // pipeline re-reads the secret (rotated) and retries on a fresh store.
+        if (AUTH_REPLIES.has(code)) {
+          this.discard(client);
+          throw new CredentialsRejectedError(`Redis rejected the credentials (${code})`, { cause: err, secretArn: this.config.authSecretArn });
+        }
         // READONLY: after a failover this connection still points at the old
         // primary, now a replica; a fresh connection resolves the primary
         // endpoint's DNS name again and reaches the new one.
@@ -164,17 +178,41 @@ export class RedisCounterStore implements CounterStore {
       }
       this.discard(client);
       throw new BackendUnavailableError('Redis is unavailable', { cause: err });
+    } finally {
+      this.lastUsed = Date.now();
     }
   }
 
-  /** The container's connection: reused while ready, replaced once broken. Concurrent callers share one connect. */
-  private connection(): Promise<CounterRedis> {
+  /**
+   * The container's connection: reused while ready, replaced once broken.
+   * Concurrent callers share one connect. A connection idle for longer than
+   * `idleCheckMs` is pinged first: a frozen container's idle flow may have
+   * been dropped silently (a NAT forgets idle flows after 350 s), and a
+   * command sent on it would only time out, ambiguously. A failed ping
+   * sent nothing that counts, so a fresh connection is safe.
+   */
+  private async connection(): Promise<CounterRedis> {
     const client = this.client;
-    if (client && client.status === 'ready') return Promise.resolve(client);
-    if (client) this.discard(client);
+    if (client && client.status === 'ready') {
+      if (Date.now() - this.lastUsed <= this.config.idleCheckMs) return client;
+      try {
+        await client.ping();
+        this.lastUsed = Date.now();
+        return client;
+      } catch (err) {
+        if (err instanceof ReplyError && AUTH_REPLIES.has((err as Error).message.split(' ', 1)[0])) {
+          this.discard(client);
+          throw new CredentialsRejectedError('Redis rejected the credentials', { cause: err, secretArn: this.config.authSecretArn });
+        }
+        warn(`idle connection (${Date.now() - this.lastUsed} ms) did not answer a PING; replaced`);
+        this.discard(client);
+      }
+    }
+    if (this.client) this.discard(this.client);
     this.connecting ??= this.open().then(
       (fresh) => {
         this.client = fresh;
+        this.lastUsed = Date.now();
         this.connecting = undefined;
         return fresh;
       },
@@ -237,6 +275,9 @@ export class RedisCounterStore implements CounterStore {
       const cause = socketError ?? err;
       // A certificate that fails verification is a misconfiguration (or an
       // impostor), not an outage: a retry cannot help, so it is a 500.
+      if (cause instanceof ReplyError && AUTH_REPLIES.has((cause as Error).message.split(' ', 1)[0])) {
+        throw new CredentialsRejectedError('Redis rejected the credentials', { cause, secretArn: config.authSecretArn });
+      }
       const code = String((cause as { code?: unknown })?.code ?? '');
       if (TLS_VERIFICATION_CODES.test(code)) throw new Error(`TLS verification of the Redis endpoint failed (${code})`, { cause });
       throw new BackendUnavailableError('Redis is unreachable', { cause });

@@ -1,0 +1,148 @@
+/**
+ * A TCP proxy that can fail the way networks do without saying so: it
+ * forwards connections to a target, and on demand silently blackholes them
+ * (stops forwarding in both directions and never sends a FIN or RST), as a
+ * NAT gateway does with a flow it forgot (idle > 350 s, or a Lambda
+ * container frozen that long). New connections can keep being forwarded
+ * (the NAT makes a fresh flow) or be accepted and never answered.
+ *
+ * Used by the stale-connection tests of every backend; also a stand-in for
+ * "an endpoint that accepts TCP and never answers" (`hang()` with no target use).
+ */
+import * as net from 'net';
+
+export type ProxyMode =
+  /** Forward every byte both ways. */
+  | 'forward'
+  /** Connections accepted from now on are held open and never answered; existing ones keep working. */
+  | 'hang-new';
+
+export interface FaultProxy {
+  readonly host: string;
+  readonly port: number;
+  /** `host:port` of the proxy. */
+  readonly address: string;
+  /** Connections accepted so far. */
+  readonly accepted: number;
+  /** Connections currently open through the proxy. */
+  readonly open: number;
+  setMode(mode: ProxyMode): void;
+  /**
+   * Every connection open now stops forwarding, silently, both ways (bytes
+   * are read and dropped; nothing is closed). Later connections are
+   * forwarded as the mode says. Returns how many were blackholed.
+   */
+  blackholeExisting(): number;
+  close(): Promise<void>;
+}
+
+interface Flow {
+  client: net.Socket;
+  upstream?: net.Socket;
+  blackholed: boolean;
+}
+
+/** Starts a proxy on 127.0.0.1 (a free port) in front of `target` (`host:port`). */
+export async function startFaultProxy(target: { host: string; port: number }, initialMode: ProxyMode = 'forward'): Promise<FaultProxy> {
+  let mode = initialMode;
+  let accepted = 0;
+  const flows = new Set<Flow>();
+
+  const server = net.createServer((client) => {
+    accepted++;
+    const flow: Flow = { client, blackholed: false };
+    flows.add(flow);
+    const forget = () => {
+      flows.delete(flow);
+    };
+    client.on('error', () => undefined);
+    client.on('close', () => {
+      forget();
+      if (!flow.blackholed) flow.upstream?.destroy();
+    });
+    if (mode === 'hang-new') {
+      // Accept and never answer: read and drop whatever arrives.
+      flow.blackholed = true;
+      client.on('data', () => undefined);
+      return;
+    }
+    const upstream = net.connect(target.port, target.host);
+    flow.upstream = upstream;
+    upstream.on('error', () => client.destroy());
+    upstream.on('close', () => {
+      if (!flow.blackholed) client.destroy();
+    });
+    client.on('data', (chunk) => {
+      if (!flow.blackholed) upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => {
+      if (!flow.blackholed) client.write(chunk);
+    });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+
+  return {
+    host: '127.0.0.1',
+    port,
+    address: `127.0.0.1:${port}`,
+    get accepted() {
+      return accepted;
+    },
+    get open() {
+      return flows.size;
+    },
+    setMode(next: ProxyMode) {
+      mode = next;
+    },
+    blackholeExisting() {
+      let n = 0;
+      for (const flow of flows) {
+        if (!flow.blackholed) n++;
+        flow.blackholed = true;
+      }
+      return n;
+    },
+    async close() {
+      for (const flow of flows) {
+        flow.client.destroy();
+        flow.upstream?.destroy();
+      }
+      flows.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/**
+ * A server that accepts TCP connections and never answers (nor closes them):
+ * a stand-in for an endpoint whose service hangs (Secrets Manager, Momento).
+ */
+export async function startSilentServer(): Promise<{ host: string; port: number; url: string; accepted: number; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  let accepted = 0;
+  const server = net.createServer((socket) => {
+    accepted++;
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('data', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    host: '127.0.0.1',
+    port,
+    url: `http://127.0.0.1:${port}`,
+    get accepted() {
+      return accepted;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
