@@ -1,6 +1,6 @@
 import type { ConnectionOptions, PoolOptions } from 'mysql2';
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString } from '../../../runtime/config';
-import { BackendUnavailableError, isNetworkError } from '../../../runtime/errors';
+import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } from '../../../runtime/errors';
 import { readJsonSecret } from '../../../runtime/secrets';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from '../tidb-env';
 
@@ -174,8 +174,22 @@ export function isUnavailable(err: unknown): boolean {
   return e?.fatal === true && n === undefined;
 }
 
-/** Wraps an error as a 503 when it means "unavailable", else returns it unchanged. */
-export function unavailable(err: unknown): unknown {
-  if (err instanceof BackendUnavailableError) return err;
+/**
+ * Server errors of a rejected login: access denied (1045) and an expired
+ * password (1862). The handshake failed, so no statement ran.
+ */
+const AUTH_SERVER_ERRORS = new Set([1045, 1862]);
+
+/**
+ * Sorts a failure: rejected credentials → `CredentialsRejectedError` (the
+ * pipeline re-reads the secret, `secretArn`, and retries on a fresh pool);
+ * "unavailable" → 503; anything else unchanged.
+ */
+export function unavailable(err: unknown, secretArn?: string): unknown {
+  if (err instanceof BackendUnavailableError || err instanceof CredentialsRejectedError) return err;
+  const n = errno(err);
+  if (n !== undefined && AUTH_SERVER_ERRORS.has(n)) {
+    return new CredentialsRejectedError(`TiDB rejected the credentials (${n})`, { cause: err, secretArn });
+  }
   return isUnavailable(err) ? new BackendUnavailableError('TiDB is unavailable', { cause: err }) : err;
 }

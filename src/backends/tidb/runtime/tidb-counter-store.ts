@@ -122,7 +122,7 @@ export class TiDbCounterStore implements CounterStore {
           await sleep(10 * 2 ** attempt * (0.5 + Math.random()));
           continue;
         }
-        throw unavailable(err);
+        throw unavailable(err, this.config.secretArn);
       }
     }
   }
@@ -138,7 +138,7 @@ export class TiDbCounterStore implements CounterStore {
       try {
         conn = await this.pool.getConnection();
       } catch (err) {
-        throw unavailable(err);
+        throw unavailable(err, this.config.secretArn);
       }
       holdProcess(conn, true);
       const lastActive = (conn.connection as unknown as { lastActiveTime?: number }).lastActiveTime;
@@ -148,7 +148,7 @@ export class TiDbCounterStore implements CounterStore {
         return conn;
       } catch (err) {
         conn.destroy();
-        if (attempt >= 2) throw unavailable(err);
+        if (attempt >= 2) throw unavailable(err, this.config.secretArn);
       }
     }
   }
