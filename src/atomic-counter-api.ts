@@ -1,4 +1,4 @@
-import { CfnOutput, Token } from 'aws-cdk-lib';
+import { Annotations, CfnOutput, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -7,7 +7,7 @@ import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-coun
 import { MomentoCounter, MomentoCounterProps } from './backends/momento/momento-counter';
 import { RedisCounter, RedisCounterProps } from './backends/redis/redis-counter';
 import { TiDbCounter, TiDbCounterProps } from './backends/tidb/tidb-counter';
-import { CounterOptions, ICounter } from './counter-base';
+import { CounterOptions, deploymentName, ICounter } from './counter-base';
 
 /** Throttle and quota of the API's usage plan. */
 export interface UsagePlanLimits {
@@ -76,8 +76,10 @@ export interface AtomicCounterApiProps {
    */
   readonly tidb?: TiDbCounterProps;
   /**
-   * Name of the REST API.
-   * @default - the construct path
+   * Name of the REST API, the `ApiName` dimension of its CloudWatch metrics
+   * (the dashboard's API row): unique per account and region by default, so
+   * two deployments do not share graphs.
+   * @default - `<stack name>-<construct path below the stack>`, e.g. `AtomicCounterExample-Api`
    */
   readonly restApiName?: string;
   /**
@@ -95,13 +97,28 @@ export interface AtomicCounterApiProps {
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly accessLogRetention?: logs.RetentionDays;
+
+  /**
+   * Set the account's API Gateway CloudWatch Logs role in this region: an IAM
+   * role (`AmazonAPIGatewayPushToCloudWatchLogs`) and the
+   * `AWS::ApiGateway::Account` setting pointing at it, both retained when the
+   * stack is deleted (other APIs of the account rely on the setting). Without
+   * that setting, CloudFormation rejects a stage with access logging in an
+   * account and region where it was never set. Set `false` where the setting
+   * is managed centrally (one per account and region; the last stack to set it
+   * wins): synth then warns that it is a prerequisite.
+   * @default true
+   */
+  readonly cloudWatchRole?: boolean;
 }
 
 /** The usage plan defaults, in one place. */
 export const USAGE_PLAN_DEFAULTS = { rateLimit: 100, burstLimit: 200, quotaLimit: 1_000_000, quotaPeriod: apigw.Period.MONTH } as const;
 
 /** Body of the 404 that replaces API Gateway's 403 "Missing Authentication Token". */
-const NOT_FOUND_BODY = '{"code":"NOT_FOUND","error":"No such route: $context.httpMethod $context.path"}';
+// API Gateway substitutes $context variables verbatim (no JSON escaping): a
+// path holding a `"` would break the body, so it embeds none.
+const NOT_FOUND_BODY = '{"code":"NOT_FOUND","error":"No such route"}';
 
 /**
  * An API Gateway REST API serving `POST` (increment) and `GET` (read)
@@ -139,8 +156,9 @@ export class AtomicCounterApi extends Construct {
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
     });
+    const cloudWatchRole = props.cloudWatchRole ?? true;
     this.restApi = new apigw.RestApi(this, 'RestApi', {
-      restApiName: props.restApiName,
+      restApiName: props.restApiName ?? deploymentName(this, '-'),
       description: 'Atomic counter API (cdk-atomic-counter)',
       deployOptions: {
         stageName: props.stageName ?? 'prod',
@@ -149,8 +167,17 @@ export class AtomicCounterApi extends Construct {
         tracingEnabled: false,
       },
       endpointTypes: [apigw.EndpointType.REGIONAL],
-      cloudWatchRole: false,
+      // The account's CloudWatch Logs role for API Gateway: access logging
+      // (not only execution logging) needs it. Retained: other APIs use it too.
+      cloudWatchRole,
+      cloudWatchRoleRemovalPolicy: cloudWatchRole ? RemovalPolicy.RETAIN : undefined,
     });
+    if (!cloudWatchRole) {
+      Annotations.of(this).addWarningV2('@cdk-atomic-counter/api:cloudWatchRole',
+        'cloudWatchRole is false: the stage\'s access logging needs the API Gateway CloudWatch Logs role set once per account and region ' +
+        '(aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,value=<role ARN>, the role trusting apigateway.amazonaws.com ' +
+        'with AmazonAPIGatewayPushToCloudWatchLogs); without it the deployment fails with "CloudWatch Logs role ARN must be set in account settings to enable logging"');
+    }
     // Unknown resources and methods get API Gateway's 403 "Missing
     // Authentication Token"; answer what our contract says instead.
     this.restApi.addGatewayResponse('NotFound', {

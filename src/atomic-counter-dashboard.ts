@@ -41,7 +41,7 @@ const WIDGET = { width: 6, height: 6 } as const;
 
 /**
  * One CloudWatch dashboard for the counter API: a row for the API (4XX, 5XX,
- * requests, latency p50/p99) and a row per backend (the counter value from
+ * requests, latency p50/p99, by the API's own `ApiName`) and a row per backend (the counter value from
  * the backend's metric filter, and its function's invocations, errors,
  * throttles and duration p50/p99), so backends can be compared side by side.
  */
@@ -104,6 +104,8 @@ export class AtomicCounterDashboard extends Construct {
           left: [new cloudwatch.Metric({
             namespace: METRIC_NAMESPACE,
             metricName: counter.counterMetric,
+            // This deployment's series only (`Deployment`), not every stack's in the account and region.
+            dimensionsMap: counter.counterMetricDimensions,
             statistic: 'Maximum',
             period,
             label: counter.counterMetric,

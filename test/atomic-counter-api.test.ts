@@ -1,5 +1,5 @@
 import { App, Stack } from 'aws-cdk-lib';
-import { Match, Template } from 'aws-cdk-lib/assertions';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -37,6 +37,55 @@ describe('AtomicCounterApi', () => {
       StatusCode: '404',
       ResponseTemplates: { 'application/json': Match.stringLikeRegexp('"code":"NOT_FOUND"') },
     });
+  });
+
+  test('the 404 body is valid JSON for any path, quotes and backslashes included', () => {
+    const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+    const [response] = Object.values<any>(t.findResources('AWS::ApiGateway::GatewayResponse', { Properties: { ResponseType: 'MISSING_AUTHENTICATION_TOKEN' } }));
+    const template: string = response.Properties.ResponseTemplates['application/json'];
+    // API Gateway substitutes $context.* verbatim, without JSON escaping.
+    const hostile: Record<string, string> = { path: '/prod/x"y\\z/"}', resourcePath: '/x"', httpMethod: 'DELETE', requestId: 'r"1' };
+    const substituted = template.replace(/\$context\.([A-Za-z.]+)/g, (_m, name: string) => hostile[name] ?? 'v"\\');
+    expect(() => JSON.parse(substituted)).not.toThrow();
+    expect(JSON.parse(substituted)).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  describe('API Gateway CloudWatch Logs role (access logging in a fresh account)', () => {
+    test('by default the API sets the account\'s role, retained on delete, before the stage is created', () => {
+      const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
+      new AtomicCounterApi(stack, 'Api', { dynamo: {} });
+      const t = Template.fromStack(stack);
+      const accounts = t.findResources('AWS::ApiGateway::Account');
+      expect(Object.keys(accounts)).toHaveLength(1);
+      const [accountId, account] = Object.entries<any>(accounts)[0];
+      expect(account.DeletionPolicy).toBe('Retain');
+      const roleId = account.Properties.CloudWatchRoleArn['Fn::GetAtt'][0];
+      const role = t.toJSON().Resources[roleId];
+      expect(role).toMatchObject({ Type: 'AWS::IAM::Role', DeletionPolicy: 'Retain' });
+      expect(JSON.stringify(role.Properties.ManagedPolicyArns)).toContain('AmazonAPIGatewayPushToCloudWatchLogs');
+      expect(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal).toEqual({ Service: 'apigateway.amazonaws.com' });
+      const [stage] = Object.values<any>(t.findResources('AWS::ApiGateway::Stage'));
+      expect(stage.DependsOn).toContain(accountId);
+      expect(stage.Properties.AccessLogSetting).toBeDefined();
+      expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('cloudWatchRole'))).toEqual([]);
+    });
+
+    test('cloudWatchRole: false leaves the account setting alone and warns, naming the one-time prerequisite', () => {
+      const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
+      new AtomicCounterApi(stack, 'Api', { dynamo: {}, cloudWatchRole: false });
+      const t = Template.fromStack(stack);
+      t.resourceCountIs('AWS::ApiGateway::Account', 0);
+      expect(JSON.stringify(t.findResources('AWS::IAM::Role'))).not.toContain('AmazonAPIGatewayPushToCloudWatchLogs');
+      const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+      expect(warnings.filter((w) => /cloudWatchRole is false/.test(w) && /once per account and region/.test(w) && /update-account/.test(w))).toHaveLength(1);
+    });
+  });
+
+  test('the REST API gets a unique default name (<stack name>-<path>); restApiName overrides it', () => {
+    const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+    t.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'Test-Api' });
+    const t2 = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {}, restApiName: 'counters' }));
+    t2.hasResourceProperties('AWS::ApiGateway::RestApi', { Name: 'counters' });
   });
 
   test('usage plan defaults: 100 rps, burst 200, 1,000,000 a month, bound to the key and stage', () => {

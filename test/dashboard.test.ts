@@ -69,8 +69,10 @@ describe('AtomicCounterDashboard', () => {
     expect(latency[1]).toMatch(/"Latency".*"stat":"p99"/);
 
     for (const [backend, metricName] of [['dynamo', 'DynamoAtomicCounter'], ['other', 'otherMetric']]) {
+      // Our counters carry their deployment as a dimension; a third-party counter without one is charted as it is.
+      const dimensions = backend === 'dynamo' ? ['Deployment', 'Test/Dynamo'] : [];
       expect(metricsOf(widgets, new RegExp(`^${backend}: counter value`))[0]).toBe(
-        JSON.stringify(['AtomicCounter', metricName, { label: metricName, period: 60, stat: 'Maximum' }]),
+        JSON.stringify(['AtomicCounter', metricName, ...dimensions, { label: metricName, period: 60, stat: 'Maximum' }]),
       );
       expect(metricsOf(widgets, new RegExp(`^${backend}: invocations`))[0]).toMatch(/"AWS\/Lambda","Invocations","FunctionName"/);
       const errorsAndThrottles = metricsOf(widgets, new RegExp(`^${backend}: errors and throttles`));
@@ -119,5 +121,47 @@ describe('AtomicCounterDashboard', () => {
     const first = fakeCounter(stack, 'same');
     const second = { ...fakeCounter(stack, 'other'), backend: 'same' };
     expect(() => new AtomicCounterDashboard(stack, 'Dashboard', { counters: [first, second] })).toThrow(/two different counters for backend "same"/);
+  });
+});
+
+describe('metric and dashboard identity: two deployments in one account and region keep apart', () => {
+  /** One app, two stacks built the same way (same construct ids), as two deployments of one app would be. */
+  function twoDeployments(): Stack[] {
+    const app = new App();
+    return ['CountersA', 'CountersB'].map((name) => {
+      const stack = new Stack(app, name, { env: { account: '123456789012', region: 'eu-west-1' } });
+      const api = new AtomicCounterApi(stack, 'Api', { dynamo: {} });
+      new AtomicCounterDashboard(stack, 'Dashboard', { api });
+      return stack;
+    });
+  }
+
+  test('each REST API has its own default name, and the dashboard\'s API row filters on it', () => {
+    const names = twoDeployments().map((stack) => {
+      const t = Template.fromStack(stack);
+      const [api] = Object.values(t.findResources('AWS::ApiGateway::RestApi'));
+      const widgets = dashboardBody(stack).widgets;
+      for (const title of [/^API requests/, /^API 4XX/, /^API 5XX/, /^API latency/]) {
+        for (const metric of metricsOf(widgets, title)) expect(metric).toContain(`"ApiName","${api.Properties.Name}"`);
+      }
+      return api.Properties.Name;
+    });
+    expect(names).toEqual(['CountersA-Api', 'CountersB-Api']);
+  });
+
+  test('the counter metric has a Deployment dimension from the log line, the function is told its value, and the dashboard charts that series', () => {
+    const deployments = twoDeployments().map((stack) => {
+      const t = Template.fromStack(stack);
+      const [filter] = Object.values(t.findResources('AWS::Logs::MetricFilter'));
+      expect(filter.Properties.MetricTransformations).toEqual([expect.objectContaining({
+        MetricName: 'DynamoAtomicCounter', Dimensions: [{ Key: 'Deployment', Value: '$.deployment' }],
+      })]);
+      const [fn] = Object.values(t.findResources('AWS::Lambda::Function'));
+      const deployment = fn.Properties.Environment.Variables.COUNTER_DEPLOYMENT;
+      expect(metricsOf(dashboardBody(stack).widgets, /^dynamo: counter value/)[0])
+        .toBe(JSON.stringify(['AtomicCounter', 'DynamoAtomicCounter', 'Deployment', deployment, { label: 'DynamoAtomicCounter', period: 60, stat: 'Maximum' }]));
+      return deployment;
+    });
+    expect(deployments).toEqual(['CountersA/Api/DynamoCounter', 'CountersB/Api/DynamoCounter']);
   });
 });

@@ -28,13 +28,22 @@ export function acknowledgeNagFindings(parts: {
     },
     {
       id: 'AwsSolutions-APIG6',
-      reason: 'The stage writes a JSON access log of every request to a log group with a retention. Execution logging needs the account-wide API Gateway CloudWatch role, which one stack should not own.',
+      reason: 'The stage writes a JSON access log of every request to a log group with a retention, and each function logs one line per request. Execution logging stays off: API Gateway would write it to a log group it creates outside the stack, with no retention. (Access logging needs the account\'s API Gateway CloudWatch role as much as execution logging does; the API sets that role.)',
     },
     {
       id: 'AwsSolutions-APIG3',
       reason: 'Abuse is bounded by the API key and the usage plan throttle and quota. A WAF web ACL is an account-level cost and policy decision; associate one with the stage where required.',
     },
   );
+
+  // The account-level API Gateway CloudWatch Logs role (cloudWatchRole: true, the library default).
+  const cloudWatchRole = parts.api.restApi.node.tryFindChild('CloudWatchRole');
+  if (cloudWatchRole) {
+    acknowledge(cloudWatchRole, {
+      id: 'AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]',
+      reason: 'The AWS-managed policy API Gateway documents for its account-level CloudWatch Logs role, which stage access logging requires: it allows only creating, describing and writing log groups and streams, for API Gateway alone (the role trusts apigateway.amazonaws.com).',
+    });
+  }
 
   for (const counter of parts.counters) {
     const scope = constructOf(counter);
