@@ -101,7 +101,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
     // jsii one, covers only the published sources).
     tsconfigPath: './tsconfig.dev.json',
   },
-  gitignore: ['/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
+  // Until the first release the API may still change.
+  stability: 'experimental',
+  gitignore: ['/.jsii.tabl.json', '/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
 });
 
 // The published package holds lib/, assets/ (the bundled handlers) and docs;
