@@ -14,7 +14,7 @@ import { call, hammer, useBackend } from './kit/conformance';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
 import { connectionFor, createDocDbClient, readDocDbConfig } from '../src/backends/docdb/runtime/docdb-client';
 import { DocDbCounterStore, retryDuplicateKeyOnce } from '../src/backends/docdb/runtime/docdb-counter-store';
-import { LimitReachedError } from '../src/runtime/errors';
+import { CredentialsRejectedError, LimitReachedError } from '../src/runtime/errors';
 
 const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
@@ -149,7 +149,10 @@ describe('docdb credentials', () => {
     }
     const wrong = new DocDbCounterStore(new MongoClient(url, connectionFor(config, { username: 'counteradmin', password: password + 'x' }).options), config);
     try {
-      await expect(wrong.increment('auth')).rejects.toThrow(/Authentication failed/);
+      // Code 18 becomes the typed error the pipeline answers by re-reading the secret (rotation).
+      const rejected = wrong.increment('auth');
+      await expect(rejected).rejects.toBeInstanceOf(CredentialsRejectedError);
+      await expect(rejected).rejects.toMatchObject({ cause: { code: 18 } });
     } finally {
       await wrong.close();
     }

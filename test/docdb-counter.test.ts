@@ -1,4 +1,4 @@
-import { App, Duration, Stack } from 'aws-cdk-lib';
+import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -14,6 +14,12 @@ function synth(props: Partial<DocDbCounterProps> = {}, withVpc = true) {
 
 function counterFunction(template: Template): { id: string; props: any } {
   const fns = template.findResources('AWS::Lambda::Function', { Properties: { Description: Match.stringLikeRegexp('^Atomic counter on DocumentDB') } });
+  const [id] = Object.keys(fns);
+  return { id, props: fns[id].Properties };
+}
+
+function setupFunction(template: Template): { id: string; props: any } {
+  const fns = template.findResources('AWS::Lambda::Function', { Properties: { Description: Match.stringLikeRegexp('^Creates the DocumentDB database') } });
   const [id] = Object.keys(fns);
   return { id, props: fns[id].Properties };
 }
@@ -63,26 +69,85 @@ describe('DocDbCounter (created cluster)', () => {
     });
   });
 
-  test('credentials only via the secret: the functions get its ARN, no variable resolves its value, reads are scoped to it', () => {
-    const secretId = Object.keys(template.findResources('AWS::SecretsManager::Secret'))[0];
-    const fns = template.findResources('AWS::Lambda::Function', { Properties: { Environment: { Variables: { DOCDB_SECRET_ARN: Match.anyValue() } } } });
-    expect(Object.keys(fns)).toHaveLength(2); // counter and setup
-    for (const fn of Object.values(fns)) {
-      const env = fn.Properties.Environment.Variables;
-      // The attachment's ARN is the secret's ARN (CloudFormation's Ref of the attachment).
-      expect(JSON.stringify(env.DOCDB_SECRET_ARN)).toMatch(/Attachment|Secret/);
-      expect(JSON.stringify(env)).not.toMatch(/resolve:secretsmanager|SecretString|password/i);
-      expect(Object.keys(env).filter((k) => /PASS|USER|URI/.test(k))).toEqual([]);
+  test('engine version pinned to 5.0.0 by default (not whatever AWS defaults to on deploy day); the prop chooses another', () => {
+    template.hasResourceProperties('AWS::DocDB::DBCluster', { EngineVersion: '5.0.0' });
+    synth({ engineVersion: '4.0.0' }).template.hasResourceProperties('AWS::DocDB::DBCluster', { EngineVersion: '4.0.0' });
+  });
+
+  test('the counter function logs in as the application user: its environment is exactly this, with the app secret only', () => {
+    const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
+    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
+    expect(appSecretId).toBeDefined();
+    const endpoint = {
+      DOCDB_HOST: { 'Fn::GetAtt': [clusterId, 'Endpoint'] },
+      DOCDB_PORT: '27017',
+      DOCDB_TLS: 'true',
+      DOCDB_REPLICA_SET: 'rs0',
+      DOCDB_DATABASE: 'atomic_counter',
+      DOCDB_COLLECTION: 'counters',
+      NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+    };
+    expect(counterFunction(template).props.Environment).toEqual({
+      Variables: {
+        DOCDB_SECRET_ARN: { Ref: appSecretId },
+        ...endpoint,
+        USE_CONDITIONAL_WRITES: 'true',
+        MAX_COUNTER_VALUE: '5',
+        COUNTER_DEPLOYMENT: 'Stack/DocDb',
+      },
+    });
+    // The setup logs in as the master user (the cluster's attached secret) and manages the app user.
+    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
+    expect(setupFunction(template).props.Environment).toEqual({
+      Variables: { DOCDB_SECRET_ARN: { Ref: attachmentId }, DOCDB_APP_SECRET_ARN: { Ref: appSecretId }, ...endpoint },
+    });
+    template.hasResourceProperties('Custom::DocDbSetup', { Database: 'atomic_counter', Collection: 'counters', AppUserSecret: { Ref: appSecretId } });
+    expect(counter.appUserSecret).toBeDefined();
+  });
+
+  test('the application user\'s password is generated in its own secret; no environment variable holds a secret value or reference', () => {
+    template.hasResourceProperties('AWS::SecretsManager::Secret', {
+      Description: Match.stringLikeRegexp('application user'),
+      GenerateSecretString: Match.objectLike({ GenerateStringKey: 'password', SecretStringTemplate: '{"username":"counterapp"}', PasswordLength: 32 }),
+    });
+    for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) {
+      const env = JSON.stringify(fn.Properties.Environment ?? {});
+      expect(env).not.toMatch(/resolve:secretsmanager|SecretString|password/i);
     }
-    const policies = template.findResources('AWS::IAM::Policy', { Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Action: Match.arrayWith(['secretsmanager:GetSecretValue']) })]) } } });
-    expect(Object.keys(policies).length).toBeGreaterThanOrEqual(2);
-    for (const policy of Object.values(policies)) {
+  });
+
+  test('IAM: only the setup function may read the master secret; the counter function reads the app user\'s secret and nothing else', () => {
+    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
+    const masterSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { GenerateSecretString: { SecretStringTemplate: '{"username":"counteradmin"}' } } }))[0];
+    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
+    expect(masterSecretId).toBeDefined();
+    const roleOf = (fnId: string) => template.findResources('AWS::Lambda::Function')[fnId].Properties.Role['Fn::GetAtt'][0];
+    const counterRole = roleOf(counterFunction(template).id);
+    const setupRole = roleOf(setupFunction(template).id);
+    // Every statement that grants a secretsmanager action, with the roles its policy is attached to.
+    const grants: Array<{ roles: string[]; resource: string }> = [];
+    for (const policy of Object.values(template.findResources('AWS::IAM::Policy'))) {
+      const roles = policy.Properties.Roles.map((r: any) => r.Ref);
       for (const statement of policy.Properties.PolicyDocument.Statement) {
         if (![statement.Action].flat().some((a: string) => a.startsWith('secretsmanager:'))) continue;
-        expect(JSON.stringify(statement.Resource)).toMatch(new RegExp(`${secretId}|Attachment`));
-        expect(statement.Resource).not.toBe('*');
+        expect([statement.Action].flat().sort()).toEqual(['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
+        grants.push({ roles, resource: JSON.stringify(statement.Resource) });
       }
     }
+    const readers = (id: string) => grants.filter((g) => g.resource.includes(id)).flatMap((g) => g.roles).sort();
+    expect(readers(attachmentId)).toEqual([setupRole]);
+    expect(readers(masterSecretId)).toEqual([]);
+    expect(readers(appSecretId)).toEqual([counterRole, setupRole].sort());
+    expect(grants.filter((g) => g.roles.includes(counterRole)).map((g) => g.resource)).toEqual([JSON.stringify({ Ref: appSecretId })]);
+  });
+
+  test('secrets follow their store: with the default SNAPSHOT both secrets are retained, with DESTROY both are deleted, RETAIN keeps them', () => {
+    const policies = (t: Template) => Object.values(t.findResources('AWS::SecretsManager::Secret')).map((r) => [r.DeletionPolicy, r.UpdateReplacePolicy]);
+    expect(policies(template)).toEqual([['Retain', 'Retain'], ['Retain', 'Retain']]);
+    const destroyed = synth({ removalPolicy: RemovalPolicy.DESTROY }).template;
+    destroyed.hasResource('AWS::DocDB::DBCluster', { DeletionPolicy: 'Delete' });
+    expect(policies(destroyed)).toEqual([['Delete', 'Delete'], ['Delete', 'Delete']]);
+    expect(policies(synth({ removalPolicy: RemovalPolicy.RETAIN }).template)).toEqual([['Retain', 'Retain'], ['Retain', 'Retain']]);
   });
 
   test('the cluster admits 27017 only from the functions\' security group, which both functions use', () => {
@@ -157,14 +222,32 @@ describe('DocDbCounter (existing cluster)', () => {
     const { template, counter } = existing();
     template.resourceCountIs('AWS::DocDB::DBCluster', 0);
     template.resourceCountIs('AWS::DocDB::DBInstance', 0);
-    template.resourceCountIs('AWS::SecretsManager::Secret', 0);
+    // Only the application user's secret is created (retained: its user lives on in the existing cluster).
+    template.resourceCountIs('AWS::SecretsManager::Secret', 1);
+    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
+    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret'))[0];
     expect(counter.cluster).toBeUndefined();
-    expect(counterFunction(template).props.Environment.Variables).toMatchObject({
-      DOCDB_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf',
+    const endpoint = {
       DOCDB_HOST: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com',
       DOCDB_PORT: '27018',
       DOCDB_TLS: 'true',
+      DOCDB_REPLICA_SET: 'rs0',
+      DOCDB_DATABASE: 'atomic_counter',
+      DOCDB_COLLECTION: 'counters',
       NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+    };
+    expect(counterFunction(template).props.Environment.Variables).toEqual({
+      DOCDB_SECRET_ARN: { Ref: appSecretId },
+      ...endpoint,
+      USE_CONDITIONAL_WRITES: 'false',
+      MAX_COUNTER_VALUE: '10',
+      COUNTER_DEPLOYMENT: 'Stack/DocDb',
+    });
+    // The given (administrator) secret goes to the setup function only.
+    expect(setupFunction(template).props.Environment.Variables).toEqual({
+      DOCDB_SECRET_ARN: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf',
+      DOCDB_APP_SECRET_ARN: { Ref: appSecretId },
+      ...endpoint,
     });
     template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
       GroupId: 'sg-0123456789abcdef0',
@@ -173,9 +256,11 @@ describe('DocDbCounter (existing cluster)', () => {
       ToPort: 27018,
       SourceSecurityGroupId: { 'Fn::GetAtt': [functionSecurityGroupId(template), 'GroupId'] },
     });
-    template.hasResourceProperties('AWS::IAM::Policy', {
-      PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf' })]) },
+    const given = template.findResources('AWS::IAM::Policy', {
+      Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf' })]) } },
     });
+    const setupRole = template.findResources('AWS::Lambda::Function')[setupFunction(template).id].Properties.Role['Fn::GetAtt'][0];
+    expect(Object.values(given).map((p) => p.Properties.Roles)).toEqual([[{ Ref: setupRole }]]);
   });
 
   test('conflicting or incomplete props fail at synth with a clear message', () => {
@@ -185,5 +270,7 @@ describe('DocDbCounter (existing cluster)', () => {
     expect(() => synth({ backupRetention: Duration.days(40) })).toThrow(/`backupRetention`/);
     expect(() => synth({ databaseName: 'a.b' })).toThrow(/`databaseName`/);
     expect(() => synth({ collectionName: 'system.x' })).toThrow(/`collectionName`/);
+    expect(() => synth({ appUsername: 'bad name' })).toThrow(/`appUsername`/);
+    expect(() => synth({ appUsername: 'counteradmin' })).toThrow(/`appUsername` must differ/);
   });
 });

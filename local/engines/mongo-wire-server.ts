@@ -1,4 +1,4 @@
-/* eslint-disable no-bitwise -- the wire protocol's flag words and SCRAM's XOR are bit operations */
+/* eslint-disable no-bitwise -- the wire protocol's flag words are bit operations */
 /* eslint-disable @typescript-eslint/member-ordering -- collection helpers sit next to the commands that use them */
 /**
  * A small in-process MongoDB wire-protocol server for tests.
@@ -15,23 +15,31 @@
  * document write has on a real server.
  *
  * Built on `bson` (encoding) and `mingo` (query, projection, sort, update and
- * aggregation language). Not implemented: cursors spanning batches (everything is
+ * aggregation language). Users, SCRAM-SHA-1/256 authentication and role checks
+ * live in `mongo-wire-auth.ts`; the `failCommand` fail point (injected errors,
+ * dropped connections, delayed replies) in `mongo-wire-faults.ts`. Not implemented: cursors spanning batches (everything is
  * returned in the first batch with cursor id 0), transactions, pipeline updates,
  * compression, TLS.
  */
-import * as crypto from 'crypto';
 import * as net from 'net';
-import { Binary, Document, EJSON, Long, ObjectId, deserialize, serialize } from 'bson';
+import { Document, EJSON, Long, ObjectId, deserialize, serialize } from 'bson';
 // Registers every mingo operator ($group, $skip, ... are not in the default set).
 import 'mingo/init/system';
 import { ProcessingMode, Query, aggregate, find, update as mingoUpdate } from 'mingo';
+import { CommandError, RoleGrant, ScramState, UserRecord, UserStore, authorize } from './mongo-wire-auth';
+import { FailCommandOptions, FailPoint } from './mongo-wire-faults';
 
 export interface MongoWireServerOptions {
   /** Interface to bind. Default 127.0.0.1. */
   readonly host?: string;
   /** TCP port; 0 (default) picks a free one. */
   readonly port?: number;
-  /** If set (with password), clients must authenticate with SCRAM-SHA-256. */
+  /**
+   * If set (with password), authentication is on: this user is created in
+   * `admin` with role `root` (like a DocumentDB master user), and clients must
+   * authenticate (SCRAM-SHA-1 or SCRAM-SHA-256) as a user the server knows.
+   * @default - no authentication
+   */
   readonly username?: string;
   readonly password?: string;
 }
@@ -43,7 +51,6 @@ const FLAG_CHECKSUM = 1 << 0;
 const FLAG_MORE_TO_COME = 1 << 1; // client expects no reply (w:0 writes)
 const MAX_MESSAGE = 48_000_000;
 const MAX_WIRE_VERSION = 17; // MongoDB 6.0
-const SCRAM_ITERATIONS = 4096; // the driver's minimum; keeps client-side PBKDF2 cheap
 
 type Doc = Document;
 
@@ -55,20 +62,14 @@ interface Connection {
   readonly id: number;
   readonly socket: net.Socket;
   buffer: Buffer;
-  authenticated: boolean;
-  scram?: { clientFirstBare: string; serverFirst: string; nonce: string; skipEmptyExchange: boolean; finished: boolean };
+  /** The user this connection authenticated as. */
+  user?: UserRecord;
+  scram?: ScramState;
 }
 
 interface Ctx { db: string; conn: Connection }
 
-/** A command failure, answered as `{ok: 0, errmsg, code, codeName, ...extra}`. */
-class CommandError extends Error {
-  constructor(readonly code: number, readonly codeName: string, message: string, readonly extra: Doc = {}) {
-    super(message);
-  }
-}
 const badValue = (msg: string) => new CommandError(2, 'BadValue', msg);
-const authFailed = () => new CommandError(18, 'AuthenticationFailed', 'Authentication failed.');
 
 // ---------------------------------------------------------------- document helpers
 
@@ -182,26 +183,20 @@ export class MongoWireServer {
   private readonly server: net.Server;
   private readonly sockets = new Set<net.Socket>();
   private readonly databases = new Map<string, Map<string, Collection>>();
-  private readonly credentials?: { username: string; salt: Buffer; storedKey: Buffer; serverKey: Buffer };
+  /** Users and their SCRAM keys; enforced when `authEnabled`. */
+  public readonly users = new UserStore();
+  /** True when clients must authenticate (the server was started with a user). */
+  public readonly authEnabled: boolean;
+  /** MongoDB's `failCommand` fail point (also settable with `configureFailPoint`). */
+  public readonly failPoint = new FailPoint();
   private nextConnectionId = 1;
   private nextRequestId = 1;
   private readonly commands: Record<string, (cmd: Doc, ctx: Ctx) => Doc>;
 
   private constructor(opts: MongoWireServerOptions) {
     this.host = opts.host ?? '127.0.0.1';
-    if (opts.username !== undefined || opts.password !== undefined) {
-      // SCRAM-SHA-256 keys, derived once (RFC 5802/7677). The password is used as-is:
-      // SASLprep only changes non-ASCII input.
-      const salt = crypto.randomBytes(16);
-      const salted = crypto.pbkdf2Sync(opts.password ?? '', salt, SCRAM_ITERATIONS, 32, 'sha256');
-      const clientKey = hmac(salted, 'Client Key');
-      this.credentials = {
-        username: opts.username ?? '',
-        salt,
-        storedKey: crypto.createHash('sha256').update(clientKey).digest(),
-        serverKey: hmac(salted, 'Server Key'),
-      };
-    }
+    this.authEnabled = opts.username !== undefined || opts.password !== undefined;
+    if (this.authEnabled) this.users.create('admin', opts.username ?? '', opts.password ?? '', [{ role: 'root', db: 'admin' }]);
     this.server = net.createServer((socket) => this.accept(socket));
     this.commands = this.buildCommands();
   }
@@ -210,6 +205,30 @@ export class MongoWireServer {
   public get uri(): string { return `mongodb://${this.host}:${this.port}/?directConnection=true`; }
   /** Currently open client sockets (for connection-leak tests). */
   public get connectionCount(): number { return this.sockets.size; }
+
+  /** Creates a user (test set-up without a client); roles default to `root` on `admin`. */
+  public createUser(username: string, password: string, roles: RoleGrant[] = [{ role: 'root', db: 'admin' }], db = 'admin'): void {
+    this.users.create(db, username, password, roles);
+  }
+
+  /**
+   * Changes a user's password, as a rotation does. Sessions that already
+   * authenticated keep working (as on MongoDB and DocumentDB); new ones need
+   * the new password.
+   */
+  public setPassword(username: string, password: string, db = 'admin'): void {
+    this.users.update(db, username, { password });
+  }
+
+  /** Sets (or, with undefined, clears) the `failCommand` fail point. */
+  public failCommand(options: FailCommandOptions | undefined): void {
+    this.failPoint.set(options);
+  }
+
+  /** Closes every client connection, as a restart or failover of the server does. */
+  public dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
+  }
 
   /** Stops listening and destroys every client socket. */
   public async stop(): Promise<void> {
@@ -222,7 +241,7 @@ export class MongoWireServer {
   private accept(socket: net.Socket): void {
     socket.setNoDelay(true); // replies are small; Nagle would add ~40 ms per round trip
     this.sockets.add(socket);
-    const conn: Connection = { id: this.nextConnectionId++, socket, buffer: Buffer.alloc(0), authenticated: !this.credentials };
+    const conn: Connection = { id: this.nextConnectionId++, socket, buffer: Buffer.alloc(0) };
     socket.on('close', () => this.sockets.delete(socket));
     socket.on('error', () => socket.destroy()); // client resets are normal at shutdown
     socket.on('data', (chunk: Buffer) => {
@@ -269,8 +288,9 @@ export class MongoWireServer {
         off += size;
       }
       if (!body) throw new Error('OP_MSG without body');
-      const reply = this.runCommand(conn, { ...body, ...sequences });
-      if (!(flags & FLAG_MORE_TO_COME)) this.write(conn, OP_MSG, requestId, Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), serialize(reply)]));
+      this.dispatch(conn, { ...body, ...sequences }, (reply) => {
+        if (!(flags & FLAG_MORE_TO_COME)) this.write(conn, OP_MSG, requestId, Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), serialize(reply)]));
+      });
     } else if (opCode === OP_QUERY) {
       // Legacy OP_QUERY: only the first handshake (`isMaster`/`hello` on admin.$cmd) uses it.
       const nul = msg.indexOf(0, 20);
@@ -293,26 +313,46 @@ export class MongoWireServer {
     header.writeInt32LE(this.nextRequestId++, 4);
     header.writeInt32LE(responseTo, 8);
     header.writeInt32LE(opCode, 12);
-    conn.socket.write(Buffer.concat([header, payload]));
+    if (!conn.socket.destroyed) conn.socket.write(Buffer.concat([header, payload]));
   }
 
   // ------------------------------------------------------------ dispatch
+
+  /** Runs an OP_MSG command, through the `failCommand` fail point, and sends its reply. */
+  private dispatch(conn: Connection, body: Doc, send: (reply: Doc) => void): void {
+    const action = this.failPoint.take(Object.keys(body)[0] ?? '');
+    const later = (delayMs: number, fn: () => void) => (delayMs > 0 ? void setTimeout(fn, delayMs) : fn());
+    switch (action.kind) {
+      case 'none':
+        return send(this.runCommand(conn, body));
+      case 'error':
+        return later(action.delayMs, () => send(errorReply(action.error)));
+      case 'close':
+        return later(action.delayMs, () => conn.socket.destroy());
+      case 'delay':
+        // The command runs once the delay is over, even if the client gave up.
+        return later(action.delayMs, () => send(this.runCommand(conn, body)));
+    }
+  }
 
   private runCommand(conn: Connection, body: Doc): Doc {
     const name = Object.keys(body)[0] ?? '';
     try {
       const handler = Object.prototype.hasOwnProperty.call(this.commands, name) ? this.commands[name] : undefined;
       if (!handler) throw new CommandError(59, 'CommandNotFound', `no such command: '${name}'`);
-      if (!conn.authenticated && !PRE_AUTH_COMMANDS.has(name)) {
-        throw new CommandError(13, 'Unauthorized', `Command ${name} requires authentication`);
+      const db = typeof body.$db === 'string' ? body.$db : 'admin';
+      if (this.authEnabled && !PRE_AUTH_COMMANDS.has(name)) {
+        // The user's current roles: a dropped user's sessions lose their rights.
+        const user = conn.user && this.users.current(conn.user);
+        authorize(user, name, db);
       }
       // A standalone server rejects transactions; silently ignoring them would hide bugs.
       if (body.txnNumber !== undefined || body.startTransaction) {
         throw new CommandError(20, 'IllegalOperation', 'Transaction numbers are only allowed on a replica set member or mongos');
       }
-      return handler(body, { db: typeof body.$db === 'string' ? body.$db : 'admin', conn });
+      return handler(body, { db, conn });
     } catch (e) {
-      if (e instanceof CommandError) return { ok: 0, errmsg: e.message, code: e.code, codeName: e.codeName, ...e.extra };
+      if (e instanceof CommandError) return errorReply(e);
       // mingo rejects unknown operators and bad arguments by throwing.
       return { ok: 0, errmsg: (e as Error).message, code: 2, codeName: 'BadValue' };
     }
@@ -393,7 +433,7 @@ export class MongoWireServer {
       // streaming `hello` monitoring that this server does not implement).
       [legacy ? 'ismaster' : 'isWritablePrimary']: true,
       ...(cmd.helloOk ? { helloOk: true } : {}),
-      ...(cmd.saslSupportedMechs && this.credentials ? { saslSupportedMechs: ['SCRAM-SHA-256'] } : {}),
+      ...(this.users.mechanismsFor(cmd.saslSupportedMechs) ? { saslSupportedMechs: this.users.mechanismsFor(cmd.saslSupportedMechs) } : {}),
       maxBsonObjectSize: 16 * 1024 * 1024,
       maxMessageSizeBytes: MAX_MESSAGE,
       maxWriteBatchSize: 100_000,
@@ -416,12 +456,31 @@ export class MongoWireServer {
         ...(cmd.featureCompatibilityVersion || cmd.getParameter === '*' ? { featureCompatibilityVersion: { version: '6.0' } } : {}),
         ok: 1,
       }),
-      connectionStatus: (_c, ctx) => ({ authInfo: { authenticatedUsers: ctx.conn.authenticated && this.credentials ? [{ user: this.credentials.username, db: 'admin' }] : [], authenticatedUserRoles: [] }, ok: 1 }),
+      connectionStatus: (_c, ctx) => {
+        const user = ctx.conn.user && this.users.current(ctx.conn.user);
+        return { authInfo: { authenticatedUsers: user ? [{ user: user.user, db: user.db }] : [], authenticatedUserRoles: user?.roles ?? [] }, ok: 1 };
+      },
       endSessions: () => ({ ok: 1 }),
       killCursors: (cmd) => ({ cursorsKilled: [], cursorsNotFound: cmd.cursors ?? [], cursorsAlive: [], cursorsUnknown: [], ok: 1 }),
       getMore: (cmd) => { throw new CommandError(43, 'CursorNotFound', `cursor id ${cmd.getMore} not found`); },
-      saslStart: (cmd, ctx) => this.saslStart(cmd, ctx.conn),
-      saslContinue: (cmd, ctx) => this.saslContinue(cmd, ctx.conn),
+      saslStart: (cmd, ctx) => {
+        const { reply, state } = this.users.saslStart(cmd, ctx.db);
+        ctx.conn.scram = state;
+        return reply;
+      },
+      saslContinue: (cmd, ctx) => {
+        const { reply, user } = this.users.saslContinue(cmd, ctx.conn.scram);
+        if (user) ctx.conn.user = user;
+        return reply;
+      },
+      createUser: (cmd, { db }) => this.users.command('createUser', cmd, db),
+      updateUser: (cmd, { db }) => this.users.command('updateUser', cmd, db),
+      dropUser: (cmd, { db }) => this.users.command('dropUser', cmd, db),
+      usersInfo: (cmd, { db }) => this.users.command('usersInfo', cmd, db),
+      configureFailPoint: (cmd, { db }) => {
+        if (db !== 'admin') throw new CommandError(13, 'Unauthorized', 'configureFailPoint may only be run against the admin database.');
+        return this.failPoint.configure(cmd);
+      },
 
       listDatabases: (cmd) => {
         const all = [...this.databases].filter(([, colls]) => colls.size > 0).map(([name]) => ({ name, sizeOnDisk: 0, empty: false }));
@@ -618,46 +677,6 @@ export class MongoWireServer {
     commands.buildinfo = commands.buildInfo;
     return commands;
   }
-
-  // ------------------------------------------------------------ SCRAM-SHA-256 (RFC 5802 / 7677)
-
-  private saslStart(cmd: Doc, conn: Connection): Doc {
-    if (!this.credentials) throw authFailed();
-    if (cmd.mechanism !== 'SCRAM-SHA-256') {
-      throw new CommandError(334, 'MechanismUnavailable', `Received authentication for mechanism ${cmd.mechanism} which is not enabled`);
-    }
-    const first = payloadString(cmd.payload);
-    if (!first.startsWith('n,,')) throw authFailed(); // no channel binding
-    const clientFirstBare = first.slice(3);
-    const attrs = parseScram(clientFirstBare);
-    const user = (attrs.n ?? '').replace(/=2C/g, ',').replace(/=3D/g, '=');
-    if (user !== this.credentials.username || !attrs.r) throw authFailed();
-    const nonce = attrs.r + crypto.randomBytes(24).toString('base64');
-    const serverFirst = `r=${nonce},s=${this.credentials.salt.toString('base64')},i=${SCRAM_ITERATIONS}`;
-    conn.scram = { clientFirstBare, serverFirst, nonce, skipEmptyExchange: !!cmd.options?.skipEmptyExchange, finished: false };
-    return { conversationId: 1, done: false, payload: new Binary(Buffer.from(serverFirst)), ok: 1 };
-  }
-
-  private saslContinue(cmd: Doc, conn: Connection): Doc {
-    const s = conn.scram;
-    if (!s || !this.credentials) throw authFailed();
-    if (s.finished) return { conversationId: 1, done: true, payload: new Binary(Buffer.alloc(0)), ok: 1 };
-    const final = payloadString(cmd.payload);
-    const attrs = parseScram(final);
-    const proofAt = final.lastIndexOf(',p=');
-    if (attrs.r !== s.nonce || proofAt < 0) throw authFailed();
-    const authMessage = `${s.clientFirstBare},${s.serverFirst},${final.slice(0, proofAt)}`;
-    // ClientProof = ClientKey XOR HMAC(StoredKey, AuthMessage); recover ClientKey and check its hash.
-    const signature = hmac(this.credentials.storedKey, authMessage);
-    const proof = Buffer.from(attrs.p ?? '', 'base64');
-    if (proof.length !== signature.length) throw authFailed();
-    const clientKey = Buffer.from(proof.map((b, i) => b ^ signature[i]));
-    if (!crypto.timingSafeEqual(crypto.createHash('sha256').update(clientKey).digest(), this.credentials.storedKey)) throw authFailed();
-    conn.authenticated = true;
-    s.finished = true;
-    const serverSignature = hmac(this.credentials.serverKey, authMessage).toString('base64');
-    return { conversationId: 1, done: s.skipEmptyExchange, payload: new Binary(Buffer.from(`v=${serverSignature}`)), ok: 1 };
-  }
 }
 
 /** Commands a client may run before authenticating. */
@@ -675,21 +694,7 @@ function writeError(index: number, e: unknown): Doc {
   return { index, code: 2, errmsg: (e as Error).message };
 }
 
-function hmac(key: Buffer, text: string): Buffer {
-  return crypto.createHmac('sha256', key).update(text).digest();
-}
-
-function payloadString(p: unknown): string {
-  if (p instanceof Binary) return Buffer.from(p.buffer.subarray(0, p.position)).toString('utf8');
-  if (p instanceof Uint8Array) return Buffer.from(p).toString('utf8');
-  return typeof p === 'string' ? p : '';
-}
-
-function parseScram(msg: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const part of msg.split(',')) {
-    const eq = part.indexOf('=');
-    if (eq > 0) out[part.slice(0, eq)] = part.slice(eq + 1);
-  }
-  return out;
+/** The reply to a failed command: `{ok: 0, errmsg, code, codeName, ...extra}` (extra: `errorLabels`, key details). */
+function errorReply(e: CommandError): Doc {
+  return { ok: 0, errmsg: e.message, code: e.code, codeName: e.codeName, ...e.extra };
 }

@@ -48,7 +48,10 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * Engine version of the created cluster (only without `clusterEndpoint`).
-   * @default - DocumentDB's default engine version
+   * Pinned, so a deployment does not take whatever AWS defaults to on the
+   * day. "5.0.0" is an active version with a long-term-support release, and
+   * the newest one AWS's template linter (cfn-lint) accepts.
+   * @default "5.0.0"
    */
   readonly engineVersion?: string;
 
@@ -58,6 +61,15 @@ export interface DocDbCounterProps extends CounterOptions {
    * @default "counteradmin"
    */
   readonly masterUsername?: string;
+
+  /**
+   * The application user the counter function logs in as. The setup custom
+   * resource creates it (or updates its password and roles) with `readWrite`
+   * on the counter database only, from a secret generated for it; only the
+   * setup function reads the master (or `credentialsSecret`) credentials.
+   * @default "counterapp"
+   */
+  readonly appUsername?: string;
 
   /**
    * How long the created cluster keeps its automated backups (1 to 35
@@ -71,7 +83,10 @@ export interface DocDbCounterProps extends CounterOptions {
    * What happens to the created cluster when it leaves the stack (only
    * without `clusterEndpoint`). SNAPSHOT keeps the data as a final snapshot
    * and removes the cluster, so a VPC in the same stack can be deleted too
-   * (a retained cluster keeps its network interfaces in the VPC).
+   * (a retained cluster keeps its network interfaces in the VPC). The master
+   * and application user secrets follow the cluster: they are retained with
+   * SNAPSHOT or RETAIN (a restored snapshot keeps its users and passwords)
+   * and destroyed with DESTROY.
    * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -84,7 +99,9 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * Credentials of the existing cluster: a secret holding JSON with
-   * `username` and `password` (required with `clusterEndpoint`).
+   * `username` and `password` of a user that may create users (the master
+   * user, say; required with `clusterEndpoint`). Only the setup function
+   * reads it; the counter function logs in as the application user.
    * @default - the created cluster's generated master credentials
    */
   readonly credentialsSecret?: secretsmanager.ISecret;
@@ -139,8 +156,14 @@ export class DocDbCounter extends CounterBase {
   public readonly metricFilter: logs.MetricFilter;
   /** The created cluster (undefined with `clusterEndpoint`). */
   public readonly cluster?: docdb.DatabaseCluster;
-  /** The secret the functions read the credentials from. */
+  /** The master (administrator) credentials: read by the setup function only. */
   public readonly credentialsSecret: secretsmanager.ISecret;
+  /**
+   * The application user's generated credentials (JSON `username`,
+   * `password`): the only secret the counter function reads. Its user has
+   * `readWrite` on the counter database and nothing else.
+   */
+  public readonly appUserSecret: secretsmanager.ISecret;
   /** Security group of the counter and setup functions: the only source the cluster admits. */
   public readonly securityGroup: ec2.ISecurityGroup;
   /** Host name of the cluster endpoint the functions connect to. */
@@ -182,7 +205,7 @@ export class DocDbCounter extends CounterBase {
         vpcSubnets,
         instanceType: props.instanceType ?? CLUSTER_DEFAULTS.instanceType(),
         instances: props.instances ?? CLUSTER_DEFAULTS.instances,
-        engineVersion: props.engineVersion,
+        engineVersion: props.engineVersion ?? DOCDB_DEFAULTS.engineVersion,
         port: DOCDB_DEFAULTS.port,
         // The password is generated in Secrets Manager and only referenced
         // (dynamic reference) by the cluster; the functions read the secret.
@@ -194,16 +217,32 @@ export class DocDbCounter extends CounterBase {
         removalPolicy: props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy,
       });
       this.credentialsSecret = this.cluster.secret!;
+      // The master secret follows its cluster: a snapshot or a retained
+      // cluster keeps the password, so it must keep the secret too.
+      (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(secretRemovalPolicy(props.removalPolicy));
       this.endpointHostname = this.cluster.clusterEndpoint.hostname;
       port = String(DOCDB_DEFAULTS.port);
       // The only way in: the cluster's port, from the functions' security group.
       this.cluster.connections.allowFrom(this.securityGroup, ec2.Port.tcp(DOCDB_DEFAULTS.port), 'Atomic counter functions');
     }
 
-    // Only the secret's ARN travels through the environment; the handlers
-    // read it once per container and pass the credentials to the driver.
-    const connectionEnv = {
-      [DOCDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
+    // The counter function's own user, created by the setup with readWrite
+    // on the counter database only. Its secret lives as long as the data.
+    this.appUserSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
+      description: `DocumentDB application user of the atomic counter (readWrite on ${this.databaseName})`,
+      generateSecretString: {
+        secretStringTemplate: JSON.stringify({ username: props.appUsername ?? DOCDB_DEFAULTS.appUsername }),
+        generateStringKey: 'password',
+        passwordLength: 32,
+        // The characters DocumentDB refuses in passwords, plus the backslash.
+        excludeCharacters: '"@/\\',
+      },
+      removalPolicy: props.clusterEndpoint ? RemovalPolicy.RETAIN : secretRemovalPolicy(props.removalPolicy),
+    });
+
+    // Only the secrets' ARNs travel through the environment; the handlers
+    // read them once per container and pass the credentials to the driver.
+    const endpointEnv = {
       [DOCDB_ENV.HOST]: this.endpointHostname,
       [DOCDB_ENV.PORT]: port,
       [DOCDB_ENV.TLS]: 'true',
@@ -215,15 +254,24 @@ export class DocDbCounter extends CounterBase {
       // driver then verifies the chain and the host name as usual.
       NODE_EXTRA_CA_CERTS: DOCDB_DEFAULTS.caBundlePath,
     };
+    // The setup logs in as the master user and manages the application user.
+    const setupEnv = {
+      [DOCDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
+      [DOCDB_ENV.APP_SECRET_ARN]: this.appUserSecret.secretArn,
+      ...endpointEnv,
+    };
+    // The counter function logs in as the application user only.
+    const counterEnv = { [DOCDB_ENV.SECRET_ARN]: this.appUserSecret.secretArn, ...endpointEnv };
     const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.securityGroup] };
 
     // Setup: database and collection, idempotent; a failure fails the deployment.
     ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
       entry: 'backends/docdb/runtime/docdb-setup.lambda',
-      description: 'Creates the DocumentDB database and collection of the atomic counter if missing',
+      description: 'Creates the DocumentDB database, collection and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
-      properties: { Database: this.databaseName, Collection: this.collectionName },
-      environment: connectionEnv,
+      // The application user's secret ARN is a property too: a new secret re-runs the setup.
+      properties: { Database: this.databaseName, Collection: this.collectionName, AppUserSecret: this.appUserSecret.secretArn },
+      environment: setupEnv,
       secret: this.credentialsSecret,
       timeout: Duration.minutes(2),
       ...placement,
@@ -231,20 +279,26 @@ export class DocDbCounter extends CounterBase {
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
     if (props.clusterSecurityGroup) this.setup.node.addDependency(props.clusterSecurityGroup);
+    this.appUserSecret.grantRead(this.setupFunction);
 
     this.logGroup = this.createLogGroup('LogGroup');
     this.counterFunction = this.createCounterFunction({
       entry: 'backends/docdb/runtime/docdb-counter.lambda',
       description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
-      environment: connectionEnv,
+      environment: counterEnv,
       ...placement,
     }, this.logGroup);
-    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-    this.credentialsSecret.grantRead(this.counterFunction);
+    // Read-only (GetSecretValue, DescribeSecret), on the application user's secret only: never the master secret.
+    this.appUserSecret.grantRead(this.counterFunction);
     // The counter answers only once the collection exists.
     this.counterFunction.node.addDependency(this.setup);
     this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
   }
+}
+
+/** A secret follows its cluster: SNAPSHOT (a secret has no snapshot) and RETAIN keep it. */
+function secretRemovalPolicy(clusterPolicy: RemovalPolicy | undefined): RemovalPolicy {
+  return (clusterPolicy ?? CLUSTER_DEFAULTS.removalPolicy) === RemovalPolicy.DESTROY ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 }
 
 function validate(props: DocDbCounterProps): void {
@@ -266,6 +320,11 @@ function validate(props: DocDbCounterProps): void {
   if (days !== undefined && !Token.isUnresolved(days) && (!Number.isInteger(days) || days < 1 || days > 35)) {
     fail(`\`backupRetention\` must be a whole number of days from 1 to 35 (got ${days})`);
   }
+  const user = props.appUsername;
+  if (user !== undefined && !Token.isUnresolved(user) && !/^[A-Za-z][A-Za-z0-9_-]{0,62}$/.test(user)) {
+    fail(`\`appUsername\` must start with a letter and hold 1-63 letters, digits, _ or - (got "${user}")`);
+  }
+  if (user !== undefined && user === (props.masterUsername ?? CLUSTER_DEFAULTS.masterUsername)) fail('`appUsername` must differ from the master user name');
   const db = props.databaseName;
   if (db !== undefined && !Token.isUnresolved(db) && !/^[^/\\. "$\u0000]{1,63}$/.test(db)) {
     fail(`\`databaseName\` must be 1-63 characters without / \\ . space " $ (got "${db}")`);

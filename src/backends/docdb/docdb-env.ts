@@ -5,11 +5,20 @@
 export const DOCDB_ENV = {
   /**
    * ARN of a Secrets Manager secret holding JSON `{username, password}` (and,
-   * for a secret attached to a cluster, `host` and `port`). Read once per
-   * container; the credentials go to the driver's `auth` option, never into
-   * a connection string.
+   * for a secret attached to a cluster, `host` and `port`): the user the
+   * function logs in as. The counter function gets the application user's
+   * secret, the setup function the master user's. Read once per container
+   * and again after an authentication failure (rotation); the credentials go
+   * to the driver's `auth` option, never into a connection string.
    */
   SECRET_ARN: 'DOCDB_SECRET_ARN',
+  /**
+   * Setup function only: ARN of the application user's secret (JSON
+   * `{username, password}`). The setup creates that user with `readWrite` on
+   * the counter database, or sets its password and roles if it exists.
+   * Unset: no application user is managed.
+   */
+  APP_SECRET_ARN: 'DOCDB_APP_SECRET_ARN',
   /** Cluster endpoint host name. Falls back to the secret's `host`. */
   HOST: 'DOCDB_HOST',
   /** Cluster endpoint port. Falls back to the secret's `port`, then 27017. */
@@ -39,6 +48,13 @@ export const DOCDB_ENV = {
   CONNECT_TIMEOUT_MS: 'DOCDB_CONNECT_TIMEOUT_MS',
   /** Bound on waiting for one reply on an open socket. Default 5000 ms. */
   SOCKET_TIMEOUT_MS: 'DOCDB_SOCKET_TIMEOUT_MS',
+  /**
+   * A pooled connection idle longer than this is closed instead of used
+   * (the driver's `maxIdleTimeMS`): a frozen container's flows may have been
+   * dropped silently (a NAT gateway forgets a flow idle for 350 s), and a
+   * request on such a socket would wait for the socket timeout. Default 60000 ms.
+   */
+  MAX_IDLE_TIME_MS: 'DOCDB_MAX_IDLE_TIME_MS',
 } as const;
 
 /** Defaults shared by the construct, the handlers and the docs. */
@@ -49,6 +65,22 @@ export const DOCDB_DEFAULTS = {
   replicaSet: 'rs0',
   /** Lambda's Node.js 20+ runtimes ship the Amazon RDS CAs here but load them only through NODE_EXTRA_CA_CERTS. */
   caBundlePath: '/var/runtime/ca-cert.pem',
+  /**
+   * Engine version of a created cluster: pinned, so a deployment does not
+   * take whatever AWS defaults to on the day. 5.0.0 is active with a
+   * long-term-support release and the newest version AWS's template linter
+   * accepts. Retryable writes need engine 8.0.2; the driver keeps them off.
+   */
+  engineVersion: '5.0.0',
+  /** The application user the counter function logs in as (`readWrite` on the counter database only). */
+  appUsername: 'counterapp',
+  /** Pooled connections idle longer than this are replaced (see `MAX_IDLE_TIME_MS`). */
+  maxIdleTimeMs: 60_000,
+  /**
+   * A WriteConflict (112) means the write was not applied: it is retried
+   * this many times, after a short jittered pause, before answering 503.
+   */
+  writeConflictRetries: 1,
 } as const;
 
 /**

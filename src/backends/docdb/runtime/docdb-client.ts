@@ -1,6 +1,9 @@
-import { MongoClient, MongoClientOptions, MongoNetworkError, MongoServerError, MongoServerSelectionError, MongoTopologyClosedError } from 'mongodb';
+import {
+  MongoClient, MongoClientOptions, MongoError, MongoNetworkError, MongoNotConnectedError, MongoOperationTimeoutError, MongoServerError,
+  MongoServerSelectionError, MongoTopologyClosedError,
+} from 'mongodb';
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
-import { BackendUnavailableError, isNetworkError } from '../../../runtime/errors';
+import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } from '../../../runtime/errors';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from '../docdb-env';
 
@@ -9,6 +12,8 @@ export interface DocDbConfig {
   /** Local runs and tests only: a complete connection string. */
   readonly uri?: string;
   readonly secretArn?: string;
+  /** Setup only: the application user's secret. */
+  readonly appSecretArn?: string;
   readonly host?: string;
   readonly port?: number;
   readonly tls: boolean;
@@ -18,6 +23,7 @@ export interface DocDbConfig {
   readonly serverSelectionTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly socketTimeoutMs: number;
+  readonly maxIdleTimeMs: number;
 }
 
 /** Timeout defaults; the setup function passes longer ones (it runs once, during a deployment). */
@@ -46,6 +52,7 @@ export function readDocDbConfig(env: Env, timeouts: DocDbTimeouts = COUNTER_TIME
   return {
     uri,
     secretArn,
+    appSecretArn: readOptionalString(env, DOCDB_ENV.APP_SECRET_ARN),
     host,
     port,
     tls: readBoolean(env, DOCDB_ENV.TLS, true),
@@ -55,6 +62,7 @@ export function readDocDbConfig(env: Env, timeouts: DocDbTimeouts = COUNTER_TIME
     serverSelectionTimeoutMs: readInteger(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, timeouts.serverSelectionTimeoutMs, 100),
     connectTimeoutMs: readInteger(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, timeouts.connectTimeoutMs, 100),
     socketTimeoutMs: readInteger(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, timeouts.socketTimeoutMs, 100),
+    maxIdleTimeMs: readInteger(env, DOCDB_ENV.MAX_IDLE_TIME_MS, DOCDB_DEFAULTS.maxIdleTimeMs, 100),
   };
 }
 
@@ -100,6 +108,10 @@ export function connectionFor(
     serverSelectionTimeoutMS: config.serverSelectionTimeoutMs,
     connectTimeoutMS: config.connectTimeoutMs,
     socketTimeoutMS: config.socketTimeoutMs,
+    // A connection idle this long may have been dropped silently by a NAT
+    // while the container was frozen: open a new one instead of waiting for
+    // the socket timeout on it.
+    maxIdleTimeMS: config.maxIdleTimeMs,
     appName: 'cdk-atomic-counter',
   };
   return { url, options };
@@ -115,7 +127,7 @@ export async function createDocDbClient(config: DocDbConfig, extra: MongoClientO
   let endpoint: { host?: string; port?: number } | undefined;
   if (config.secretArn) {
     const secret = await readJsonSecret(config.secretArn);
-    credentials = { username: secretField(secret, 'username'), password: secretField(secret, 'password') };
+    credentials = readCredentials(secret);
     endpoint = {
       host: typeof secret.host === 'string' ? secret.host : undefined,
       port: secret.port === undefined ? undefined : Number(secret.port),
@@ -125,17 +137,32 @@ export async function createDocDbClient(config: DocDbConfig, extra: MongoClientO
   return new MongoClient(url, { ...options, ...extra });
 }
 
+/** `{username, password}` of a secret (errors name the field, never its value). */
+export function readCredentials(secret: Record<string, unknown>): DocDbCredentials {
+  return { username: secretField(secret, 'username'), password: secretField(secret, 'password') };
+}
+
+const AUTHENTICATION_FAILED = 18;
+const WRITE_CONFLICT = 112;
+
 /**
- * Server error codes meaning "no usable primary right now" (failover,
- * shutdown, replication lag past the write concern's bound).
+ * Server error codes that mean "not now": no usable primary (failover,
+ * shutdown, replication lag past the write concern's bound), or the server
+ * gave up on the operation (a time limit, a write conflict). The client may
+ * retry; none of them is a fault of the request.
  */
 const UNAVAILABLE_CODES = new Set([
   6, // HostUnreachable
   7, // HostNotFound
+  50, // MaxTimeMSExpired
   64, // WriteConcernFailed
   89, // NetworkTimeout
   91, // ShutdownInProgress
+  112, // WriteConflict (after the store's own retry)
+  134, // ReadConcernMajorityNotAvailableYet
   189, // PrimarySteppedDown
+  262, // ExceededTimeLimit
+  9001, // SocketException
   10107, // NotWritablePrimary
   11600, // InterruptedAtShutdown
   11602, // InterruptedDueToReplStateChange
@@ -143,22 +170,56 @@ const UNAVAILABLE_CODES = new Set([
   13436, // NotPrimaryOrSecondary
 ]);
 
-/**
- * The 503-or-not decision: a cluster that cannot be selected or reached, a
- * socket that timed out or broke, or a primary in the middle of a failover
- * become `BackendUnavailableError` (the client may retry); anything else is
- * returned unchanged (a 500). A timed-out increment may have been applied:
- * the 503 hands that decision to the client, as with every backend.
- */
-export function toCounterError(err: unknown): unknown {
+/** Labels the driver or the server put on errors worth retrying later. */
+const TRANSIENT_LABELS = ['TransientTransactionError', 'RetryableWriteError', 'ResetPool', 'PoolRequstedRetry', 'SystemOverloadedError', 'RetryableError'];
+
+/** True for a MongoDB error (or one in its cause chain) with code 18 AuthenticationFailed. */
+export function isAuthenticationFailure(err: unknown, depth = 0): boolean {
+  if (!err || typeof err !== 'object' || depth > 5) return false;
+  if (err instanceof MongoError && (err.code === AUTHENTICATION_FAILED || (err as MongoServerError).codeName === 'AuthenticationFailed')) return true;
+  return isAuthenticationFailure((err as { cause?: unknown }).cause, depth + 1);
+}
+
+/** A WriteConflict: the server aborted the write, nothing was applied; safe to retry. */
+export function isWriteConflict(err: unknown): boolean {
+  return err instanceof MongoServerError && err.code === WRITE_CONFLICT;
+}
+
+/** Transient: worth a 503 (the client may retry), never a 500. */
+export function isTransientError(err: unknown): boolean {
   if (
     err instanceof MongoServerSelectionError ||
-    err instanceof MongoNetworkError || // includes MongoNetworkTimeoutError
+    err instanceof MongoNetworkError || // includes MongoNetworkTimeoutError and MongoPoolClearedError
     err instanceof MongoTopologyClosedError ||
-    (err instanceof MongoServerError && typeof err.code === 'number' && UNAVAILABLE_CODES.has(err.code)) ||
-    isNetworkError(err)
-  ) {
-    return new BackendUnavailableError('DocumentDB is unavailable', { cause: err });
+    err instanceof MongoNotConnectedError ||
+    err instanceof MongoOperationTimeoutError
+  ) return true;
+  if (err instanceof MongoError) {
+    if (err.name === 'MongoWaitQueueTimeoutError') return true;
+    if (TRANSIENT_LABELS.some((label) => err.hasErrorLabel(label))) return true;
+    if (typeof err.code === 'number' && UNAVAILABLE_CODES.has(err.code)) return true;
   }
+  return isNetworkError(err);
+}
+
+/**
+ * The HTTP decision for a driver error:
+ *
+ * - the cluster rejected the credentials (code 18, during the connection's
+ *   handshake, so before any command ran) → `CredentialsRejectedError`: the
+ *   pipeline drops the cached secret and the client, re-reads the secret and
+ *   retries once (rotation);
+ * - a cluster that cannot be selected or reached, a socket that timed out or
+ *   broke, a primary in the middle of a failover, a time limit or a write
+ *   conflict, anything the driver labels transient → `BackendUnavailableError`
+ *   (503, the client may retry);
+ * - anything else is returned unchanged (a 500).
+ *
+ * A timed-out increment may have been applied: the 503 hands that decision
+ * to the client, as with every backend.
+ */
+export function toCounterError(err: unknown, secretArn?: string): unknown {
+  if (isAuthenticationFailure(err)) return new CredentialsRejectedError('DocumentDB rejected the credentials', { cause: err, secretArn });
+  if (isTransientError(err)) return new BackendUnavailableError('DocumentDB is unavailable', { cause: err });
   return err;
 }

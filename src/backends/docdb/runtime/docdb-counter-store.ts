@@ -1,8 +1,8 @@
 import { Collection, MongoClient, MongoServerError } from 'mongodb';
 import { LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
-import { DOCDB_FIELDS } from '../docdb-env';
-import { toCounterError } from './docdb-client';
+import { DOCDB_DEFAULTS, DOCDB_FIELDS } from '../docdb-env';
+import { isWriteConflict, toCounterError } from './docdb-client';
 
 /** A counter document: the counter id is the `_id`. */
 interface CounterDocument {
@@ -14,6 +14,8 @@ interface CounterDocument {
 export interface DocDbTarget {
   readonly database: string;
   readonly collection: string;
+  /** The secret the client's credentials came from: named in a `CredentialsRejectedError` so the pipeline can re-read it. */
+  readonly secretArn?: string;
 }
 
 const DUPLICATE_KEY = 11000;
@@ -59,6 +61,24 @@ export async function retryDuplicateKeyOnce<T>(attempt: () => Promise<T>, maximu
 }
 
 /**
+ * Retries an attempt that failed with WriteConflict (112). The server
+ * aborted that write, so nothing was applied and a retry cannot count one
+ * request twice. Only answers are retried: a timeout or a network error after
+ * the command was sent is ambiguous and goes back to the client as a 503.
+ */
+export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: number = DOCDB_DEFAULTS.writeConflictRetries): Promise<T> {
+  for (let i = 0; ; i++) {
+    try {
+      return await attempt();
+    } catch (err) {
+      if (!isWriteConflict(err) || i >= retries) throw err;
+      // A short jittered pause lets the conflicting writer finish first.
+      await new Promise((resolve) => setTimeout(resolve, 5 + Math.floor(Math.random() * 20)));
+    }
+  }
+}
+
+/**
  * DocumentDB (MongoDB API): one `findAndModify` per increment.
  *
  * `findOneAndUpdate({_id: id}, {$inc: {counter: 1}}, {upsert: true,
@@ -76,9 +96,22 @@ export async function retryDuplicateKeyOnce<T>(attempt: () => Promise<T>, maximu
  */
 export class DocDbCounterStore implements CounterStore {
   private readonly counters: Collection<CounterDocument>;
+  private readonly secretArn?: string;
 
   constructor(private readonly client: MongoClient, target: DocDbTarget) {
     this.counters = client.db(target.database).collection<CounterDocument>(target.collection);
+    this.secretArn = target.secretArn;
+  }
+
+  /**
+   * Connects the client now (init phase): server selection, then a `ping`
+   * that checks out, opens and authenticates the pool's first connection
+   * (the driver opens pool connections lazily). An operation meanwhile waits
+   * for the same connect; after a failure the driver connects again on the
+   * next operation.
+   */
+  async connect(): Promise<void> {
+    await this.client.db('admin').command({ ping: 1 });
   }
 
   async increment(id: string): Promise<number> {
@@ -95,7 +128,7 @@ export class DocDbCounterStore implements CounterStore {
       const doc = await this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1 } });
       return doc ? Number(doc.counter) : 0;
     } catch (err) {
-      throw toCounterError(err);
+      throw toCounterError(err, this.secretArn);
     }
   }
 
@@ -106,13 +139,13 @@ export class DocDbCounterStore implements CounterStore {
   private async upsertIncrement(id: string, maximum?: number): Promise<number> {
     const filter = maximum === undefined ? { _id: id } : { _id: id, counter: { $lt: maximum } };
     try {
-      return await retryDuplicateKeyOnce(async () => {
+      return await retryDuplicateKeyOnce(() => retryWriteConflict(async () => {
         const doc = await this.counters.findOneAndUpdate(filter, { $inc: { counter: 1 } }, { upsert: true, returnDocument: 'after' });
         if (!doc) throw new Error('findOneAndUpdate with upsert returned no document');
         return Number(doc.counter);
-      }, maximum);
+      }), maximum);
     } catch (err) {
-      throw toCounterError(err);
+      throw toCounterError(err, this.secretArn);
     }
   }
 }

@@ -1,6 +1,8 @@
-import { createDocDbClient, readDocDbConfig } from './docdb-client';
+import { createDocDbClient, readCredentials, readDocDbConfig } from './docdb-client';
 import { ensureCounterCollection } from './docdb-schema';
+import { ensureAppUser } from './docdb-users';
 import { createSetupHandler } from '../../../runtime/custom-resource';
+import { readJsonSecret } from '../../../runtime/secrets';
 
 /** Custom resource properties set by `DocDbCounter` (they also make a rename an Update). */
 export const SETUP_PROPERTIES = { DATABASE: 'Database', COLLECTION: 'Collection' } as const;
@@ -21,9 +23,15 @@ export const handler = createSetupHandler({
   },
   setup: async (properties) => {
     const { database, collection } = target(properties);
+    // Logs in as the master user (DOCDB_SECRET_ARN): only this function may read that secret.
     const client = await createDocDbClient(config);
     try {
-      return await ensureCounterCollection(client, database, collection);
+      const info = await ensureCounterCollection(client, database, collection);
+      if (!config.appSecretArn) return info;
+      // The counter function's own user: readWrite on this database, nothing else.
+      const app = readCredentials(await readJsonSecret(config.appSecretArn));
+      await ensureAppUser(client, app, database);
+      return { ...info, appUser: app.username };
     } catch (err) {
       // The Provider fails the deployment with this message: keep the driver's words.
       throw new Error(`DocumentDB setup of ${database}.${collection} failed: ${(err as Error).name}: ${(err as Error).message}`, { cause: err });
