@@ -17,6 +17,20 @@ function synth(props: Partial<RedisCounterProps> = {}, build?: (stack: Stack) =>
   return { t: Template.fromStack(stack), counter, stack };
 }
 
+/** The counter function's whole environment with the defaults (compared exactly). */
+const DEFAULT_ENV: Record<string, unknown> = {
+  REDIS_HOST: { 'Fn::GetAtt': [expect.stringMatching(/^CounterReplicationGroup/), 'PrimaryEndPoint.Address'] },
+  REDIS_PORT: { 'Fn::GetAtt': [expect.stringMatching(/^CounterReplicationGroup/), 'PrimaryEndPoint.Port'] },
+  REDIS_TLS: 'true',
+  REDIS_KEY_PREFIX: 'counter:',
+  REDIS_CONNECT_TIMEOUT_MS: '1000',
+  REDIS_COMMAND_TIMEOUT_MS: '1000',
+  REDIS_AUTH_SECRET_ARN: { Ref: expect.stringMatching(/^CounterAuthSecret/) },
+  USE_CONDITIONAL_WRITES: 'false',
+  MAX_COUNTER_VALUE: '10',
+  COUNTER_DEPLOYMENT: 'Test/Counter',
+};
+
 function env(t: Template): Record<string, unknown> {
   return Object.values<any>(t.findResources('AWS::Lambda::Function'))[0].Properties.Environment.Variables;
 }
@@ -57,14 +71,8 @@ describe('RedisCounter (created replication group)', () => {
   test('the function gets the secret ARN and read access to that secret only, never the token', () => {
     const { t } = synth();
     const variables = env(t);
-    expect(variables).toMatchObject({
-      REDIS_HOST: { 'Fn::GetAtt': [expect.stringMatching(/^CounterReplicationGroup/), 'PrimaryEndPoint.Address'] },
-      REDIS_PORT: { 'Fn::GetAtt': [expect.stringMatching(/^CounterReplicationGroup/), 'PrimaryEndPoint.Port'] },
-      REDIS_TLS: 'true',
-      REDIS_AUTH_SECRET_ARN: { Ref: expect.stringMatching(/^CounterAuthSecret/) },
-      REDIS_KEY_PREFIX: 'counter:',
-      USE_CONDITIONAL_WRITES: 'false',
-    });
+    // Exactly these variables: an extra one (a credential, say) fails.
+    expect(variables).toEqual(DEFAULT_ENV);
     expect(JSON.stringify(variables)).not.toMatch(/resolve:secretsmanager|REDIS_URL/);
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([{
@@ -118,14 +126,15 @@ describe('RedisCounter (created replication group)', () => {
   });
 
   test('waitForReplicas reaches the function as REDIS_WAIT_REPLICAS with its timeout; absent by default', () => {
-    expect(env(synth().t)).not.toHaveProperty('REDIS_WAIT_REPLICAS');
-    expect(env(synth({ waitForReplicas: 1, waitTimeout: Duration.millis(250) }).t)).toMatchObject({ REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' });
+    expect(env(synth().t)).toEqual(DEFAULT_ENV);
+    expect(env(synth({ waitForReplicas: 1, waitTimeout: Duration.millis(250) }).t)).toEqual({ ...DEFAULT_ENV, REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' });
   });
 
   test('conditional mode, key prefix and timeouts reach the function; runtime is Node.js 24', () => {
     const { t } = synth({ conditionalWrites: true, maxCounterValue: 5, keyPrefix: 'votes:', commandTimeout: Duration.millis(400), connectTimeout: Duration.millis(800) });
     t.hasResourceProperties('AWS::Lambda::Function', { Runtime: 'nodejs24.x', Timeout: 10 });
-    expect(env(t)).toMatchObject({
+    expect(env(t)).toEqual({
+      ...DEFAULT_ENV,
       USE_CONDITIONAL_WRITES: 'true',
       MAX_COUNTER_VALUE: '5',
       REDIS_KEY_PREFIX: 'votes:',
@@ -143,6 +152,72 @@ describe('RedisCounter (created replication group)', () => {
   });
 });
 
+describe('RedisCounter: the AUTH secret follows its replication group', () => {
+  test.each([
+    [undefined, 'Snapshot', 'Retain'],
+    [RemovalPolicy.SNAPSHOT, 'Snapshot', 'Retain'],
+    [RemovalPolicy.RETAIN, 'Retain', 'Retain'],
+    [RemovalPolicy.DESTROY, 'Delete', 'Delete'],
+  ])('removalPolicy %p: group %s, secret %s (a restored snapshot or a retained group keeps its token)', (removalPolicy, group, secret) => {
+    const { t } = synth(removalPolicy === undefined ? {} : { removalPolicy });
+    t.hasResource('AWS::ElastiCache::ReplicationGroup', { DeletionPolicy: group });
+    const secrets = Object.values<any>(t.findResources('AWS::SecretsManager::Secret'));
+    expect(secrets).toHaveLength(1);
+    expect(secrets[0].DeletionPolicy).toBe(secret);
+    expect(secrets[0].UpdateReplacePolicy).toBe(secret);
+  });
+});
+
+describe('RedisCounter: placement where the AUTH secret can be read', () => {
+  function isolatedVpc(stack: Stack): ec2.Vpc {
+    return new ec2.Vpc(stack, 'Isolated', { maxAzs: 2, natGateways: 0, subnetConfiguration: [{ name: 'isolated', subnetType: ec2.SubnetType.PRIVATE_ISOLATED }] });
+  }
+
+  test('a VPC without egress subnets fails at synth with one line naming the ways out', () => {
+    let message = '';
+    try {
+      synth({}, (s) => ({ vpc: isolatedVpc(s) }));
+    } catch (e) {
+      message = (e as Error).message;
+    }
+    expect(message).toMatch(/^RedisCounter: the VPC has no private subnets with egress.*Secrets Manager.*secretsManagerEndpoint: true/);
+    expect(message).not.toContain('\n');
+  });
+
+  test('secretsManagerEndpoint: true adds a Secrets Manager interface endpoint (private DNS) in the isolated subnets, reachable on 443 from the function only', () => {
+    const { t, counter, stack } = synth({ secretsManagerEndpoint: true }, (s) => ({ vpc: isolatedVpc(s) }));
+    const endpoints = Object.values<any>(t.findResources('AWS::EC2::VPCEndpoint'));
+    expect(endpoints).toHaveLength(1);
+    expect(endpoints[0].Properties).toMatchObject({ VpcEndpointType: 'Interface', PrivateDnsEnabled: true });
+    expect(JSON.stringify(endpoints[0].Properties.ServiceName)).toContain('secretsmanager');
+    expect(endpoints[0].Properties.SubnetIds.map((r: any) => r.Ref).every((id: string) => /^IsolatedisolatedSubnet/.test(id))).toBe(true);
+    const functionSg = stack.getLogicalId(counter.functionSecurityGroup.node.defaultChild as ec2.CfnSecurityGroup);
+    const endpointSg = endpoints[0].Properties.SecurityGroupIds[0]['Fn::GetAtt'][0];
+    t.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      IpProtocol: 'tcp',
+      FromPort: 443,
+      ToPort: 443,
+      GroupId: { 'Fn::GetAtt': [endpointSg, 'GroupId'] },
+      SourceSecurityGroupId: { 'Fn::GetAtt': [functionSg, 'GroupId'] },
+    });
+    // The endpoint's group admits nothing else (no VPC-wide 443 rule).
+    const endpointGroup = t.toJSON().Resources[endpointSg];
+    expect(endpointGroup.Type).toBe('AWS::EC2::SecurityGroup');
+    expect(endpointGroup.Properties.SecurityGroupIngress).toBeUndefined();
+    t.resourceCountIs('AWS::EC2::VPCEndpoint', 1);
+  });
+
+  test('no endpoint by default; an existing endpoint without a secret needs no egress', () => {
+    synth().t.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
+    synth({ host: 'redis.internal' }, (s) => ({ vpc: isolatedVpc(s) })).t.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
+  });
+
+  test('an existing secret imported by a name that looks like a full ARN is rejected', () => {
+    expect(() => synth({ host: 'h' }, (s) => ({ authSecret: secretsmanager.Secret.fromSecretNameV2(s, 'Auth', 'redis-auth-AbCdEf') })))
+      .toThrow(/RedisCounter: `authSecret`: the secret name "redis-auth-AbCdEf" ends in "-" plus six characters/);
+  });
+});
+
 describe('RedisCounter (existing endpoint)', () => {
   test('creates no replication group, subnet group, cache security group or secret; the function points at the endpoint', () => {
     const { t, counter } = synth({ host: 'my-redis.example.internal', port: 6380, tls: false });
@@ -151,8 +226,8 @@ describe('RedisCounter (existing endpoint)', () => {
     t.resourceCountIs('AWS::SecretsManager::Secret', 0);
     t.resourceCountIs('AWS::EC2::SecurityGroup', 1);
     expect(counter.replicationGroup).toBeUndefined();
-    expect(env(t)).toMatchObject({ REDIS_HOST: 'my-redis.example.internal', REDIS_PORT: '6380', REDIS_TLS: 'false' });
-    expect(env(t)).not.toHaveProperty('REDIS_AUTH_SECRET_ARN');
+    const { REDIS_AUTH_SECRET_ARN: _none, ...withoutSecret } = DEFAULT_ENV;
+    expect(env(t)).toEqual({ ...withoutSecret, REDIS_HOST: 'my-redis.example.internal', REDIS_PORT: '6380', REDIS_TLS: 'false' });
     t.hasResourceProperties('AWS::EC2::SecurityGroup', {
       SecurityGroupEgress: [{ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 6380, ToPort: 6380, Description: Match.anyValue() }],
     });
@@ -161,7 +236,7 @@ describe('RedisCounter (existing endpoint)', () => {
   test('an existing auth secret is granted read-only and passed by ARN; TLS defaults to on', () => {
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:redis-auth-AbCdEf';
     const { t } = synth({ host: 'my-redis.example.internal' }, (s) => ({ authSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'Auth', arn) }));
-    expect(env(t)).toMatchObject({ REDIS_AUTH_SECRET_ARN: arn, REDIS_TLS: 'true', REDIS_PORT: '6379' });
+    expect(env(t)).toEqual({ ...DEFAULT_ENV, REDIS_HOST: 'my-redis.example.internal', REDIS_AUTH_SECRET_ARN: arn, REDIS_TLS: 'true', REDIS_PORT: '6379' });
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([{ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: arn }]);
   });

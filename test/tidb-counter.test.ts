@@ -3,8 +3,18 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { TiDbCounter, TiDbCounterProps } from '../src';
+import { environmentOf } from './kit/template';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-connection-AbCdEf';
+
+/** The connection variables both functions get with the defaults. */
+const CONNECTION_ENV = {
+  TIDB_SECRET_ARN: SECRET_ARN,
+  TIDB_TABLE: 'counters',
+  TIDB_TLS: 'true',
+  TIDB_CONNECT_TIMEOUT_MS: '2000',
+  TIDB_QUERY_TIMEOUT_MS: '2500',
+};
 
 function stackWith(
   props: Partial<TiDbCounterProps> = {},
@@ -27,20 +37,16 @@ describe('TiDbCounter', () => {
       Runtime: 'nodejs24.x',
       Handler: 'index.handler',
       Description: Match.stringLikeRegexp('^Atomic counter on TiDB'),
-      Environment: {
-        Variables: {
-          TIDB_SECRET_ARN: SECRET_ARN,
-          TIDB_TABLE: 'counters',
-          TIDB_TLS: 'true',
-          TIDB_CONNECT_TIMEOUT_MS: '2000',
-          TIDB_QUERY_TIMEOUT_MS: '2500',
-          USE_CONDITIONAL_WRITES: 'false',
-          MAX_COUNTER_VALUE: '10',
-          NODE_OPTIONS: '--enable-source-maps',
-        },
-      },
       VpcConfig: Match.absent(),
     });
+    // Exactly these variables: an extra one (a credential, a secret reference) fails.
+    expect(environmentOf(t, /^Atomic counter on TiDB/)).toEqual({
+      ...CONNECTION_ENV,
+      USE_CONDITIONAL_WRITES: 'false',
+      MAX_COUNTER_VALUE: '10',
+      COUNTER_DEPLOYMENT: 'Test/Counter',
+    });
+    expect(environmentOf(t, /TiDB database and counters table/)).toEqual(CONNECTION_ENV);
   });
 
   test('every function of the template (ours and the provider framework) runs Node.js 24 or later', () => {
@@ -61,21 +67,17 @@ describe('TiDbCounter', () => {
       conditionalWrites: true,
       maxCounterValue: 300,
     });
-    t.hasResourceProperties('AWS::Lambda::Function', {
-      Description: Match.stringLikeRegexp('^Atomic counter on TiDB'),
-      Environment: {
-        Variables: Match.objectLike({
-          TIDB_DATABASE: 'votes',
-          TIDB_TABLE: 'tallies',
-          TIDB_TLS: 'false',
-          TIDB_TLS_CA: Match.stringLikeRegexp('BEGIN CERTIFICATE'),
-          TIDB_CONNECT_TIMEOUT_MS: '1000',
-          TIDB_QUERY_TIMEOUT_MS: '1000',
-          USE_CONDITIONAL_WRITES: 'true',
-          MAX_COUNTER_VALUE: '300',
-        }),
-      },
-    });
+    const connection = {
+      TIDB_SECRET_ARN: SECRET_ARN,
+      TIDB_DATABASE: 'votes',
+      TIDB_TABLE: 'tallies',
+      TIDB_TLS: 'false',
+      TIDB_TLS_CA: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
+      TIDB_CONNECT_TIMEOUT_MS: '1000',
+      TIDB_QUERY_TIMEOUT_MS: '1000',
+    };
+    expect(environmentOf(t, /^Atomic counter on TiDB/)).toEqual({ ...connection, USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '300', COUNTER_DEPLOYMENT: 'Test/Counter' });
+    expect(environmentOf(t, /TiDB database and counters table/)).toEqual(connection);
     t.hasResourceProperties('Custom::TiDbSetup', { Database: 'votes', Table: 'tallies' });
   });
 
@@ -86,9 +88,9 @@ describe('TiDbCounter', () => {
     t.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs24.x',
       Description: Match.stringLikeRegexp('TiDB database and counters table'),
-      Environment: { Variables: Match.objectLike({ TIDB_SECRET_ARN: SECRET_ARN, TIDB_TLS: 'true' }) },
       LoggingConfig: { LogGroup: Match.anyValue() },
     });
+    expect(environmentOf(t, /TiDB database and counters table/)).toEqual(CONNECTION_ENV);
     const [counterId] = Object.entries<any>(t.findResources('AWS::Lambda::Function'))
       .find(([, f]) => /^Atomic counter on TiDB/.test(f.Properties.Description ?? '')) ?? [];
     const counter = t.toJSON().Resources[counterId!];

@@ -31,3 +31,48 @@ export function nodeMajor(runtime: string): number | undefined {
   const m = /^nodejs(\d+)\.x$/.exec(runtime);
   return m ? Number(m[1]) : undefined;
 }
+
+/** Every Lambda function of a template: logical id → description and `Environment.Variables` (`{}` without one). */
+export function functionEnvironments(template: Template): Record<string, { description: string; variables: Record<string, unknown> }> {
+  const out: Record<string, { description: string; variables: Record<string, unknown> }> = {};
+  for (const [logicalId, resource] of Object.entries<any>(template.findResources('AWS::Lambda::Function'))) {
+    out[logicalId] = { description: resource.Properties?.Description ?? '', variables: resource.Properties?.Environment?.Variables ?? {} };
+  }
+  return out;
+}
+
+/**
+ * The environment of the one function whose description matches, to compare
+ * with `toEqual` (exactly: an extra variable fails).
+ */
+export function environmentOf(template: Template, description: RegExp): Record<string, unknown> {
+  const matches = Object.values(functionEnvironments(template)).filter((f) => description.test(f.description));
+  if (matches.length !== 1) throw new Error(`${matches.length} functions have a description matching ${description}`);
+  return matches[0].variables;
+}
+
+/** Variable names that would hold a credential (an ARN pointing at one is fine). */
+const SECRET_LIKE_NAME = /pass(word|wd)?|pwd|token|api_?key|secret|credential|private|auth/i;
+
+/**
+ * Every environment variable of every function that holds a secret or a
+ * secret reference: a `{{resolve:secretsmanager:…}}` / `{{resolve:ssm-secure:…}}`
+ * dynamic reference, a `SecretString`, a PEM private key, one of `knownValues`,
+ * or a credential-like name (password, token, API key, secret, …) whose
+ * variable is not an `…_ARN`. One line per finding.
+ */
+export function secretsInEnvironments(template: Template, knownValues: string[] = []): string[] {
+  const findings: string[] = [];
+  for (const [logicalId, { variables }] of Object.entries(functionEnvironments(template))) {
+    for (const [name, value] of Object.entries(variables)) {
+      const text = JSON.stringify(value);
+      const where = `${logicalId}.${name}`;
+      if (/resolve:(secretsmanager|ssm-secure)/.test(text)) findings.push(`${where}: a dynamic reference to a secret`);
+      if (/SecretString/.test(text)) findings.push(`${where}: a SecretString`);
+      if (/PRIVATE KEY/.test(text)) findings.push(`${where}: a private key`);
+      for (const known of knownValues) if (text.includes(known)) findings.push(`${where}: a known credential value`);
+      if (SECRET_LIKE_NAME.test(name) && !/_ARN$/.test(name)) findings.push(`${where}: a credential-like name that is not an ARN`);
+    }
+  }
+  return findings;
+}

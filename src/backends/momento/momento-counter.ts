@@ -6,6 +6,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
 import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
+import { checkImportedSecretName } from '../../deploy-checks';
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions {
@@ -113,6 +114,7 @@ export class MomentoCounter extends CounterBase {
     if (!Token.isUnresolved(casBudgetMs) && !Token.isUnresolved(timeoutMs) && (casBudgetMs < 1 || casBudgetMs >= timeoutMs)) {
       throw new Error(`MomentoCounter: \`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
     }
+    checkImportedSecretName('MomentoCounter: `apiKeySecret`', props.apiKeySecret);
     this.apiKeySecret = props.apiKeySecret;
 
     const placement = egressPlacement(props);

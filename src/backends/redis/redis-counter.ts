@@ -7,6 +7,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
+import { checkImportedSecretName } from '../../deploy-checks';
 
 /** The engine of a created ElastiCache replication group. */
 export enum RedisEngine {
@@ -27,10 +28,20 @@ export interface RedisCounterProps extends CounterOptions {
   /**
    * Subnets of `vpc` for the function and the created cache nodes. With an
    * auth secret the function must reach Secrets Manager: a NAT gateway or
-   * a Secrets Manager interface endpoint.
-   * @default - the VPC's private subnets with egress, else its isolated subnets
+   * a Secrets Manager interface endpoint (see `secretsManagerEndpoint`).
+   * @default - the VPC's private subnets with egress; without any, its isolated subnets, and then only with `secretsManagerEndpoint` (else synth fails)
    */
   readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Create a Secrets Manager interface VPC endpoint (private DNS on) in the
+   * function's subnets, so the function can read its AUTH secret without a
+   * NAT gateway. Needed when the VPC has no subnets with egress: without it
+   * (and without an explicit `vpcSubnets`), synth fails rather than deploy a
+   * function that hangs reading its secret. An endpoint costs per hour and AZ.
+   * @default false
+   */
+  readonly secretsManagerEndpoint?: boolean;
 
   /**
    * Host name of an existing Redis/Valkey primary endpoint. When set, no
@@ -90,6 +101,8 @@ export interface RedisCounterProps extends CounterOptions {
 
   /**
    * What happens to the created replication group when it leaves the stack.
+   * The generated AUTH secret follows it: kept with `SNAPSHOT` and `RETAIN`
+   * (a restored snapshot needs its token), deleted with `DESTROY`.
    * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -169,6 +182,8 @@ export class RedisCounter extends CounterBase {
   public readonly subnetGroup?: elasticache.CfnSubnetGroup;
   /** The secret holding the AUTH token (generated, or the given `authSecret`). */
   public readonly authSecret?: secretsmanager.ISecret;
+  /** The Secrets Manager interface endpoint. @default - undefined without `secretsManagerEndpoint` */
+  public readonly secretsManagerEndpoint?: ec2.InterfaceVpcEndpoint;
   /** Host name of the primary endpoint the function writes to. */
   public readonly endpointAddress: string;
   /** Port of the primary endpoint. */
@@ -178,9 +193,15 @@ export class RedisCounter extends CounterBase {
     super(scope, id, props);
     validate(props);
     const existing = props.host !== undefined;
-    const vpcSubnets = props.vpcSubnets ?? (props.vpc.privateSubnets.length > 0
+    const hasEgress = props.vpc.privateSubnets.length > 0;
+    const vpcSubnets = props.vpcSubnets ?? (hasEgress
       ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }
       : { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
+    const readsSecret = !existing || props.authSecret !== undefined;
+    if (readsSecret && !hasEgress && props.vpcSubnets === undefined && !props.secretsManagerEndpoint) {
+      throw new Error('RedisCounter: the VPC has no private subnets with egress, so the function could not reach Secrets Manager for its AUTH secret; ' +
+        'add a NAT gateway, set `secretsManagerEndpoint: true` (an interface endpoint), or choose `vpcSubnets` that reach Secrets Manager');
+    }
 
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
@@ -194,6 +215,7 @@ export class RedisCounter extends CounterBase {
       this.endpointAddress = props.host!;
       this.endpointPort = String(props.port ?? REDIS_COUNTER_DEFAULTS.port);
       this.authSecret = props.authSecret;
+      if (props.authSecret) checkImportedSecretName('RedisCounter: `authSecret`', props.authSecret);
       tls = props.tls ?? true;
       this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(props.port ?? REDIS_COUNTER_DEFAULTS.port), 'Redis endpoint');
     } else {
@@ -222,6 +244,10 @@ export class RedisCounter extends CounterBase {
         },
       });
       this.authSecret = secret;
+      // The secret follows its store: a retained or snapshotted group keeps
+      // its token (a restored snapshot needs it); SNAPSHOT is not a secret's policy.
+      const removalPolicy = props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy;
+      secret.applyRemovalPolicy(removalPolicy === RemovalPolicy.SNAPSHOT ? RemovalPolicy.RETAIN : removalPolicy);
 
       this.subnetGroup = new elasticache.CfnSubnetGroup(this, 'SubnetGroup', {
         description: 'Redis atomic counter',
@@ -249,7 +275,6 @@ export class RedisCounter extends CounterBase {
         autoMinorVersionUpgrade: true,
         snapshotRetentionLimit: 1,
       });
-      this.replicationGroup.addDependency(this.subnetGroup);
       this.replicationGroup.applyRemovalPolicy(props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy);
       this.endpointAddress = this.replicationGroup.attrPrimaryEndPointAddress;
       this.endpointPort = this.replicationGroup.attrPrimaryEndPointPort;
@@ -258,6 +283,17 @@ export class RedisCounter extends CounterBase {
     if (this.authSecret) {
       // Secrets Manager's API, through a NAT gateway or an interface endpoint.
       this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager (AUTH token)');
+    }
+    if (props.secretsManagerEndpoint) {
+      this.secretsManagerEndpoint = new ec2.InterfaceVpcEndpoint(this, 'SecretsManagerEndpoint', {
+        vpc: props.vpc,
+        service: ec2.InterfaceVpcEndpointAwsService.SECRETS_MANAGER,
+        subnets: vpcSubnets,
+        privateDnsEnabled: true,
+        // HTTPS from the counter function only.
+        open: false,
+      });
+      this.secretsManagerEndpoint.connections.allowFrom(this.functionSecurityGroup, ec2.Port.tcp(443), 'Secrets Manager from the Redis counter function');
     }
 
     const environment: { [key: string]: string } = {

@@ -6,6 +6,7 @@ import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
 import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
+import { checkImportedSecretName } from '../../deploy-checks';
 
 /** Props of `TiDbCounter`. */
 export interface TiDbCounterProps extends CounterOptions {
@@ -122,6 +123,7 @@ export class TiDbCounter extends CounterBase {
         throw new Error(`TiDbCounter: 2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
       }
     }
+    checkImportedSecretName('TiDbCounter: `connectionSecret`', props.connectionSecret);
     this.connectionSecret = props.connectionSecret;
 
     const placement = egressPlacement(props);
