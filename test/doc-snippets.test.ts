@@ -96,6 +96,7 @@ function pythonSurface(): Map<string, Set<string> | undefined> {
   const propsOf = (name: string): Set<string> | undefined => {
     const symbol = exports.find((e) => e.name === name);
     if (!symbol) return undefined;
+    // eslint-disable-next-line no-bitwise -- TypeScript's symbol flags are a bit set
     const resolved = symbol.flags & ts.SymbolFlags.Alias ? checker.getAliasedSymbol(symbol) : symbol;
     const type = checker.getDeclaredTypeOfSymbol(resolved);
     return new Set(checker.getPropertiesOfType(type).map((p) => snake(p.name)));
