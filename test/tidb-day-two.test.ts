@@ -4,13 +4,13 @@
  * secret. The user is this file's own; the engine's other users are untouched.
  */
 import { Connection, createConnection, RowDataPacket } from 'mysql2/promise';
-import { uniqueNamespace } from '../local/backends/fixture';
-import { runTiDbSetup, tidbEnv } from '../local/backends/tidb';
-import { acquireMysql, mysqlConnectionOptions } from '../local/engines/mysql';
-import { Engine } from '../local/engines/engine';
-import { loadBundledHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
+import { uniqueNamespace } from '../local/backends/fixture';
+import { runTiDbSetup, tidbEnv } from '../local/backends/tidb';
+import { Engine } from '../local/engines/engine';
+import { acquireMysql, mysqlConnectionOptions } from '../local/engines/mysql';
+import { loadBundledHandler } from '../local/lambda-container';
 import { TIDB_ENV } from '../src/backends/tidb/tidb-env';
 import { SECRET_READ_BOUNDS } from '../src/runtime/timeouts';
 

@@ -66,6 +66,8 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equa
 /** ttl_milliseconds 0 (unset) means "no expiry"; the SDK always sends its default TTL. */
 const expiryOf = (ttlMs: number): number => (ttlMs > 0 ? Date.now() + ttlMs : Infinity);
 
+const DATA_CALLS = new Set(['Get', 'Set', 'SetIf', 'Increment', 'Delete']);
+
 type Handler<Req, Res> = (request: Req, metadata: grpc.Metadata) => Res;
 
 export class MomentoLocalServer {
@@ -83,9 +85,16 @@ export class MomentoLocalServer {
   }
   /** RPC counts by method name ('Get', 'SetIf', …), including failed calls; for benchmarks. */
   public readonly rpcCounts: Record<string, number> = {};
+  /**
+   * Fault injection for day-two tests: `hang` leaves every data call
+   * unanswered (the connection stays up: only the client's deadline ends the
+   * call); `delayMs` answers each data call this much later (the call itself
+   * is still applied atomically when it arrives).
+   */
+  public faults: { hang?: boolean; delayMs?: number } = {};
 
   private readonly server = new grpc.Server();
-  private readonly authToken?: string;
+  private authToken?: string;
   /** cache name → (key → item) */
   private readonly caches = new Map<string, Map<string, Item>>();
   private boundPort = 0;
@@ -105,6 +114,11 @@ export class MomentoLocalServer {
       ListCaches: this.unary('ListCaches', () => this.listCaches()),
       DeleteCache: this.unary('DeleteCache', (req: control.control_client._DeleteCacheRequest) => this.deleteCache(req)),
     });
+  }
+
+  /** Changes the token the server accepts from now on (a key rotation); undefined = no check. */
+  public setAuthToken(token: string | undefined): void {
+    this.authToken = token;
   }
 
   public resetRpcCounts(): void {
@@ -143,12 +157,16 @@ export class MomentoLocalServer {
   private unary<Req, Res>(name: string, handler: Handler<Req, Res>): grpc.handleUnaryCall<Req, Res> {
     return (call, callback) => {
       this.rpcCounts[name] = (this.rpcCounts[name] ?? 0) + 1;
+      const dataCall = DATA_CALLS.has(name);
+      if (dataCall && this.faults.hang) return; // never answered
+      const delay = dataCall ? this.faults.delayMs ?? 0 : 0;
+      const answer: typeof callback = delay > 0 ? (...args) => setTimeout(() => callback(...args), delay) : callback;
       try {
         this.checkAuth(call.metadata);
-        callback(null, handler(call.request, call.metadata));
+        answer(null, handler(call.request, call.metadata));
       } catch (e) {
         const code = e instanceof RpcError ? e.code : grpc.status.INTERNAL;
-        callback({ code, details: (e as Error).message });
+        answer({ code, details: (e as Error).message });
       }
     };
   }

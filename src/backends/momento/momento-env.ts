@@ -12,8 +12,9 @@ export const MOMENTO_ENV = {
   API_KEY_SECRET_ARN: 'MOMENTO_API_KEY_SECRET_ARN',
   /**
    * `host:port` of a local Momento protocol server (tests and local runs
-   * only; plaintext, no key). Never set by the construct. When set, the
-   * secret is not read.
+   * only; plaintext). Never set by the construct. With it alone no key is
+   * sent; with `API_KEY_SECRET_ARN` as well, the secret's `apiKey` is sent as
+   * the token the local server checks (rotation tests).
    */
   LOCAL_ENDPOINT: 'MOMENTO_LOCAL_ENDPOINT',
   /** Name of the cache holding the counters. Default `atomic-counter`. */

@@ -1,6 +1,6 @@
-import { CacheClient, Configurations, CredentialProvider, MomentoErrorCode } from '@gomomento/sdk';
+import { CacheClient, Configurations, CredentialProvider, MomentoErrorCode, MomentoLocalProvider } from '@gomomento/sdk';
 import { ConfigError, Env, readOptionalString } from '../../../runtime/config';
-import { BackendUnavailableError } from '../../../runtime/errors';
+import { BackendUnavailableError, CredentialsRejectedError } from '../../../runtime/errors';
 import { readJsonSecret } from '../../../runtime/secrets';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../momento-env';
 
@@ -10,7 +10,12 @@ import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../momento-env';
  */
 export type MomentoConnection =
   | { readonly kind: 'secret'; readonly secretArn: string }
-  | { readonly kind: 'local'; readonly hostname: string; readonly port: number };
+  | { readonly kind: 'local'; readonly hostname: string; readonly port: number; readonly secretArn?: string };
+
+/** The ARN the connection's key comes from, if any (what a rotation re-reads). */
+export function secretArnOf(connection: MomentoConnection): string | undefined {
+  return connection.secretArn;
+}
 
 export function readMomentoConnection(env: Env): MomentoConnection {
   const local = readOptionalString(env, MOMENTO_ENV.LOCAL_ENDPOINT);
@@ -21,7 +26,9 @@ export function readMomentoConnection(env: Env): MomentoConnection {
     if (!match || !(port >= 1 && port <= 65535)) {
       throw new ConfigError(`${MOMENTO_ENV.LOCAL_ENDPOINT} must be host:port with a port 1–65535 (got "${local}")`);
     }
-    return { kind: 'local', hostname: match[1], port };
+    // A secret ARN next to a local endpoint: its apiKey is sent as the token
+    // the local server checks (rotation tests). Otherwise no key at all.
+    return { kind: 'local', hostname: match[1], port, secretArn: readOptionalString(env, MOMENTO_ENV.API_KEY_SECRET_ARN) };
   }
   const secretArn = readOptionalString(env, MOMENTO_ENV.API_KEY_SECRET_ARN);
   if (!secretArn) {
@@ -63,9 +70,22 @@ export function credentialProviderFromSecret(secret: Record<string, unknown>): C
 /** Resolves the connection to a credential provider (reads the secret once per container). */
 export async function credentialProviderFor(connection: MomentoConnection): Promise<CredentialProvider> {
   if (connection.kind === 'local') {
-    return CredentialProvider.forMomentoLocal({ hostname: connection.hostname, port: connection.port });
+    if (!connection.secretArn) return CredentialProvider.forMomentoLocal({ hostname: connection.hostname, port: connection.port });
+    const apiKey = (await readJsonSecret(connection.secretArn)).apiKey;
+    if (typeof apiKey !== 'string' || apiKey === '') throw new Error('The Momento API key secret has no "apiKey" field');
+    return new LocalTokenProvider(connection.hostname, connection.port, apiKey);
   }
   return credentialProviderFromSecret(await readJsonSecret(connection.secretArn));
+}
+
+/** A local-server provider that sends a key as its token, as a real key would be sent. */
+class LocalTokenProvider extends MomentoLocalProvider {
+  constructor(hostname: string, port: number, private readonly token: string) {
+    super({ hostname, port });
+  }
+  getAuthToken(): string {
+    return this.token;
+  }
 }
 
 /**
@@ -105,13 +125,16 @@ export interface MomentoErrorResponse {
 
 /**
  * Turns an SDK error response into the pipeline's error: 503 when Momento
- * is unavailable, throttled or timed out; anything else (bad key, missing
+ * is unavailable, throttled or timed out; a rejected key is a
+ * `CredentialsRejectedError` (the call was refused before it ran: the
+ * pipeline re-reads `secretArn` and retries once); anything else (missing
  * cache, a non-integer value) is a configuration or data fault: 500.
  */
-export function momentoError(operation: string, response: MomentoErrorResponse): Error {
+export function momentoError(operation: string, response: MomentoErrorResponse, secretArn?: string): Error {
   const code = response.errorCode();
   const message = `Momento ${operation} failed: ${code}: ${response.message()}`;
   if (UNAVAILABLE.has(code)) return new BackendUnavailableError(message);
+  if (code === MomentoErrorCode.AUTHENTICATION_ERROR) return new CredentialsRejectedError(message, { secretArn });
   const err = new Error(message);
   err.name = 'MomentoError';
   return err;

@@ -3,7 +3,7 @@ import { ConfigError, Env, readInteger, readString } from '../../../runtime/conf
 import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../momento-env';
-import { createCacheClient, credentialProviderFor, MomentoConnection, momentoError, readMomentoConnection } from './momento-client';
+import { createCacheClient, credentialProviderFor, MomentoConnection, momentoError, MomentoErrorResponse, readMomentoConnection, secretArnOf } from './momento-client';
 
 export interface MomentoCounterStoreConfig {
   readonly connection: MomentoConnection;
@@ -66,6 +66,9 @@ const BACKOFF_CAP_MS = 16;
  * Every write sets the TTL: a Momento counter is a cache item that resets to
  * 0 when it expires (or is evicted).
  */
+/** How long the init-phase connect waits for the channel (the SDK's eager-connect unit: seconds). */
+const EAGER_CONNECT_TIMEOUT_SECONDS = 2;
+
 export class MomentoCounterStore implements CounterStore {
   /** Reads the secret (once per container) and creates the client. */
   static async create(config: MomentoCounterStoreConfig): Promise<MomentoCounterStore> {
@@ -74,9 +77,22 @@ export class MomentoCounterStore implements CounterStore {
   }
 
   private readonly writeOptions: { ttl: number };
+  private readonly secretArn?: string;
 
   constructor(private readonly client: CacheClient, private readonly config: MomentoCounterStoreConfig) {
     this.writeOptions = { ttl: config.ttlSeconds };
+    this.secretArn = secretArnOf(config.connection);
+  }
+
+  /**
+   * Opens the client's gRPC channel now (init phase), what the SDK's own
+   * `CacheClient.create({ eagerConnectTimeout })` does; a request meanwhile
+   * rides the same channel, and after a failure the channel connects again
+   * on the next call.
+   */
+  async connect(): Promise<void> {
+    const { dataClients } = this.client as unknown as { dataClients?: Array<{ connect(timeoutSeconds?: number): Promise<void> }> };
+    await Promise.all((dataClients ?? []).map((c) => c.connect(EAGER_CONNECT_TIMEOUT_SECONDS)));
   }
 
   async increment(id: string): Promise<number> {
@@ -84,15 +100,25 @@ export class MomentoCounterStore implements CounterStore {
     // it may have been applied. The 503 leaves the decision to the client.
     const resp = await this.client.increment(this.config.cacheName, id, 1, this.writeOptions);
     if (resp instanceof CacheIncrement.Success) return resp.value();
-    throw momentoError('increment', resp as CacheIncrement.Error);
+    throw this.error('increment', resp as CacheIncrement.Error);
   }
 
   async incrementBelow(id: string, maximum: number): Promise<number> {
     const { cacheName, casMaxAttempts, casBudgetMs } = this.config;
     const deadline = Date.now() + casBudgetMs;
+    const giveUp = (attempts: number) => new BackendUnavailableError(
+      `Momento compare-and-swap on a contended counter gave up after ${attempts} attempts (${casBudgetMs} ms budget); retry`,
+      { retryAfterSeconds: 1 },
+    );
     for (let attempt = 1; ; attempt++) {
+      // The budget is checked before each attempt (the first one included)…
+      if (attempt > 1 && Date.now() >= deadline) throw giveUp(attempt - 1);
       const current = await this.get(id);
       if (current !== undefined && current >= maximum) throw new LimitReachedError(maximum, current);
+      // …and again before the write: a read that came back past the deadline
+      // sends nothing, so a slow Momento cannot stretch the request by
+      // another call (nothing was written: the 503 is safe to retry).
+      if (Date.now() >= deadline) throw giveUp(attempt);
 
       // A write error is not retried: a SetIf that timed out may have been
       // stored, and a retry after re-reading would count it twice.
@@ -100,23 +126,18 @@ export class MomentoCounterStore implements CounterStore {
       if (current === undefined) {
         const resp = await this.client.setIfAbsent(cacheName, id, String(next), this.writeOptions);
         if (resp instanceof CacheSetIfAbsent.Stored) return next;
-        if (!(resp instanceof CacheSetIfAbsent.NotStored)) throw momentoError('setIfAbsent', resp as CacheSetIfAbsent.Error);
+        if (!(resp instanceof CacheSetIfAbsent.NotStored)) throw this.error('setIfAbsent', resp as CacheSetIfAbsent.Error);
       } else {
         const resp = await this.client.setIfEqual(cacheName, id, String(next), String(current), this.writeOptions);
         if (resp instanceof CacheSetIfEqual.Stored) return next;
-        if (!(resp instanceof CacheSetIfEqual.NotStored)) throw momentoError('setIfEqual', resp as CacheSetIfEqual.Error);
+        if (!(resp instanceof CacheSetIfEqual.NotStored)) throw this.error('setIfEqual', resp as CacheSetIfEqual.Error);
       }
 
       // Lost the race: someone else's increment landed first (progress was
       // made). Back off for a random time so the losers spread out instead of
       // colliding again on the next round.
       const delay = Math.random() * Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** attempt);
-      if (attempt >= casMaxAttempts || Date.now() + delay >= deadline) {
-        throw new BackendUnavailableError(
-          `Momento compare-and-swap on a contended counter gave up after ${attempt} attempts; retry`,
-          { retryAfterSeconds: 1 },
-        );
-      }
+      if (attempt >= casMaxAttempts || Date.now() + delay >= deadline) throw giveUp(attempt);
       await new Promise((resolve) => setTimeout(resolve, delay));
     }
   }
@@ -129,12 +150,16 @@ export class MomentoCounterStore implements CounterStore {
     this.client.close();
   }
 
+  private error(operation: string, response: MomentoErrorResponse): Error {
+    return momentoError(operation, response, this.secretArn);
+  }
+
   /** The stored integer, or undefined when the item is missing (or expired). */
   private async get(id: string): Promise<number | undefined> {
     // Get is idempotent: the SDK itself retries it on UNAVAILABLE / INTERNAL.
     const resp = await this.client.get(this.config.cacheName, id);
     if (resp instanceof CacheGet.Miss) return undefined;
-    if (!(resp instanceof CacheGet.Hit)) throw momentoError('get', resp as CacheGet.Error);
+    if (!(resp instanceof CacheGet.Hit)) throw this.error('get', resp as CacheGet.Error);
     const text = resp.valueString();
     const value = Number(text);
     if (!/^-?\d+$/.test(text) || !Number.isSafeInteger(value)) {
