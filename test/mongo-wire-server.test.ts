@@ -331,3 +331,142 @@ describe('authentication (SCRAM-SHA-256)', () => {
     }
   });
 });
+
+describe('users and roles (createUser / updateUser / dropUser, SCRAM-SHA-1 and SCRAM-SHA-256)', () => {
+  let secured: MongoWireServer;
+  const open: MongoClient[] = [];
+  beforeAll(async () => { secured = await MongoWireServer.start({ username: 'master', password: 'm4ster' }); });
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await secured?.stop();
+  });
+  const connect = async (username: string, password: string, extra: object = {}) => {
+    const c = new MongoClient(secured.uri, { auth: { username, password }, authSource: 'admin', serverSelectionTimeoutMS: 3000, ...extra });
+    open.push(c);
+    return c.connect();
+  };
+
+  test('the master user (root) creates an app user with readWrite on one database; both mechanisms authenticate it; usersInfo shows it', async () => {
+    const master = await connect('master', 'm4ster');
+    const admin = master.db('admin');
+    expect(await admin.command({ createUser: 'app1', pwd: 'pw-1', roles: [{ role: 'readWrite', db: 'shop' }] })).toMatchObject({ ok: 1 });
+    expect((await serverError(admin.command({ createUser: 'app1', pwd: 'x', roles: [] }))).code).toBe(51003);
+    expect((await serverError(admin.command({ createUser: 'bad', pwd: 'x', roles: [{ role: 'superhero', db: 'shop' }] }))).code).toBe(31);
+    const info = await admin.command({ usersInfo: { user: 'app1', db: 'admin' } });
+    expect(info.users).toEqual([expect.objectContaining({ user: 'app1', db: 'admin', roles: [{ role: 'readWrite', db: 'shop' }] })]);
+    for (const authMechanism of ['SCRAM-SHA-1', 'SCRAM-SHA-256'] as const) {
+      const app = await connect('app1', 'pw-1', { authMechanism });
+      await app.db('shop').collection('c').insertOne({ m: authMechanism });
+      expect((await app.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers).toEqual([{ user: 'app1', db: 'admin' }]);
+      await expect(connect('app1', 'wrong', { authMechanism })).rejects.toMatchObject({ code: 18 });
+    }
+    // Negotiated (no mechanism given): the driver picks SCRAM-SHA-256 from saslSupportedMechs.
+    const negotiated = await connect('app1', 'pw-1');
+    expect(await negotiated.db('shop').collection('c').countDocuments()).toBe(2);
+  });
+
+  test('readWrite on its database only: other databases, dropDatabase, user management and fail points are refused with 13', async () => {
+    const master = await connect('master', 'm4ster');
+    await master.db('admin').command({ createUser: 'app2', pwd: 'pw-2', roles: [{ role: 'readWrite', db: 'mine' }] });
+    await master.db('theirs').collection('c').insertOne({ _id: 'keep' as any });
+    const app = await connect('app2', 'pw-2');
+    const mine = app.db('mine').collection<{ _id: string; n: number }>('c');
+    expect(await mine.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true, returnDocument: 'after' })).toEqual({ _id: 'a', n: 1 });
+    await app.db('mine').createCollection('other');
+    expect((await serverError(app.db('theirs').collection('c').insertOne({ x: 1 }))).code).toBe(13);
+    expect((await serverError(app.db('theirs').collection('c').findOne({}))).code).toBe(13);
+    expect((await serverError(app.db('theirs').collection('c').findOneAndUpdate({ _id: 'a' as any }, { $inc: { n: 1 } }, { upsert: true }))).code).toBe(13);
+    expect((await serverError(app.db('mine').dropDatabase())).code).toBe(13);
+    expect((await serverError(app.db('admin').command({ createUser: 'evil', pwd: 'x', roles: ['root'] }))).code).toBe(13);
+    expect((await serverError(app.db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' }))).code).toBe(13);
+    expect(await master.db('theirs').collection('c').find({}).toArray()).toEqual([{ _id: 'keep' }]);
+  });
+
+  test('updateUser changes the password for new sessions (authenticated sessions keep working, as on MongoDB); dropUser ends the rights at once', async () => {
+    const master = await connect('master', 'm4ster');
+    const admin = master.db('admin');
+    await admin.command({ createUser: 'app3', pwd: 'old', roles: [{ role: 'readWrite', db: 'rot' }] });
+    const before = await connect('app3', 'old', { maxPoolSize: 1 });
+    await before.db('rot').collection('c').insertOne({ n: 1 });
+    expect(await admin.command({ updateUser: 'app3', pwd: 'new' })).toMatchObject({ ok: 1 });
+    expect(await before.db('rot').collection('c').countDocuments()).toBe(1); // same, authenticated connection
+    await expect(connect('app3', 'old')).rejects.toMatchObject({ code: 18 });
+    const after = await connect('app3', 'new');
+    expect(await after.db('rot').collection('c').countDocuments()).toBe(1);
+    // Roles can change too: read only.
+    await admin.command({ updateUser: 'app3', roles: [{ role: 'read', db: 'rot' }] });
+    expect((await serverError(after.db('rot').collection('c').insertOne({ n: 2 }))).code).toBe(13);
+    expect(await admin.command({ dropUser: 'app3' })).toMatchObject({ ok: 1 });
+    expect((await serverError(after.db('rot').collection('c').findOne({}))).code).toBe(13);
+    expect((await serverError(admin.command({ dropUser: 'app3' }))).code).toBe(11);
+    expect((await serverError(admin.command({ updateUser: 'app3', pwd: 'x' }))).code).toBe(11);
+  });
+
+  test('the JavaScript hooks: createUser and setPassword without a client, dropConnections closes every session', async () => {
+    secured.createUser('app4', 'one', [{ role: 'readWrite', db: 'hooks' }]);
+    const app = await connect('app4', 'one');
+    await app.db('hooks').collection('c').insertOne({ n: 1 });
+    secured.setPassword('app4', 'two');
+    const before = secured.connectionCount;
+    expect(before).toBeGreaterThan(0);
+    secured.dropConnections();
+    await waitFor(() => secured.connectionCount === 0);
+    // The pool reconnects with the old password: refused with 18 (nothing runs before authentication).
+    await expect(app.db('hooks').collection('c').insertOne({ n: 2 })).rejects.toBeDefined();
+    await expect(app.db('hooks').collection('c').insertOne({ n: 2 })).rejects.toMatchObject({ code: 18 });
+    const fresh = await connect('app4', 'two');
+    expect(await fresh.db('hooks').collection('c').countDocuments()).toBe(1);
+  });
+});
+
+describe('failCommand fail point (injected errors, dropped connections, held replies)', () => {
+  const fresh = () => client.db(`fp${++dbCounter}`).collection<{ _id: string; n: number }>('c');
+  afterEach(() => server.failCommand(undefined));
+
+  test('errorCode with labels, for the given number of times; other commands are untouched', async () => {
+    const coll = fresh();
+    expect(await client.db('admin').command({
+      configureFailPoint: 'failCommand',
+      mode: { times: 2 },
+      data: { failCommands: ['findAndModify'], errorCode: 112, errorLabels: ['TransientTransactionError'] },
+    })).toMatchObject({ ok: 1 });
+    for (let i = 0; i < 2; i++) {
+      const err = await serverError(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }));
+      expect({ code: err.code, codeName: err.codeName, transient: err.hasErrorLabel('TransientTransactionError') }).toEqual({ code: 112, codeName: 'WriteConflict', transient: true });
+    }
+    expect(await coll.findOne({})).toBeNull(); // the failed commands were not run
+    expect(await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true, returnDocument: 'after' })).toEqual({ _id: 'a', n: 1 });
+    for (const [code, codeName] of [[50, 'MaxTimeMSExpired'], [262, 'ExceededTimeLimit']] as const) {
+      server.failCommand({ failCommands: ['findAndModify'], errorCode: code, times: 1 });
+      expect(await serverError(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }))).toMatchObject({ code, codeName });
+    }
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
+    await client.db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+    expect(server.failPoint.hits).toBe(0);
+  });
+
+  test('closeConnection: no reply, the socket closes, the command is not run', async () => {
+    const coll = fresh();
+    await coll.insertOne({ _id: 'a', n: 0 });
+    server.failCommand({ failCommands: ['findAndModify'], closeConnection: true, times: 1 });
+    await expect(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } })).rejects.toMatchObject({ name: 'MongoNetworkError' });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 0 });
+  });
+
+  test('blockConnection: the reply is held back, then the command runs anyway (a client that gave up never learns it applied)', async () => {
+    const coll = fresh();
+    const impatient = new MongoClient(server.uri, { socketTimeoutMS: 200, retryWrites: false });
+    try {
+      server.failCommand({ failCommands: ['findAndModify'], blockConnection: true, blockTimeMS: 600, times: 1 });
+      const started = Date.now();
+      await expect(impatient.db(coll.dbName).collection('c').findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }))
+        .rejects.toMatchObject({ name: 'MongoNetworkTimeoutError' });
+      expect(Date.now() - started).toBeLessThan(600);
+      await waitFor(() => Date.now() - started > 700);
+      expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
+    } finally {
+      await impatient.close();
+    }
+  });
+});
