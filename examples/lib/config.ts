@@ -101,6 +101,10 @@ function readCredentials(o: CredentialOptions): CredentialSource {
     if (!/^[A-Za-z0-9/_+=.@-]{1,512}$/.test(secretName)) {
       throw new ConfigError(`${o.variable}: "${secretName}" is not a Secrets Manager secret name (1-512 of A-Z a-z 0-9 / _ + = . @ -)`);
     }
+    // Secrets Manager reads a trailing "-" plus six characters as a full ARN's random suffix.
+    if (/-.{6}$/.test(secretName)) {
+      throw new ConfigError(`${o.variable}: "${secretName}" ends in "-" plus six characters, which Secrets Manager takes for the random suffix of a full ARN (lookups by name then fail); rename the secret`);
+    }
     return { kind: 'secretName', secretName };
   }
   const filePath = path.join(o.dir, o.file);
