@@ -1,8 +1,17 @@
 import { dynamoFixture } from '../local/backends/dynamo';
 import { startDynamoDbLocal } from '../local/engines/dynamodb-local';
 import { Engine } from '../local/engines/engine';
+import { startUnansweredConnects } from '../local/engines/fault-proxy';
 import { loadBundledHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
+
+const REQUEST_TIMEOUT_MS = 1500;
+/** The store's connect bound (dynamo-counter-store.ts). */
+const CONNECT_TIMEOUT_MS = 1000;
+/** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
+const SLACK_MS = 1500;
+const UNAVAILABLE_BODY = { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'dynamo' };
 
 /**
  * DynamoDB unreachable → 503 BACKEND_UNAVAILABLE with Retry-After, answered
@@ -15,7 +24,7 @@ describe('dynamo: engine down or hung', () => {
   beforeAll(async () => {
     engine = await startDynamoDbLocal();
     const env = await dynamoFixture.prepare(engine, 'faults');
-    handler = loadBundledHandler(dynamoFixture.entry, { ...env, ATOMIC_COUNTER_LOG: 'off', DYNAMO_REQUEST_TIMEOUT_MS: '1500' });
+    handler = loadBundledHandler(dynamoFixture.entry, { ...env, ATOMIC_COUNTER_LOG: 'off', DYNAMO_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) });
   }, 120_000);
   afterAll(async () => {
     await engine?.stop();
@@ -30,8 +39,8 @@ describe('dynamo: engine down or hung', () => {
       const res = await call(handler, 'POST', 'dynamo', 'k');
       const ms = performance.now() - t0;
       console.log(`dynamo hung: answered ${res.status} after ${ms.toFixed(0)} ms (request timeout 1500 ms)`);
-      expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', backend: 'dynamo' }, headers: { 'Retry-After': '1' } });
-      expect(ms).toBeLessThan(10_000);
+      expect(res).toMatchObject({ status: 503, body: UNAVAILABLE_BODY, headers: { 'Retry-After': '1' } });
+      expect(ms).toBeLessThan(REQUEST_TIMEOUT_MS + SLACK_MS);
     } finally {
       process.kill(pid, 'SIGCONT');
     }
@@ -49,9 +58,36 @@ describe('dynamo: engine down or hung', () => {
       const res = await call(handler, method, 'dynamo', 'k');
       const ms = performance.now() - t0;
       console.log(`dynamo stopped: ${method} answered ${res.status} after ${ms.toFixed(0)} ms`);
-      expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
-      expect(res.body.error).not.toMatch(/ECONNREFUSED|127\.0\.0\.1/);
-      expect(ms).toBeLessThan(10_000);
+      expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+      expect(res.body).toEqual(UNAVAILABLE_BODY);
+      // Refused connections are retried (nothing was sent): three attempts with back-off, well under a second.
+      expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS + SLACK_MS);
     }
   });
+});
+
+describe('dynamo: endpoint that never completes a connection (SYNs unanswered)', () => {
+  test('a connect timeout (the SDK\'s TimeoutError, no socket code) → 503 within the connect bound, for writes and reads', async () => {
+    const port = await startUnansweredConnects();
+    try {
+      const handler = loadBundledHandler(dynamoFixture.entry, {
+        COUNTER_TABLE_NAME: 'unreachable',
+        AWS_ENDPOINT_URL_DYNAMODB: `http://${port.host}:${port.port}`,
+        AWS_REGION: 'us-east-1',
+        DYNAMO_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        ATOMIC_COUNTER_LOG: 'off',
+      });
+      for (const method of ['POST', 'GET']) {
+        const t0 = performance.now();
+        const res = await call(handler, method, 'dynamo', 'k');
+        const ms = performance.now() - t0;
+        console.log(`dynamo connect timeout: ${method} answered ${res.status} after ${ms.toFixed(0)} ms (connect bound ${CONNECT_TIMEOUT_MS} ms)`);
+        expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+        expect(res.body).toEqual(UNAVAILABLE_BODY);
+        expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS + SLACK_MS);
+      }
+    } finally {
+      await port.close();
+    }
+  }, 30_000);
 });

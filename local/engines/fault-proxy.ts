@@ -146,3 +146,43 @@ export async function startSilentServer(): Promise<{ host: string; port: number;
     },
   };
 }
+
+/**
+ * A port whose connection attempts are never completed: SYNs go unanswered,
+ * as for a host behind a firewall that drops them, so a client sees a
+ * *connect* timeout (not a refusal, not a read timeout). Linux drops SYNs
+ * once a listening socket's accept queue is full; Node accepts on its own,
+ * so a tiny python3 process holds a listening socket with a zero backlog,
+ * filled and never accepted.
+ */
+export async function startUnansweredConnects(): Promise<{ host: string; port: number; close(): Promise<void> }> {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const { spawn } = require('child_process') as typeof import('child_process');
+  const script = [
+    'import socket, sys, time',
+    's = socket.socket(); s.bind(("127.0.0.1", 0)); s.listen(0)',
+    'port = s.getsockname()[1]',
+    'fill = []',
+    'for i in range(3):',
+    '    c = socket.socket(); c.setblocking(False)',
+    '    try: c.connect(("127.0.0.1", port))',
+    '    except BlockingIOError: pass',
+    '    fill.append(c)',
+    'time.sleep(0.3)',
+    'print(port, flush=True)',
+    'sys.stdin.read()',
+  ].join('\n');
+  const child = spawn('python3', ['-c', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', (err) => reject(new Error(`python3 is needed for an unanswered-connect port: ${err.message}`)));
+    child.stdout!.once('data', (chunk: Buffer) => resolve(Number(String(chunk).trim())));
+  });
+  return {
+    host: '127.0.0.1',
+    port,
+    async close() {
+      child.stdin!.end();
+      child.kill();
+    },
+  };
+}
