@@ -3,8 +3,8 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { DocDbCounter, MomentoCounter, TiDbCounter } from '../src';
-import { checkSecretName, DOCDB_REGIONS, environmentSize, LAMBDA_ENVIRONMENT_LIMIT_BYTES, NON_DOCDB_REGIONS } from '../src/deploy-checks';
 import { buildExample, config, exampleDir } from './example-app';
+import { checkSecretName, DOCDB_REGIONS, environmentSize, LAMBDA_ENVIRONMENT_LIMIT_BYTES, NON_DOCDB_REGIONS } from '../src/deploy-checks';
 
 function stackIn(region?: string): Stack {
   return new Stack(new App(), 'Test', region ? { env: { account: '123456789012', region } } : {});
