@@ -78,7 +78,7 @@ test('a retry budget of one attempt turns lost races into 503 BACKEND_UNAVAILABL
   // With 20 concurrent callers and no retry, some requests must lose a race.
   expect(unavailable.length).toBeGreaterThan(0);
   expect(accepted.length + unavailable.length).toBe(400);
-  expect(unavailable[0]).toMatchObject({ body: { code: 'BACKEND_UNAVAILABLE' }, headers: { 'Retry-After': expect.any(String) } });
+  expect(unavailable[0]).toMatchObject({ body: { code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later' }, headers: { 'Retry-After': expect.any(String) } });
   // Accepted increments are exactly the stored ones: nothing lost, nothing doubled.
   expect(new Set(accepted.map((a) => a.body.counter)).size).toBe(accepted.length);
   expect((await call(handlers[0], 'GET', 'momento', 'budget')).body.counter).toBe(accepted.length);

@@ -11,6 +11,7 @@ import { loadBundledHandler } from '../local/lambda-container';
 import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
 import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
 
 function clientFor(server: MomentoLocalServer, credentialProvider?: CredentialProvider): CacheClient {
@@ -181,6 +182,11 @@ describe('store behaviours specific to Momento (bundled counter handler)', () =>
     const unreachable = loadBundledHandler('backends/momento/runtime/momento-counter.lambda', {
       [MOMENTO_ENV.LOCAL_ENDPOINT]: `127.0.0.1:${port}`, ATOMIC_COUNTER_LOG: 'off',
     });
-    expect(await call(unreachable, 'POST', 'momento', 'x')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    const t0 = performance.now();
+    const res = await call(unreachable, 'POST', 'momento', 'x');
+    // Within the SDK's Lambda deadline (1.1 s), with slack; the body is the fixed message, never SDK text.
+    expect(performance.now() - t0).toBeLessThan(1100 + 1500);
+    expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+    expect(res.body).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'momento' });
   });
 });

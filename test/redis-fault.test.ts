@@ -7,13 +7,17 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { freePort } from '../local/engines/engine';
+import { startUnansweredConnects } from '../local/engines/fault-proxy';
 import { RedisServer, startRedisServer } from '../local/engines/redis';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { Answer, call } from './kit/conformance';
 import { REDIS_ENV } from '../src/backends/redis/redis-env';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
 const ENTRY = 'backends/redis/runtime/redis-counter.lambda';
 const TIMEOUT_MS = 500;
+/** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
+const SLACK_MS = 1500;
 
 function containers(n: number, env: Record<string, string>): ProxyHandler[] {
   return Array.from({ length: n }, () => loadBundledHandler(ENTRY, {
@@ -60,9 +64,16 @@ function load(handlers: ProxyHandler[], id: string, callers: number) {
 function expectOnly200Or503(answers: Answer[]): void {
   for (const a of answers) {
     if (a.status === 200) continue;
-    expect(a).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', backend: 'redis' } });
+    expect(a).toMatchObject({ status: 503 });
+    expect(a.body).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'redis' });
     expect(a.headers['Retry-After']).toBe('1');
   }
+}
+
+/** Every answer arrived within `boundMs` (+ slack): no request waited for the function timeout. */
+function expectWithin(answers: Timed[], boundMs: number): void {
+  const slowest = Math.max(...answers.map((a) => a.ms));
+  expect(slowest).toBeLessThan(boundMs + SLACK_MS);
 }
 
 function summary(label: string, answers: Timed[]): string {
@@ -107,6 +118,7 @@ describe('redis faults (bundled handler, own redis-server)', () => {
     const down: Timed[] = [];
     for (let i = 0; i < 20; i++) down.push(await timedCall(handlers[i % handlers.length], 'POST', 'stopped'));
     expect(down.map((a) => a.status)).toEqual(Array(20).fill(503));
+    expectWithin(down, TIMEOUT_MS);
 
     server = await startRedisServer({ port, dataDir });
     // Back: the very next request of every container is a 200 on a fresh connection.
@@ -147,6 +159,8 @@ describe('redis faults (bundled handler, own redis-server)', () => {
 
     const all = [...during.answers, ...next];
     expectOnly200Or503(all);
+    // In flight when the server stopped: the connection closes (or the command times out).
+    expectWithin(all.filter((a) => a.status === 503), TIMEOUT_MS + TIMEOUT_MS);
     const accepted = all.filter((a) => a.status === 200).map((a) => a.body.counter as number);
     expect(new Set(accepted).size).toBe(accepted.length);
     const final = (await call(handlers[0], 'GET', 'redis', 'in-flight')).body.counter as number;
@@ -172,6 +186,8 @@ describe('redis faults (bundled handler, own redis-server)', () => {
     }
     expect(hung.map((a) => a.status)).toEqual(Array(8).fill(503));
     expectOnly200Or503(hung);
+    // A command on an open connection: one command timeout; a new connection: connect + command.
+    expectWithin(hung, TIMEOUT_MS + TIMEOUT_MS);
 
     const resumed = await Promise.all(handlers.map((h) => timedCall(h, 'POST', 'hung')));
     expect(resumed.map((a) => a.status)).toEqual([200, 200, 200, 200]);
@@ -195,6 +211,22 @@ describe('redis faults (bundled handler, own redis-server)', () => {
     for (let i = 0; i < 3; i++) answers.push(await timedCall(handler, 'POST', 'unroutable'));
     expect(answers.map((a) => a.status)).toEqual([503, 503, 503]);
     expectOnly200Or503(answers);
+    expectWithin(answers, TIMEOUT_MS);
     console.log(summary(`503 for an unroutable host (connect timeout ${TIMEOUT_MS} ms)`, answers));
+
+    // Where the sandbox refuses 192.0.2.1 at once, a port whose SYNs go unanswered shows the connect timeout itself.
+    const silent = await startUnansweredConnects();
+    try {
+      const [h] = containers(1, { [REDIS_ENV.HOST]: silent.host, [REDIS_ENV.PORT]: String(silent.port), [REDIS_ENV.TLS]: 'false' });
+      const timedOut: Timed[] = [];
+      for (let i = 0; i < 3; i++) timedOut.push(await timedCall(h, 'POST', 'unroutable'));
+      expect(timedOut.map((a) => a.status)).toEqual([503, 503, 503]);
+      expectOnly200Or503(timedOut);
+      expect(Math.min(...timedOut.map((a) => a.ms))).toBeGreaterThanOrEqual(TIMEOUT_MS - 50);
+      expectWithin(timedOut, TIMEOUT_MS);
+      console.log(summary(`503 for SYNs never answered (connect timeout ${TIMEOUT_MS} ms)`, timedOut));
+    } finally {
+      await silent.close();
+    }
   }, 30_000);
 });

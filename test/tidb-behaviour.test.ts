@@ -12,6 +12,7 @@ import { freePort } from '../local/engines/engine';
 import { mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
 import { counterSql } from '../src/backends/tidb/runtime/tidb-counter-store';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
 const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
 const ctx = useBackend('tidb');
@@ -144,9 +145,12 @@ describe('an unreachable server answers 503 BACKEND_UNAVAILABLE with Retry-After
     const port = await freePort();
     const h = loadBundledHandler(ENTRY, { ...tidbEnv({ ...ctx().engine, url: `mysql://root@127.0.0.1:${port}/` }, 'nowhere'), ...modeEnv });
     for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
       const res = await call(h, 'POST', 'tidb', 'x');
-      expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', backend: 'tidb' } });
+      expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', backend: 'tidb', error: BACKEND_UNAVAILABLE_MESSAGE } });
       expect(res.headers['Retry-After']).toBe('1');
+      // Refused: at once, well inside the connect bound (default 2000 ms; + slack).
+      expect(performance.now() - t0).toBeLessThan(2000 + 1500);
     }
   });
 
@@ -159,8 +163,15 @@ describe('an unreachable server answers 503 BACKEND_UNAVAILABLE with Retry-After
       const h = loadBundledHandler(ENTRY, {
         ...tidbEnv({ ...ctx().engine, url: `mysql://root@127.0.0.1:${port}/` }, 'silent'), ...modeEnv, TIDB_CONNECT_TIMEOUT_MS: '300',
       });
-      expect(await call(h, 'POST', 'tidb', 'x')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
-      expect(await call(h, 'GET', 'tidb', 'x')).toMatchObject({ status: 503 });
+      for (const method of ['POST', 'GET']) {
+        const t0 = performance.now();
+        const res = await call(h, method, 'tidb', 'x');
+        const ms = performance.now() - t0;
+        expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE } });
+        // Within the connect timeout (300 ms), with slack.
+        expect(ms).toBeGreaterThanOrEqual(250);
+        expect(ms).toBeLessThan(300 + 1500);
+      }
     } finally {
       sockets.forEach((s) => s.destroy());
       silent.close();

@@ -10,8 +10,13 @@ import { EngineUnavailableError } from '../local/engines/engine';
 import { OwnMysqlServer, startMysqlServer } from '../local/engines/mysql';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
 const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
+const CONNECT_TIMEOUT_MS = 500;
+const QUERY_TIMEOUT_MS = 1000;
+/** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
+const SLACK_MS = 1500;
 
 let server: OwnMysqlServer | undefined;
 let failure: Error | undefined;
@@ -49,8 +54,8 @@ async function restartMidRun(s: OwnMysqlServer, takeDown: () => Promise<void>): 
     USE_CONDITIONAL_WRITES: 'false',
     MAX_COUNTER_VALUE: '10',
     ATOMIC_COUNTER_LOG: 'off',
-    TIDB_CONNECT_TIMEOUT_MS: '500',
-    TIDB_QUERY_TIMEOUT_MS: '1000',
+    TIDB_CONNECT_TIMEOUT_MS: String(CONNECT_TIMEOUT_MS),
+    TIDB_QUERY_TIMEOUT_MS: String(QUERY_TIMEOUT_MS),
   }));
   const statuses: Record<number, number> = {};
   const counters: number[] = [];
@@ -70,11 +75,20 @@ async function restartMidRun(s: OwnMysqlServer, takeDown: () => Promise<void>): 
 
   await waitFor('200s before the restart', () => (statuses[200] ?? 0) >= 200);
   await takeDown();
+  const downMs: number[] = [];
   // While it is down every container answers 503 — within the connect
   // timeout, not after the function's — and the answers arrive before it is back.
   for (const h of handlers) {
-    expect(await call(h, 'POST', 'tidb', 'restart')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
-    expect(await call(h, 'GET', 'tidb', 'restart')).toMatchObject({ status: 503 });
+    for (const method of ['POST', 'GET']) {
+      const t0 = performance.now();
+      const res = await call(h, method, 'tidb', 'restart');
+      const ms = performance.now() - t0;
+      expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+      expect(res.body).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'tidb' });
+      // Worst case: a pooled connection's statement (query bound), then a fresh connect (connect bound).
+      expect(ms).toBeLessThan(QUERY_TIMEOUT_MS + CONNECT_TIMEOUT_MS + SLACK_MS);
+      downMs.push(ms);
+    }
   }
   const okBefore = statuses[200];
   await s.restart();
@@ -84,6 +98,7 @@ async function restartMidRun(s: OwnMysqlServer, takeDown: () => Promise<void>): 
   await Promise.all(callers);
   for (const h of handlers) expect((await call(h, 'GET', 'tidb', 'restart')).status).toBe(200);
   const final = (await call(handlers[0], 'GET', 'tidb', 'restart')).body.counter;
+  console.log(`tidb down: 503 answered in ${Math.min(...downMs).toFixed(0)}–${Math.max(...downMs).toFixed(0)} ms`);
   return { statuses, counters, final };
 }
 

@@ -181,8 +181,11 @@ export async function startUnansweredConnects(): Promise<{ host: string; port: n
     host: '127.0.0.1',
     port,
     async close() {
-      child.stdin!.end();
+      const exited = new Promise<void>((resolve) => (child.exitCode !== null ? resolve() : child.once('exit', () => resolve())));
+      child.stdin!.destroy();
+      child.stdout!.destroy();
       child.kill();
+      await exited;
     },
   };
 }
