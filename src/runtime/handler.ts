@@ -12,7 +12,15 @@ export type StoreFactory = () => CounterStore | Promise<CounterStore>;
  * A Lambda proxy handler: API Gateway event in, HTTP answer out. `close`
  * releases the container's store (local runs and tests; Lambda never calls it).
  */
-export type CounterHandler = ((event: CounterEvent, context?: LambdaContextLike) => Promise<HttpResponse>) & { close(): Promise<void> };
+export type CounterHandler = ((event: CounterEvent, context?: LambdaContextLike) => Promise<HttpResponse>) & {
+  close(): Promise<void>;
+  /**
+   * The init-phase connect (see `connectAtInit`): resolves `true` once the
+   * store is created and connected, `false` if that failed (the first
+   * request retries) or was not started. Never rejects.
+   */
+  ready(): Promise<boolean>;
+};
 
 /** The part of Lambda's context object the pipeline reads. */
 export interface LambdaContextLike {
@@ -27,13 +35,22 @@ export interface CounterHandlerOptions {
   readonly mode?: CounterModeConfig;
   /** @default process.env */
   readonly env?: Env;
+  /**
+   * Create the store (reading its secret) and open its connection as soon as
+   * the handler is created, i.e. in Lambda's init phase, instead of on the
+   * first request, which then awaits what is already under way.
+   * @default true
+   */
+  readonly connectAtInit?: boolean;
 }
 
 /**
  * The pipeline shared by every backend: parse → store → answer → one log
- * line. The store is created lazily on the first request and reused by every
- * later invocation of the container; if creating it fails (a secret that
- * cannot be read, say) the next request tries again.
+ * line. The store is created (its secret read, its connection opened) while
+ * the module loads, in Lambda's init phase, and reused by every invocation
+ * of the container; if that fails (a secret that cannot be read, an engine
+ * that is down) nothing is thrown or left unhandled: the next request tries
+ * again.
  */
 export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
   const { backend } = options;
@@ -126,13 +143,35 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     return response;
   };
 
+  // Init phase: start now, while Lambda initialises the container. Both a
+  // failed creation (getStore resets `store`) and a failed connect are
+  // caught here, so the first request simply tries again. After a failed
+  // connect the store is dropped and the first request creates a fresh one:
+  // some clients stay unusable after a failed first connect (the MongoDB
+  // driver keeps its closed topology).
+  const initDone: Promise<boolean> = options.connectAtInit ?? true
+    ? getStore().then(async (s) => {
+      try {
+        await s.connect?.();
+        return true;
+      } catch {
+        const pending = store;
+        if (pending && (await pending.catch(() => undefined)) === s) {
+          store = undefined;
+          await s.close?.().catch(() => undefined);
+        }
+        return false;
+      }
+    }).catch(() => false)
+    : Promise.resolve(false);
+
   const close = async (): Promise<void> => {
     const pending = store;
     store = undefined;
     const s = await pending?.catch(() => undefined);
     await s?.close?.();
   };
-  return Object.assign(handle, { close });
+  return Object.assign(handle, { close, ready: () => initDone });
 }
 
 /** Class and message of an error and its first cause: enough to debug, no stack. */

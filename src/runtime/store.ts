@@ -19,6 +19,15 @@ export interface CounterStore {
   /** The stored value, 0 for a counter never written. */
   read(id: string): Promise<number>;
 
+  /**
+   * Opens the client's connection ahead of the first request: the pipeline
+   * calls it in Lambda's init phase, right after creating the store. May
+   * reject (the engine is down, say): the pipeline then closes the store and
+   * the first request creates a new one. An operation that starts while this
+   * is under way awaits the same connection rather than opening another.
+   */
+  connect?(): Promise<void>;
+
   /** Releases the client (tests and local runs; Lambda never calls it). */
   close?(): Promise<void>;
 }

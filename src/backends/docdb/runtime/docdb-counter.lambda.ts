@@ -2,7 +2,9 @@ import { createDocDbClient, readDocDbConfig } from './docdb-client';
 import { DocDbCounterStore } from './docdb-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
-// Init phase: configuration is read and validated once per container.
+// Init phase: configuration is read and validated once per container; the
+// pipeline then reads the secret, builds the client and connects it while the
+// init phase runs (see createCounterHandler).
 const config = readDocDbConfig(process.env);
 
 // `handler.close()` (local runs and tests only) ends the client's pool and

@@ -2,7 +2,8 @@ import { MomentoCounterStore, readMomentoConfig } from './momento-counter-store'
 import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the
-// secret is read and the client created on the first request (lazily, once).
+// pipeline then reads the secret, creates the client and opens its channel
+// while the init phase runs (see createCounterHandler).
 const config = readMomentoConfig(process.env);
 
 export const handler = createCounterHandler({

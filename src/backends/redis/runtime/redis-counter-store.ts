@@ -96,6 +96,11 @@ export class RedisCounterStore implements CounterStore {
 
   constructor(private readonly config: RedisCounterStoreConfig) {}
 
+  /** Opens the container's connection now (init phase); a request meanwhile shares it. */
+  async connect(): Promise<void> {
+    await this.connection();
+  }
+
   async increment(id: string): Promise<number> {
     return this.write(id, (target, key) => target.incr(key)) as Promise<number>;
   }

@@ -2,7 +2,8 @@ import { readRedisConfig, RedisCounterStore } from './redis-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the
-// connection (and the auth secret) wait for the first request.
+// pipeline then reads the auth secret and opens the connection while the
+// init phase runs (see createCounterHandler).
 const config = readRedisConfig(process.env);
 
 export const handler = createCounterHandler({

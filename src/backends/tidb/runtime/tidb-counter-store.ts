@@ -66,6 +66,8 @@ export function upsertOutcome(result: ResultSetHeader): { applied: boolean; valu
 export class TiDbCounterStore implements CounterStore {
   private readonly pool: Pool;
   private readonly sql: ReturnType<typeof counterSql>;
+  /** The init-phase connect while it is under way. */
+  private warming?: Promise<void>;
 
   constructor(private readonly config: TiDbConfig, endpoint: TiDbEndpoint) {
     this.pool = createPool(poolOptions(config, endpoint));
@@ -92,6 +94,19 @@ export class TiDbCounterStore implements CounterStore {
 
   async close(): Promise<void> {
     await this.pool.end();
+  }
+
+  /**
+   * Opens the pool's first connection now (init phase) and puts it back; a
+   * statement that starts meanwhile waits for it instead of opening another.
+   */
+  async connect(): Promise<void> {
+    this.warming ??= this.connection().then(release);
+    try {
+      await this.warming;
+    } finally {
+      this.warming = undefined;
+    }
   }
 
   /**
@@ -133,6 +148,7 @@ export class TiDbCounterStore implements CounterStore {
    * first; if the ping fails nothing was sent, so a fresh connection is safe.
    */
   private async connection(): Promise<PoolConnection> {
+    if (this.warming) await this.warming.catch(() => undefined);
     for (let attempt = 1; ; attempt++) {
       let conn: PoolConnection;
       try {
@@ -140,7 +156,6 @@ export class TiDbCounterStore implements CounterStore {
       } catch (err) {
         throw unavailable(err, this.config.secretArn);
       }
-      holdProcess(conn, true);
       const lastActive = (conn.connection as unknown as { lastActiveTime?: number }).lastActiveTime;
       if (lastActive === undefined || Date.now() - lastActive < STALE_AFTER_MS) return conn;
       try {
@@ -154,22 +169,7 @@ export class TiDbCounterStore implements CounterStore {
   }
 }
 
-/**
- * An idle pooled socket should not keep a local process (tests, the local
- * server, the bench) alive after its work is done, but a socket with a
- * statement in flight must. Lambda freezes the process either way.
- */
-function holdProcess(conn: PoolConnection, hold: boolean): void {
-  const stream = (conn.connection as unknown as { stream?: Socketish & { _parent?: Socketish } }).stream;
-  for (const s of [stream, stream?._parent]) {
-    if (hold) s?.ref?.();
-    else s?.unref?.();
-  }
-}
-interface Socketish { ref?(): void; unref?(): void }
-
 function release(conn: PoolConnection): void {
-  holdProcess(conn, false);
   conn.release();
 }
 
