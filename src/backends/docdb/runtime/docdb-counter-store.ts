@@ -66,7 +66,7 @@ export async function retryDuplicateKeyOnce<T>(attempt: () => Promise<T>, maximu
  * request twice. Only answers are retried: a timeout or a network error after
  * the command was sent is ambiguous and goes back to the client as a 503.
  */
-export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: number = 0): Promise<T> {
+export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: number = DOCDB_DEFAULTS.writeConflictRetries): Promise<T> {
   for (let i = 0; ; i++) {
     try {
       return await attempt();
