@@ -4,7 +4,7 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DynamoCounter } from '../src';
-import { lambdaRuntimes, nodeMajor } from './kit/template';
+import { environmentOf, lambdaRuntimes, nodeMajor } from './kit/template';
 
 function synth(build: (stack: Stack) => void, env = true): Template {
   const stack = new Stack(new App(), 'Test', env ? { env: { account: '123456789012', region: 'eu-west-1' } } : {});
@@ -114,13 +114,15 @@ describe('AtomicCounterApi', () => {
 
   test('API-level mode is the default for counters created from props; a backend prop overrides it', () => {
     const t = synth((s) => new AtomicCounterApi(s, 'Api', { conditionalWrites: true, maxCounterValue: 7, dynamo: {} }));
-    t.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '7' }) },
+    const dynamoEnv = (max: string) => ({
+      COUNTER_TABLE_NAME: { Ref: expect.stringMatching(/^ApiDynamoCounterTable/) },
+      USE_CONDITIONAL_WRITES: 'true',
+      MAX_COUNTER_VALUE: max,
+      COUNTER_DEPLOYMENT: 'Test/Api/DynamoCounter',
     });
+    expect(environmentOf(t, /^Atomic counter on DynamoDB/)).toEqual(dynamoEnv('7'));
     const t2 = synth((s) => new AtomicCounterApi(s, 'Api', { conditionalWrites: true, maxCounterValue: 7, dynamo: { maxCounterValue: 3 } }));
-    t2.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '3' }) },
-    });
+    expect(environmentOf(t2, /^Atomic counter on DynamoDB/)).toEqual(dynamoEnv('3'));
   });
 
   test('addCounter attaches a counter built separately; a second counter on the same route is refused', () => {

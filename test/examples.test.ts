@@ -48,12 +48,47 @@ describe('example stack, every backend configured', () => {
     }));
     expect(counterFunctions).toHaveLength(ALL_BACKENDS.length);
     for (const fn of counterFunctions) {
-      expect(fn.Properties.Environment.Variables).toMatchObject({ USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '25' });
       expect(fn.Properties.Runtime).toBe('nodejs24.x');
     }
-    template.hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ MOMENTO_CACHE_NAME: 'counters-under-test' }) },
-    });
+    // Each counter function's environment, exactly: an extra variable (a credential, a secret reference) fails.
+    const any = expect.anything();
+    const mode = { USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '25' };
+    const expected: Record<string, Record<string, unknown>> = {
+      dynamo: { COUNTER_TABLE_NAME: any },
+      redis: {
+        REDIS_HOST: any,
+        REDIS_PORT: any,
+        REDIS_TLS: 'true',
+        REDIS_KEY_PREFIX: 'counter:',
+        REDIS_CONNECT_TIMEOUT_MS: '1000',
+        REDIS_COMMAND_TIMEOUT_MS: '1000',
+        REDIS_AUTH_SECRET_ARN: any,
+      },
+      momento: {
+        MOMENTO_API_KEY_SECRET_ARN: any,
+        MOMENTO_CACHE_NAME: 'counters-under-test',
+        MOMENTO_TTL_SECONDS: '86400',
+        MOMENTO_CAS_MAX_ATTEMPTS: '200',
+        MOMENTO_CAS_BUDGET_MS: '5000',
+      },
+      docdb: {
+        DOCDB_SECRET_ARN: any,
+        DOCDB_HOST: any,
+        DOCDB_PORT: any,
+        DOCDB_TLS: 'true',
+        DOCDB_REPLICA_SET: any,
+        DOCDB_DATABASE: any,
+        DOCDB_COLLECTION: any,
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      },
+      tidb: { TIDB_SECRET_ARN: any, TIDB_TABLE: 'counters', TIDB_TLS: 'true', TIDB_CONNECT_TIMEOUT_MS: '2000', TIDB_QUERY_TIMEOUT_MS: '2500' },
+    };
+    for (const counter of stack.counters) {
+      const variables = resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;
+      const deployment = `AtomicCounterExample/${counter.counterFunction.node.scope!.node.id}`;
+      const want = { ...expected[counter.backend], ...mode, COUNTER_DEPLOYMENT: deployment };
+      expect({ backend: counter.backend, variables }).toEqual({ backend: counter.backend, variables: want });
+    }
   });
 
   test('POST and GET /{backend}/{id} for every backend, API key required, each integrated with its own function', () => {
@@ -135,9 +170,10 @@ describe('example stack, configuration', () => {
   test('without .env or credentials: unconditional, maximum 10, the AWS-only backends, and a warning per left-out backend', () => {
     const { stack } = buildExample(exampleDir('', { momento: undefined, tidb: undefined }));
     expect(stack.api.backends.sort()).toEqual(['docdb', 'dynamo', 'redis']);
-    Template.fromStack(stack).hasResourceProperties('AWS::Lambda::Function', {
-      Environment: { Variables: Match.objectLike({ USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10' }) },
-    });
+    for (const counter of stack.counters) {
+      const variables = Template.fromStack(stack).toJSON().Resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;
+      expect(variables).toMatchObject({ USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10' });
+    }
     const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
     expect(warnings).toEqual(expect.arrayContaining([
       expect.stringMatching(/^Momento left out: set MOMENTO_SECRET_NAME/),
