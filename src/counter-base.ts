@@ -251,7 +251,7 @@ export abstract class CounterBase extends Construct implements ICounter {
   /** `<stack name>/<construct path>`: the `Deployment` dimension of the counter metric. */
   public readonly deployment: string;
   /** `{ Deployment: deployment }`. */
-  public readonly counterMetricDimensions: { [name: string]: string };
+  public readonly counterMetricDimensions?: { [name: string]: string };
 
   protected constructor(scope: Construct, id: string, protected readonly options: CounterOptions) {
     super(scope, id);
