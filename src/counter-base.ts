@@ -8,6 +8,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct } from 'constructs';
 import { COMMON_ENV, MODE_DEFAULTS } from './counter-env';
 import { checkEnvironmentSize } from './deploy-checks';
+import { validateWorstCase } from './worst-case';
 
 /** Namespace of every counter metric. */
 export const METRIC_NAMESPACE = 'AtomicCounter';
@@ -274,6 +275,9 @@ export abstract class CounterBase extends Construct implements ICounter {
       ...sourceMapEnvironment(this.options),
     };
     checkEnvironmentSize(`${this.node.path}: the counter function`, environment);
+    // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
+    const timeoutSeconds = this.options.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds;
+    validateWorstCase(this, this.backend, environment, Token.isUnresolved(timeoutSeconds) ? undefined : timeoutSeconds);
     return new lambda.Function(this, 'Function', {
       description: props.description,
       runtime: this.options.runtime ?? COUNTER_DEFAULTS.runtime,

@@ -13,7 +13,7 @@ import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
 import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
-import { SECRET_READ_BOUNDS } from '../src/runtime/timeouts';
+import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
 const ENTRY = 'backends/momento/runtime/momento-counter.lambda';
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:momento-key-AbCdEf';

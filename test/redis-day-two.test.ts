@@ -13,7 +13,7 @@ import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
 import { REDIS_ENV } from '../src/backends/redis/redis-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
-import { SECRET_READ_BOUNDS } from '../src/runtime/timeouts';
+import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
 const ENTRY = 'backends/redis/runtime/redis-counter.lambda';
 const TIMEOUT_MS = 500;

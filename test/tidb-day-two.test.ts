@@ -12,7 +12,7 @@ import { Engine } from '../local/engines/engine';
 import { acquireMysql, mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
 import { TIDB_ENV } from '../src/backends/tidb/tidb-env';
-import { SECRET_READ_BOUNDS } from '../src/runtime/timeouts';
+import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
 const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-app-AbCdEf';

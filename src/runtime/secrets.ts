@@ -1,6 +1,6 @@
 import type { SecretsManagerClient } from '@aws-sdk/client-secrets-manager';
 import { BackendUnavailableError, isNetworkError } from './errors';
-import { SECRET_READ_BOUNDS, SECRET_REFRESH_MIN_INTERVAL_MS } from './timeouts';
+import { SECRET_READ_BOUNDS, SECRET_REFRESH_MIN_INTERVAL_MS } from '../timeouts';
 
 /**
  * The Secrets Manager client (part of the Lambda runtime's AWS SDK) costs

@@ -1,3 +1,5 @@
+import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
+
 /**
  * Environment contract between `DocDbCounter` and its handlers (DESIGN.md §4).
  * Plain constants only: imported by both the construct and the bundled handlers.
@@ -90,3 +92,27 @@ export const DOCDB_DEFAULTS = {
  * before the setup step has run.
  */
 export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
+
+/**
+ * The counter function's driver timeouts when the environment sets none
+ * (runtime/docdb-client.ts `COUNTER_TIMEOUTS` holds the same values).
+ */
+export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000 } as const;
+
+/**
+ * Worst case of one request: the secret read (first request of a
+ * container), server selection, a fresh pooled connection, then the
+ * operation, each attempt of which may wait a whole socket timeout: the
+ * first, the duplicate-key retry of an upsert race, and the WriteConflict
+ * retries.
+ */
+export function docdbWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
+  const socketMs = envMs(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.socketTimeoutMs);
+  const attempts = 2 + DOCDB_DEFAULTS.writeConflictRetries;
+  return worstCaseOf({
+    'secret read': env[DOCDB_ENV.SECRET_ARN] ? secretReadWorstCaseMs() : 0,
+    'server selection': envMs(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.serverSelectionTimeoutMs),
+    'connect': envMs(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.connectTimeoutMs),
+    [`${attempts} attempts × socket timeout`]: socketMs === undefined ? undefined : attempts * socketMs,
+  });
+}

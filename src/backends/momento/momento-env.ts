@@ -1,3 +1,5 @@
+import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
+
 /**
  * Environment contract between `MomentoCounter` and its handlers (DESIGN.md §4).
  * Plain constants only: imported by both the construct and the bundled handlers.
@@ -42,4 +44,27 @@ export const MOMENTO_DEFAULTS = {
   ttlSeconds: 86_400,
   casMaxAttempts: 200,
   casBudgetMs: 5_000,
+  /** The SDK's per-call deadline in its Lambda configuration (retries of a Get included). */
+  clientTimeoutMs: 1_100,
+  /** Longest back-off between two compare-and-swap attempts. */
+  casBackoffCapMs: 16,
 } as const;
+
+/**
+ * Worst case of one request: the key secret read (first request of a
+ * container), then one SDK call (unconditional), or, conditional, the
+ * compare-and-swap budget plus one call that started just before the
+ * deadline (the loop checks the deadline before each attempt and before
+ * each write) and one back-off.
+ */
+export function momentoWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
+  const callMs = envMs(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, MOMENTO_DEFAULTS.clientTimeoutMs);
+  const conditional = (env.USE_CONDITIONAL_WRITES ?? '').trim().toLowerCase();
+  const isConditional = ['true', '1', 'yes'].includes(conditional);
+  return worstCaseOf({
+    'secret read': env[MOMENTO_ENV.API_KEY_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
+    'compare-and-swap budget': isConditional ? envMs(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs) : 0,
+    'one SDK call (client deadline)': callMs,
+    'back-off': isConditional ? MOMENTO_DEFAULTS.casBackoffCapMs : 0,
+  });
+}

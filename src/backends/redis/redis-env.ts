@@ -1,3 +1,5 @@
+import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
+
 /**
  * Environment contract between `RedisCounter` and its handler (DESIGN.md §4).
  * Plain constants only: imported by both the construct and the bundled handler.
@@ -53,3 +55,22 @@ export const REDIS_DEFAULTS = {
 
 /** Field names of the auth secret's JSON. */
 export const REDIS_SECRET_FIELDS = { AUTH_TOKEN: 'authToken', USERNAME: 'username' } as const;
+
+/**
+ * Worst case of one request: the AUTH secret read (first request of a
+ * container), a PING on an idle connection that never answers (command
+ * timeout), a fresh connect, then the command and ioredis' NOSCRIPT
+ * fallback (EVALSHA, then EVAL: two command timeouts), and `WAIT` when
+ * replica acknowledgements are asked for.
+ */
+export function redisWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
+  const commandMs = envMs(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs);
+  const waitReplicas = envMs(env, REDIS_ENV.WAIT_REPLICAS, 0);
+  return worstCaseOf({
+    'secret read': env[REDIS_ENV.AUTH_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
+    'idle-connection PING': commandMs,
+    'connect': envMs(env, REDIS_ENV.CONNECT_TIMEOUT_MS, REDIS_DEFAULTS.connectTimeoutMs),
+    'command + NOSCRIPT fallback': commandMs === undefined ? undefined : 2 * commandMs,
+    'WAIT': waitReplicas === undefined ? undefined : waitReplicas > 0 ? envMs(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs) : 0,
+  });
+}

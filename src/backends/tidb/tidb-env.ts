@@ -1,3 +1,5 @@
+import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
+
 /**
  * Environment contract between `TiDbCounter` and its handlers (DESIGN.md §4).
  * Plain constants only: imported by the construct and by the bundled handlers.
@@ -47,3 +49,19 @@ export const TIDB_COLUMNS = { ID: 'id', VALUE: 'value' } as const;
  * as parameters), so they are restricted to this shape and backtick-quoted.
  */
 export const TIDB_IDENTIFIER = /^[A-Za-z0-9_]{1,64}$/;
+
+/**
+ * Worst case of one request: the secret read (first request of a
+ * container), a ping of a stale pooled connection that never answers
+ * (query timeout), a fresh connect, then the statement, whose retries share
+ * one query timeout.
+ */
+export function tidbWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
+  const queryMs = envMs(env, TIDB_ENV.QUERY_TIMEOUT_MS, TIDB_DEFAULTS.queryTimeoutMs);
+  return worstCaseOf({
+    'secret read': env[TIDB_ENV.SECRET_ARN] ? secretReadWorstCaseMs() : 0,
+    'stale-connection ping': queryMs,
+    'connect': envMs(env, TIDB_ENV.CONNECT_TIMEOUT_MS, TIDB_DEFAULTS.connectTimeoutMs),
+    'statement (retries included)': queryMs,
+  });
+}

@@ -8,7 +8,7 @@ import {
 import { Env, readInteger, readOptionalString, readString } from '../../../runtime/config';
 import { BackendUnavailableError, isNetworkError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
-import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from '../dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_ENV } from '../dynamo-env';
 
 export interface DynamoCounterStoreConfig {
   readonly tableName: string;
@@ -31,7 +31,7 @@ export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
     tableName: readString(env, DYNAMO_ENV.TABLE_NAME),
     endpoint: readOptionalString(env, DYNAMO_ENV.ENDPOINT),
     region: readOptionalString(env, 'AWS_REGION') ?? readOptionalString(env, 'AWS_DEFAULT_REGION'),
-    requestTimeoutMs: readInteger(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, 2000, 100),
+    requestTimeoutMs: readInteger(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, DYNAMO_DEFAULTS.requestTimeoutMs, 100),
     endpointCredentials: readOptionalString(env, DYNAMO_ENV.ENDPOINT) === undefined ? undefined : {
       accessKeyId: readOptionalString(env, 'AWS_ACCESS_KEY_ID') ?? 'local',
       secretAccessKey: readOptionalString(env, 'AWS_SECRET_ACCESS_KEY') ?? 'local',
@@ -43,7 +43,7 @@ export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
 const THROTTLING = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded']);
 /** Errors that mean "the service cannot answer right now": 503. */
 const UNAVAILABLE = new Set([...THROTTLING, 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
-const RETRY_ATTEMPTS = 3;
+const RETRY_ATTEMPTS = DYNAMO_DEFAULTS.retryAttempts;
 
 const KEY = DYNAMO_ATTRIBUTES.ID;
 const NAMES = { '#c': DYNAMO_ATTRIBUTES.COUNTER };
@@ -68,7 +68,7 @@ export class DynamoCounterStore implements CounterStore {
       // Options object rather than a NodeHttpHandler instance: the SDK builds
       // the handler itself, so the bundle needs no @smithy import of its own.
       requestHandler: {
-        connectionTimeout: 1000,
+        connectionTimeout: DYNAMO_DEFAULTS.connectTimeoutMs,
         requestTimeout: config.requestTimeoutMs,
         throwOnRequestTimeout: true,
         httpAgent: { keepAlive: true, maxSockets: 50 },
@@ -149,7 +149,7 @@ export class DynamoCounterStore implements CounterStore {
         const name = (err as Error)?.name;
         const notApplied = THROTTLING.has(name) || (err as { code?: string })?.code === 'ECONNREFUSED';
         if (notApplied && attempt < RETRY_ATTEMPTS) {
-          await sleep(25 * 2 ** attempt * (0.5 + Math.random()));
+          await sleep(DYNAMO_DEFAULTS.retryBaseMs * 2 ** attempt * (0.5 + Math.random()));
           continue;
         }
         if (UNAVAILABLE.has(name) || isNetworkError(err)) {

@@ -40,7 +40,7 @@ export function readMomentoConfig(env: Env): MomentoCounterStoreConfig {
  * requests out of budget; cap 16 ms → none, at about the same RPC count.
  */
 const BACKOFF_BASE_MS = 1;
-const BACKOFF_CAP_MS = 16;
+const BACKOFF_CAP_MS = MOMENTO_DEFAULTS.casBackoffCapMs;
 
 /**
  * Momento.
