@@ -5,11 +5,23 @@
  *
  *   npx projen bench --backend dynamo [--concurrency 32] [--requests 5000]
  *                    [--mode unconditional|conditional] [--containers 8]
+ *
+ * Cold start (fresh processes, see cold.ts): module load, init (secret +
+ * connect) and the first request, medians of --samples, for the deployed
+ * bundle and, in the same run, a minified esbuild bundle of the same entry
+ * without source maps (the floor the deployed bundle is held to):
+ *
+ *   npx projen bench --cold [--backend redis,tidb] [--samples 9]
+ *                    [--source-maps]      # as with the sourceMaps prop (NODE_OPTIONS=--enable-source-maps)
+ *                    [--assets DIR]       # bundles from another assets/ folder (e.g. an older build)
  */
+import * as os from 'os';
+import * as path from 'path';
 import { parseArgs, intArg } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
-import { loadCounterContainers, proxyEvent } from './lambda-container';
+import { buildReferenceBundle, COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
+import { bundlePath, loadCounterContainers, proxyEvent } from './lambda-container';
 import { runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -57,11 +69,70 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
   }
 }
 
+export interface ColdBenchOptions {
+  readonly samples: number;
+  /** Run the deployed bundle with NODE_OPTIONS=--enable-source-maps (the sourceMaps prop). */
+  readonly sourceMaps: boolean;
+  /** Another assets/ folder to take the deployed bundle from. @default - assets/ */
+  readonly assetsDir?: string;
+}
+
+export interface ColdBenchRow {
+  readonly backend: BackendName;
+  readonly deployed: ColdFigures;
+  readonly reference: ColdFigures;
+}
+
+function coldLine(label: string, f: ColdFigures): string {
+  const failures = f.failures ? `   first request failed in ${f.failures}/${f.samples}` : '';
+  return `  ${label.padEnd(34)} ${(f.bundleBytes / 1024).toFixed(0).padStart(6)} KiB   load ${f.loadMs.toFixed(1).padStart(6)} ms   init ${f.initMs.toFixed(1).padStart(6)} ms   first request ${f.firstRequestMs.toFixed(1).padStart(6)} ms${failures}`;
+}
+
+/** Cold figures of one backend: the deployed bundle and the minified, map-less reference, against one engine. */
+export async function coldBench(backend: BackendName, opts: ColdBenchOptions): Promise<ColdBenchRow> {
+  const fixture = fixtureFor(backend);
+  const engine = await fixture.acquire();
+  try {
+    const env = { ...await fixture.prepare(engine, uniqueNamespace(`cold_${backend}`)), ...COLD_MODE_ENV };
+    const deployedFile = opts.assetsDir ? path.join(path.resolve(opts.assetsDir), fixture.entry, 'index.js') : bundlePath(fixture.entry);
+    const referenceFile = await buildReferenceBundle(fixture.entry);
+    // Interleaved in one run, so both see the same machine load.
+    const deployed = await coldFigures(deployedFile, backend, env, { samples: opts.samples, nodeOptions: opts.sourceMaps ? '--enable-source-maps' : '' });
+    const reference = await coldFigures(referenceFile, backend, env, { samples: opts.samples });
+    return { backend, deployed, reference };
+  } finally {
+    await engine.stop();
+  }
+}
+
+async function coldMain(backends: BackendName[], opts: ColdBenchOptions): Promise<void> {
+  console.log(`cold start: node ${process.version}, median of ${opts.samples} fresh processes per figure, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  const deployedLabel = `deployed bundle${opts.sourceMaps ? ' + --enable-source-maps' : ''}${opts.assetsDir ? ` (${opts.assetsDir})` : ''}`;
+  for (const backend of backends) {
+    const row = await coldBench(backend, opts);
+    console.log(backend);
+    console.log(coldLine(deployedLabel, row.deployed));
+    console.log(coldLine('minified esbuild, no source maps', row.reference));
+    const ratio = row.deployed.loadMs / row.reference.loadMs;
+    console.log(`  module load deployed / minified-no-map: ×${ratio.toFixed(2)}`);
+  }
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const backends = typeof args.backend === 'string' ? args.backend.split(',') : availableFixtures();
   for (const b of backends) {
     if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`Unknown backend "${b}" (one of ${BACKENDS.join(', ')})`);
+  }
+  if (args.cold) {
+    await coldMain(backends as BackendName[], {
+      samples: intArg(args, 'samples', 9),
+      sourceMaps: Boolean(args['source-maps']),
+      assetsDir: typeof args.assets === 'string' ? args.assets : undefined,
+    });
+    process.exit(0);
+  }
+  for (const b of backends) {
     await bench(b as BackendName, {
       concurrency: intArg(args, 'concurrency', 32),
       requests: intArg(args, 'requests', 5000),
