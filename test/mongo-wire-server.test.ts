@@ -460,7 +460,7 @@ describe('failCommand fail point (injected errors, dropped connections, held rep
     try {
       server.failCommand({ failCommands: ['findAndModify'], blockConnection: true, blockTimeMS: 600, times: 1 });
       const started = Date.now();
-      await expect(impatient.db(coll.dbName).collection('c').findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }))
+      await expect(impatient.db(coll.dbName).collection<{ _id: string; n: number }>('c').findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }))
         .rejects.toMatchObject({ name: 'MongoNetworkTimeoutError' });
       expect(Date.now() - started).toBeLessThan(600);
       await waitFor(() => Date.now() - started > 700);
