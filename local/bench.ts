@@ -5,6 +5,8 @@
  *
  *   npx projen bench --backend dynamo [--concurrency 32] [--requests 5000]
  *                    [--mode unconditional|conditional] [--containers 8]
+ *                    [--rounds 1]     # alternating handler/bare rounds; the ratio is their median
+ *                    [--assets DIR]   # bundles from another assets/ folder (e.g. an older build)
  *
  * Cold start (fresh processes, see cold.ts): module load, init (secret +
  * connect) and the first request, medians of --samples, for the deployed
@@ -16,12 +18,11 @@
  *                    [--assets DIR]       # bundles from another assets/ folder (e.g. an older build)
  */
 import * as os from 'os';
-import * as path from 'path';
 import { parseArgs, intArg } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { buildReferenceBundle, COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
-import { bundlePath, loadCounterContainers, proxyEvent } from './lambda-container';
+import { bundlePath, loadCounterContainers, proxyEvent, setAssetsDir } from './lambda-container';
 import { runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -35,6 +36,8 @@ export interface BenchOptions {
   readonly requests: number;
   readonly conditional: boolean;
   readonly containers: number;
+  /** Alternating handler/bare measurement rounds. @default 1 */
+  readonly rounds: number;
 }
 
 export async function bench(backend: BackendName, opts: BenchOptions): Promise<void> {
@@ -57,13 +60,21 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
     await runWorkload({ total: warm, concurrency: opts.concurrency, call: callHandler });
     await runWorkload({ total: warm, concurrency: opts.concurrency, call: callBare });
 
-    const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
-    const viaBare = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callBare });
+    // Rounds alternate handler and bare runs, so both see the same machine
+    // load; the ratio reported is the median of the rounds' ratios.
+    const ratios: number[] = [];
+    for (let round = 1; round <= opts.rounds; round++) {
+      const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
+      const viaBare = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callBare });
+      const prefix = opts.rounds > 1 ? `[${round}] ` : '';
+      console.log(line(`${prefix}bundled handler`, viaHandler));
+      console.log(line(`${prefix}bare client loop`, viaBare));
+      console.log(`${prefix}handler overhead: throughput ×${(viaBare.opsPerSecond / viaHandler.opsPerSecond).toFixed(2)} lower, p50 +${(viaHandler.p50 - viaBare.p50).toFixed(2)} ms, p99 +${(viaHandler.p99 - viaBare.p99).toFixed(2)} ms`);
+      ratios.push(viaHandler.opsPerSecond / viaBare.opsPerSecond);
+    }
     await Promise.all(bare.map((b) => b.close()));
-
-    console.log(line('bundled handler', viaHandler));
-    console.log(line('bare client loop', viaBare));
-    console.log(`handler overhead: throughput ×${(viaBare.opsPerSecond / viaHandler.opsPerSecond).toFixed(2)} lower, p50 +${(viaHandler.p50 - viaBare.p50).toFixed(2)} ms, p99 +${(viaHandler.p99 - viaBare.p99).toFixed(2)} ms`);
+    const sorted = [...ratios].sort((a, b) => a - b);
+    console.log(`handler / bare throughput: ${sorted[Math.floor(sorted.length / 2)].toFixed(2)} (median of ${ratios.length} round${ratios.length > 1 ? 's' : ''}: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
   } finally {
     await engine.stop();
   }
@@ -94,7 +105,7 @@ export async function coldBench(backend: BackendName, opts: ColdBenchOptions): P
   const engine = await fixture.acquire();
   try {
     const env = { ...await fixture.prepare(engine, uniqueNamespace(`cold_${backend}`)), ...COLD_MODE_ENV };
-    const deployedFile = opts.assetsDir ? path.join(path.resolve(opts.assetsDir), fixture.entry, 'index.js') : bundlePath(fixture.entry);
+    const deployedFile = bundlePath(fixture.entry);
     const referenceFile = await buildReferenceBundle(fixture.entry);
     // Interleaved in one run, so both see the same machine load.
     const deployed = await coldFigures(deployedFile, backend, env, { samples: opts.samples, nodeOptions: opts.sourceMaps ? '--enable-source-maps' : '' });
@@ -124,6 +135,7 @@ async function main(): Promise<void> {
   for (const b of backends) {
     if (!(BACKENDS as readonly string[]).includes(b)) throw new Error(`Unknown backend "${b}" (one of ${BACKENDS.join(', ')})`);
   }
+  if (typeof args.assets === 'string') setAssetsDir(args.assets);
   if (args.cold) {
     await coldMain(backends as BackendName[], {
       samples: intArg(args, 'samples', 9),
@@ -138,6 +150,7 @@ async function main(): Promise<void> {
       requests: intArg(args, 'requests', 5000),
       conditional: args.mode === 'conditional',
       containers: intArg(args, 'containers', 8),
+      rounds: Math.max(1, intArg(args, 'rounds', 1)),
     });
   }
   // Clients of loaded containers keep sockets open: exit explicitly.

@@ -8,9 +8,21 @@ const Module = require('module');
 /** Repository root (local/ sits directly below it). */
 export const REPO_ROOT = path.join(__dirname, '..');
 
+let assetsDir = path.join(REPO_ROOT, 'assets');
+
+/**
+ * Loads bundles from another folder laid out like `assets/` (the bench's
+ * `--assets`, e.g. an older build to compare with). Returns the previous one.
+ */
+export function setAssetsDir(dir: string): string {
+  const previous = assetsDir;
+  assetsDir = path.resolve(dir);
+  return previous;
+}
+
 /** The bundled file projen's esbuild step writes for a Lambda entry. */
 export function bundlePath(entry: string): string {
-  return path.join(REPO_ROOT, 'assets', entry, 'index.js');
+  return path.join(assetsDir, entry, 'index.js');
 }
 
 export interface ProxyResult {

@@ -56,15 +56,21 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   const { backend } = options;
   const mode = options.mode ?? readModeConfig(options.env ?? process.env);
   let store: Promise<CounterStore> | undefined;
+  /** What `store` resolved to, while it stands: a request skips awaiting it. */
+  let current: CounterStore | undefined;
 
   const getStore = (): Promise<CounterStore> => {
     if (!store) {
-      store = Promise.resolve()
+      const pending: Promise<CounterStore> = Promise.resolve()
         .then(options.createStore)
-        .catch((err) => {
-          store = undefined;
+        .then((s) => {
+          if (store === pending) current = s;
+          return s;
+        }, (err) => {
+          if (store === pending) store = undefined;
           throw err;
         });
+      store = pending;
     }
     return store;
   };
@@ -87,8 +93,8 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     return true;
   };
 
-  const serve = async (request: CounterRequest, log: Omit<RequestLogLine, 'durationMs'>): Promise<HttpResponse> => {
-    const s = await getStore();
+  const serve = async (request: CounterRequest, log: RequestLogLine): Promise<HttpResponse> => {
+    const s = current ?? await getStore();
     if (request.operation === 'read') {
       const counter = await s.read(request.id);
       log.counter = counter;
@@ -111,7 +117,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   const handle = async (event: CounterEvent, context?: LambdaContextLike): Promise<HttpResponse> => {
     const started = performance.now();
     let request: CounterRequest | undefined;
-    const log: Omit<RequestLogLine, 'durationMs'> = { level: 'INFO', backend, accepted: false, statusCode: 200 };
+    const log: RequestLogLine = { level: 'INFO', backend, accepted: false, statusCode: 200, durationMs: 0 };
     let response: HttpResponse;
     try {
       request = parseRequest(event);
@@ -139,7 +145,8 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       }
     }
     log.statusCode = response.statusCode;
-    writeLogLine({ ...log, durationMs: Math.round((performance.now() - started) * 100) / 100 });
+    log.durationMs = Math.round((performance.now() - started) * 100) / 100;
+    writeLogLine(log);
     return response;
   };
 
@@ -158,6 +165,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
         const pending = store;
         if (pending && (await pending.catch(() => undefined)) === s) {
           store = undefined;
+          current = undefined;
           await s.close?.().catch(() => undefined);
         }
         return false;
@@ -168,6 +176,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   const close = async (): Promise<void> => {
     const pending = store;
     store = undefined;
+    current = undefined;
     const s = await pending?.catch(() => undefined);
     await s?.close?.();
   };

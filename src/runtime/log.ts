@@ -32,7 +32,8 @@ export type LogSink = (line: string) => void;
 const stdoutSink: LogSink = (line) => {
   process.stdout.write(line + '\n');
 };
-let sink: LogSink = process.env.ATOMIC_COUNTER_LOG === 'off' ? () => undefined : stdoutSink;
+const silent: LogSink = () => undefined;
+let sink: LogSink = process.env.ATOMIC_COUNTER_LOG === 'off' ? silent : stdoutSink;
 
 /** Replaces where log lines go (unit tests capture them). Returns the previous sink. */
 export function setLogSink(next: LogSink): LogSink {
@@ -43,6 +44,10 @@ export function setLogSink(next: LogSink): LogSink {
 
 const deployment = process.env[COMMON_ENV.DEPLOYMENT] || undefined;
 
+/** Writes the line; adds the deployment to `entry` (the caller's own object). */
 export function writeLogLine(entry: RequestLogLine): void {
-  sink(JSON.stringify(deployment ? { ...entry, deployment } : entry));
+  // Per request: no line to build when nothing will be written.
+  if (sink === silent) return;
+  if (deployment) entry.deployment = deployment;
+  sink(JSON.stringify(entry));
 }

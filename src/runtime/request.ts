@@ -6,6 +6,8 @@ export const MAX_ID_BYTES = 255;
 // C0 controls, DEL and C1 controls.
 // eslint-disable-next-line no-control-regex
 const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/;
+/** A surrogate half without its other half: not encodable as UTF-8. */
+const LONE_SURROGATE = /[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/;
 
 /**
  * Validates a counter id: 1–255 bytes of UTF-8, no control characters. Ids
@@ -18,7 +20,7 @@ export function validateId(id: string | undefined | null): string {
   if (CONTROL_CHARACTERS.test(id)) {
     throw new InvalidIdError('The counter id must not contain control characters');
   }
-  if (/[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]/.test(id)) {
+  if (LONE_SURROGATE.test(id)) {
     throw new InvalidIdError('The counter id must be valid UTF-8');
   }
   const bytes = Buffer.byteLength(id, 'utf8');
@@ -67,8 +69,13 @@ export function parseRequest(event: CounterEvent): CounterRequest {
 }
 
 function header(event: CounterEvent, name: string): string | undefined {
-  for (const [key, value] of Object.entries(event.headers ?? {})) {
-    if (key.toLowerCase() === name && value) return value;
+  const headers = event.headers;
+  if (!headers) return undefined;
+  // Per request: no entries array; most headers differ from `name` in length.
+  for (const key in headers) {
+    if (key.length !== name.length || key.toLowerCase() !== name) continue;
+    const value = headers[key];
+    if (value) return value;
   }
   return undefined;
 }
