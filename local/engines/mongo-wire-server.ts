@@ -3,7 +3,8 @@
 /**
  * A small in-process MongoDB wire-protocol server for tests.
  *
- * Why: no `mongod` can be installed on our machines (see /work/shared/ENGINES.md),
+ * Why: no `mongod` can be installed on our machines (no distribution package; the npm
+ * launchers download binaries at run time),
  * and the existing in-memory servers accept unique indexes without enforcing them,
  * which hides exactly the failure our DocumentDB counter relies on (an upsert at the
  * maximum colliding with the `_id` index -> E11000). This server speaks enough of
