@@ -62,19 +62,32 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
 
     // Rounds alternate handler and bare runs, so both see the same machine
     // load; the ratio reported is the median of the rounds' ratios.
+    // CPU time of this process per request (user + system) is steadier than
+    // throughput on a busy machine; in-process engines (Momento, MongoDB
+    // wire) are counted on both sides alike.
+    const measured = async (call: typeof callHandler) => {
+      const cpu0 = process.cpuUsage();
+      const result = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call });
+      const cpu = process.cpuUsage(cpu0);
+      return { result, cpuUs: (cpu.user + cpu.system) / opts.requests };
+    };
     const ratios: number[] = [];
+    const cpuRatios: number[] = [];
     for (let round = 1; round <= opts.rounds; round++) {
-      const viaHandler = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callHandler });
-      const viaBare = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: callBare });
+      const viaHandler = await measured(callHandler);
+      const viaBare = await measured(callBare);
       const prefix = opts.rounds > 1 ? `[${round}] ` : '';
-      console.log(line(`${prefix}bundled handler`, viaHandler));
-      console.log(line(`${prefix}bare client loop`, viaBare));
-      console.log(`${prefix}handler overhead: throughput ×${(viaBare.opsPerSecond / viaHandler.opsPerSecond).toFixed(2)} lower, p50 +${(viaHandler.p50 - viaBare.p50).toFixed(2)} ms, p99 +${(viaHandler.p99 - viaBare.p99).toFixed(2)} ms`);
-      ratios.push(viaHandler.opsPerSecond / viaBare.opsPerSecond);
+      console.log(`${line(`${prefix}bundled handler`, viaHandler.result)}   cpu ${viaHandler.cpuUs.toFixed(1)} µs/req`);
+      console.log(`${line(`${prefix}bare client loop`, viaBare.result)}   cpu ${viaBare.cpuUs.toFixed(1)} µs/req`);
+      console.log(`${prefix}handler overhead: throughput ×${(viaBare.result.opsPerSecond / viaHandler.result.opsPerSecond).toFixed(2)} lower, p50 +${(viaHandler.result.p50 - viaBare.result.p50).toFixed(2)} ms, p99 +${(viaHandler.result.p99 - viaBare.result.p99).toFixed(2)} ms`);
+      ratios.push(viaHandler.result.opsPerSecond / viaBare.result.opsPerSecond);
+      cpuRatios.push(viaBare.cpuUs / viaHandler.cpuUs);
     }
     await Promise.all(bare.map((b) => b.close()));
-    const sorted = [...ratios].sort((a, b) => a - b);
-    console.log(`handler / bare throughput: ${sorted[Math.floor(sorted.length / 2)].toFixed(2)} (median of ${ratios.length} round${ratios.length > 1 ? 's' : ''}: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+    const med = (v: number[]) => [...v].sort((a, b) => a - b)[Math.floor(v.length / 2)];
+    const rounds = `median of ${ratios.length} round${ratios.length > 1 ? 's' : ''}`;
+    console.log(`handler / bare throughput: ${med(ratios).toFixed(2)} (${rounds}: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
+    console.log(`handler / bare CPU efficiency (bare cpu per request ÷ handler's): ${med(cpuRatios).toFixed(2)} (${rounds}: ${cpuRatios.map((r) => r.toFixed(2)).join(' ')})`);
   } finally {
     await engine.stop();
   }

@@ -5,6 +5,7 @@
  *   npm run compare                                   # every backend with a local engine
  *   npm run compare -- --backends dynamo,redis --requests 5000 --concurrency 32
  *   npm run compare -- --url https://…/prod --api-key …   # a deployed API (or `npm run local`)
+ *   npm run compare -- --cold-samples 0                 # without the cold-start table (default 9 fresh processes per backend)
  *
  * In-process mode drives the BUNDLED handlers directly (`loadBundledHandler`,
  * several containers per backend and mode, each with its own client and
@@ -17,11 +18,12 @@ import * as path from 'path';
 import { intArg, parseArgs } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
+import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
 import { Engine } from './engines/engine';
-import { loadCounterContainers, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
+import { bundlePath, loadCounterContainers, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
-  BackendSection, ComparisonReport, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
+  BackendSection, ComparisonReport, formatColdTable, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
   ScenarioName, writeReport,
 } from './report';
 import { closeContainer, oneLine } from './server';
@@ -54,9 +56,15 @@ export interface CompareOptions {
   readonly apiKey?: string;
   /** No progress output (tests). @default false */
   readonly silent?: boolean;
+  /**
+   * Fresh processes per backend for the cold-start figures (module load,
+   * init, first request of the deployed bundle; medians). In-process runs
+   * only; 0 skips them. @default 0 (the command line's default is 9)
+   */
+  readonly coldSamples?: number;
 }
 
-export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 200, ids: 20, containers: 8, warmup: 500 } as const;
+export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 200, ids: 20, containers: 8, warmup: 500, coldSamples: 9 } as const;
 
 interface Answer {
   status: number;
@@ -339,6 +347,20 @@ function round(v: number): number {
 
 // -------------------------------------------------------------- the run
 
+/** Cold figures of a backend's deployed bundle on `engine` (an Error instead of throwing). */
+async function measureCold(backend: BackendName, engine: Engine, samples: number): Promise<ColdFigures | Error> {
+  const fixture = fixtureFor(backend);
+  const namespace = uniqueNamespace(`cold_${backend}`);
+  try {
+    const env = { ...await fixture.prepare(engine, namespace), ...COLD_MODE_ENV };
+    return await coldFigures(bundlePath(fixture.entry), backend, env, { samples });
+  } catch (err) {
+    return err instanceof Error ? err : new Error(String(err));
+  } finally {
+    await fixture.dispose?.(engine, namespace).catch(() => undefined);
+  }
+}
+
 export interface ComparisonOutcome {
   readonly report: ComparisonReport;
   readonly files: ReportFiles;
@@ -353,6 +375,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const backends = options.backends ?? BACKENDS;
   const runTag = `cmp-${startedAt.getTime().toString(36)}`;
   const sections: BackendSection[] = [];
+  const coldResults = new Map<BackendName, ColdFigures | Error>();
 
   for (const [b, backend] of backends.entries()) {
     const caveats = [...BACKEND_CAVEATS[backend].cloud, ...(overHttp ? [] : BACKEND_CAVEATS[backend].local)];
@@ -376,6 +399,12 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       let engine: Engine | undefined;
       try {
         engine = await fixtureFor(backend).acquire();
+        if (options.coldSamples) {
+          // Before the warm workload: nothing of ours is busy in this process
+          // (in-process engines answer the fresh processes from here).
+          progress.note(`[${b + 1}/${backends.length}] ${backend}: cold start, ${options.coldSamples} fresh processes`);
+          coldResults.set(backend, await measureCold(backend, engine, options.coldSamples));
+        }
         target = await inProcessTarget(backend, engine, options);
       } catch (err) {
         // EngineUnavailableError says what to install in one line; any other
@@ -388,6 +417,9 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
 
     progress.note(`[${b + 1}/${backends.length}] ${backend} on ${target.engine}: warming up (${options.warmup} requests per mode, not measured)`);
     const section: BackendSection = { backend, status: 'ran', engine: target.engine, caveats, scenarios: [], notRun: [] };
+    const cold = coldResults.get(backend);
+    if (cold instanceof Error) section.coldError = oneLine(cold);
+    else if (cold) section.cold = cold;
     sections.push(section);
     try {
       for (const mode of target.modes) {
@@ -435,6 +467,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       ids: options.ids,
       ...(overHttp ? {} : { containers: options.containers }),
       warmup: options.warmup,
+      ...(overHttp ? {} : { coldSamples: options.coldSamples ?? 0 }),
       backends,
     },
     machine: {
@@ -458,7 +491,7 @@ function timestamp(d: Date): string {
 
 export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CompareOptions {
   const args = parseArgs(argv);
-  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'containers', 'warmup', 'backends', 'out', 'url', 'api-key']);
+  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
   for (const name of Object.keys(args)) if (!known.has(name)) throw new Error(`Unknown flag --${name} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   let backends: BackendName[] | undefined;
   if (typeof args.backends === 'string') {
@@ -478,6 +511,7 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     ids: positive('ids', DEFAULT_OPTIONS.ids),
     containers: positive('containers', DEFAULT_OPTIONS.containers),
     warmup: intArg(args, 'warmup', DEFAULT_OPTIONS.warmup),
+    coldSamples: intArg(args, 'cold-samples', DEFAULT_OPTIONS.coldSamples),
     backends,
     out: typeof args.out === 'string' ? path.resolve(args.out) : path.join(REPO_ROOT, 'reports', timestamp(new Date())),
     url: typeof args.url === 'string' ? args.url : undefined,
@@ -492,6 +526,8 @@ async function main(): Promise<void> {
   console.log('');
   console.log(formatTable(report));
   console.log('');
+  const coldTable = formatColdTable(report);
+  if (coldTable) console.log(`cold start (medians of fresh processes)\n${coldTable}\n`);
   for (const s of report.backends) {
     if (s.status === 'skipped') console.log(`skipped  ${s.backend}: ${s.reason}`);
     else console.log(`engine   ${s.backend}: ${s.engine}`);

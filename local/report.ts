@@ -5,6 +5,7 @@
  */
 import * as fs from 'fs';
 import * as path from 'path';
+import type { ColdFigures } from './cold';
 
 export type Verdict = 'PASS' | 'FAIL';
 
@@ -66,6 +67,10 @@ export interface BackendSection {
   readonly scenarios: ScenarioFigures[];
   /** Scenarios not run, with why (e.g. a deployed API in the other mode). */
   readonly notRun: { scenario: ScenarioName; reason: string }[];
+  /** Cold start of the deployed bundle in fresh processes (in-process runs with cold samples). */
+  cold?: ColdFigures;
+  /** Why there are no cold figures, when they were asked for. */
+  coldError?: string;
 }
 
 export interface ComparisonReport {
@@ -110,6 +115,29 @@ function rows(report: ComparisonReport): string[][] {
   return out;
 }
 
+const COLD_COLUMNS = ['backend', 'bundle KiB', 'module load ms', 'init ms', 'first request ms', 'samples'];
+
+function coldRows(report: ComparisonReport): string[][] {
+  return report.backends.filter((b) => b.cold).map((b) => {
+    const c = b.cold!;
+    const failed = c.failures ? ` (${c.failures} first requests failed)` : '';
+    return [b.backend, (c.bundleBytes / 1024).toFixed(0), ms(c.loadMs), ms(c.initMs), ms(c.firstRequestMs), `${c.samples}${failed}`];
+  });
+}
+
+/**
+ * Cold start per backend as fixed-width text (empty when none was measured):
+ * module load, init (secret + connect) and first request, medians over fresh
+ * processes.
+ */
+export function formatColdTable(report: ComparisonReport): string {
+  const body = coldRows(report);
+  if (body.length === 0) return '';
+  const widths = COLD_COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  return [line(COLD_COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
 /** The table as fixed-width text, for the terminal. */
 export function formatTable(report: ComparisonReport): string {
   const body = rows(report);
@@ -121,6 +149,21 @@ export function formatTable(report: ComparisonReport): string {
 function markdownTable(report: ComparisonReport): string {
   const align = COLUMNS.map((_, i) => (RIGHT_ALIGNED.has(i) ? '---:' : '---'));
   return [COLUMNS, align, ...rows(report)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+function coldMarkdown(report: ComparisonReport): string[] {
+  const body = coldRows(report);
+  if (body.length === 0) return [];
+  return [
+    '## Cold start',
+    '',
+    'The deployed bundle in fresh Node.js processes, as Lambda starts a container (medians): `module load` is the bundle\'s `require`; ' +
+      '`init` is what the pipeline starts while loading (secret read + connection, Lambda\'s init phase); `first request` is the first POST after it. ' +
+      'Node.js start-up itself is excluded. `npx projen bench --cold` adds the minified no-source-map comparison.',
+    '',
+    [COLD_COLUMNS, COLD_COLUMNS.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
+    '',
+  ];
 }
 
 export function renderMarkdown(report: ComparisonReport): string {
@@ -145,6 +188,7 @@ export function renderMarkdown(report: ComparisonReport): string {
     '',
     '![Latency](latency.svg)',
     '',
+    ...coldMarkdown(report),
     '## Backends',
     '',
   ];
@@ -159,6 +203,7 @@ export function renderMarkdown(report: ComparisonReport): string {
       lines.push(`- **${s.scenario} FAILED**: ${s.reasons.join('; ')}`);
     }
     for (const n of b.notRun) lines.push(`- ${n.scenario} not run: ${n.reason}`);
+    if (b.coldError) lines.push(`- cold start not measured: ${b.coldError}`);
     for (const c of b.caveats) lines.push(`- ${c}`);
     lines.push('');
   }
