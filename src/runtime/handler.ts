@@ -58,6 +58,8 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   let store: Promise<CounterStore> | undefined;
   /** What `store` resolved to, while it stands: a request skips awaiting it. */
   let current: CounterStore | undefined;
+  /** Why the init-phase connect failed: the answer of a request that waited for it. */
+  let initError: unknown;
 
   const getStore = (): Promise<CounterStore> => {
     if (!store) {
@@ -94,6 +96,15 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   };
 
   const serve = async (request: CounterRequest, log: RequestLogLine): Promise<HttpResponse> => {
+    // A request that arrives while the init-phase connect is still under way
+    // shares its outcome: if it fails, init closes that store, and a request
+    // already using it would meet a closed client (a 500, "Pool is closed")
+    // instead of the init's own error (a 503 for an unreachable engine).
+    if (initPending && !(await initDone) && initError !== undefined) {
+      const err = initError;
+      initError = undefined;
+      throw err;
+    }
     const s = current ?? await getStore();
     if (request.operation === 'read') {
       const counter = await s.read(request.id);
@@ -161,7 +172,8 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       try {
         await s.connect?.();
         return true;
-      } catch {
+      } catch (err) {
+        initError = err;
         const pending = store;
         if (pending && (await pending.catch(() => undefined)) === s) {
           store = undefined;
@@ -170,8 +182,15 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
         }
         return false;
       }
-    }).catch(() => false)
+    }).catch((err) => {
+      initError ??= err;
+      return false;
+    })
     : Promise.resolve(false);
+  let initPending = options.connectAtInit ?? true;
+  void initDone.then(() => {
+    initPending = false;
+  });
 
   const close = async (): Promise<void> => {
     const pending = store;
