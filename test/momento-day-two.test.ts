@@ -107,6 +107,7 @@ describe('momento: every timeout and outage is a 503 with the fixed body', () =>
     for (const conditional of [false, true]) {
       const handler = container(`127.0.0.1:${closedPort}`, conditional);
       const res = await timed(handler, 'POST', 'x');
+      console.log(`momento refused (conditional=${conditional}): answered ${res.status} in ${res.ms.toFixed(0)} ms`);
       expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
       expect(res.body).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'momento' });
       expect(res.ms).toBeLessThan(CLIENT_TIMEOUT_MS + SLACK_MS);

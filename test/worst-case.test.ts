@@ -27,8 +27,8 @@ describe('worst cases from the env contracts', () => {
     expect(dynamoWorstCase({})).toEqual({ totalMs: 3 * 2000 + 75 + 150, parts: { '3 attempts × request timeout': 6000, 'retry back-off': 225 } });
     expect(redisWorstCase({ REDIS_AUTH_SECRET_ARN: SECRET })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 1000 + 2000);
     expect(redisWorstCase({ REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' })?.parts.WAIT).toBe(250);
-    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'false' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1100);
-    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'true', MOMENTO_CAS_BUDGET_MS: '3000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 3000 + 1100 + 16);
+    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'false' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 1100);
+    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'true', MOMENTO_CAS_BUDGET_MS: '3000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 3000 + 1100 + 16);
     expect(tidbWorstCase({ TIDB_SECRET_ARN: SECRET })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2500 + 2000 + 2500);
     expect(docdbWorstCase({ DOCDB_SECRET_ARN: SECRET, DOCDB_SOCKET_TIMEOUT_MS: '1000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2000 + 2000 + 3 * 1000);
   });
@@ -51,7 +51,7 @@ describe('synth: worst case against the function timeout', () => {
   test.each([
     ['DynamoDB, timeout 5 s', (s: Stack) => new DynamoCounter(s, 'C', { timeout: Duration.seconds(5) }), /^dynamo: the store's worst-case answer time is 6225 ms \(3 attempts × request timeout 6000 ms \+ retry back-off 225 ms\); with a 1000 ms margin it exceeds the function timeout of 5000 ms/],
     ['Redis, command timeout 3 s under a 10 s timeout', (s: Stack) => new RedisCounter(s, 'C', { vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }), commandTimeout: Duration.seconds(3) }), /^redis: the store's worst-case answer time is 11500 ms \(secret read 1500 ms \+ idle-connection PING 3000 ms \+ connect 1000 ms \+ command \+ NOSCRIPT fallback 6000 ms\).*function timeout of 10000 ms.*502 instead of a 503/],
-    ['Momento, conditional, CAS budget 8 s under a 10 s timeout', (s: Stack) => new MomentoCounter(s, 'C', { apiKeySecret: secret(s), conditionalWrites: true, casTimeBudget: Duration.seconds(8) }), /^momento: the store's worst-case answer time is 10616 ms \(secret read 1500 ms \+ compare-and-swap budget 8000 ms \+ one SDK call \(client deadline\) 1100 ms \+ back-off 16 ms\)/],
+    ['Momento, conditional, CAS budget 8 s under a 10 s timeout', (s: Stack) => new MomentoCounter(s, 'C', { apiKeySecret: secret(s), conditionalWrites: true, casTimeBudget: Duration.seconds(8) }), /^momento: the store's worst-case answer time is 11616 ms \(secret read 1500 ms \+ init-phase channel connect 1000 ms \+ compare-and-swap budget 8000 ms \+ one SDK call \(client deadline\) 1100 ms \+ back-off 16 ms\)/],
     ['TiDB, query timeout 4 s under an 11 s timeout', (s: Stack) => new TiDbCounter(s, 'C', { connectionSecret: secret(s), connectTimeout: Duration.seconds(1), queryTimeout: Duration.seconds(4), timeout: Duration.seconds(11) }), /^tidb: the store's worst-case answer time is 10500 ms \(secret read 1500 ms \+ stale-connection ping 4000 ms \+ connect 1000 ms \+ statement \(retries included\) 4000 ms\)/],
   ])('%s: synth fails with one clear message', (_, build, message) => {
     expect(() => build(stack())).toThrow(message);

@@ -100,7 +100,9 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     // shares its outcome: if it fails, init closes that store, and a request
     // already using it would meet a closed client (a 500, "Pool is closed")
     // instead of the init's own error (a 503 for an unreachable engine).
-    if (initPending && !(await initDone) && initError !== undefined) {
+    // Only a classified failure is shared; anything else (an unexpected
+    // error of a client's connect) lets the request try on a fresh store.
+    if (initPending && !(await initDone) && initError instanceof CounterError) {
       const err = initError;
       initError = undefined;
       throw err;

@@ -48,11 +48,13 @@ export const MOMENTO_DEFAULTS = {
   clientTimeoutMs: 1_100,
   /** Longest back-off between two compare-and-swap attempts. */
   casBackoffCapMs: 16,
+  /** The init-phase channel connect (whole seconds: the SDK's unit); a first request may wait for it. */
+  eagerConnectTimeoutMs: 1_000,
 } as const;
 
 /**
- * Worst case of one request: the key secret read (first request of a
- * container), then one SDK call (unconditional), or, conditional, the
+ * Worst case of one request: the key secret read and the init-phase channel
+ * connect (a first request may wait for both), then one SDK call (unconditional), or, conditional, the
  * compare-and-swap budget plus one call that started just before the
  * deadline (the loop checks the deadline before each attempt and before
  * each write) and one back-off.
@@ -63,6 +65,7 @@ export function momentoWorstCase(env: Readonly<Record<string, string | undefined
   const isConditional = ['true', '1', 'yes'].includes(conditional);
   return worstCaseOf({
     'secret read': env[MOMENTO_ENV.API_KEY_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
+    'init-phase channel connect': MOMENTO_DEFAULTS.eagerConnectTimeoutMs,
     'compare-and-swap budget': isConditional ? envMs(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs) : 0,
     'one SDK call (client deadline)': callMs,
     'back-off': isConditional ? MOMENTO_DEFAULTS.casBackoffCapMs : 0,

@@ -66,8 +66,12 @@ const BACKOFF_CAP_MS = MOMENTO_DEFAULTS.casBackoffCapMs;
  * Every write sets the TTL: a Momento counter is a cache item that resets to
  * 0 when it expires (or is evicted).
  */
-/** How long the init-phase connect waits for the channel (the SDK's eager-connect unit: seconds). */
-const EAGER_CONNECT_TIMEOUT_SECONDS = 2;
+/**
+ * How long the init-phase connect waits for the channel (the SDK's
+ * eager-connect unit: seconds). A first request may wait for it, so it is a
+ * term of the worst case (momento-env.ts).
+ */
+const EAGER_CONNECT_TIMEOUT_SECONDS = MOMENTO_DEFAULTS.eagerConnectTimeoutMs / 1000;
 
 export class MomentoCounterStore implements CounterStore {
   /** Reads the secret (once per container) and creates the client. */
@@ -92,7 +96,13 @@ export class MomentoCounterStore implements CounterStore {
    */
   async connect(): Promise<void> {
     const { dataClients } = this.client as unknown as { dataClients?: Array<{ connect(timeoutSeconds?: number): Promise<void> }> };
-    await Promise.all((dataClients ?? []).map((c) => c.connect(EAGER_CONNECT_TIMEOUT_SECONDS)));
+    try {
+      await Promise.all((dataClients ?? []).map((c) => c.connect(EAGER_CONNECT_TIMEOUT_SECONDS)));
+    } catch (err) {
+      // The SDK's plain Error ("Unable to connect to Momento …"): the
+      // service is not reachable now, a 503 for a request that waited for it.
+      throw new BackendUnavailableError('Momento is unreachable (init-phase connect)', { cause: err });
+    }
   }
 
   async increment(id: string): Promise<number> {
