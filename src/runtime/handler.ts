@@ -4,6 +4,7 @@ import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
 import { CounterEvent, CounterRequest, parseRequest } from './request';
 import { invalidateSecret } from './secrets';
+import { FUNCTION_TIMEOUT_MARGIN_MS, secretReadWorstCaseMs } from '../timeouts';
 import { BackendName, CounterStore } from './store';
 
 export type StoreFactory = () => CounterStore | Promise<CounterStore>;
@@ -89,7 +90,8 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     if (!err.secretArn || !invalidateSecret(err.secretArn)) return false;
     await close();
     const remaining = context?.getRemainingTimeInMillis?.();
-    if (remaining !== undefined && remaining < 2 * passMs + 1000) {
+    // The second pass costs a secret read plus about what the first one took.
+    if (remaining !== undefined && remaining < passMs + secretReadWorstCaseMs() + FUNCTION_TIMEOUT_MARGIN_MS) {
       throw new BackendUnavailableError('Credentials rejected; secret dropped, no time left to retry in this invocation', { cause: err });
     }
     return true;
