@@ -1,4 +1,4 @@
-import { Annotations, CfnOutput, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { Annotations, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -7,7 +7,10 @@ import { DynamoCounter, DynamoCounterProps } from './backends/dynamo/dynamo-coun
 import { MomentoCounter, MomentoCounterProps } from './backends/momento/momento-counter';
 import { RedisCounter, RedisCounterProps } from './backends/redis/redis-counter';
 import { TiDbCounter, TiDbCounterProps } from './backends/tidb/tidb-counter';
-import { CounterOptions, deploymentName, ICounter } from './counter-base';
+import { CounterOptions, ICounter } from './counter-base';
+import { deploymentName } from './private/counter-resources';
+import { USAGE_PLAN_DEFAULTS } from './private/defaults';
+import { PropsValidation, stripUndefined } from './private/props';
 
 /** Throttle and quota of the API's usage plan. */
 export interface UsagePlanLimits {
@@ -59,7 +62,7 @@ export interface AtomicCounterApiProps {
   readonly redis?: RedisCounterProps;
   /**
    * Create a Momento counter at `/momento/{id}` with these props (its
-   * `apiKeySecret` is required).
+   * `credentialsSecret` is required).
    * @default - no Momento counter
    */
   readonly momento?: MomentoCounterProps;
@@ -71,7 +74,7 @@ export interface AtomicCounterApiProps {
   readonly docdb?: DocDbCounterProps;
   /**
    * Create a TiDB counter at `/tidb/{id}` with these props (its
-   * `connectionSecret` is required).
+   * `credentialsSecret` is required).
    * @default - no TiDB counter
    */
   readonly tidb?: TiDbCounterProps;
@@ -112,9 +115,6 @@ export interface AtomicCounterApiProps {
   readonly cloudWatchRole?: boolean;
 }
 
-/** The usage plan defaults, in one place. */
-export const USAGE_PLAN_DEFAULTS = { rateLimit: 100, burstLimit: 200, quotaLimit: 1_000_000, quotaPeriod: apigw.Period.MONTH } as const;
-
 /** Body of the 404 that replaces API Gateway's 403 "Missing Authentication Token". */
 // API Gateway substitutes $context variables verbatim (no JSON escaping): a
 // path holding a `"` would break the body, so it embeds none.
@@ -147,7 +147,7 @@ export class AtomicCounterApi extends Construct {
 
   private readonly counterDefaults: CounterOptions;
   private readonly validator: apigw.RequestValidator;
-  private readonly counters = new Map<string, ICounter>();
+  private readonly served = new Map<string, ICounter>();
 
   constructor(scope: Construct, id: string, props: AtomicCounterApiProps = {}) {
     super(scope, id);
@@ -172,6 +172,9 @@ export class AtomicCounterApi extends Construct {
       cloudWatchRole,
       cloudWatchRoleRemovalPolicy: cloudWatchRole ? RemovalPolicy.RETAIN : undefined,
     });
+    // RestApi always adds a CfnOutput (`Endpoint`) to the stack; a library
+    // leaves a stack's outputs to its owner (`url` and `apiKey` are exposed).
+    this.restApi.node.tryRemoveChild('Endpoint');
     if (!cloudWatchRole) {
       Annotations.of(this).addWarningV2('@cdk-atomic-counter/api:cloudWatchRole',
         'cloudWatchRole is false: the stage\'s access logging needs the API Gateway CloudWatch Logs role set once per account and region ' +
@@ -191,11 +194,11 @@ export class AtomicCounterApi extends Construct {
     });
 
     const limits = { ...USAGE_PLAN_DEFAULTS, ...stripUndefined(props.usagePlan ?? {}) };
+    const check = new PropsValidation(this);
     for (const [name, value] of Object.entries({ rateLimit: limits.rateLimit, burstLimit: limits.burstLimit, quotaLimit: limits.quotaLimit })) {
-      if (!Token.isUnresolved(value) && (!Number.isFinite(value) || value < 0)) {
-        throw new Error(`usagePlan.${name} must be a number ≥ 0 (got ${value})`);
-      }
+      check.number(`usagePlan.${name}`, value, 0);
     }
+    check.throwIfInvalid();
     this.apiKey = this.restApi.addApiKey('ApiKey', { description: 'Key for the atomic counter API' });
     this.usagePlan = this.restApi.addUsagePlan('UsagePlan', {
       description: 'Throttle and quota for the atomic counter API',
@@ -219,12 +222,6 @@ export class AtomicCounterApi extends Construct {
     this.momentoCounter = served(props.momento, (p) => new MomentoCounter(this, 'MomentoCounter', p));
     this.docdbCounter = served(props.docdb, (p) => new DocDbCounter(this, 'DocDbCounter', p));
     this.tidbCounter = served(props.tidb, (p) => new TiDbCounter(this, 'TiDbCounter', p));
-
-    new CfnOutput(this, 'Url', { value: this.restApi.url, description: 'Base URL of the counter API' });
-    new CfnOutput(this, 'ApiKeyId', {
-      value: this.apiKey.keyId,
-      description: 'Id of the API key: `aws apigateway get-api-key --api-key <id> --include-value`',
-    });
   }
 
   /**
@@ -232,13 +229,13 @@ export class AtomicCounterApi extends Construct {
    * per backend name.
    */
   public addCounter(counter: ICounter): void {
-    if (this.counters.has(counter.backend)) {
+    if (this.served.has(counter.backend)) {
       throw new Error(`AtomicCounterApi already serves a counter at /${counter.backend}`);
     }
     if (!/^[a-z][a-z0-9-]*$/.test(counter.backend)) {
       throw new Error(`Invalid backend route segment: "${counter.backend}"`);
     }
-    this.counters.set(counter.backend, counter);
+    this.served.set(counter.backend, counter);
     const idResource = this.restApi.root.addResource(counter.backend).addResource('{id}');
     const integration = new apigw.LambdaIntegration(counter.counterFunction, { proxy: true });
     for (const method of ['POST', 'GET']) {
@@ -250,18 +247,22 @@ export class AtomicCounterApi extends Construct {
     }
   }
 
-  /** The counters served, by backend route segment. */
+  /**
+   * Every counter the API serves, in the order they were added: those created
+   * from its props and those attached with `addCounter`. A copy: attach
+   * counters with `addCounter`.
+   */
+  public get counters(): ICounter[] {
+    return [...this.served.values()];
+  }
+
+  /** The route segments served (`dynamo`, `redis`, …), in the order they were added. */
   public get backends(): string[] {
-    return [...this.counters.keys()];
+    return [...this.served.keys()];
   }
 
   /** The URL of the deployed stage (`https://…/prod/`). */
   public get url(): string {
     return this.restApi.url;
   }
-}
-
-/** Drops keys whose value is undefined, so spreading props keeps defaults. */
-export function stripUndefined<T extends object>(value: T): T {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as T;
 }

@@ -1,25 +1,24 @@
 import { Duration } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
-import { Construct, IConstruct } from 'constructs';
+import { Construct } from 'constructs';
 import { AtomicCounterApi } from './atomic-counter-api';
-import { ICounter, METRIC_NAMESPACE } from './counter-base';
+import { ICounter } from './counter-base';
 
 /** Props of `AtomicCounterDashboard`. */
 export interface AtomicCounterDashboardProps {
   /**
-   * The API: its 4XX, 5XX, request count and latency get a row, and the
-   * counters it created from its own props (e.g. `dynamo`) get a row each.
-   * Counters attached with `addCounter` are not visible from the API: list
-   * them in `counters`.
+   * The API: its 4XX, 5XX, request count and latency get a row, and every
+   * counter it serves (`api.counters`: created from its props or attached
+   * with `addCounter` before the dashboard is created) gets a row.
    * @default - no API row
    */
   readonly api?: AtomicCounterApi;
 
   /**
-   * The counters to chart, one row each: the counter metric, the function's
-   * invocations, errors, throttles and duration p50/p99. A counter also
-   * reachable through `api` is charted once.
-   * @default - only the counters `api` created from its props
+   * Counters to chart, one row each: the counter value, the function's
+   * invocations, errors, throttles and duration p50/p99. A counter the
+   * `api` also serves is charted once.
+   * @default - only the counters `api` serves
    */
   readonly counters?: ICounter[];
 
@@ -101,15 +100,8 @@ export class AtomicCounterDashboard extends Construct {
       this.dashboard.addWidgets(
         new cloudwatch.GraphWidget({
           title: `${counter.backend}: counter value (highest logged)`,
-          left: [new cloudwatch.Metric({
-            namespace: METRIC_NAMESPACE,
-            metricName: counter.counterMetric,
-            // This deployment's series only (`Deployment`), not every stack's in the account and region.
-            dimensionsMap: counter.counterMetricDimensions,
-            statistic: 'Maximum',
-            period,
-            label: counter.counterMetric,
-          })],
+          // This deployment's series only (`Deployment`), not every stack's in the account and region.
+          left: [counter.metricCounterValue({ period, label: counter.counterMetricName })],
           ...WIDGET,
         }),
         new cloudwatch.GraphWidget({
@@ -139,11 +131,10 @@ export class AtomicCounterDashboard extends Construct {
   }
 }
 
-/** `props.counters`, then the API's props-created counters, once per backend. */
+/** `props.counters`, then the counters the API serves, once per backend. */
 function collectCounters(props: AtomicCounterDashboardProps): ICounter[] {
   const byBackend = new Map<string, ICounter>();
-  const fromApi = props.api ? countersCreatedBy(props.api) : [];
-  for (const counter of [...(props.counters ?? []), ...fromApi]) {
+  for (const counter of [...(props.counters ?? []), ...(props.api?.counters ?? [])]) {
     const seen = byBackend.get(counter.backend);
     if (seen && seen !== counter) {
       throw new Error(`AtomicCounterDashboard: two different counters for backend "${counter.backend}"`);
@@ -151,18 +142,4 @@ function collectCounters(props: AtomicCounterDashboardProps): ICounter[] {
     byBackend.set(counter.backend, counter);
   }
   return [...byBackend.values()];
-}
-
-/**
- * The counters an `AtomicCounterApi` created from its own props (`dynamo`,
- * `redis`, …): they are its children in the construct tree. Counters attached
- * with `addCounter` live elsewhere and come through `props.counters`.
- */
-function countersCreatedBy(api: AtomicCounterApi): ICounter[] {
-  return api.node.children.filter(isCounter);
-}
-
-function isCounter(value: IConstruct): value is IConstruct & ICounter {
-  const c = value as Partial<ICounter>;
-  return typeof c.backend === 'string' && typeof c.counterMetric === 'string' && c.counterFunction !== undefined && c.metricFilter !== undefined;
 }

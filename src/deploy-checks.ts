@@ -40,7 +40,7 @@ export function checkDocDbRegion(scope: IConstruct): void {
   const region = Stack.of(scope).region;
   if (Token.isUnresolved(region) || DOCDB_REGIONS.includes(region)) return;
   if (NON_DOCDB_REGIONS.includes(region)) {
-    throw new Error(`DocDbCounter: Amazon DocumentDB is not offered in ${region} (CloudFormation has no AWS::DocDB::DBCluster there); deploy this stack to a region that offers it, e.g. us-east-1, eu-west-1 or ap-southeast-1`);
+    throw new Error(`${scope.node.path}: Amazon DocumentDB is not offered in ${region} (CloudFormation has no AWS::DocDB::DBCluster there); deploy this stack to a region that offers it, e.g. us-east-1, eu-west-1 or ap-southeast-1`);
   }
   Annotations.of(scope).addWarningV2('@cdk-atomic-counter/docdb:region',
     `DocumentDB availability in ${region} is unknown to this library (its region list dates from 2026-12); the deployment fails if ${region} does not offer DocumentDB`);
@@ -89,10 +89,18 @@ export function checkEnvironmentSize(what: string, environment: { [key: string]:
 }
 
 /**
- * `checkSecretName` for a secret imported by name or partial ARN
- * (`Secret.fromSecretNameV2`, `fromSecretPartialArn`); a secret created in the
- * stack or imported by its complete ARN is not affected.
+ * The problem with a secret imported by name or partial ARN
+ * (`Secret.fromSecretNameV2`, `fromSecretPartialArn`) whose name looks like a
+ * full ARN (see `checkSecretName`), for `PropsValidation`; undefined when
+ * there is none. A secret created in the stack or imported by its complete
+ * ARN is not affected.
  */
-export function checkImportedSecretName(what: string, secret: ISecret): void {
-  if (secret.secretFullArn === undefined && !Token.isUnresolved(secret.secretName)) checkSecretName(what, secret.secretName);
+export function importedSecretNameProblem(prop: string, secret: ISecret | undefined): string | undefined {
+  if (secret === undefined || secret.secretFullArn !== undefined || Token.isUnresolved(secret.secretName)) return undefined;
+  try {
+    checkSecretName(`\`${prop}\``, secret.secretName);
+    return undefined;
+  } catch (e) {
+    return (e as Error).message;
+  }
 }

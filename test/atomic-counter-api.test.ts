@@ -131,17 +131,19 @@ describe('AtomicCounterApi', () => {
       const counter = new DynamoCounter(s, 'Separate', { conditionalWrites: true });
       api.addCounter(counter);
       expect(api.backends).toEqual(['dynamo']);
+      expect(api.counters).toEqual([counter]);
+      // A copy: the API's list changes only through addCounter.
+      api.counters.pop();
+      expect(api.counters).toEqual([counter]);
       expect(() => api.addCounter(counter)).toThrow(/already serves a counter at \/dynamo/);
     });
     t.resourceCountIs('AWS::ApiGateway::Method', 2);
     t.hasResourceProperties('AWS::Lambda::Permission', { Action: 'lambda:InvokeFunction', Principal: 'apigateway.amazonaws.com' });
   });
 
-  test('outputs the URL and the API key id; the stage writes an access log with a retention', () => {
+  test('adds no CfnOutput to the caller\'s stack; the stage writes an access log with a retention', () => {
     const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
-    const outputs = t.toJSON().Outputs;
-    expect(Object.keys(outputs).some((k) => k.startsWith('ApiUrl'))).toBe(true);
-    expect(Object.values<any>(outputs).some((o) => JSON.stringify(o.Value).includes('ApiKey'))).toBe(true);
+    expect(t.toJSON().Outputs ?? {}).toEqual({});
     t.hasResourceProperties('AWS::ApiGateway::Stage', { StageName: 'prod', AccessLogSetting: Match.objectLike({ DestinationArn: Match.anyValue() }) });
   });
 
@@ -166,8 +168,8 @@ describe('AtomicCounterApi', () => {
         dynamo: {},
         redis: { vpc },
         docdb: { vpc },
-        momento: { apiKeySecret: momentoKey },
-        tidb: { connectionSecret: tidbSecret },
+        momento: { credentialsSecret: momentoKey },
+        tidb: { credentialsSecret: tidbSecret },
       });
     };
 
@@ -177,6 +179,8 @@ describe('AtomicCounterApi', () => {
         api = all(s);
       });
       expect(api!.backends.sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
+      expect(api!.counters.map((c) => c.backend)).toEqual(['dynamo', 'redis', 'momento', 'docdb', 'tidb']);
+      expect(api!.counters).toEqual([api!.dynamoCounter, api!.redisCounter, api!.momentoCounter, api!.docdbCounter, api!.tidbCounter]);
       const parts = Object.values<any>(t.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
       expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
       const methods = Object.values<any>(t.findResources('AWS::ApiGateway::Method'));

@@ -1,5 +1,6 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -37,7 +38,15 @@ function fakeCounter(stack: Stack, backend: string): ICounter {
   const metricFilter = new logs.MetricFilter(stack, `${backend}Filter`, {
     logGroup, metricNamespace: 'AtomicCounter', metricName: `${backend}Metric`, filterPattern: logs.FilterPattern.allEvents(), metricValue: '$.counter',
   });
-  return { backend, counterFunction, logGroup, metricFilter, counterMetric: `${backend}Metric` };
+  const counterMetricName = `${backend}Metric`;
+  return {
+    backend,
+    counterFunction,
+    logGroup,
+    metricFilter,
+    counterMetricName,
+    metricCounterValue: (props) => new cloudwatch.Metric({ namespace: 'AtomicCounter', metricName: counterMetricName, statistic: 'Maximum', ...props }),
+  };
 }
 
 function metricsOf(widgets: Widget[], title: RegExp): string[] {
@@ -96,13 +105,14 @@ describe('AtomicCounterDashboard', () => {
     expect(metricsOf(widgets, /^beta: duration/)[1]).toContain(ref(b));
   });
 
-  test('counters the API created from its props are charted without listing them, and only once when listed', () => {
+  test('every counter the API serves (from its props or addCounter) is charted without listing it, and only once when listed', () => {
     const stack = newStack();
-    const apiKeySecret = secretsmanager.Secret.fromSecretNameV2(stack, 'Key', 'momento-key');
-    const api = new AtomicCounterApi(stack, 'Api', { dynamo: {}, momento: { apiKeySecret } });
+    const credentialsSecret = secretsmanager.Secret.fromSecretNameV2(stack, 'Key', 'momento-key');
+    const api = new AtomicCounterApi(stack, 'Api', { dynamo: {}, momento: { credentialsSecret } });
+    api.addCounter(fakeCounter(stack, 'attached'));
     new AtomicCounterDashboard(stack, 'Dashboard', { api, counters: [api.dynamoCounter!] });
     const headings = dashboardBody(stack).widgets.filter((w) => w.type === 'text').map((w) => w.properties.markdown);
-    expect(headings).toEqual(['## API', '## dynamo', '## momento']);
+    expect(headings).toEqual(['## API', '## dynamo', '## momento', '## attached']);
   });
 
   test('period and name are props', () => {

@@ -29,7 +29,7 @@ describe('DocumentDB region, known at synth', () => {
 
   test.each(['us-west-1', 'me-south-1', 'eu-central-2'])('%s does not offer DocumentDB: synth fails with one line', (region) => {
     const message = thrown(() => docdbIn(region));
-    expect(message).toMatch(new RegExp(`^DocDbCounter: Amazon DocumentDB is not offered in ${region} `));
+    expect(message).toMatch(new RegExp(`^Test/Counter: Amazon DocumentDB is not offered in ${region} `));
     expect(message).not.toContain('\n');
   });
 
@@ -48,11 +48,11 @@ describe('DocumentDB region, known at synth', () => {
     expect(warnings.filter((w) => /DocumentDB availability in xx-newregion-1 is unknown/.test(w))).toHaveLength(1);
   });
 
-  test('an existing cluster (clusterEndpoint) is not checked: it exists', () => {
+  test('an existing cluster (existingEndpoint) is not checked: it exists', () => {
     const stack = stackIn('us-west-1');
     const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
     const credentialsSecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'S', 'arn:aws:secretsmanager:us-west-1:123456789012:secret:docdb-AbCdEf');
-    expect(() => new DocDbCounter(stack, 'Counter', { vpc, clusterEndpoint: { hostname: 'db.example.internal' }, credentialsSecret } as never)).not.toThrow();
+    expect(() => new DocDbCounter(stack, 'Counter', { vpc, existingEndpoint: { hostname: 'db.example.internal' }, credentialsSecret })).not.toThrow();
   });
 
   test('the two lists are disjoint and hold the three CI regions', () => {
@@ -71,8 +71,8 @@ describe('a secret name that Secrets Manager would take for a full ARN', () => {
   });
 
   test.each([
-    ['MomentoCounter', (s: Stack, secret: secretsmanager.ISecret) => new MomentoCounter(s, 'C', { apiKeySecret: secret }), /^MomentoCounter: `apiKeySecret`: the secret name "momento-key-Ab12Cd" ends in "-" plus six characters/],
-    ['TiDbCounter', (s: Stack, secret: secretsmanager.ISecret) => new TiDbCounter(s, 'C', { connectionSecret: secret }), /^TiDbCounter: `connectionSecret`: the secret name "momento-key-Ab12Cd" ends in "-" plus six characters/],
+    ['MomentoCounter', (s: Stack, secret: secretsmanager.ISecret) => new MomentoCounter(s, 'C', { credentialsSecret: secret }), /^Test\/C: `credentialsSecret`: the secret name "momento-key-Ab12Cd" ends in "-" plus six characters/],
+    ['TiDbCounter', (s: Stack, secret: secretsmanager.ISecret) => new TiDbCounter(s, 'C', { credentialsSecret: secret }), /^Test\/C: `credentialsSecret`: the secret name "momento-key-Ab12Cd" ends in "-" plus six characters/],
   ])('%s rejects such a name at synth; a complete ARN with its suffix is fine', (_name, build, message) => {
     const stack = stackIn('eu-west-1');
     expect(thrown(() => build(stack, secretsmanager.Secret.fromSecretNameV2(stack, 'ByName', 'momento-key-Ab12Cd')))).toMatch(message);
@@ -101,7 +101,7 @@ describe('Lambda\'s 4 KB environment limit, checked at synth for every function'
     const secretArn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-AbCdEf';
     const build = (ca: string) => {
       const stack = stackIn('eu-west-1');
-      new TiDbCounter(stack, 'TiDb', { connectionSecret: secretsmanager.Secret.fromSecretCompleteArn(stack, 'S', secretArn), tlsCaCertificate: ca });
+      new TiDbCounter(stack, 'TiDb', { credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(stack, 'S', secretArn), tlsCaCertificate: ca });
     };
     expect(() => build(pem(1900, 'MIIFazCCA1OgAwIBAgIR'))).not.toThrow();
     const message = thrown(() => build(pem(1900, 'MIIFazCCA1OgAwIBAgIR') + pem(1900, 'MIIEFzCCAv+gAwIBAgIQ')));

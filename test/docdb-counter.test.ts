@@ -197,7 +197,8 @@ describe('DocDbCounter (created cluster)', () => {
     expect(counter.backend).toBe('docdb');
     expect(counter.cluster).toBeDefined();
     expect(counter.setupFunction).toBeDefined();
-    expect(counter.securityGroup).toBeDefined();
+    expect(counter.functionSecurityGroup).toBeDefined();
+    expect(counter.endpointPort).toBe(27017);
   });
 });
 
@@ -207,12 +208,11 @@ describe('DocDbCounter (existing cluster)', () => {
     const stack = new Stack(app, 'Stack', { env: { account: '111111111111', region: 'eu-west-1' } });
     const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
     const secret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Creds', 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf');
-    const clusterSecurityGroup = ec2.SecurityGroup.fromSecurityGroupId(stack, 'ClusterSg', 'sg-0123456789abcdef0');
+    const securityGroup = ec2.SecurityGroup.fromSecurityGroupId(stack, 'ClusterSg', 'sg-0123456789abcdef0');
     const counter = new DocDbCounter(stack, 'DocDb', {
       vpc,
-      clusterEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018 },
+      existingEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018, securityGroup },
       credentialsSecret: secret,
-      clusterSecurityGroup,
       ...extra,
     });
     return { counter, template: Template.fromStack(stack) };
@@ -227,6 +227,7 @@ describe('DocDbCounter (existing cluster)', () => {
     template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
     const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret'))[0];
     expect(counter.cluster).toBeUndefined();
+    expect([counter.endpointHostname, counter.endpointPort]).toEqual(['counters.cluster-abc.eu-west-1.docdb.amazonaws.com', 27018]);
     const endpoint = {
       DOCDB_HOST: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com',
       DOCDB_PORT: '27018',
@@ -264,8 +265,8 @@ describe('DocDbCounter (existing cluster)', () => {
   });
 
   test('conflicting or incomplete props fail at synth with a clear message', () => {
-    expect(() => existing({ instances: 2 })).toThrow(/`instances` apply to a created cluster/);
-    expect(() => synth({ clusterEndpoint: { hostname: 'h' } })).toThrow(/`clusterEndpoint` needs `credentialsSecret`/);
+    expect(() => existing({ instances: 2 })).toThrow(/^Stack\/DocDb: `instances` applies to the cluster the construct creates; do not combine with `existingEndpoint`$/);
+    expect(() => synth({ existingEndpoint: { hostname: 'h' } })).toThrow(/`existingEndpoint` needs `credentialsSecret`/);
     expect(() => synth({ instances: 0 })).toThrow(/`instances` must be an integer/);
     expect(() => synth({ backupRetention: Duration.days(40) })).toThrow(/`backupRetention`/);
     expect(() => synth({ databaseName: 'a.b' })).toThrow(/`databaseName`/);

@@ -1,5 +1,6 @@
 import { App, Duration, RemovalPolicy, Stack } from 'aws-cdk-lib';
 import { Match, Template } from 'aws-cdk-lib/assertions';
+import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import { DynamoCounter } from '../src';
 import { environmentOf } from './kit/template';
@@ -59,7 +60,7 @@ describe('DynamoCounter', () => {
   });
 
   test.each([0, -1, 1.5, Number.NaN])('maxCounterValue %p is rejected at synth', (max) => {
-    expect(() => synth((s) => new DynamoCounter(s, 'Counter', { maxCounterValue: max }))).toThrow(/maxCounterValue must be an integer ≥ 1/);
+    expect(() => synth((s) => new DynamoCounter(s, 'Counter', { maxCounterValue: max }))).toThrow(/^Test\/Counter: `maxCounterValue` must be an integer ≥ 1/);
   });
 
   test('a timeout past 25 s is rejected (API Gateway gives up at 29 s)', () => {
@@ -81,7 +82,7 @@ describe('DynamoCounter', () => {
   test('an existing table is used, not created, and is the only resource in the policy', () => {
     const t = synth((s) => {
       const table = dynamodb.Table.fromTableName(s, 'Existing', 'my-counters');
-      new DynamoCounter(s, 'Counter', { table });
+      new DynamoCounter(s, 'Counter', { existingTable: table });
     });
     t.resourceCountIs('AWS::DynamoDB::Table', 0);
     expect(environmentOf(t, /^Atomic counter on DynamoDB/)).toEqual({
@@ -93,11 +94,40 @@ describe('DynamoCounter', () => {
     expect(statements[0].Action).toEqual(['dynamodb:UpdateItem', 'dynamodb:GetItem']);
   });
 
-  test('table props conflict with an existing table', () => {
+  test('created-table props conflict with an existing table, all named in one error', () => {
     expect(() => synth((s) => new DynamoCounter(s, 'Counter', {
-      table: dynamodb.Table.fromTableName(s, 'Existing', 'x'),
+      existingTable: dynamodb.Table.fromTableName(s, 'Existing', 'x'),
+      tableName: 'mine',
       removalPolicy: RemovalPolicy.DESTROY,
-    }))).toThrow(/do not combine them with `table`/);
+    }))).toThrow(/^Test\/Counter: `tableName`, `removalPolicy` apply to the table the construct creates; do not combine with `existingTable`$/);
+  });
+
+  test('metricCounterValue(): namespace AtomicCounter, this deployment\'s series, Maximum; an alarm on it', () => {
+    const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
+    const counter = new DynamoCounter(stack, 'Counter', { conditionalWrites: true, maxCounterValue: 100 });
+    const metric = counter.metricCounterValue();
+    expect(metric.namespace).toBe('AtomicCounter');
+    expect(metric.metricName).toBe('DynamoAtomicCounter');
+    expect(metric.dimensions).toEqual({ Deployment: 'Test/Counter' });
+    expect(metric.statistic).toBe('Maximum');
+    expect(metric.period.toMinutes()).toBe(5);
+    // Props win, as in aws-cdk-lib's metricXxx() methods.
+    const p99 = counter.metricCounterValue({ statistic: 'p99', period: Duration.minutes(1) });
+    expect([p99.statistic, p99.period.toSeconds(), p99.metricName]).toEqual(['p99', 60, 'DynamoAtomicCounter']);
+
+    metric.createAlarm(stack, 'NearMax', { threshold: 90, evaluationPeriods: 1, comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD });
+    Template.fromStack(stack).hasResourceProperties('AWS::CloudWatch::Alarm', {
+      Namespace: 'AtomicCounter',
+      MetricName: 'DynamoAtomicCounter',
+      Dimensions: [{ Name: 'Deployment', Value: 'Test/Counter' }],
+      Statistic: 'Maximum',
+      Period: 300,
+      Threshold: 90,
+    });
+    // The alarm watches exactly what the metric filter writes.
+    Template.fromStack(stack).hasResourceProperties('AWS::Logs::MetricFilter', {
+      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'DynamoAtomicCounter', MetricValue: '$.counter', Dimensions: [{ Key: 'Deployment', Value: '$.deployment' }] }],
+    });
   });
 
   test('an explicit log group with a retention, and the metric filter on it', () => {

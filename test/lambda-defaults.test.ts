@@ -29,8 +29,8 @@ function allBackends(extra: { runtime?: lambda.Runtime; sourceMaps?: boolean } =
       dynamo: { ...extra },
       redis: { vpc, ...extra },
       docdb: { vpc, ...extra },
-      momento: { apiKeySecret: secretsmanager.Secret.fromSecretNameV2(s, 'MomentoKey', 'momento-api-key'), ...extra },
-      tidb: { connectionSecret: secretsmanager.Secret.fromSecretNameV2(s, 'TiDbSecret', 'tidb-connection'), ...extra },
+      momento: { credentialsSecret: secretsmanager.Secret.fromSecretNameV2(s, 'MomentoKey', 'momento-api-key'), ...extra },
+      tidb: { credentialsSecret: secretsmanager.Secret.fromSecretNameV2(s, 'TiDbSecret', 'tidb-connection'), ...extra },
     };
   };
 }

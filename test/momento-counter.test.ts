@@ -9,8 +9,8 @@ const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:momento
 
 function synth(props: Partial<MomentoCounterProps> = {}, build?: (stack: Stack) => Partial<MomentoCounterProps>): Template {
   const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
-  const apiKeySecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Key', SECRET_ARN);
-  new MomentoCounter(stack, 'Counter', { apiKeySecret, ...props, ...build?.(stack) });
+  const credentialsSecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Key', SECRET_ARN);
+  new MomentoCounter(stack, 'Counter', { credentialsSecret, ...props, ...build?.(stack) });
   return Template.fromStack(stack);
 }
 
@@ -138,6 +138,6 @@ describe('MomentoCounter', () => {
   });
 
   test('vpcSubnets without vpc is rejected', () => {
-    expect(() => synth({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } })).toThrow(/need `vpc`/);
+    expect(() => synth({ vpcSubnets: { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS } })).toThrow(/^Test\/Counter: `vpcSubnets` needs `vpc`/);
   });
 });

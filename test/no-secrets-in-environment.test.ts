@@ -21,12 +21,12 @@ const STACKS: Array<[string, () => Stack]> = [
     new DynamoCounter(stack, 'Dynamo');
     new RedisCounter(stack, 'Redis', { vpc, waitForReplicas: 1 });
     new RedisCounter(stack, 'RedisExisting', {
-      vpc, host: 'redis.internal', authSecret: new secretsmanager.Secret(stack, 'RedisAuth', { secretObjectValue: { authToken: SecretValue.unsafePlainText(PLANTED[0]) } }),
+      vpc, existingEndpoint: { hostname: 'redis.internal' }, credentialsSecret: new secretsmanager.Secret(stack, 'RedisAuth', { secretObjectValue: { authToken: SecretValue.unsafePlainText(PLANTED[0]) } }),
     });
     new DocDbCounter(stack, 'DocDb', { vpc });
-    new MomentoCounter(stack, 'Momento', { apiKeySecret: new secretsmanager.Secret(stack, 'MomentoKey', { secretStringValue: SecretValue.unsafePlainText(PLANTED[1]) }) });
+    new MomentoCounter(stack, 'Momento', { credentialsSecret: new secretsmanager.Secret(stack, 'MomentoKey', { secretStringValue: SecretValue.unsafePlainText(PLANTED[1]) }) });
     new TiDbCounter(stack, 'TiDb', {
-      connectionSecret: new secretsmanager.Secret(stack, 'TiDbConn', {
+      credentialsSecret: new secretsmanager.Secret(stack, 'TiDbConn', {
         secretObjectValue: { host: SecretValue.unsafePlainText('h'), user: SecretValue.unsafePlainText('u'), password: SecretValue.unsafePlainText(PLANTED[0]) },
       }),
       tlsCaCertificate: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
@@ -40,8 +40,8 @@ const STACKS: Array<[string, () => Stack]> = [
       dynamo: {},
       redis: { vpc },
       docdb: { vpc },
-      momento: { apiKeySecret: secretsmanager.Secret.fromSecretNameV2(stack, 'K', 'momento-api-key') },
-      tidb: { connectionSecret: secretsmanager.Secret.fromSecretNameV2(stack, 'T', 'tidb-connection') },
+      momento: { credentialsSecret: secretsmanager.Secret.fromSecretNameV2(stack, 'K', 'momento-api-key') },
+      tidb: { credentialsSecret: secretsmanager.Secret.fromSecretNameV2(stack, 'T', 'tidb-connection') },
     });
     return stack;
   }],

@@ -180,7 +180,7 @@ describe('RedisCounter: placement where the AUTH secret can be read', () => {
     } catch (e) {
       message = (e as Error).message;
     }
-    expect(message).toMatch(/^RedisCounter: the VPC has no private subnets with egress.*Secrets Manager.*secretsManagerEndpoint: true/);
+    expect(message).toMatch(/^Test\/Counter: the VPC has no private subnets with egress.*Secrets Manager.*secretsManagerEndpoint: true/);
     expect(message).not.toContain('\n');
   });
 
@@ -209,18 +209,20 @@ describe('RedisCounter: placement where the AUTH secret can be read', () => {
 
   test('no endpoint by default; an existing endpoint without a secret needs no egress', () => {
     synth().t.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
-    synth({ host: 'redis.internal' }, (s) => ({ vpc: isolatedVpc(s) })).t.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
+    synth({ existingEndpoint: { hostname: 'redis.internal' } }, (s) => ({ vpc: isolatedVpc(s) })).t.resourceCountIs('AWS::EC2::VPCEndpoint', 0);
   });
 
   test('an existing secret imported by a name that looks like a full ARN is rejected', () => {
-    expect(() => synth({ host: 'h' }, (s) => ({ authSecret: secretsmanager.Secret.fromSecretNameV2(s, 'Auth', 'redis-auth-AbCdEf') })))
-      .toThrow(/RedisCounter: `authSecret`: the secret name "redis-auth-AbCdEf" ends in "-" plus six characters/);
+    expect(() => synth({ existingEndpoint: { hostname: 'h' } }, (s) => ({ credentialsSecret: secretsmanager.Secret.fromSecretNameV2(s, 'Auth', 'redis-auth-AbCdEf') })))
+      .toThrow(/^Test\/Counter: `credentialsSecret`: the secret name "redis-auth-AbCdEf" ends in "-" plus six characters/);
   });
 });
 
 describe('RedisCounter (existing endpoint)', () => {
   test('creates no replication group, subnet group, cache security group or secret; the function points at the endpoint', () => {
-    const { t, counter } = synth({ host: 'my-redis.example.internal', port: 6380, tls: false });
+    const { t, counter } = synth({ existingEndpoint: { hostname: 'my-redis.example.internal', port: 6380 }, tls: false });
+    expect(counter.endpointHostname).toBe('my-redis.example.internal');
+    expect(counter.endpointPort).toBe(6380);
     t.resourceCountIs('AWS::ElastiCache::ReplicationGroup', 0);
     t.resourceCountIs('AWS::ElastiCache::SubnetGroup', 0);
     t.resourceCountIs('AWS::SecretsManager::Secret', 0);
@@ -235,20 +237,20 @@ describe('RedisCounter (existing endpoint)', () => {
 
   test('an existing auth secret is granted read-only and passed by ARN; TLS defaults to on', () => {
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:redis-auth-AbCdEf';
-    const { t } = synth({ host: 'my-redis.example.internal' }, (s) => ({ authSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'Auth', arn) }));
+    const { t } = synth({ existingEndpoint: { hostname: 'my-redis.example.internal' } }, (s) => ({ credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'Auth', arn) }));
     expect(env(t)).toEqual({ ...DEFAULT_ENV, REDIS_HOST: 'my-redis.example.internal', REDIS_AUTH_SECRET_ARN: arn, REDIS_TLS: 'true', REDIS_PORT: '6379' });
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([{ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: arn }]);
   });
 
   test.each([
-    [{ port: 6380 }, /`port` describes an existing endpoint/],
-    [{ tls: false }, /`tls` describes an existing endpoint/],
-    [{ host: 'h', engine: RedisEngine.VALKEY }, /`engine` applies to a created replication group/],
-    [{ host: 'h', replicas: 2 }, /`replicas` applies to a created replication group/],
+    [{ tls: false }, /^Test\/Counter: `tls` describes an existing resource: give `existingEndpoint` too/],
+    [{ existingEndpoint: { hostname: 'h' }, engine: RedisEngine.VALKEY }, /^Test\/Counter: `engine` applies to the replication group the construct creates; do not combine with `existingEndpoint`/],
+    [{ existingEndpoint: { hostname: 'h' }, replicas: 2 }, /`replicas` applies to the replication group/],
+    [{ existingEndpoint: { hostname: 'h', port: 70000 } }, /`existingEndpoint.port` must be an integer from 1 to 65535/],
     [{ waitForReplicas: 2 }, /exceeds the replicas created/],
-    [{ waitTimeout: Duration.millis(5) }, /only with waitForReplicas/],
-    [{ replicas: 6 }, /replicas must be an integer from 0 to 5/],
+    [{ waitTimeout: Duration.millis(5) }, /`waitTimeout` applies only with `waitForReplicas`/],
+    [{ replicas: 6 }, /`replicas` must be an integer from 0 to 5/],
   ] as Array<[Partial<RedisCounterProps>, RegExp]>)('conflicting props %p fail at synth', (props, message) => {
     expect(() => synth(props)).toThrow(message);
   });

@@ -21,8 +21,8 @@ function stackWith(
   build?: (stack: Stack) => Partial<TiDbCounterProps>,
 ): { stack: Stack; counter: TiDbCounter } {
   const stack = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
-  const connectionSecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Connection', SECRET_ARN);
-  const counter = new TiDbCounter(stack, 'Counter', { connectionSecret, ...props, ...build?.(stack) });
+  const credentialsSecret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'Connection', SECRET_ARN);
+  const counter = new TiDbCounter(stack, 'Counter', { credentialsSecret, ...props, ...build?.(stack) });
   return { stack, counter };
 }
 
@@ -58,7 +58,7 @@ describe('TiDbCounter', () => {
 
   test('database, table, TLS, CA, timeouts and mode are props', () => {
     const t = synth({
-      database: 'votes',
+      databaseName: 'votes',
       tableName: 'tallies',
       tls: false,
       tlsCaCertificate: '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----',
@@ -123,7 +123,7 @@ describe('TiDbCounter', () => {
         password: SecretValue.unsafePlainText('s3cr3t-password'),
       },
     });
-    new TiDbCounter(stack, 'Counter', { connectionSecret: secret });
+    new TiDbCounter(stack, 'Counter', { credentialsSecret: secret });
     const t = Template.fromStack(stack);
     for (const fn of Object.values<any>(t.findResources('AWS::Lambda::Function'))) {
       const vars = fn.Properties.Environment?.Variables ?? {};
@@ -163,8 +163,8 @@ describe('TiDbCounter', () => {
 
   test('invalid props fail at synth with a clear message', () => {
     expect(() => synth({ tableName: 'bad-name' })).toThrow(/tableName/);
-    expect(() => synth({ database: 'x`; DROP' })).toThrow(/database/);
-    expect(() => synth({ securityGroups: [] })).toThrow(/need `vpc`/);
+    expect(() => synth({ databaseName: 'x`; DROP' })).toThrow(/databaseName/);
+    expect(() => synth({ securityGroups: [] })).toThrow(/`securityGroups` needs `vpc`/);
     expect(() => synth({ connectTimeout: Duration.seconds(3), queryTimeout: Duration.seconds(3) })).toThrow(/function timeout/);
     expect(() => synth({ maxCounterValue: 0 })).toThrow(/maxCounterValue/);
   });

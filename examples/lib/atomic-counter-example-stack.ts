@@ -78,18 +78,25 @@ export class AtomicCounterExampleStack extends Stack {
     };
     const momentoKey = secretFor('MomentoApiKey', 'Momento API key (momento_key_info.json)', config.momento);
     if (momentoKey && config.momento.kind !== 'absent') {
-      counters.push(new MomentoCounter(this, 'Momento', { ...mode, apiKeySecret: momentoKey, cacheName: config.momento.cacheName }));
+      counters.push(new MomentoCounter(this, 'Momento', { ...mode, credentialsSecret: momentoKey, cacheName: config.momento.cacheName }));
     }
     // TiDB Cloud's endpoint is public (TLS with host name verification): the
     // functions need no VPC to reach it.
     const tidbSecret = secretFor('TiDbConnection', 'TiDB Cloud connection (tidb_info.json)', config.tidb);
-    if (tidbSecret) counters.push(new TiDbCounter(this, 'TiDb', { ...mode, connectionSecret: tidbSecret }));
+    if (tidbSecret) counters.push(new TiDbCounter(this, 'TiDb', { ...mode, credentialsSecret: tidbSecret }));
     this.counters = counters;
 
     this.api = new AtomicCounterApi(this, 'Api', mode);
     for (const counter of counters) this.api.addCounter(counter);
 
-    this.dashboard = new AtomicCounterDashboard(this, 'Dashboard', { api: this.api, counters });
+    // The dashboard charts every counter the API serves (`api.counters`).
+    this.dashboard = new AtomicCounterDashboard(this, 'Dashboard', { api: this.api });
+    // The library adds no outputs to a stack; the example's own, for calling the API.
+    new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL of the counter API (ends in /prod/)' });
+    new CfnOutput(this, 'ApiKeyId', {
+      value: this.api.apiKey.keyId,
+      description: 'Id of the API key: `aws apigateway get-api-key --api-key <id> --include-value`',
+    });
     new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName, description: 'CloudWatch dashboard of the counters' });
     new CfnOutput(this, 'Backends', { value: this.api.backends.join(','), description: 'Backends served at /{backend}/{id}' });
 

@@ -66,8 +66,8 @@ export function acknowledgeNagFindings(parts: {
       reason: 'A non-default port adds no protection here: the cache admits only the counter function\'s security group, and requires TLS and an AUTH token.',
     });
   }
-  if (redis?.authSecret instanceof secretsmanager.Secret) {
-    Validations.of(redis.authSecret).acknowledge({
+  if (redis?.credentialsSecret instanceof secretsmanager.Secret) {
+    Validations.of(redis.credentialsSecret).acknowledge({
       id: 'AwsSolutions-SMG4',
       reason: 'The AUTH token reaches ElastiCache by a CloudFormation dynamic reference at deploy time: a rotation schedule would change the secret without changing the cache (ElastiCache rotates tokens through ModifyReplicationGroup, i.e. a stack update). Only the counter function\'s security group reaches the cache.',
     });

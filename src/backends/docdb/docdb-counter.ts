@@ -6,19 +6,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
-import { CounterBase, CounterOptions } from '../../counter-base';
-import { checkDocDbRegion } from '../../deploy-checks';
-
-/** The endpoint of an existing DocumentDB cluster. */
-export interface DocDbClusterEndpoint {
-  /** The cluster endpoint's host name (not an instance endpoint: writes go to the primary). */
-  readonly hostname: string;
-  /**
-   * The cluster's port.
-   * @default 27017
-   */
-  readonly port?: number;
-}
+import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
+import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
+import { checkCounterOptions, createCounterResources, createSetupResource } from '../../private/counter-resources';
+import { PropsValidation } from '../../private/props';
 
 /** Props of `DocDbCounter`. */
 export interface DocDbCounterProps extends CounterOptions {
@@ -34,20 +25,20 @@ export interface DocDbCounterProps extends CounterOptions {
   readonly vpcSubnets?: ec2.SubnetSelection;
 
   /**
-   * Instance class of the created cluster (only without `clusterEndpoint`).
+   * Instance class of the created cluster (only without `existingEndpoint`).
    * @default - db.t4g.medium
    */
   readonly instanceType?: ec2.InstanceType;
 
   /**
    * Number of instances of the created cluster: one primary, the rest
-   * replicas that take over on failover (only without `clusterEndpoint`).
+   * replicas that take over on failover (only without `existingEndpoint`).
    * @default 1
    */
   readonly instances?: number;
 
   /**
-   * Engine version of the created cluster (only without `clusterEndpoint`).
+   * Engine version of the created cluster (only without `existingEndpoint`).
    * Pinned, so a deployment does not take whatever AWS defaults to on the
    * day. "5.0.0" is an active version with a long-term-support release, and
    * the newest one AWS's template linter (cfn-lint) accepts.
@@ -57,7 +48,7 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * Master user name of the created cluster; its password is generated in
-   * Secrets Manager (only without `clusterEndpoint`).
+   * Secrets Manager (only without `existingEndpoint`).
    * @default "counteradmin"
    */
   readonly masterUsername?: string;
@@ -73,7 +64,7 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * How long the created cluster keeps its automated backups (1 to 35
-   * days; only without `clusterEndpoint`). Backup storage up to the
+   * days; only without `existingEndpoint`). Backup storage up to the
    * cluster's size costs nothing extra.
    * @default Duration.days(7)
    */
@@ -81,7 +72,7 @@ export interface DocDbCounterProps extends CounterOptions {
 
   /**
    * What happens to the created cluster when it leaves the stack (only
-   * without `clusterEndpoint`). SNAPSHOT keeps the data as a final snapshot
+   * without `existingEndpoint`). SNAPSHOT keeps the data as a final snapshot
    * and removes the cluster, so a VPC in the same stack can be deleted too
    * (a retained cluster keeps its network interfaces in the VPC). The master
    * and application user secrets follow the cluster: they are retained with
@@ -92,26 +83,21 @@ export interface DocDbCounterProps extends CounterOptions {
   readonly removalPolicy?: RemovalPolicy;
 
   /**
-   * Use an existing cluster instead of creating one (with `credentialsSecret`).
+   * An existing cluster to use instead of creating one (with
+   * `credentialsSecret`): its cluster endpoint, port and, to have ingress
+   * from `functionSecurityGroup` added, its security group.
    * @default - a new cluster is created
    */
-  readonly clusterEndpoint?: DocDbClusterEndpoint;
+  readonly existingEndpoint?: ExistingEndpoint;
 
   /**
    * Credentials of the existing cluster: a secret holding JSON with
    * `username` and `password` of a user that may create users (the master
-   * user, say; required with `clusterEndpoint`). Only the setup function
+   * user, say; required with `existingEndpoint`). Only the setup function
    * reads it; the counter function logs in as the application user.
    * @default - the created cluster's generated master credentials
    */
   readonly credentialsSecret?: secretsmanager.ISecret;
-
-  /**
-   * The existing cluster's security group: ingress on the cluster's port is
-   * added to it from the functions' security group (only with `clusterEndpoint`).
-   * @default - no rule is added; allow `securityGroup` in yourself
-   */
-  readonly clusterSecurityGroup?: ec2.ISecurityGroup;
 
   /**
    * Database holding the counters.
@@ -149,12 +135,12 @@ const CLUSTER_DEFAULTS = {
  */
 export class DocDbCounter extends CounterBase {
   public readonly backend: string = 'docdb';
-  public readonly counterMetric: string = 'DocDbAtomicCounter';
+  public readonly counterMetricName: string = 'DocDbAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
   public readonly logGroup: logs.LogGroup;
   public readonly metricFilter: logs.MetricFilter;
-  /** The created cluster (undefined with `clusterEndpoint`). */
+  /** The created cluster. @default - undefined with `existingEndpoint` */
   public readonly cluster?: docdb.DatabaseCluster;
   /** The master (administrator) credentials: read by the setup function only. */
   public readonly credentialsSecret: secretsmanager.ISecret;
@@ -165,9 +151,11 @@ export class DocDbCounter extends CounterBase {
    */
   public readonly appUserSecret: secretsmanager.ISecret;
   /** Security group of the counter and setup functions: the only source the cluster admits. */
-  public readonly securityGroup: ec2.ISecurityGroup;
+  public readonly functionSecurityGroup: ec2.SecurityGroup;
   /** Host name of the cluster endpoint the functions connect to. */
   public readonly endpointHostname: string;
+  /** Port of the cluster endpoint. */
+  public readonly endpointPort: number;
   /** Database holding the counters. */
   public readonly databaseName: string;
   /** Collection holding the counters. */
@@ -179,26 +167,24 @@ export class DocDbCounter extends CounterBase {
 
   constructor(scope: Construct, id: string, props: DocDbCounterProps) {
     super(scope, id, props);
-    validate(props);
-    if (!props.clusterEndpoint) checkDocDbRegion(this); // a created cluster: DocumentDB must be offered in a known region
+    validate(this, props);
+    if (!props.existingEndpoint) checkDocDbRegion(this); // a created cluster: DocumentDB must be offered in a known region
     this.databaseName = props.databaseName ?? DOCDB_DEFAULTS.database;
     this.collectionName = props.collectionName ?? DOCDB_DEFAULTS.collection;
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
 
-    this.securityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
+    this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
       description: 'Atomic counter functions (DocumentDB clients)',
       // Egress to the cluster and to Secrets Manager's HTTPS endpoint.
       allowAllOutbound: true,
     });
 
-    let port: string;
-    if (props.clusterEndpoint) {
+    if (props.existingEndpoint) {
       this.credentialsSecret = props.credentialsSecret!;
-      this.endpointHostname = props.clusterEndpoint.hostname;
-      const p = props.clusterEndpoint.port ?? DOCDB_DEFAULTS.port;
-      port = String(p);
-      props.clusterSecurityGroup?.addIngressRule(this.securityGroup, ec2.Port.tcp(p), 'Atomic counter functions');
+      this.endpointHostname = props.existingEndpoint.hostname;
+      this.endpointPort = props.existingEndpoint.port ?? DOCDB_DEFAULTS.port;
+      props.existingEndpoint.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(this.endpointPort), 'Atomic counter functions');
     } else {
       this.cluster = new docdb.DatabaseCluster(this, 'Cluster', {
         vpc: props.vpc,
@@ -221,9 +207,9 @@ export class DocDbCounter extends CounterBase {
       // cluster keeps the password, so it must keep the secret too.
       (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(secretRemovalPolicy(props.removalPolicy));
       this.endpointHostname = this.cluster.clusterEndpoint.hostname;
-      port = String(DOCDB_DEFAULTS.port);
+      this.endpointPort = DOCDB_DEFAULTS.port;
       // The only way in: the cluster's port, from the functions' security group.
-      this.cluster.connections.allowFrom(this.securityGroup, ec2.Port.tcp(DOCDB_DEFAULTS.port), 'Atomic counter functions');
+      this.cluster.connections.allowFrom(this.functionSecurityGroup, ec2.Port.tcp(DOCDB_DEFAULTS.port), 'Atomic counter functions');
     }
 
     // The counter function's own user, created by the setup with readWrite
@@ -237,14 +223,14 @@ export class DocDbCounter extends CounterBase {
         // The characters DocumentDB refuses in passwords, plus the backslash.
         excludeCharacters: '"@/\\',
       },
-      removalPolicy: props.clusterEndpoint ? RemovalPolicy.RETAIN : secretRemovalPolicy(props.removalPolicy),
+      removalPolicy: props.existingEndpoint ? RemovalPolicy.RETAIN : secretRemovalPolicy(props.removalPolicy),
     });
 
     // Only the secrets' ARNs travel through the environment; the handlers
     // read them once per container and pass the credentials to the driver.
     const endpointEnv = {
       [DOCDB_ENV.HOST]: this.endpointHostname,
-      [DOCDB_ENV.PORT]: port,
+      [DOCDB_ENV.PORT]: String(this.endpointPort),
       [DOCDB_ENV.TLS]: 'true',
       [DOCDB_ENV.REPLICA_SET]: DOCDB_DEFAULTS.replicaSet,
       [DOCDB_ENV.DATABASE]: this.databaseName,
@@ -262,10 +248,10 @@ export class DocDbCounter extends CounterBase {
     };
     // The counter function logs in as the application user only.
     const counterEnv = { [DOCDB_ENV.SECRET_ARN]: this.appUserSecret.secretArn, ...endpointEnv };
-    const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.securityGroup] };
+    const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.functionSecurityGroup] };
 
     // Setup: database and collection, idempotent; a failure fails the deployment.
-    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+    ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
       entry: 'backends/docdb/runtime/docdb-setup.lambda',
       description: 'Creates the DocumentDB database, collection and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
@@ -278,21 +264,19 @@ export class DocDbCounter extends CounterBase {
     }));
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
-    if (props.clusterSecurityGroup) this.setup.node.addDependency(props.clusterSecurityGroup);
+    if (props.existingEndpoint?.securityGroup) this.setup.node.addDependency(props.existingEndpoint.securityGroup);
     this.appUserSecret.grantRead(this.setupFunction);
 
-    this.logGroup = this.createLogGroup('LogGroup');
-    this.counterFunction = this.createCounterFunction({
+    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
       entry: 'backends/docdb/runtime/docdb-counter.lambda',
       description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
       environment: counterEnv,
       ...placement,
-    }, this.logGroup);
+    }));
     // Read-only (GetSecretValue, DescribeSecret), on the application user's secret only: never the master secret.
     this.appUserSecret.grantRead(this.counterFunction);
     // The counter answers only once the collection exists.
     this.counterFunction.node.addDependency(this.setup);
-    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
   }
 }
 
@@ -301,17 +285,17 @@ function secretRemovalPolicy(clusterPolicy: RemovalPolicy | undefined): RemovalP
   return (clusterPolicy ?? CLUSTER_DEFAULTS.removalPolicy) === RemovalPolicy.DESTROY ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 }
 
-function validate(props: DocDbCounterProps): void {
-  const fail = (message: string) => {
-    throw new Error(`DocDbCounter: ${message}`);
-  };
-  if (props.clusterEndpoint && !props.credentialsSecret) fail('`clusterEndpoint` needs `credentialsSecret`');
-  if (props.credentialsSecret && !props.clusterEndpoint) fail('`credentialsSecret` is for an existing cluster: give `clusterEndpoint` too');
-  if (props.clusterSecurityGroup && !props.clusterEndpoint) fail('`clusterSecurityGroup` applies to an existing cluster (`clusterEndpoint`)');
-  if (props.clusterEndpoint) {
-    const clusterOnly = (['instanceType', 'instances', 'engineVersion', 'masterUsername', 'backupRetention', 'removalPolicy'] as const).filter((k) => props[k] !== undefined);
-    if (clusterOnly.length) fail(`${clusterOnly.map((k) => `\`${k}\``).join(', ')} apply to a created cluster; do not combine with \`clusterEndpoint\``);
-  }
+/** Every problem with the props, for one synth-time error. */
+function validate(scope: Construct, props: DocDbCounterProps): void {
+  const check = checkCounterOptions(new PropsValidation(scope), props)
+    .existingOrCreated(props, 'existingEndpoint', {
+      createdOnly: ['instanceType', 'instances', 'engineVersion', 'masterUsername', 'backupRetention', 'removalPolicy'],
+      requiredWithExisting: ['credentialsSecret'],
+      created: 'the cluster',
+    })
+    .integer('existingEndpoint.port', props.existingEndpoint?.port, 1, 65535)
+    .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
+  const fail = (message: string) => check.check(false, message);
   const instances = props.instances;
   if (instances !== undefined && !Token.isUnresolved(instances) && (!Number.isSafeInteger(instances) || instances < 1 || instances > 16)) {
     fail(`\`instances\` must be an integer from 1 to 16 (got ${instances})`);
@@ -333,4 +317,5 @@ function validate(props: DocDbCounterProps): void {
   if (coll !== undefined && !Token.isUnresolved(coll) && (!/^[^$\u0000]{1,120}$/.test(coll) || coll.startsWith('system.'))) {
     fail(`\`collectionName\` must be 1-120 characters without $ and not start with "system." (got "${coll}")`);
   }
+  check.throwIfInvalid();
 }

@@ -5,8 +5,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
-import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
-import { checkImportedSecretName } from '../../deploy-checks';
+import { CounterBase, CounterOptions } from '../../counter-base';
+import { importedSecretNameProblem } from '../../deploy-checks';
+import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { PropsValidation } from '../../private/props';
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions {
@@ -17,7 +19,7 @@ export interface MomentoCounterProps extends CounterOptions {
    * "validUntil", "restEndpoint"}`. The functions get read access to this
    * secret only; the key never appears in their environment.
    */
-  readonly apiKeySecret: secretsmanager.ISecret;
+  readonly credentialsSecret: secretsmanager.ISecret;
 
   /**
    * Name of the Momento cache holding the counters. The setup custom
@@ -78,7 +80,7 @@ export interface MomentoCounterProps extends CounterOptions {
  */
 export class MomentoCounter extends CounterBase {
   public readonly backend: string = 'momento';
-  public readonly counterMetric: string = 'MomentoAtomicCounter';
+  public readonly counterMetricName: string = 'MomentoAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
   public readonly logGroup: logs.LogGroup;
@@ -86,7 +88,7 @@ export class MomentoCounter extends CounterBase {
   /** The cache holding the counters. */
   public readonly cacheName: string;
   /** The secret holding the Momento API key. */
-  public readonly apiKeySecret: secretsmanager.ISecret;
+  public readonly credentialsSecret: secretsmanager.ISecret;
   /** The function run by the setup custom resource (creates the cache). */
   public readonly setupFunction: lambda.Function;
   /** The setup custom resource (`Custom::MomentoSetup`). */
@@ -94,49 +96,41 @@ export class MomentoCounter extends CounterBase {
 
   constructor(scope: Construct, id: string, props: MomentoCounterProps) {
     super(scope, id, props);
-    if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
-      throw new Error('MomentoCounter: `vpcSubnets` and `securityGroups` need `vpc`');
-    }
     this.cacheName = props.cacheName ?? MOMENTO_DEFAULTS.cacheName;
-    if (!Token.isUnresolved(this.cacheName) && this.cacheName.trim() === '') {
-      throw new Error('MomentoCounter: `cacheName` must not be blank');
-    }
     const ttlSeconds = props.ttl ? props.ttl.toMilliseconds() / 1000 : MOMENTO_DEFAULTS.ttlSeconds;
-    if (!Token.isUnresolved(ttlSeconds) && (!Number.isSafeInteger(ttlSeconds) || ttlSeconds < 1)) {
-      throw new Error(`MomentoCounter: \`ttl\` must be a whole number of seconds ≥ 1 (got ${ttlSeconds})`);
-    }
     const casMaxAttempts = props.casMaxAttempts ?? MOMENTO_DEFAULTS.casMaxAttempts;
-    if (!Token.isUnresolved(casMaxAttempts) && (!Number.isSafeInteger(casMaxAttempts) || casMaxAttempts < 1)) {
-      throw new Error(`MomentoCounter: \`casMaxAttempts\` must be an integer ≥ 1 (got ${casMaxAttempts})`);
-    }
     const casBudgetMs = props.casTimeBudget?.toMilliseconds() ?? MOMENTO_DEFAULTS.casBudgetMs;
-    const timeoutMs = (props.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds) * 1000;
-    if (!Token.isUnresolved(casBudgetMs) && !Token.isUnresolved(timeoutMs) && (casBudgetMs < 1 || casBudgetMs >= timeoutMs)) {
-      throw new Error(`MomentoCounter: \`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
+    const timeoutMs = functionTimeoutMs(props);
+    const check = checkEgressPlacement(checkCounterOptions(new PropsValidation(this), props), props)
+      .check(Token.isUnresolved(this.cacheName) || this.cacheName.trim() !== '', '`cacheName` must not be blank')
+      .check(Token.isUnresolved(ttlSeconds) || (Number.isSafeInteger(ttlSeconds) && ttlSeconds >= 1), `\`ttl\` must be a whole number of seconds ≥ 1 (got ${ttlSeconds})`)
+      .integer('casMaxAttempts', casMaxAttempts, 1)
+      .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
+    if (!Token.isUnresolved(casBudgetMs) && timeoutMs !== undefined) {
+      check.check(casBudgetMs >= 1 && casBudgetMs < timeoutMs, `\`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
     }
-    checkImportedSecretName('MomentoCounter: `apiKeySecret`', props.apiKeySecret);
-    this.apiKeySecret = props.apiKeySecret;
+    check.throwIfInvalid();
+    this.credentialsSecret = props.credentialsSecret;
 
     const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handler reads it once per container.
     const connectionEnv = {
-      [MOMENTO_ENV.API_KEY_SECRET_ARN]: this.apiKeySecret.secretArn,
+      [MOMENTO_ENV.API_KEY_SECRET_ARN]: this.credentialsSecret.secretArn,
       [MOMENTO_ENV.CACHE_NAME]: this.cacheName,
     };
 
     // Setup: create the cache if it is missing (idempotent; Delete leaves it).
-    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+    ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
       entry: 'backends/momento/runtime/momento-setup.lambda',
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
       properties: { CacheName: this.cacheName },
       environment: connectionEnv,
-      secret: this.apiKeySecret,
+      secret: this.credentialsSecret,
       ...placement,
     }));
 
-    this.logGroup = this.createLogGroup('LogGroup');
-    this.counterFunction = this.createCounterFunction({
+    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
       entry: 'backends/momento/runtime/momento-counter.lambda',
       description: 'Atomic counter on Momento Cache (increment; conditional: compare-and-swap)',
       environment: {
@@ -146,11 +140,10 @@ export class MomentoCounter extends CounterBase {
         [MOMENTO_ENV.CAS_BUDGET_MS]: String(casBudgetMs),
       },
       ...placement,
-    }, this.logGroup);
+    }));
     // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-    this.apiKeySecret.grantRead(this.counterFunction);
+    this.credentialsSecret.grantRead(this.counterFunction);
     // The counter answers only once the cache exists.
     this.counterFunction.node.addDependency(this.setup);
-    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
   }
 }

@@ -6,8 +6,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
-import { CounterBase, CounterOptions } from '../../counter-base';
-import { checkImportedSecretName } from '../../deploy-checks';
+import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
+import { importedSecretNameProblem } from '../../deploy-checks';
+import { checkCounterOptions, createCounterResources } from '../../private/counter-resources';
+import { PropsValidation } from '../../private/props';
 
 /** The engine of a created ElastiCache replication group. */
 export enum RedisEngine {
@@ -44,30 +46,25 @@ export interface RedisCounterProps extends CounterOptions {
   readonly secretsManagerEndpoint?: boolean;
 
   /**
-   * Host name of an existing Redis/Valkey primary endpoint. When set, no
-   * replication group is created; allow `port` into that endpoint's security
-   * group from `functionSecurityGroup`.
+   * An existing Redis/Valkey primary endpoint to use instead of creating a
+   * replication group. Give its `securityGroup` to have ingress from
+   * `functionSecurityGroup` added, or admit that group yourself.
    * @default - a replication group is created
    */
-  readonly host?: string;
+  readonly existingEndpoint?: ExistingEndpoint;
 
   /**
-   * Port of the existing endpoint (only with `host`).
-   * @default 6379
-   */
-  readonly port?: number;
-
-  /**
-   * Secret of the existing endpoint (only with `host`), JSON
+   * AUTH secret of the existing endpoint (only with `existingEndpoint`), JSON
    * `{"authToken": "…"}`, plus `"username"` for an RBAC user. The function
    * gets read access to it; the token never appears in its environment.
-   * @default - no AUTH
+   * @default - no AUTH (a created replication group gets a generated token)
    */
-  readonly authSecret?: secretsmanager.ISecret;
+  readonly credentialsSecret?: secretsmanager.ISecret;
 
   /**
-   * TLS to the existing endpoint (only with `host`), with certificate and
-   * host name verification. A created replication group always uses TLS.
+   * TLS to the existing endpoint (only with `existingEndpoint`), with
+   * certificate and host name verification. A created replication group
+   * always uses TLS.
    * @default true
    */
   readonly tls?: boolean;
@@ -167,7 +164,7 @@ const REDIS_COUNTER_DEFAULTS = {
  */
 export class RedisCounter extends CounterBase {
   public readonly backend: string = 'redis';
-  public readonly counterMetric: string = 'RedisAtomicCounter';
+  public readonly counterMetricName: string = 'RedisAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
   public readonly logGroup: logs.LogGroup;
@@ -180,28 +177,28 @@ export class RedisCounter extends CounterBase {
   public readonly replicationGroup?: elasticache.CfnReplicationGroup;
   /** The created subnet group. @default - undefined with an existing endpoint */
   public readonly subnetGroup?: elasticache.CfnSubnetGroup;
-  /** The secret holding the AUTH token (generated, or the given `authSecret`). */
-  public readonly authSecret?: secretsmanager.ISecret;
+  /** The secret holding the AUTH token (generated, or the given `credentialsSecret`). @default - undefined with an existing endpoint without AUTH */
+  public readonly credentialsSecret?: secretsmanager.ISecret;
   /** The Secrets Manager interface endpoint. @default - undefined without `secretsManagerEndpoint` */
   public readonly secretsManagerEndpoint?: ec2.InterfaceVpcEndpoint;
   /** Host name of the primary endpoint the function writes to. */
-  public readonly endpointAddress: string;
+  public readonly endpointHostname: string;
   /** Port of the primary endpoint. */
-  public readonly endpointPort: string;
+  public readonly endpointPort: number;
 
   constructor(scope: Construct, id: string, props: RedisCounterProps) {
     super(scope, id, props);
-    validate(props);
-    const existing = props.host !== undefined;
+    const existing = props.existingEndpoint;
     const hasEgress = props.vpc.privateSubnets.length > 0;
     const vpcSubnets = props.vpcSubnets ?? (hasEgress
       ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }
       : { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
-    const readsSecret = !existing || props.authSecret !== undefined;
-    if (readsSecret && !hasEgress && props.vpcSubnets === undefined && !props.secretsManagerEndpoint) {
-      throw new Error('RedisCounter: the VPC has no private subnets with egress, so the function could not reach Secrets Manager for its AUTH secret; ' +
-        'add a NAT gateway, set `secretsManagerEndpoint: true` (an interface endpoint), or choose `vpcSubnets` that reach Secrets Manager');
-    }
+    const readsSecret = !existing || props.credentialsSecret !== undefined;
+    validate(this, props)
+      .check(!(readsSecret && !hasEgress && props.vpcSubnets === undefined && !props.secretsManagerEndpoint),
+        'the VPC has no private subnets with egress, so the function could not reach Secrets Manager for its AUTH secret; ' +
+        'add a NAT gateway, set `secretsManagerEndpoint: true` (an interface endpoint), or choose `vpcSubnets` that reach Secrets Manager')
+      .throwIfInvalid();
 
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
@@ -211,13 +208,16 @@ export class RedisCounter extends CounterBase {
     });
 
     let tls: boolean;
+    let portEnv: string;
     if (existing) {
-      this.endpointAddress = props.host!;
-      this.endpointPort = String(props.port ?? REDIS_COUNTER_DEFAULTS.port);
-      this.authSecret = props.authSecret;
-      if (props.authSecret) checkImportedSecretName('RedisCounter: `authSecret`', props.authSecret);
+      const port = existing.port ?? REDIS_COUNTER_DEFAULTS.port;
+      this.endpointHostname = existing.hostname;
+      this.endpointPort = port;
+      portEnv = String(port);
+      this.credentialsSecret = props.credentialsSecret;
       tls = props.tls ?? true;
-      this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(props.port ?? REDIS_COUNTER_DEFAULTS.port), 'Redis endpoint');
+      this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), 'Redis endpoint');
+      existing.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(port), 'Redis from the atomic counter function');
     } else {
       const engine = props.engine ?? REDIS_COUNTER_DEFAULTS.engine;
       const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
@@ -243,7 +243,7 @@ export class RedisCounter extends CounterBase {
           passwordLength: REDIS_COUNTER_DEFAULTS.authTokenLength,
         },
       });
-      this.authSecret = secret;
+      this.credentialsSecret = secret;
       // The secret follows its store: a retained or snapshotted group keeps
       // its token (a restored snapshot needs it); SNAPSHOT is not a secret's policy.
       const removalPolicy = props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy;
@@ -276,11 +276,12 @@ export class RedisCounter extends CounterBase {
         snapshotRetentionLimit: 1,
       });
       this.replicationGroup.applyRemovalPolicy(props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy);
-      this.endpointAddress = this.replicationGroup.attrPrimaryEndPointAddress;
-      this.endpointPort = this.replicationGroup.attrPrimaryEndPointPort;
+      this.endpointHostname = this.replicationGroup.attrPrimaryEndPointAddress;
+      this.endpointPort = Token.asNumber(this.replicationGroup.attrPrimaryEndPointPort);
+      portEnv = this.replicationGroup.attrPrimaryEndPointPort;
     }
 
-    if (this.authSecret) {
+    if (this.credentialsSecret) {
       // Secrets Manager's API, through a NAT gateway or an interface endpoint.
       this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager (AUTH token)');
     }
@@ -297,56 +298,48 @@ export class RedisCounter extends CounterBase {
     }
 
     const environment: { [key: string]: string } = {
-      [REDIS_ENV.HOST]: this.endpointAddress,
-      [REDIS_ENV.PORT]: this.endpointPort,
+      [REDIS_ENV.HOST]: this.endpointHostname,
+      [REDIS_ENV.PORT]: portEnv,
       [REDIS_ENV.TLS]: String(tls),
       [REDIS_ENV.KEY_PREFIX]: props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix,
       [REDIS_ENV.CONNECT_TIMEOUT_MS]: String(props.connectTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.connectTimeoutMs),
       [REDIS_ENV.COMMAND_TIMEOUT_MS]: String(props.commandTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.commandTimeoutMs),
     };
-    if (this.authSecret) environment[REDIS_ENV.AUTH_SECRET_ARN] = this.authSecret.secretArn;
+    if (this.credentialsSecret) environment[REDIS_ENV.AUTH_SECRET_ARN] = this.credentialsSecret.secretArn;
     if (props.waitForReplicas) {
       environment[REDIS_ENV.WAIT_REPLICAS] = String(props.waitForReplicas);
       environment[REDIS_ENV.WAIT_TIMEOUT_MS] = String(props.waitTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.waitTimeoutMs);
     }
 
-    this.logGroup = this.createLogGroup('LogGroup');
-    this.counterFunction = this.createCounterFunction({
+    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
       entry: 'backends/redis/runtime/redis-counter.lambda',
       description: existing ? 'Atomic counter on Redis (INCR; Lua script for the conditional increment)' : 'Atomic counter on ElastiCache (INCR; Lua script for the conditional increment)',
       environment,
       vpc: props.vpc,
       vpcSubnets,
       securityGroups: [this.functionSecurityGroup],
-    }, this.logGroup);
+    }));
     // Read-only, this one secret.
-    this.authSecret?.grantRead(this.counterFunction);
-    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
+    this.credentialsSecret?.grantRead(this.counterFunction);
   }
 }
 
-/** Conflicting combinations fail at synth time with a message naming them. */
-function validate(props: RedisCounterProps): void {
-  const name = 'RedisCounter';
-  if (props.host === undefined) {
-    for (const key of ['port', 'authSecret', 'tls'] as const) {
-      if (props[key] !== undefined) throw new Error(`${name}: \`${key}\` describes an existing endpoint; set \`host\` too, or leave it out to create a replication group`);
-    }
-  } else {
-    for (const key of ['engine', 'engineVersion', 'cacheNodeType', 'replicas', 'removalPolicy'] as const) {
-      if (props[key] !== undefined) throw new Error(`${name}: \`${key}\` applies to a created replication group; do not combine it with \`host\``);
-    }
-  }
+/** Every problem with the props, for one synth-time error. */
+function validate(scope: Construct, props: RedisCounterProps): PropsValidation {
+  const check = checkCounterOptions(new PropsValidation(scope), props)
+    .existingOrCreated(props, 'existingEndpoint', {
+      createdOnly: ['engine', 'engineVersion', 'cacheNodeType', 'replicas', 'removalPolicy'],
+      existingOnly: ['credentialsSecret', 'tls'],
+      created: 'the replication group',
+    })
+    .integer('existingEndpoint.port', props.existingEndpoint?.port, 1, 65535)
+    .integer('replicas', props.replicas, 0, 5)
+    .integer('waitForReplicas', props.waitForReplicas, 0)
+    .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
   const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
-  if (!Token.isUnresolved(replicas) && (!Number.isInteger(replicas) || replicas < 0 || replicas > 5)) {
-    throw new Error(`${name}: replicas must be an integer from 0 to 5 (got ${replicas})`);
-  }
   const wait = props.waitForReplicas ?? 0;
-  if (!Token.isUnresolved(wait) && (!Number.isInteger(wait) || wait < 0)) {
-    throw new Error(`${name}: waitForReplicas must be an integer ≥ 0 (got ${wait})`);
+  if (props.existingEndpoint === undefined && !Token.isUnresolved(wait) && !Token.isUnresolved(replicas)) {
+    check.check(wait <= replicas, `\`waitForReplicas\` (${wait}) exceeds the replicas created (${replicas}); every WAIT would time out`);
   }
-  if (props.host === undefined && wait > replicas) {
-    throw new Error(`${name}: waitForReplicas (${wait}) exceeds the replicas created (${replicas}); every WAIT would time out`);
-  }
-  if (props.waitTimeout && !wait) throw new Error(`${name}: waitTimeout applies only with waitForReplicas`);
+  return check.check(!props.waitTimeout || wait > 0, '`waitTimeout` applies only with `waitForReplicas`');
 }

@@ -5,8 +5,10 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
-import { COUNTER_DEFAULTS, CounterBase, CounterOptions, egressPlacement } from '../../counter-base';
-import { checkImportedSecretName } from '../../deploy-checks';
+import { CounterBase, CounterOptions } from '../../counter-base';
+import { importedSecretNameProblem } from '../../deploy-checks';
+import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { PropsValidation } from '../../private/props';
 
 /** Props of `TiDbCounter`. */
 export interface TiDbCounterProps extends CounterOptions {
@@ -17,7 +19,7 @@ export interface TiDbCounterProps extends CounterOptions {
    * TiDB Cloud's `tidb_info.json` (`pwd`, `db`) are accepted too. Both
    * functions are granted read access to this secret only.
    */
-  readonly connectionSecret: secretsmanager.ISecret;
+  readonly credentialsSecret: secretsmanager.ISecret;
 
   /**
    * Connect with TLS 1.2+ and verify the server certificate and host name.
@@ -39,7 +41,7 @@ export interface TiDbCounterProps extends CounterOptions {
    * Letters, digits and underscores only.
    * @default - the secret's `database` (or `db`) field, else `atomic_counter`
    */
-  readonly database?: string;
+  readonly databaseName?: string;
 
   /**
    * Name of the counters table; the setup creates it when missing.
@@ -90,13 +92,13 @@ export interface TiDbCounterProps extends CounterOptions {
  */
 export class TiDbCounter extends CounterBase {
   public readonly backend: string = 'tidb';
-  public readonly counterMetric: string = 'TiDbAtomicCounter';
+  public readonly counterMetricName: string = 'TiDbAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
   public readonly logGroup: logs.LogGroup;
   public readonly metricFilter: logs.MetricFilter;
-  /** The secret holding the connection. */
-  public readonly connectionSecret: secretsmanager.ISecret;
+  /** The secret holding the connection (host, port, user, password, database). */
+  public readonly credentialsSecret: secretsmanager.ISecret;
   /** The function behind the setup custom resource. */
   public readonly setupFunction: lambda.Function;
   /** The setup custom resource (`Custom::TiDbSetup`). */
@@ -106,30 +108,30 @@ export class TiDbCounter extends CounterBase {
 
   constructor(scope: Construct, id: string, props: TiDbCounterProps) {
     super(scope, id, props);
-    if (!props.vpc && (props.vpcSubnets || props.securityGroups)) {
-      throw new Error('TiDbCounter: `vpcSubnets` and `securityGroups` need `vpc`');
-    }
-    this.tableName = checkIdentifier('tableName', props.tableName ?? TIDB_DEFAULTS.table);
-    const database = props.database === undefined ? undefined : checkIdentifier('database', props.database);
+    this.tableName = props.tableName ?? TIDB_DEFAULTS.table;
+    const database = props.databaseName;
     const connectMs = props.connectTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.connectTimeoutMs;
     const queryMs = props.queryTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.queryTimeoutMs;
-    const functionMs = (props.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds) * 1000;
-    if (![connectMs, queryMs, functionMs].some(Token.isUnresolved)) {
-      if (connectMs < 100 || queryMs < 100) throw new Error('TiDbCounter: `connectTimeout` and `queryTimeout` must be at least 100 ms');
+    const functionMs = functionTimeoutMs(props);
+    const check = checkEgressPlacement(checkCounterOptions(new PropsValidation(this), props), props)
+      .problem(identifierProblem('tableName', this.tableName))
+      .problem(identifierProblem('databaseName', database))
+      .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
+    if (![connectMs, queryMs].some(Token.isUnresolved) && functionMs !== undefined) {
+      check.check(connectMs >= 100 && queryMs >= 100, '`connectTimeout` and `queryTimeout` must be at least 100 ms');
       // Worst case of one request: a stale connection's ping, a reconnect and
       // the statement (with its retries inside its own budget). Keep it inside
       // the function's timeout so the client gets a 503, not a Lambda timeout.
-      if (2 * (connectMs + queryMs) >= functionMs) {
-        throw new Error(`TiDbCounter: 2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
-      }
+      check.check(2 * (connectMs + queryMs) < functionMs,
+        `2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
     }
-    checkImportedSecretName('TiDbCounter: `connectionSecret`', props.connectionSecret);
-    this.connectionSecret = props.connectionSecret;
+    check.throwIfInvalid();
+    this.credentialsSecret = props.credentialsSecret;
 
     const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handlers read it once per container.
     const connectionEnv: { [key: string]: string } = {
-      [TIDB_ENV.SECRET_ARN]: this.connectionSecret.secretArn,
+      [TIDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
       [TIDB_ENV.TABLE]: this.tableName,
       [TIDB_ENV.TLS]: String(props.tls ?? true),
       [TIDB_ENV.CONNECT_TIMEOUT_MS]: String(connectMs),
@@ -139,34 +141,30 @@ export class TiDbCounter extends CounterBase {
     };
 
     // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS (idempotent; Delete leaves the data).
-    ({ setupFunction: this.setupFunction, resource: this.setup } = this.createSetupResource({
+    ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
       entry: 'backends/tidb/runtime/tidb-setup.lambda',
       description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
       resourceType: 'Custom::TiDbSetup',
       properties: { Table: this.tableName, ...(database ? { Database: database } : {}) },
       environment: connectionEnv,
-      secret: this.connectionSecret,
+      secret: this.credentialsSecret,
       ...placement,
     }));
 
-    this.logGroup = this.createLogGroup('LogGroup');
-    this.counterFunction = this.createCounterFunction({
+    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
       entry: 'backends/tidb/runtime/tidb-counter.lambda',
       description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per increment)',
       environment: connectionEnv,
       ...placement,
-    }, this.logGroup);
+    }));
     // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-    this.connectionSecret.grantRead(this.counterFunction);
+    this.credentialsSecret.grantRead(this.counterFunction);
     // The counter answers only once the table exists.
     this.counterFunction.node.addDependency(this.setup);
-    this.metricFilter = this.createMetricFilter(this.logGroup, this.counterMetric);
   }
 }
 
-function checkIdentifier(what: string, name: string): string {
-  if (!Token.isUnresolved(name) && !TIDB_IDENTIFIER.test(name)) {
-    throw new Error(`TiDbCounter: \`${what}\` must be 1-64 letters, digits or underscores (got "${name}")`);
-  }
-  return name;
+function identifierProblem(what: string, name: string | undefined): string | undefined {
+  if (name === undefined || Token.isUnresolved(name) || TIDB_IDENTIFIER.test(name)) return undefined;
+  return `\`${what}\` must be 1-64 letters, digits or underscores (got "${name}")`;
 }

@@ -1,0 +1,255 @@
+/**
+ * The resources every counter construct builds the same way: the function
+ * (runtime, timeout bound, explicit log group, mode variables), the setup
+ * custom resource, the log group and the metric filter. Construct plumbing,
+ * not part of the published API: the backends call these with their own
+ * entry, environment and placement.
+ */
+import * as path from 'path';
+import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as lambda from 'aws-cdk-lib/aws-lambda';
+import * as logs from 'aws-cdk-lib/aws-logs';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as cr from 'aws-cdk-lib/custom-resources';
+import { Construct, IConstruct } from 'constructs';
+import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
+import { PropsValidation } from './props';
+import type { CounterBase, CounterOptions } from '../counter-base';
+import { COMMON_ENV } from '../counter-env';
+import { checkEnvironmentSize } from '../deploy-checks';
+import { validateWorstCase } from '../worst-case';
+
+/** The resolved mode of a counter. */
+export interface CounterMode {
+  /** Increment only while below `maxCounterValue`. */
+  readonly conditionalWrites: boolean;
+  /** The maximum in conditional mode. */
+  readonly maxCounterValue: number;
+}
+
+/** Fills in the mode props (validated by `checkCounterOptions`). */
+export function resolveMode(props: CounterOptions): CounterMode {
+  return {
+    conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites,
+    maxCounterValue: props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue,
+  };
+}
+
+/** Records the problems of the props every counter shares. */
+export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
+  check.integer('maxCounterValue', props.maxCounterValue, 1);
+  const timeout = props.timeout?.toSeconds();
+  if (timeout !== undefined && !Token.isUnresolved(timeout)) {
+    check.check(timeout <= COUNTER_DEFAULTS.maxTimeoutSeconds,
+      `\`timeout\` must be at most ${COUNTER_DEFAULTS.maxTimeoutSeconds} seconds (API Gateway gives up after 29 s); got ${timeout}`);
+  }
+  return check;
+}
+
+/** The function timeout in milliseconds, or undefined when a token. */
+export function functionTimeoutMs(props: CounterOptions): number | undefined {
+  const seconds = props.timeout?.toSeconds() ?? COUNTER_DEFAULTS.timeoutSeconds;
+  return Token.isUnresolved(seconds) ? undefined : seconds * 1000;
+}
+
+/**
+ * `<stack name>/<construct path below the stack>`, e.g.
+ * `AtomicCounterExample/Api/RedisCounter`: unique per account and region,
+ * since a stack name is.
+ */
+export function deploymentName(scope: IConstruct, separator = '/'): string {
+  const stack = Stack.of(scope);
+  const below = scope.node.path.slice(stack.node.path.length).split('/').filter((p) => p !== '');
+  return [stack.stackName, ...below].join(separator);
+}
+
+/**
+ * Where projen's esbuild step puts the bundle of a Lambda entry:
+ * `assets/<entry path below src/, without .ts>/index.js`. The same relative
+ * path works from `src/private/` (tests) and from `lib/private/` (the published package).
+ */
+export function bundledHandlerPath(entry: string): string {
+  return path.join(__dirname, '..', '..', 'assets', entry);
+}
+
+/**
+ * A function's code: the prebuilt bundle directory, without its source map
+ * (`index.js.map`) unless `sourceMaps` asks for it. The asset hash covers
+ * only what ships, so turning source maps on or off replaces the code.
+ */
+export function bundledHandlerCode(entry: string, options: Pick<CounterOptions, 'sourceMaps'>): lambda.Code {
+  return lambda.Code.fromAsset(bundledHandlerPath(entry), options.sourceMaps ? {} : { exclude: ['*.map'] });
+}
+
+/** `NODE_OPTIONS=--enable-source-maps` when `sourceMaps` is on; nothing otherwise. */
+export function sourceMapEnvironment(options: Pick<CounterOptions, 'sourceMaps'>): { [key: string]: string } {
+  return options.sourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {};
+}
+
+/** Where a function runs: in a VPC (with subnets and security groups) or not. */
+export interface FunctionPlacement {
+  /** The VPC to run the function in; none by default. */
+  readonly vpc?: ec2.IVpc;
+  /** Subnets of `vpc` for the function (only with `vpc`). */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+  /** Security groups of the function (only with `vpc`). */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
+ * Placement for a backend reached over the internet (Momento, TiDB Cloud):
+ * no VPC unless one is given, and then private subnets with egress by default.
+ */
+export function egressPlacement(props: FunctionPlacement): FunctionPlacement {
+  return props.vpc
+    ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
+    : {};
+}
+
+/** `vpcSubnets` and `securityGroups` place a function inside `vpc` only. */
+export function checkEgressPlacement(check: PropsValidation, props: FunctionPlacement): PropsValidation {
+  const orphans = (['vpcSubnets', 'securityGroups'] as const).filter((k) => props[k] !== undefined);
+  return check.check(props.vpc !== undefined || orphans.length === 0, `${orphans.map((k) => `\`${k}\``).join(' and ')} need${orphans.length > 1 ? '' : 's'} \`vpc\``);
+}
+
+/** What a backend tells `createCounterFunction` about its function. */
+export interface CounterFunctionOptions extends FunctionPlacement {
+  /** Bundle directory below `assets/`, e.g. `backends/dynamo/runtime/dynamo-counter.lambda`. */
+  readonly entry: string;
+  /** The backend's own environment (its env contract); mode variables are added here. */
+  readonly environment: { [key: string]: string };
+  /** The function's description. */
+  readonly description: string;
+}
+
+/**
+ * Creates the counter function of `counter`, logging to `logGroup`: the
+ * shared defaults, the mode and deployment variables, and the synth-time
+ * checks (environment size, the store's worst case against the timeout).
+ */
+export function createCounterFunction(
+  counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions, logGroup: logs.ILogGroup,
+): lambda.Function {
+  const environment = {
+    ...fn.environment,
+    [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(counter.conditionalWrites),
+    [COMMON_ENV.MAX_COUNTER_VALUE]: String(counter.maxCounterValue),
+    [COMMON_ENV.DEPLOYMENT]: counter.deployment,
+    ...sourceMapEnvironment(props),
+  };
+  checkEnvironmentSize(`${counter.node.path}: the counter function`, environment);
+  // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
+  const timeoutMs = functionTimeoutMs(props);
+  validateWorstCase(counter, counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
+  return new lambda.Function(counter, 'Function', {
+    description: fn.description,
+    runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,
+    architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+    handler: 'index.handler',
+    code: bundledHandlerCode(fn.entry, props),
+    memorySize: props.memorySize ?? COUNTER_DEFAULTS.memorySize,
+    timeout: props.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
+    logGroup,
+    vpc: fn.vpc,
+    vpcSubnets: fn.vpc ? fn.vpcSubnets : undefined,
+    securityGroups: fn.vpc ? fn.securityGroups : undefined,
+    environment,
+  });
+}
+
+/** What a backend tells `createSetupResource` about its setup step. */
+export interface SetupResourceOptions extends FunctionPlacement {
+  /** Bundle directory below `assets/`, e.g. `backends/tidb/runtime/tidb-setup.lambda`. */
+  readonly entry: string;
+  /** The setup function's description. */
+  readonly description: string;
+  /** CloudFormation type, `Custom::<Name>Setup`. */
+  readonly resourceType: string;
+  /** Resource properties handed to the setup handler; a change re-runs setup. */
+  readonly properties: { [key: string]: string };
+  /** The setup function's environment (the backend's connection contract). */
+  readonly environment: { [key: string]: string };
+  /** Read access to this secret is granted to the setup function; none by default. */
+  readonly secret?: secretsmanager.ISecret;
+  /** Timeout of the setup function; one minute by default. */
+  readonly timeout?: Duration;
+}
+
+/** What `createSetupResource` creates. */
+export interface SetupResources {
+  /** The function that runs the setup (create-if-missing, idempotent). */
+  readonly setupFunction: lambda.Function;
+  /** The custom resource; the deployment fails with the setup's error message. */
+  readonly resource: CustomResource;
+}
+
+/**
+ * A backend's setup step (schema, index, cache) as a custom resource run
+ * by aws-cdk-lib's Provider framework: Create and Update run the setup,
+ * Delete leaves the data. The framework function logs to the same
+ * explicit log group as the setup function.
+ */
+export function createSetupResource(scope: Construct, props: CounterOptions, options: SetupResourceOptions): SetupResources {
+  checkEnvironmentSize(`${scope.node.path}: the setup function`, options.environment);
+  const logGroup = createLogGroup(scope, 'SetupLogGroup', props);
+  const setupFunction = new lambda.Function(scope, 'SetupFunction', {
+    description: options.description,
+    runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,
+    architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+    handler: 'index.handler',
+    code: bundledHandlerCode(options.entry, props),
+    memorySize: 256,
+    timeout: options.timeout ?? Duration.minutes(1),
+    logGroup,
+    environment: { ...options.environment, ...sourceMapEnvironment(props) },
+    vpc: options.vpc,
+    vpcSubnets: options.vpc ? options.vpcSubnets : undefined,
+    securityGroups: options.vpc ? options.securityGroups : undefined,
+  });
+  options.secret?.grantRead(setupFunction);
+  const provider = new cr.Provider(scope, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
+  const resource = new CustomResource(scope, 'Setup', {
+    serviceToken: provider.serviceToken,
+    resourceType: options.resourceType,
+    properties: options.properties,
+  });
+  return { setupFunction, resource };
+}
+
+/** An explicit log group with the counter's retention (also used by setup functions). */
+export function createLogGroup(scope: Construct, id: string, props: CounterOptions): logs.LogGroup {
+  return new logs.LogGroup(scope, id, {
+    retention: props.logRetention ?? COUNTER_DEFAULTS.logRetention,
+    removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+  });
+}
+
+/** `$.counter` of the function's log lines → `AtomicCounter/<metricName>`, dimension `Deployment` from `$.deployment`. */
+export function createMetricFilter(scope: Construct, logGroup: logs.ILogGroup, metricName: string): logs.MetricFilter {
+  return new logs.MetricFilter(scope, 'CounterMetricFilter', {
+    logGroup,
+    metricNamespace: METRIC_NAMESPACE,
+    metricName,
+    // A numeric comparison matches only lines whose counter is a number.
+    filterPattern: logs.FilterPattern.numberValue('$.counter', '>=', 0),
+    metricValue: '$.counter',
+    // Two deployments in one account and region write apart: the log line's `deployment`.
+    dimensions: { [DEPLOYMENT_DIMENSION]: '$.deployment' },
+  });
+}
+
+/**
+ * The log group, function and metric filter every counter has. The backend
+ * grants the function access to its store afterwards.
+ */
+export function createCounterResources(counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions): {
+  readonly logGroup: logs.LogGroup;
+  readonly counterFunction: lambda.Function;
+  readonly metricFilter: logs.MetricFilter;
+} {
+  const logGroup = createLogGroup(counter, 'LogGroup', props);
+  const counterFunction = createCounterFunction(counter, props, fn, logGroup);
+  const metricFilter = createMetricFilter(counter, logGroup, counter.counterMetricName);
+  return { logGroup, counterFunction, metricFilter };
+}
