@@ -9,6 +9,7 @@ import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
 import { uniqueNamespace } from '../local/backends/fixture';
 import { runTiDbSetup, tidbEnv } from '../local/backends/tidb';
 import { Engine } from '../local/engines/engine';
+import { startFaultProxy } from '../local/engines/fault-proxy';
 import { acquireMysql, mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
 import { TIDB_ENV } from '../src/backends/tidb/tidb-env';
@@ -87,4 +88,34 @@ test('application password rotated mid-run: the same warm container answers 200 
   expect(secrets.reads).toBe(2);
   const [rows] = await root.query<RowDataPacket[]>(`SELECT value FROM \`${database}\`.counters WHERE id = 'rot'`);
   expect(Number(rows[0].value)).toBe(ok);
+}, 60_000);
+
+test('idle pooled connection dropped silently (frozen container behind a NAT): the first request after a long idle answers 200 within ping + connect + statement, nothing lost', async () => {
+  const database = uniqueNamespace('t_tidb_idle');
+  await runTiDbSetup(tidbEnv(engine, database), { Database: database });
+  const { host, port } = mysqlConnectionOptions(engine.url);
+  const proxy = await startFaultProxy({ host, port });
+  try {
+    const handler = loadBundledHandler(ENTRY, {
+      ...tidbEnv({ ...engine, url: engine.url.replace(`${host}:${port}`, proxy.address) }, database),
+      [TIDB_ENV.CONNECT_TIMEOUT_MS]: '1000',
+      [TIDB_ENV.QUERY_TIMEOUT_MS]: '1000',
+      USE_CONDITIONAL_WRITES: 'false',
+      ATOMIC_COUNTER_LOG: 'off',
+    });
+    for (let i = 1; i <= 5; i++) expect((await call(handler, 'POST', 'tidb', 'idle')).body.counter).toBe(i);
+    expect(proxy.blackholeExisting()).toBeGreaterThanOrEqual(1);
+    // The store pings a pooled connection idle for more than 20 s before using it.
+    await new Promise((r) => setTimeout(r, 21_000));
+    const t0 = performance.now();
+    const first = await call(handler, 'POST', 'tidb', 'idle');
+    const ms = performance.now() - t0;
+    console.log(`tidb after a silent drop and 21 s idle: answered ${first.status} in ${ms.toFixed(0)} ms (query timeout 1000 ms)`);
+    expect(first).toMatchObject({ status: 200, body: { counter: 6 } });
+    expect(ms).toBeLessThan(1000 + 1000 + 1000 + SLACK_MS);
+    const [rows] = await root.query<RowDataPacket[]>(`SELECT value FROM \`${database}\`.counters WHERE id = 'idle'`);
+    expect(Number(rows[0].value)).toBe(6);
+  } finally {
+    await proxy.close();
+  }
 }, 60_000);
