@@ -34,7 +34,7 @@ describe('conforming answers pass', () => {
     ['POST', 409, { code: 'LIMIT_REACHED', error: 'Counter has reached its maximum value of: 3', id: 'a', backend: 'docdb', useConditionalWrites: true, maxCounterValue: 3, counter: 3 }, JSON_HEADERS],
     ['POST', 400, { code: 'INVALID_ID', error: 'The counter id must not be empty' }, JSON_HEADERS],
     ['DELETE', 404, { code: 'NOT_FOUND', error: 'No route for method DELETE' }, JSON_HEADERS],
-    ['POST', 503, { code: 'BACKEND_UNAVAILABLE', error: 'x', backend: 'momento' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
+    ['POST', 503, { code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later', backend: 'momento' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
     ['GET', 500, { code: 'INTERNAL', error: 'Internal error' }, JSON_HEADERS],
     ['POST', 403, { message: 'Forbidden' }, {}],
   ])('%s → %d', (method, status, body, headers) => {
@@ -52,6 +52,7 @@ describe('answers the contract forbids are caught', () => {
     ['an unknown backend', 'GET', 200, { id: 'a', counter: 1, backend: 'postgres' }, JSON_HEADERS],
     ['a 409 on a read', 'GET', 409, { code: 'LIMIT_REACHED', error: 'Counter has reached its maximum value of: 3', maxCounterValue: 3 }, JSON_HEADERS],
     ['a 409 with another message', 'POST', 409, { code: 'LIMIT_REACHED', error: 'full', maxCounterValue: 3 }, JSON_HEADERS],
+    ['a 503 carrying the driver\'s text', 'POST', 503, { code: 'BACKEND_UNAVAILABLE', error: '14 UNAVAILABLE: No connection established. Last error: connect ECONNREFUSED 127.0.0.1:1', backend: 'momento' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
     ['a 503 without Retry-After', 'POST', 503, { code: 'BACKEND_UNAVAILABLE', error: 'x', backend: 'redis' }, JSON_HEADERS],
     ['a 503 leaking a stack', 'POST', 503, { code: 'BACKEND_UNAVAILABLE', error: 'x', stack: 'at y' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
     ['a 500 carrying the cause', 'POST', 500, { code: 'INTERNAL', error: 'connect ECONNREFUSED 10.0.0.1:6379' }, JSON_HEADERS],
