@@ -130,6 +130,12 @@ export interface ExistingEndpoint {
  * What every counter construct shares: the `ICounter` members, the write
  * mode and the counter metric.
  *
+ * `counterFunction`, `logGroup` and `metricFilter` stay abstract here so
+ * each backend can declare them with the concrete types it creates
+ * (`lambda.Function`, `logs.LogGroup`): jsii lets a subclass narrow an
+ * inherited property's type, but not a class narrow the interface it
+ * implements.
+ *
  * Exported because the concrete counters (`DynamoCounter`, …) extend it;
  * it is not meant to be extended outside this library: a new backend needs
  * a bundled handler and an environment contract that only the library

@@ -40,9 +40,9 @@ function undocumented(): string[] {
         : false;
       if (!docs(member) && !inherited) missing.push(`${label}: no doc comment`);
       if (ts.isInterfaceDeclaration(decl) && member.flags & ts.SymbolFlags.Optional) {
+        // Every struct (props, options, ExistingEndpoint, …) and interface: Python and Java users read the default here.
         const tags = member.getJsDocTags(checker).map((t) => t.name);
-        const defaultsFromBase = decl.name.text.endsWith('Props') || decl.name.text.endsWith('Options') || decl.name.text.endsWith('Limits');
-        if (defaultsFromBase && !tags.includes('default')) missing.push(`${label}: optional prop without @default`);
+        if (!tags.includes('default')) missing.push(`${label}: optional prop without @default`);
       }
     }
   }
