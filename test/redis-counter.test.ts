@@ -235,6 +235,19 @@ describe('RedisCounter (existing endpoint)', () => {
     });
   });
 
+  test('the existing endpoint\'s security group admits its port from the function\'s group (same shape as DocDbCounter)', () => {
+    const { t, counter, stack } = synth({}, (s) => ({
+      existingEndpoint: { hostname: 'my-redis.example.internal', port: 6380, securityGroup: ec2.SecurityGroup.fromSecurityGroupId(s, 'CacheSg', 'sg-0123456789abcdef0') },
+    }));
+    t.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: 'sg-0123456789abcdef0',
+      IpProtocol: 'tcp',
+      FromPort: 6380,
+      ToPort: 6380,
+      SourceSecurityGroupId: stack.resolve(counter.functionSecurityGroup.securityGroupId),
+    });
+  });
+
   test('an existing auth secret is granted read-only and passed by ARN; TLS defaults to on', () => {
     const arn = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:redis-auth-AbCdEf';
     const { t } = synth({ existingEndpoint: { hostname: 'my-redis.example.internal' } }, (s) => ({ credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'Auth', arn) }));
