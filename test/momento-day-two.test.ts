@@ -7,11 +7,12 @@
  */
 import { runMomentoSetup } from '../local/backends/momento';
 import { freePort } from '../local/engines/engine';
+import { startSilentServer } from '../local/engines/fault-proxy';
 import { MomentoLocalServer } from '../local/engines/momento-server';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
-import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
+import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
@@ -100,6 +101,23 @@ describe('momento: every timeout and outage is a 503 with the fixed body', () =>
     expect(hung).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'momento' }, headers: { 'Retry-After': '1' } });
     expect(hung.ms).toBeLessThan(CLIENT_TIMEOUT_MS + SLACK_MS);
     expect((await call(handler, 'POST', 'momento', 'hang')).status).toBe(200);
+  }, 60_000);
+
+  test.each([false, true])('conditional=%p: an endpoint that accepts TCP and never speaks (no HTTP/2) → 503 within the init connect + client deadline, also on the next request', async (conditional) => {
+    const silent = await startSilentServer();
+    try {
+      const handler = container(`${silent.host}:${silent.port}`, conditional);
+      for (let i = 0; i < 2; i++) {
+        const res = await timed(handler, 'POST', 'silent');
+        console.log(`momento silent TCP endpoint (conditional=${conditional}), request ${i + 1}: answered ${res.status} in ${res.ms.toFixed(0)} ms`);
+        expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+        expect(res.body).toEqual({ code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'momento' });
+        // At most the init-phase connect (1 s) and one call's deadline.
+        expect(res.ms).toBeLessThan(MOMENTO_DEFAULTS.eagerConnectTimeoutMs + CLIENT_TIMEOUT_MS + SLACK_MS);
+      }
+    } finally {
+      await silent.close();
+    }
   }, 60_000);
 
   test('a refused connection → 503 whose body is the fixed public message (no SDK text, no address)', async () => {
