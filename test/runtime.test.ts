@@ -142,6 +142,7 @@ describe('pipeline', () => {
     const recovered = await handler(event('POST', 'a'));
     expect(recovered.statusCode).toBe(200);
     expect(JSON.parse(recovered.body).counter).toBe(2);
+    expect(lines[lines.length - 1]).toMatchObject({ statusCode: 200, counter: 2, credentialsRefreshed: true });
     expect(created).toBe(2);
     expect(closed).toEqual([1]);
     // Rejected again at once: no second re-read within the interval → 500, store kept.

@@ -142,6 +142,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
         response = await serve(request, log);
       } catch (err) {
         if (!(err instanceof CredentialsRejectedError && await recoverFromRejection(err, performance.now() - started, context))) throw err;
+        log.credentialsRefreshed = true;
         response = await serve(request, log);
       }
     } catch (err) {

@@ -19,6 +19,8 @@ export interface RequestLogLine {
   error?: string;
   /** The function's deployment (`COUNTER_DEPLOYMENT`): the metric's `Deployment` dimension. */
   deployment?: string;
+  /** The datastore rejected the credentials: the secret was re-read and the request ran again on a fresh store. */
+  credentialsRefreshed?: boolean;
 }
 
 export type LogSink = (line: string) => void;
