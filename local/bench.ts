@@ -16,12 +16,15 @@
  *   npx projen bench --cold [--backend redis,tidb] [--samples 9]
  *                    [--source-maps]      # as with the sourceMaps prop (NODE_OPTIONS=--enable-source-maps)
  *                    [--assets DIR]       # bundles from another assets/ folder (e.g. an older build)
+ *                    [--also DIR,DIR:maps] # more assets/-like folders, measured in the same run
+ *                                          # (`:maps`: with --enable-source-maps)
  */
 import * as os from 'os';
+import * as path from 'path';
 import { parseArgs, intArg } from './args';
 import { availableFixtures, fixtureFor } from './backends';
 import { uniqueNamespace } from './backends/fixture';
-import { buildReferenceBundle, COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
+import { buildReferenceBundle, COLD_MODE_ENV, coldFiguresInterleaved, ColdFigures, ColdVariant } from './cold';
 import { bundlePath, loadCounterContainers, proxyEvent, setAssetsDir } from './lambda-container';
 import { runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
@@ -99,12 +102,19 @@ export interface ColdBenchOptions {
   readonly sourceMaps: boolean;
   /** Another assets/ folder to take the deployed bundle from. @default - assets/ */
   readonly assetsDir?: string;
+  /**
+   * More assets/-like folders measured in the same run (e.g. an older
+   * build); a folder ending in `:maps` runs with NODE_OPTIONS=--enable-source-maps.
+   */
+  readonly also?: readonly string[];
 }
 
 export interface ColdBenchRow {
   readonly backend: BackendName;
   readonly deployed: ColdFigures;
   readonly reference: ColdFigures;
+  /** The `--also` folders' bundles, in order. */
+  readonly also: ColdFigures[];
 }
 
 function coldLine(label: string, f: ColdFigures): string {
@@ -118,12 +128,17 @@ export async function coldBench(backend: BackendName, opts: ColdBenchOptions): P
   const engine = await fixture.acquire();
   try {
     const env = { ...await fixture.prepare(engine, uniqueNamespace(`cold_${backend}`)), ...COLD_MODE_ENV };
-    const deployedFile = bundlePath(fixture.entry);
-    const referenceFile = await buildReferenceBundle(fixture.entry);
-    // Interleaved in one run, so both see the same machine load.
-    const deployed = await coldFigures(deployedFile, backend, env, { samples: opts.samples, nodeOptions: opts.sourceMaps ? '--enable-source-maps' : '' });
-    const reference = await coldFigures(referenceFile, backend, env, { samples: opts.samples });
-    return { backend, deployed, reference };
+    const variants: ColdVariant[] = [
+      { file: bundlePath(fixture.entry), nodeOptions: opts.sourceMaps ? '--enable-source-maps' : '' },
+      { file: await buildReferenceBundle(fixture.entry) },
+      ...(opts.also ?? []).map((dir) => ({
+        file: path.join(path.resolve(dir.replace(/:maps$/, '')), fixture.entry, 'index.js'),
+        nodeOptions: dir.endsWith(':maps') ? '--enable-source-maps' : '',
+      })),
+    ];
+    // Samples interleaved in one run, so every variant sees the same machine load.
+    const [deployed, reference, ...also] = await coldFiguresInterleaved(variants, backend, env, { samples: opts.samples });
+    return { backend, deployed, reference, also };
   } finally {
     await engine.stop();
   }
@@ -137,6 +152,7 @@ async function coldMain(backends: BackendName[], opts: ColdBenchOptions): Promis
     console.log(backend);
     console.log(coldLine(deployedLabel, row.deployed));
     console.log(coldLine('minified esbuild, no source maps', row.reference));
+    row.also.forEach((f, i) => console.log(coldLine(opts.also![i].replace(/:maps$/, ' + --enable-source-maps'), f)));
     const ratio = row.deployed.loadMs / row.reference.loadMs;
     console.log(`  module load deployed / minified-no-map: ×${ratio.toFixed(2)}`);
   }
@@ -154,6 +170,7 @@ async function main(): Promise<void> {
       samples: intArg(args, 'samples', 9),
       sourceMaps: Boolean(args['source-maps']),
       assetsDir: typeof args.assets === 'string' ? args.assets : undefined,
+      also: typeof args.also === 'string' ? args.also.split(',') : undefined,
     });
     process.exit(0);
   }

@@ -104,11 +104,36 @@ const round2 = (v: number) => Math.round(v * 100) / 100;
 
 /** Medians over `samples` fresh processes. */
 export async function coldFigures(file: string, backend: string, env: Record<string, string>, options: ColdOptions = {}): Promise<ColdFigures> {
+  const [figures] = await coldFiguresInterleaved([{ file, nodeOptions: options.nodeOptions }], backend, env, options);
+  return figures;
+}
+
+/** A bundle to measure, and the `NODE_OPTIONS` to run it with. */
+export interface ColdVariant {
+  readonly file: string;
+  readonly nodeOptions?: string;
+}
+
+/**
+ * Medians for several bundles of one backend, their samples interleaved
+ * (a, b, c, a, b, c, …) so every variant sees the same machine load.
+ */
+export async function coldFiguresInterleaved(
+  variants: readonly ColdVariant[], backend: string, env: Record<string, string>, options: ColdOptions = {},
+): Promise<ColdFigures[]> {
   const n = Math.max(1, options.samples ?? 9);
-  const samples: ColdSample[] = [];
-  for (let i = 0; i < n; i++) samples.push(await coldSample(file, backend, env, options));
+  const samples: ColdSample[][] = variants.map(() => []);
+  for (let i = 0; i < n; i++) {
+    for (const [v, variant] of variants.entries()) {
+      samples[v].push(await coldSample(variant.file, backend, env, { ...options, nodeOptions: variant.nodeOptions }));
+    }
+  }
+  return variants.map((variant, v) => summarize(variant.file, samples[v]));
+}
+
+function summarize(file: string, samples: ColdSample[]): ColdFigures {
   return {
-    samples: n,
+    samples: samples.length,
     loadMs: round2(median(samples.map((s) => s.loadMs))),
     initMs: round2(median(samples.map((s) => s.initMs))),
     firstRequestMs: round2(median(samples.map((s) => s.firstRequestMs))),
