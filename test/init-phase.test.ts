@@ -64,7 +64,8 @@ beforeAll(() => process.on('unhandledRejection', onUnhandled));
 afterAll(() => process.off('unhandledRejection', onUnhandled));
 
 // DynamoDB speaks HTTP per request: there is no connection to open ahead of
-// it without a request against the table (see docs/cold-start.md).
+// it without a request against the table (see docs/cold-start.md); its init
+// phase warms the SDK on a request answered locally, tested at the end.
 const CONNECTING: BackendName[] = ['redis', 'tidb', 'docdb', 'momento'];
 
 describe.each(CONNECTING)('%s: init phase', (backend) => {
@@ -113,6 +114,37 @@ describe.each(CONNECTING)('%s: init phase', (backend) => {
     try {
       const first = await post(handler);
       expect(first).toMatchObject({ status: 200 });
+      expect(unhandled).toEqual([]);
+      await handler.close?.();
+    } finally {
+      await relay.close();
+    }
+  });
+});
+
+describe('dynamo: init phase', () => {
+  const fixture = fixtureFor('dynamo');
+  let engine: Engine;
+  let env: Record<string, string>;
+
+  beforeAll(async () => {
+    engine = await fixture.acquire();
+    env = await fixture.prepare(engine, uniqueNamespace('init_dynamo'));
+  });
+  afterAll(async () => {
+    await engine?.stop();
+  });
+
+  test('the SDK is warmed without a request reaching the engine; the first request then answers 200', async () => {
+    const relay = new Relay(await freePort(), enginePort(engine));
+    await relay.open();
+    try {
+      const [handler] = loadCounterContainers(fixture.entry, through(env, enginePort(engine), relay.port), { conditional: false });
+      await expect((handler as unknown as { ready(): Promise<boolean> }).ready()).resolves.toBe(true);
+      expect(relay.accepted).toBe(0);
+      const res = await handler(proxyEvent('POST', 'dynamo', 'init-phase'));
+      expect({ status: res.statusCode, counter: JSON.parse(res.body).counter }).toEqual({ status: 200, counter: 1 });
+      expect(relay.accepted).toBe(1);
       expect(unhandled).toEqual([]);
       await handler.close?.();
     } finally {
