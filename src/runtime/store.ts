@@ -1,6 +1,7 @@
 /**
  * The one abstraction every backend implements. A store owns its client,
- * creates it once per container (lazily) and replaces it when it breaks.
+ * creates it once per container (in the init phase, see `connect`) and
+ * replaces it when it breaks.
  *
  * Each method is one atomic operation on the datastore: the value returned by
  * an increment is the value *this* increment produced, never a re-read.
