@@ -1,5 +1,3 @@
-import { Annotations } from 'aws-cdk-lib';
-import { Construct } from 'constructs';
 import { docdbWorstCase } from './backends/docdb/docdb-env';
 import { dynamoWorstCase } from './backends/dynamo/dynamo-env';
 import { momentoWorstCase } from './backends/momento/momento-env';
@@ -19,19 +17,12 @@ const WORST_CASES: Readonly<Record<string, (env: Env) => WorstCase | undefined>>
 };
 
 /**
- * Backends whose worst case is reported as a synth warning rather than an
- * error while their store does not bound a whole request yet (DocumentDB:
- * each retried operation may wait a full socket timeout).
- */
-const WARN_ONLY = new Set(['docdb']);
-
-/**
  * Synth-time check that a store answers (503 at worst) before its function
  * times out: a Lambda timeout reaches the client as API Gateway's 502.
  * `timeoutSeconds` undefined (a token) or an environment holding tokens:
  * not checkable, nothing happens. Returns the worst case it checked.
  */
-export function validateWorstCase(scope: Construct, backend: string, environment: Env, timeoutSeconds: number | undefined): WorstCase | undefined {
+export function validateWorstCase(backend: string, environment: Env, timeoutSeconds: number | undefined): WorstCase | undefined {
   const compute = WORST_CASES[backend];
   if (!compute || timeoutSeconds === undefined || !Number.isFinite(timeoutSeconds)) return undefined;
   const worst = compute(environment);
@@ -42,9 +33,5 @@ export function validateWorstCase(scope: Construct, backend: string, environment
   const message = `${backend}: the store's worst-case answer time is ${worst.totalMs} ms (${parts}); with a ${FUNCTION_TIMEOUT_MARGIN_MS} ms margin `
     + `it exceeds the function timeout of ${timeoutMs} ms, so a slow datastore would reach clients as a 502 instead of a 503. `
     + 'Raise `timeout` (at most 25 s) or lower the store\'s timeouts.';
-  if (WARN_ONLY.has(backend)) {
-    Annotations.of(scope).addWarningV2('cdk-atomic-counter:worstCaseOverTimeout', message);
-    return worst;
-  }
   throw new Error(message);
 }

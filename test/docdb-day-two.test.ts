@@ -255,6 +255,26 @@ describe('transient server errors (injected with the failCommand fail point)', (
   });
 });
 
+describe('the operation timeout bounds a whole store call', () => {
+  test('a reply held longer than the operation timeout (socket timeout far longer) answers 503 at the operation timeout; the late write counts once', async () => {
+    const database = freshDb();
+    secrets = await startSecretsStandIn(APP_ARN, appUser(database, 'pw'));
+    const OPERATION_MS = 600;
+    const handler = counterContainer(database, { [DOCDB_ENV.SOCKET_TIMEOUT_MS]: '10000', [DOCDB_ENV.OPERATION_TIMEOUT_MS]: String(OPERATION_MS) });
+    expect(await call(handler, 'POST', 'docdb', 'op')).toMatchObject({ status: 200, body: { counter: 1 } });
+
+    // Without the bound this request waits for the held reply (200 after 2.5 s).
+    engine.failCommand({ failCommands: ['findAndModify'], blockConnection: true, blockTimeMS: 2500, times: 1 });
+    const cut = await timed(() => call(handler, 'POST', 'docdb', 'op'));
+    console.log(`docdb, reply held 2500 ms, operation timeout ${OPERATION_MS} ms: answered ${cut.status} in ${cut.ms.toFixed(0)} ms`);
+    expect(cut).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE } });
+    expect(cut.ms).toBeLessThan(OPERATION_MS + SLACK_MS);
+    await new Promise((r) => setTimeout(r, 2500)); // the held write lands
+    expect(await stored(database, 'op')).toBe(2);
+    expect(await call(handler, 'POST', 'docdb', 'op')).toMatchObject({ status: 200, body: { counter: 3 } });
+  });
+});
+
 describe('stale connections after a freeze', () => {
   test('idle connections blackholed silently: the next request answers 200 well within one socket timeout, nothing lost or counted twice', async () => {
     const database = freshDb();

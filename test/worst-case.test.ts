@@ -4,7 +4,6 @@
  * (a Lambda timeout reaches the client as a 502, a store's own bound as a 503).
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { DocDbCounter, DynamoCounter, MomentoCounter, RedisCounter, TiDbCounter } from '../src';
@@ -30,7 +29,10 @@ describe('worst cases from the env contracts', () => {
     expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'false' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 1100);
     expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'true', MOMENTO_CAS_BUDGET_MS: '3000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 3000 + 1100 + 16);
     expect(tidbWorstCase({ TIDB_SECRET_ARN: SECRET })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2500 + 2000 + 2500);
-    expect(docdbWorstCase({ DOCDB_SECRET_ARN: SECRET, DOCDB_SOCKET_TIMEOUT_MS: '1000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2000 + 2000 + 3 * 1000);
+    // DocumentDB: the operation timeout bounds selection + connect + every attempt, whichever is less.
+    expect(docdbWorstCase({ DOCDB_SECRET_ARN: SECRET })).toEqual({ totalMs: SECRET_READ_BOUNDS.requestTimeoutMs + 6000, parts: { 'secret read': 1500, 'operation timeout': 6000 } });
+    expect(docdbWorstCase({ DOCDB_SECRET_ARN: SECRET, DOCDB_SOCKET_TIMEOUT_MS: '500', DOCDB_OPERATION_TIMEOUT_MS: '20000' })?.totalMs)
+      .toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2000 + 2000 + 3 * 500);
   });
 
   test('a value that is still a token makes the worst case unknown (not checked at synth)', () => {
@@ -39,13 +41,14 @@ describe('worst cases from the env contracts', () => {
 });
 
 describe('synth: worst case against the function timeout', () => {
-  test('every backend\'s defaults fit the default 10 s timeout (DocumentDB: see the warning test)', () => {
+  test('every backend\'s defaults fit the default 10 s timeout', () => {
     const s = stack();
     const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 });
     expect(() => new DynamoCounter(s, 'Dynamo')).not.toThrow();
     expect(() => new RedisCounter(s, 'Redis', { vpc })).not.toThrow();
     expect(() => new MomentoCounter(s, 'Momento', { credentialsSecret: secret(s), conditionalWrites: true })).not.toThrow();
     expect(() => new TiDbCounter(s, 'TiDb', { credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'T', SECRET.replace('key', 'tidb')) })).not.toThrow();
+    expect(() => new DocDbCounter(s, 'DocDb', { vpc })).not.toThrow();
   });
 
   test.each([
@@ -63,9 +66,10 @@ describe('synth: worst case against the function timeout', () => {
     expect(() => new MomentoCounter(s, 'M', { credentialsSecret: secret(s), conditionalWrites: true, casTimeBudget: Duration.seconds(8), timeout: Duration.seconds(13) })).not.toThrow();
   });
 
-  test('DocumentDB: a worst case over the timeout is a synth warning naming each term (its store does not bound retried operations yet)', () => {
+  test('DocumentDB: a worst case over the timeout fails synth like every backend\'s (the operation timeout is the bound)', () => {
     const s = stack();
-    new DocDbCounter(s, 'C', { vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }) });
-    Annotations.fromStack(s).hasWarning('*', Match.stringLikeRegexp('^docdb: the store\'s worst-case answer time is \\d+ ms \\(.*server selection.*socket timeout'));
+    const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    expect(() => new DocDbCounter(s, 'C', { vpc, timeout: Duration.seconds(8) }))
+      .toThrow(/^docdb: the store's worst-case answer time is 7500 ms \(secret read 1500 ms \+ operation timeout 6000 ms\); with a 1000 ms margin it exceeds the function timeout of 8000 ms/);
   });
 });

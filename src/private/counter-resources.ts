@@ -141,7 +141,7 @@ export function createCounterFunction(
   checkEnvironmentSize(`${counter.node.path}: the counter function`, environment);
   // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
   const timeoutMs = functionTimeoutMs(props);
-  validateWorstCase(counter, counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
+  validateWorstCase(counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
   return new lambda.Function(counter, 'Function', {
     description: fn.description,
     runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,

@@ -51,6 +51,15 @@ export const DOCDB_ENV = {
   /** Bound on waiting for one reply on an open socket. Default 5000 ms. */
   SOCKET_TIMEOUT_MS: 'DOCDB_SOCKET_TIMEOUT_MS',
   /**
+   * Bound on one whole store call — server selection, connecting, the
+   * operation and its retries (a first-increment race, a WriteConflict) —
+   * after which the request answers 503. The driver's own timeouts bound
+   * each step; this bounds their sum, so the function always answers before
+   * its timeout. Like any timeout it is ambiguous: a write still in flight
+   * may land. Default 6000 ms.
+   */
+  OPERATION_TIMEOUT_MS: 'DOCDB_OPERATION_TIMEOUT_MS',
+  /**
    * A pooled connection idle longer than this is closed instead of used
    * (the driver's `maxIdleTimeMS`): a frozen container's flows may have been
    * dropped silently (a NAT gateway forgets a flow idle for 350 s), and a
@@ -97,22 +106,28 @@ export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
  * The counter function's driver timeouts when the environment sets none
  * (runtime/docdb-client.ts `COUNTER_TIMEOUTS` holds the same values).
  */
-export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000 } as const;
+export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000, operationTimeoutMs: 6000 } as const;
 
 /**
  * Worst case of one request: the secret read (first request of a
- * container), server selection, a fresh pooled connection, then the
- * operation, each attempt of which may wait a whole socket timeout: the
- * first, the duplicate-key retry of an upsert race, and the WriteConflict
- * retries.
+ * container), then the store call, which the store cuts off at the
+ * operation timeout (`OPERATION_TIMEOUT_MS`) — or sooner, when server
+ * selection, a fresh connection and every attempt (the first, the
+ * duplicate-key retry of an upsert race, the WriteConflict retries), each
+ * running to its own bound, add up to less.
  */
 export function docdbWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const socketMs = envMs(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.socketTimeoutMs);
+  const selectionMs = envMs(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.serverSelectionTimeoutMs);
+  const connectMs = envMs(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.connectTimeoutMs);
+  const operationMs = envMs(env, DOCDB_ENV.OPERATION_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.operationTimeoutMs);
+  if (socketMs === undefined || selectionMs === undefined || connectMs === undefined || operationMs === undefined) return undefined;
   const attempts = 2 + DOCDB_DEFAULTS.writeConflictRetries;
+  const stepsMs = selectionMs + connectMs + attempts * socketMs;
   return worstCaseOf({
     'secret read': env[DOCDB_ENV.SECRET_ARN] ? secretReadWorstCaseMs() : 0,
-    'server selection': envMs(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.serverSelectionTimeoutMs),
-    'connect': envMs(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.connectTimeoutMs),
-    [`${attempts} attempts × socket timeout`]: socketMs === undefined ? undefined : attempts * socketMs,
+    ...(operationMs < stepsMs
+      ? { 'operation timeout': operationMs }
+      : { 'server selection': selectionMs, 'connect': connectMs, [`${attempts} attempts × socket timeout`]: attempts * socketMs }),
   });
 }

@@ -5,7 +5,7 @@ import {
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
 import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } from '../../../runtime/errors';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
-import { DOCDB_DEFAULTS, DOCDB_ENV } from '../docdb-env';
+import { DOCDB_COUNTER_TIMEOUT_DEFAULTS, DOCDB_DEFAULTS, DOCDB_ENV } from '../docdb-env';
 
 /** Where the counters live and how to reach them; read once per container. */
 export interface DocDbConfig {
@@ -23,6 +23,8 @@ export interface DocDbConfig {
   readonly serverSelectionTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly socketTimeoutMs: number;
+  /** Bound on one whole store call (selection, connect, attempts). */
+  readonly operationTimeoutMs: number;
   readonly maxIdleTimeMs: number;
 }
 
@@ -31,14 +33,16 @@ export interface DocDbTimeouts {
   readonly serverSelectionTimeoutMs: number;
   readonly connectTimeoutMs: number;
   readonly socketTimeoutMs: number;
+  readonly operationTimeoutMs: number;
 }
 
 /**
  * Counter function defaults: a down or unreachable cluster answers 503 within
- * about 2 s (server selection), well inside the function timeout and API
- * Gateway's 29 s.
+ * about 2 s (server selection), and no store call outlasts the operation
+ * timeout (6 s), well inside the function timeout and API Gateway's 29 s.
+ * The same values are the synth-time worst case (`docdbWorstCase`).
  */
-export const COUNTER_TIMEOUTS: DocDbTimeouts = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000 };
+export const COUNTER_TIMEOUTS: DocDbTimeouts = DOCDB_COUNTER_TIMEOUT_DEFAULTS;
 
 export function readDocDbConfig(env: Env, timeouts: DocDbTimeouts = COUNTER_TIMEOUTS): DocDbConfig {
   const uri = readOptionalString(env, DOCDB_ENV.URI);
@@ -62,6 +66,7 @@ export function readDocDbConfig(env: Env, timeouts: DocDbTimeouts = COUNTER_TIME
     serverSelectionTimeoutMs: readInteger(env, DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS, timeouts.serverSelectionTimeoutMs, 100),
     connectTimeoutMs: readInteger(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, timeouts.connectTimeoutMs, 100),
     socketTimeoutMs: readInteger(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, timeouts.socketTimeoutMs, 100),
+    operationTimeoutMs: readInteger(env, DOCDB_ENV.OPERATION_TIMEOUT_MS, timeouts.operationTimeoutMs, 100),
     maxIdleTimeMs: readInteger(env, DOCDB_ENV.MAX_IDLE_TIME_MS, DOCDB_DEFAULTS.maxIdleTimeMs, 100),
   };
 }

@@ -1,5 +1,5 @@
 import { Collection, MongoClient, MongoServerError } from 'mongodb';
-import { LimitReachedError } from '../../../runtime/errors';
+import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
 import { DOCDB_DEFAULTS, DOCDB_FIELDS } from '../docdb-env';
 import { isWriteConflict, toCounterError } from './docdb-client';
@@ -16,6 +16,33 @@ export interface DocDbTarget {
   readonly collection: string;
   /** The secret the client's credentials came from: named in a `CredentialsRejectedError` so the pipeline can re-read it. */
   readonly secretArn?: string;
+  /**
+   * Bound on one whole store call (see `DOCDB_ENV.OPERATION_TIMEOUT_MS`).
+   * @default - no bound beyond the driver's own timeouts
+   */
+  readonly operationTimeoutMs?: number;
+}
+
+/**
+ * Answers 503 once `ms` have passed, whatever the driver is still waiting
+ * for: its timeouts bound each step (selection, connect, one reply) but not
+ * the sum of a call that retries. The work is not cancelled — the driver's
+ * socket timeout ends it — so, as after any timeout, a write may still land.
+ */
+export async function withinDeadline<T>(ms: number | undefined, work: Promise<T>): Promise<T> {
+  if (ms === undefined) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new BackendUnavailableError(`DocumentDB did not answer within ${ms} ms`)), ms);
+    timer.unref?.();
+  });
+  try {
+    return await Promise.race([work, deadline]);
+  } finally {
+    clearTimeout(timer);
+    // A late failure of the abandoned call has nobody to report to.
+    work.catch(() => undefined);
+  }
 }
 
 const DUPLICATE_KEY = 11000;
@@ -97,10 +124,12 @@ export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: 
 export class DocDbCounterStore implements CounterStore {
   private readonly counters: Collection<CounterDocument>;
   private readonly secretArn?: string;
+  private readonly operationTimeoutMs?: number;
 
   constructor(private readonly client: MongoClient, target: DocDbTarget) {
     this.counters = client.db(target.database).collection<CounterDocument>(target.collection);
     this.secretArn = target.secretArn;
+    this.operationTimeoutMs = target.operationTimeoutMs;
   }
 
   /**
@@ -125,7 +154,7 @@ export class DocDbCounterStore implements CounterStore {
   async read(id: string): Promise<number> {
     try {
       // The client's read preference is primary: the read sees every acknowledged increment.
-      const doc = await this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1 } });
+      const doc = await withinDeadline(this.operationTimeoutMs, this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1 } }));
       return doc ? Number(doc.counter) : 0;
     } catch (err) {
       throw toCounterError(err, this.secretArn);
@@ -139,11 +168,11 @@ export class DocDbCounterStore implements CounterStore {
   private async upsertIncrement(id: string, maximum?: number): Promise<number> {
     const filter = maximum === undefined ? { _id: id } : { _id: id, counter: { $lt: maximum } };
     try {
-      return await retryDuplicateKeyOnce(() => retryWriteConflict(async () => {
+      return await withinDeadline(this.operationTimeoutMs, retryDuplicateKeyOnce(() => retryWriteConflict(async () => {
         const doc = await this.counters.findOneAndUpdate(filter, { $inc: { counter: 1 } }, { upsert: true, returnDocument: 'after' });
         if (!doc) throw new Error('findOneAndUpdate with upsert returned no document');
         return Number(doc.counter);
-      }), maximum);
+      }), maximum));
     } catch (err) {
       throw toCounterError(err, this.secretArn);
     }
