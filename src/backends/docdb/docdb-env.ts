@@ -106,7 +106,12 @@ export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
  * The counter function's driver timeouts when the environment sets none
  * (runtime/docdb-client.ts `COUNTER_TIMEOUTS` holds the same values).
  */
-export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = { serverSelectionTimeoutMs: 2000, connectTimeoutMs: 2000, socketTimeoutMs: 5000, operationTimeoutMs: 6000 } as const;
+export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = {
+  serverSelectionTimeoutMs: 2000,
+  connectTimeoutMs: 2000,
+  socketTimeoutMs: 5000,
+  operationTimeoutMs: 6000,
+} as const;
 
 /**
  * Worst case of one request: the secret read (first request of a

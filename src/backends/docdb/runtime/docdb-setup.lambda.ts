@@ -9,7 +9,9 @@ export const SETUP_PROPERTIES = { DATABASE: 'Database', COLLECTION: 'Collection'
 
 // The setup runs once per deployment, right after the cluster became
 // available: it may wait longer for a primary than a counter request.
-const config = readDocDbConfig(process.env, { serverSelectionTimeoutMs: 30_000, connectTimeoutMs: 10_000, socketTimeoutMs: 30_000, operationTimeoutMs: 120_000 });
+const config = readDocDbConfig(process.env, {
+  serverSelectionTimeoutMs: 30_000, connectTimeoutMs: 10_000, socketTimeoutMs: 30_000, operationTimeoutMs: 120_000,
+});
 
 function target(properties: Record<string, unknown>): { database: string; collection: string } {
   const pick = (name: string, fallback: string) => (typeof properties[name] === 'string' && properties[name] !== '' ? properties[name] as string : fallback);
