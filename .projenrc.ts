@@ -1,3 +1,5 @@
+import * as fs from 'fs';
+import * as path from 'path';
 import { awscdk, javascript } from 'projen';
 import { UpdateSnapshot } from 'projen/lib/javascript';
 
@@ -125,17 +127,20 @@ project.eslint?.addOverride({
   rules: { 'import/no-extraneous-dependencies': ['error', { devDependencies: true, optionalDependencies: false, peerDependencies: true }] },
 });
 
-/** One esbuild bundle per Lambda entry: `assets/<path without src/>/index.js`. */
-const LAMBDA_ENTRIES = [
-  'src/backends/dynamo/runtime/dynamo-counter.lambda.ts',
-  'src/backends/redis/runtime/redis-counter.lambda.ts',
-  'src/backends/momento/runtime/momento-counter.lambda.ts',
-  'src/backends/momento/runtime/momento-setup.lambda.ts',
-  'src/backends/docdb/runtime/docdb-counter.lambda.ts',
-  'src/backends/docdb/runtime/docdb-setup.lambda.ts',
-  'src/backends/tidb/runtime/tidb-counter.lambda.ts',
-  'src/backends/tidb/runtime/tidb-setup.lambda.ts',
-];
+/**
+ * One esbuild bundle per Lambda entry: `assets/<path without src/>/index.js`.
+ * The entries are the `*.lambda.ts` files of the backends' runtime folders, as
+ * found on disk; each backend's contract file (`src/backends/<b>/<b>-env.ts`)
+ * names its bundles in a `<B>_BUNDLES` constant, and
+ * `test/bundle-entries.test.ts` checks the two agree.
+ */
+const LAMBDA_ENTRIES = fs.readdirSync('src/backends', { withFileTypes: true })
+  .filter((backend) => backend.isDirectory())
+  .flatMap((backend) => {
+    const runtime = path.posix.join('src/backends', backend.name, 'runtime');
+    return fs.existsSync(runtime) ? fs.readdirSync(runtime).filter((f) => f.endsWith('.lambda.ts')).map((f) => path.posix.join(runtime, f)) : [];
+  })
+  .sort();
 for (const entry of LAMBDA_ENTRIES) {
   project.bundler.addBundle(entry, {
     platform: 'node',

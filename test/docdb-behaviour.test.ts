@@ -11,17 +11,17 @@ import { freePort } from '../local/engines/engine';
 import { startMongoWireServer } from '../local/engines/mongo';
 import { loadBundledHandler } from '../local/lambda-container';
 import { call, hammer, useBackend } from './kit/conformance';
-import { DOCDB_DEFAULTS, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
 import { connectionFor, createDocDbClient, readDocDbConfig } from '../src/backends/docdb/runtime/docdb-client';
 import { DocDbCounterStore, retryDuplicateKeyOnce } from '../src/backends/docdb/runtime/docdb-counter-store';
 import { CredentialsRejectedError, LimitReachedError } from '../src/runtime/errors';
 
-const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
+const SETUP_ENTRY = DOCDB_BUNDLES.setup;
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
 
 // Containers loaded here are closed after the file by test/kit/setup.ts.
 function counterContainer(env: Record<string, string>) {
-  return loadBundledHandler('backends/docdb/runtime/docdb-counter.lambda', env);
+  return loadBundledHandler(DOCDB_BUNDLES.counter, env);
 }
 
 function setupHandler(env: Record<string, string>): SetupHandler {

@@ -12,11 +12,11 @@ import { MongoWireServer } from '../local/engines/mongo-wire-server';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
-import { DOCDB_ENV } from '../src/backends/docdb/docdb-env';
+import { DOCDB_BUNDLES, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
-const ENTRY = 'backends/docdb/runtime/docdb-counter.lambda';
-const SETUP_ENTRY = 'backends/docdb/runtime/docdb-setup.lambda';
+const ENTRY = DOCDB_BUNDLES.counter;
+const SETUP_ENTRY = DOCDB_BUNDLES.setup;
 const APP_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:docdb-app-AbCdEf';
 const MASTER = { username: 'counteradmin', password: 'm@ster:p?ss#1%' };
 /** The counter function's socket timeout in these tests. */

@@ -12,11 +12,11 @@ import { MomentoLocalServer } from '../local/engines/momento-server';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from './kit/secrets-stand-in';
-import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../src/backends/momento/momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
-const ENTRY = 'backends/momento/runtime/momento-counter.lambda';
+const ENTRY = MOMENTO_BUNDLES.counter;
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:momento-key-AbCdEf';
 const CLIENT_TIMEOUT_MS = 1000;
 const SLACK_MS = 1500;

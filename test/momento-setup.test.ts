@@ -8,7 +8,7 @@ import { call } from './kit/conformance';
 import { runMomentoSetup } from '../local/backends/momento';
 import { MomentoLocalServer, TokenProvider } from '../local/engines/momento-server';
 import { loadBundledHandler } from '../local/lambda-container';
-import { MOMENTO_ENV } from '../src/backends/momento/momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_ENV } from '../src/backends/momento/momento-env';
 import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
 import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
@@ -56,7 +56,7 @@ describe('setup custom resource (bundled handler)', () => {
   test('Delete leaves the cache and its counters in place', async () => {
     await runMomentoSetup(localEnv, 'setup-delete');
     await client.set('setup-delete', 'votes', '7');
-    const handler = loadBundledHandler('backends/momento/runtime/momento-setup.lambda', localEnv) as unknown as (e: unknown) => Promise<unknown>;
+    const handler = loadBundledHandler(MOMENTO_BUNDLES.setup, localEnv) as unknown as (e: unknown) => Promise<unknown>;
     await expect(handler({ RequestType: 'Delete', PhysicalResourceId: 'momento:setup-delete', ResourceProperties: { CacheName: 'setup-delete' } }))
       .resolves.toEqual({ PhysicalResourceId: 'momento:setup-delete' });
     expect(await cacheNames(client)).toContain('setup-delete');
@@ -131,7 +131,7 @@ describe('API key secret shapes', () => {
 
 describe('store behaviours specific to Momento (bundled counter handler)', () => {
   function handlerFor(cacheName: string, extra: Record<string, string>) {
-    return loadBundledHandler('backends/momento/runtime/momento-counter.lambda', {
+    return loadBundledHandler(MOMENTO_BUNDLES.counter, {
       ...localEnv, [MOMENTO_ENV.CACHE_NAME]: cacheName, ATOMIC_COUNTER_LOG: 'off', ...extra,
     });
   }
@@ -179,7 +179,7 @@ describe('store behaviours specific to Momento (bundled counter handler)', () =>
     const stopped = await MomentoLocalServer.start();
     const port = stopped.port;
     await stopped.stop();
-    const unreachable = loadBundledHandler('backends/momento/runtime/momento-counter.lambda', {
+    const unreachable = loadBundledHandler(MOMENTO_BUNDLES.counter, {
       [MOMENTO_ENV.LOCAL_ENDPOINT]: `127.0.0.1:${port}`, ATOMIC_COUNTER_LOG: 'off',
     });
     const t0 = performance.now();

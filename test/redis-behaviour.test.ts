@@ -14,9 +14,9 @@ import { acquireRedis, RedisServer, startRedisServer } from '../local/engines/re
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { runWorkload } from '../local/workload';
 import { call } from './kit/conformance';
-import { REDIS_ENV } from '../src/backends/redis/redis-env';
+import { REDIS_BUNDLES, REDIS_ENV } from '../src/backends/redis/redis-env';
 
-const ENTRY = 'backends/redis/runtime/redis-counter.lambda';
+const ENTRY = REDIS_BUNDLES.counter;
 
 function container(url: string, prefix: string, mode: { conditional: boolean; maximum?: number }, extra: Record<string, string> = {}): ProxyHandler {
   return loadBundledHandler(ENTRY, {

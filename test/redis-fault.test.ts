@@ -11,10 +11,10 @@ import { startUnansweredConnects } from '../local/engines/fault-proxy';
 import { RedisServer, startRedisServer } from '../local/engines/redis';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { Answer, call } from './kit/conformance';
-import { REDIS_ENV } from '../src/backends/redis/redis-env';
+import { REDIS_BUNDLES, REDIS_ENV } from '../src/backends/redis/redis-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
-const ENTRY = 'backends/redis/runtime/redis-counter.lambda';
+const ENTRY = REDIS_BUNDLES.counter;
 const TIMEOUT_MS = 500;
 /** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
 const SLACK_MS = 1500;

@@ -12,9 +12,9 @@ import Redis from 'ioredis';
 import { freePort } from '../local/engines/engine';
 import { RedisServer, startRedisServer } from '../local/engines/redis';
 import { bundlePath, proxyEvent } from '../local/lambda-container';
-import { REDIS_ENV } from '../src/backends/redis/redis-env';
+import { REDIS_BUNDLES, REDIS_ENV } from '../src/backends/redis/redis-env';
 
-const ENTRY = 'backends/redis/runtime/redis-counter.lambda';
+const ENTRY = REDIS_BUNDLES.counter;
 const hasOpenssl = spawnSync('openssl', ['version']).status === 0;
 
 function makeCertificates(dir: string): void {

@@ -12,9 +12,10 @@ import { freePort } from '../local/engines/engine';
 import { mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
 import { counterSql } from '../src/backends/tidb/runtime/tidb-counter-store';
+import { TIDB_BUNDLES } from '../src/backends/tidb/tidb-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
-const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
+const ENTRY = TIDB_BUNDLES.counter;
 const ctx = useBackend('tidb');
 
 async function rawConnection(url: string, database: string, flags: string[]): Promise<Connection> {

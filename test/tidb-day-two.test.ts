@@ -12,10 +12,10 @@ import { Engine } from '../local/engines/engine';
 import { startFaultProxy } from '../local/engines/fault-proxy';
 import { acquireMysql, mysqlConnectionOptions } from '../local/engines/mysql';
 import { loadBundledHandler } from '../local/lambda-container';
-import { TIDB_ENV } from '../src/backends/tidb/tidb-env';
+import { TIDB_BUNDLES, TIDB_ENV } from '../src/backends/tidb/tidb-env';
 import { SECRET_READ_BOUNDS } from '../src/timeouts';
 
-const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
+const ENTRY = TIDB_BUNDLES.counter;
 const ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-app-AbCdEf';
 const SLACK_MS = 1500;
 

@@ -10,9 +10,10 @@ import { EngineUnavailableError } from '../local/engines/engine';
 import { OwnMysqlServer, startMysqlServer } from '../local/engines/mysql';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
 import { call } from './kit/conformance';
+import { TIDB_BUNDLES } from '../src/backends/tidb/tidb-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
-const ENTRY = 'backends/tidb/runtime/tidb-counter.lambda';
+const ENTRY = TIDB_BUNDLES.counter;
 const CONNECT_TIMEOUT_MS = 500;
 const QUERY_TIMEOUT_MS = 1000;
 /** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */

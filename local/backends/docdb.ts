@@ -1,6 +1,6 @@
 import { MongoClient } from 'mongodb';
 import { BackendFixture } from './fixture';
-import { DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
 import { createDocDbClient, readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-client';
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-schema';
 import { Engine } from '../engines/engine';
@@ -22,7 +22,7 @@ export function docdbEnv(engine: Engine, namespace: string): Record<string, stri
 /** DocumentDB on a MongoDB-wire engine: a database per namespace, prepared by the real setup logic. */
 export const docdbFixture: BackendFixture = {
   backend: 'docdb',
-  entry: 'backends/docdb/runtime/docdb-counter.lambda',
+  entry: DOCDB_BUNDLES.counter,
   acquire: acquireMongo,
   async prepare(engine, namespace) {
     const env = docdbEnv(engine, namespace);

@@ -1,6 +1,6 @@
 import { CreateTableCommand, DynamoDBClient, UpdateItemCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { BackendFixture, urlPort } from './fixture';
-import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
 import { Engine } from '../engines/engine';
 
@@ -15,7 +15,7 @@ function client(url: string): DynamoDBClient {
 /** DynamoDB on DynamoDB Local: one table per namespace, shaped like the construct's. */
 export const dynamoFixture: BackendFixture = {
   backend: 'dynamo',
-  entry: 'backends/dynamo/runtime/dynamo-counter.lambda',
+  entry: DYNAMO_BUNDLES.counter,
   acquire: acquireDynamoDbLocal,
   async prepare(engine: Engine, namespace: string) {
     const ddb = client(engine.url);

@@ -1,11 +1,9 @@
 import { CacheClient, CacheIncrement, Configurations, CredentialProvider } from '@gomomento/sdk';
-import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_ENV } from '../../src/backends/momento/momento-env';
 import { Engine } from '../engines/engine';
 import { acquireMomento, MomentoEngine } from '../engines/momento';
 import { loadBundledHandler } from '../lambda-container';
 import { BackendFixture } from './fixture';
-
-export const MOMENTO_SETUP_ENTRY = 'backends/momento/runtime/momento-setup.lambda';
 
 /** What the setup handler answers the custom-resource framework. */
 export interface SetupAnswer {
@@ -15,7 +13,7 @@ export interface SetupAnswer {
 
 /** Runs the bundled setup handler (what the custom resource runs on AWS) to create a cache. */
 export async function runMomentoSetup(env: Record<string, string>, cacheName: string, requestType: 'Create' | 'Update' = 'Create'): Promise<SetupAnswer> {
-  const handler = loadBundledHandler(MOMENTO_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
+  const handler = loadBundledHandler(MOMENTO_BUNDLES.setup, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
   return handler({ RequestType: requestType, ResourceProperties: { CacheName: cacheName } });
 }
 
@@ -30,7 +28,7 @@ function endpointOf(engine: Engine): { hostname: string; port: number } {
  */
 export const momentoFixture: BackendFixture = {
   backend: 'momento',
-  entry: 'backends/momento/runtime/momento-counter.lambda',
+  entry: MOMENTO_BUNDLES.counter,
   acquire: acquireMomento,
   async prepare(engine, namespace) {
     const { hostname, port } = endpointOf(engine);

@@ -1,6 +1,6 @@
 import Redis from 'ioredis';
 import { BackendFixture, urlPort } from './fixture';
-import { REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { Engine } from '../engines/engine';
 import { acquireRedis } from '../engines/redis';
 
@@ -11,7 +11,7 @@ import { acquireRedis } from '../engines/redis';
  */
 export const redisFixture: BackendFixture = {
   backend: 'redis',
-  entry: 'backends/redis/runtime/redis-counter.lambda',
+  entry: REDIS_BUNDLES.counter,
   acquire: acquireRedis,
   async prepare(engine: Engine, namespace: string) {
     return { [REDIS_ENV.URL]: engine.url, [REDIS_ENV.KEY_PREFIX]: `${namespace}:` };

@@ -1,12 +1,10 @@
 import { createPool, ResultSetHeader } from 'mysql2/promise';
 import { counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
-import { TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
+import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
 import { acquireMysql, mysqlConnectionOptions } from '../engines/mysql';
 import { loadBundledHandler } from '../lambda-container';
 import { BackendFixture, urlPort } from './fixture';
-
-export const TIDB_SETUP_ENTRY = 'backends/tidb/runtime/tidb-setup.lambda';
 
 /** Handler environment for a MySQL-protocol engine and one database (the namespace). */
 export function tidbEnv(engine: Engine, database: string): Record<string, string> {
@@ -22,14 +20,14 @@ export function tidbEnv(engine: Engine, database: string): Record<string, string
 /** Runs the bundled setup handler (the custom resource's code) as CloudFormation would on Create. */
 type SetupAnswer = { PhysicalResourceId: string; Data?: Record<string, string> };
 export async function runTiDbSetup(env: Record<string, string>, properties: Record<string, unknown> = {}): Promise<SetupAnswer> {
-  const setup = loadBundledHandler(TIDB_SETUP_ENTRY, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
+  const setup = loadBundledHandler(TIDB_BUNDLES.setup, env) as unknown as (event: unknown) => Promise<SetupAnswer>;
   return setup({ RequestType: 'Create', ResourceProperties: properties });
 }
 
 /** TiDB on a MySQL-protocol server (MariaDB here): one database per namespace, created by the setup handler. */
 export const tidbFixture: BackendFixture = {
   backend: 'tidb',
-  entry: 'backends/tidb/runtime/tidb-counter.lambda',
+  entry: TIDB_BUNDLES.counter,
   acquire: acquireMysql,
   async prepare(engine: Engine, namespace: string) {
     const env = tidbEnv(engine, namespace);

@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterResources, createSetupResource } from '../../private/counter-resources';
@@ -252,7 +252,7 @@ export class DocDbCounter extends CounterBase {
 
     // Setup: database and collection, idempotent; a failure fails the deployment.
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: 'backends/docdb/runtime/docdb-setup.lambda',
+      entry: DOCDB_BUNDLES.setup,
       description: 'Creates the DocumentDB database, collection and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
@@ -268,7 +268,7 @@ export class DocDbCounter extends CounterBase {
     this.appUserSecret.grantRead(this.setupFunction);
 
     ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
-      entry: 'backends/docdb/runtime/docdb-counter.lambda',
+      entry: DOCDB_BUNDLES.counter,
       description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
       environment: counterEnv,
       ...placement,

@@ -1,7 +1,7 @@
 import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
- * Environment contract between `DocDbCounter` and its handlers (DESIGN.md §4).
+ * Environment contract between `DocDbCounter` and its handlers (docs/architecture.md, "The contracts").
  * Plain constants only: imported by both the construct and the bundled handlers.
  */
 export const DOCDB_ENV = {
@@ -136,3 +136,16 @@ export function docdbWorstCase(env: Readonly<Record<string, string | undefined>>
       : { 'server selection': selectionMs, 'connect': connectMs, [`${attempts} attempts × socket timeout`]: attempts * socketMs }),
   });
 }
+
+/**
+ * Bundle entries of this backend's handlers: the path below `src/` (and below
+ * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
+ * The constructs, the local fixtures and the tests name bundles only through
+ * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ */
+export const DOCDB_BUNDLES = {
+  /** The counter function's handler: `src/backends/docdb/runtime/docdb-counter.lambda.ts`. */
+  counter: 'backends/docdb/runtime/docdb-counter.lambda',
+  /** The setup custom resource's handler: `src/backends/docdb/runtime/docdb-setup.lambda.ts`. */
+  setup: 'backends/docdb/runtime/docdb-setup.lambda',
+} as const;

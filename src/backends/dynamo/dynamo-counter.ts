@@ -3,7 +3,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from './dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from './dynamo-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { checkCounterOptions, createCounterResources } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
@@ -61,7 +61,7 @@ export class DynamoCounter extends CounterBase {
     });
 
     ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
-      entry: 'backends/dynamo/runtime/dynamo-counter.lambda',
+      entry: DYNAMO_BUNDLES.counter,
       description: 'Atomic counter on DynamoDB (UpdateItem ADD)',
       environment: { [DYNAMO_ENV.TABLE_NAME]: this.table.tableName },
     }));

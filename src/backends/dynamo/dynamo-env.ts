@@ -1,5 +1,5 @@
 /**
- * Environment contract between `DynamoCounter` and its handler (DESIGN.md §4).
+ * Environment contract between `DynamoCounter` and its handler (docs/architecture.md, "The contracts").
  * Plain constants only: imported by both the construct and the bundled handler.
  */
 import { envMs, WorstCase, worstCaseOf } from '../../timeouts';
@@ -44,3 +44,14 @@ export function dynamoWorstCase(env: Readonly<Record<string, string | undefined>
     'retry back-off': backoffMs,
   });
 }
+
+/**
+ * Bundle entries of this backend's handlers: the path below `src/` (and below
+ * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
+ * The constructs, the local fixtures and the tests name bundles only through
+ * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ */
+export const DYNAMO_BUNDLES = {
+  /** The counter function's handler: `src/backends/dynamo/runtime/dynamo-counter.lambda.ts`. */
+  counter: 'backends/dynamo/runtime/dynamo-counter.lambda',
+} as const;

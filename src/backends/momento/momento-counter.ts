@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -121,7 +121,7 @@ export class MomentoCounter extends CounterBase {
 
     // Setup: create the cache if it is missing (idempotent; Delete leaves it).
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: 'backends/momento/runtime/momento-setup.lambda',
+      entry: MOMENTO_BUNDLES.setup,
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
       properties: { CacheName: this.cacheName },
@@ -131,7 +131,7 @@ export class MomentoCounter extends CounterBase {
     }));
 
     ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
-      entry: 'backends/momento/runtime/momento-counter.lambda',
+      entry: MOMENTO_BUNDLES.counter,
       description: 'Atomic counter on Momento Cache (increment; conditional: compare-and-swap)',
       environment: {
         ...connectionEnv,

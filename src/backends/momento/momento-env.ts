@@ -1,7 +1,7 @@
 import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
- * Environment contract between `MomentoCounter` and its handlers (DESIGN.md §4).
+ * Environment contract between `MomentoCounter` and its handlers (docs/architecture.md, "The contracts").
  * Plain constants only: imported by both the construct and the bundled handlers.
  */
 export const MOMENTO_ENV = {
@@ -71,3 +71,16 @@ export function momentoWorstCase(env: Readonly<Record<string, string | undefined
     'back-off': isConditional ? MOMENTO_DEFAULTS.casBackoffCapMs : 0,
   });
 }
+
+/**
+ * Bundle entries of this backend's handlers: the path below `src/` (and below
+ * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
+ * The constructs, the local fixtures and the tests name bundles only through
+ * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ */
+export const MOMENTO_BUNDLES = {
+  /** The counter function's handler: `src/backends/momento/runtime/momento-counter.lambda.ts`. */
+  counter: 'backends/momento/runtime/momento-counter.lambda',
+  /** The setup custom resource's handler: `src/backends/momento/runtime/momento-setup.lambda.ts`. */
+  setup: 'backends/momento/runtime/momento-setup.lambda',
+} as const;

@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
+import { REDIS_BUNDLES, REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterResources } from '../../private/counter-resources';
@@ -312,7 +312,7 @@ export class RedisCounter extends CounterBase {
     }
 
     ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
-      entry: 'backends/redis/runtime/redis-counter.lambda',
+      entry: REDIS_BUNDLES.counter,
       description: existing ? 'Atomic counter on Redis (INCR; Lua script for the conditional increment)' : 'Atomic counter on ElastiCache (INCR; Lua script for the conditional increment)',
       environment,
       vpc: props.vpc,

@@ -1,7 +1,7 @@
 import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
- * Environment contract between `RedisCounter` and its handler (DESIGN.md §4).
+ * Environment contract between `RedisCounter` and its handler (docs/architecture.md, "The contracts").
  * Plain constants only: imported by both the construct and the bundled handler.
  */
 export const REDIS_ENV = {
@@ -74,3 +74,14 @@ export function redisWorstCase(env: Readonly<Record<string, string | undefined>>
     'WAIT': waitReplicas === undefined ? undefined : waitReplicas > 0 ? envMs(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs) : 0,
   });
 }
+
+/**
+ * Bundle entries of this backend's handlers: the path below `src/` (and below
+ * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
+ * The constructs, the local fixtures and the tests name bundles only through
+ * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ */
+export const REDIS_BUNDLES = {
+  /** The counter function's handler: `src/backends/redis/runtime/redis-counter.lambda.ts`. */
+  counter: 'backends/redis/runtime/redis-counter.lambda',
+} as const;

@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
+import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -142,7 +142,7 @@ export class TiDbCounter extends CounterBase {
 
     // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS (idempotent; Delete leaves the data).
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: 'backends/tidb/runtime/tidb-setup.lambda',
+      entry: TIDB_BUNDLES.setup,
       description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
       resourceType: 'Custom::TiDbSetup',
       properties: { Table: this.tableName, ...(database ? { Database: database } : {}) },
@@ -152,7 +152,7 @@ export class TiDbCounter extends CounterBase {
     }));
 
     ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
-      entry: 'backends/tidb/runtime/tidb-counter.lambda',
+      entry: TIDB_BUNDLES.counter,
       description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per increment)',
       environment: connectionEnv,
       ...placement,

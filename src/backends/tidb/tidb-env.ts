@@ -1,7 +1,7 @@
 import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
- * Environment contract between `TiDbCounter` and its handlers (DESIGN.md §4).
+ * Environment contract between `TiDbCounter` and its handlers (docs/architecture.md, "The contracts").
  * Plain constants only: imported by the construct and by the bundled handlers.
  */
 export const TIDB_ENV = {
@@ -65,3 +65,16 @@ export function tidbWorstCase(env: Readonly<Record<string, string | undefined>>)
     'statement (retries included)': queryMs,
   });
 }
+
+/**
+ * Bundle entries of this backend's handlers: the path below `src/` (and below
+ * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
+ * The constructs, the local fixtures and the tests name bundles only through
+ * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ */
+export const TIDB_BUNDLES = {
+  /** The counter function's handler: `src/backends/tidb/runtime/tidb-counter.lambda.ts`. */
+  counter: 'backends/tidb/runtime/tidb-counter.lambda',
+  /** The setup custom resource's handler: `src/backends/tidb/runtime/tidb-setup.lambda.ts`. */
+  setup: 'backends/tidb/runtime/tidb-setup.lambda',
+} as const;
