@@ -130,14 +130,4 @@ describe('DynamoCounter', () => {
     });
   });
 
-  test('an explicit log group with a retention, and the metric filter on it', () => {
-    const t = synth((s) => new DynamoCounter(s, 'Counter'));
-    t.hasResourceProperties('AWS::Logs::LogGroup', { RetentionInDays: 30 });
-    t.hasResourceProperties('AWS::Lambda::Function', { LoggingConfig: { LogGroup: { Ref: Match.stringLikeRegexp('^CounterLogGroup') } } });
-    t.hasResourceProperties('AWS::Logs::MetricFilter', {
-      LogGroupName: { Ref: Match.stringLikeRegexp('^CounterLogGroup') },
-      FilterPattern: '{ $.counter >= 0 }',
-      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'DynamoAtomicCounter', MetricValue: '$.counter' }],
-    });
-  });
 });

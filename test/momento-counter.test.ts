@@ -109,13 +109,6 @@ describe('MomentoCounter', () => {
     expect(counter?.[1].DependsOn).toEqual(expect.arrayContaining([expect.stringMatching(/^CounterSetup[A-F0-9]+$/)]));
   });
 
-  test('metric filter: $.counter → AtomicCounter/MomentoAtomicCounter', () => {
-    const t = synth();
-    t.hasResourceProperties('AWS::Logs::MetricFilter', {
-      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'MomentoAtomicCounter', MetricValue: '$.counter' }],
-    });
-  });
-
   test('with a VPC both functions run in its private subnets with egress (Momento is on the internet)', () => {
     const t = synth({}, (stack) => ({ vpc: new ec2.Vpc(stack, 'Vpc', { maxAzs: 2 }) }));
     const inVpc = Object.values(functionsOf(t)).filter((fn) => fn.Properties.VpcConfig);

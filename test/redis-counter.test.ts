@@ -143,13 +143,6 @@ describe('RedisCounter (created replication group)', () => {
     });
   });
 
-  test('a metric filter turns $.counter into AtomicCounter/RedisAtomicCounter', () => {
-    const { t } = synth();
-    t.hasResourceProperties('AWS::Logs::MetricFilter', {
-      LogGroupName: { Ref: Match.stringLikeRegexp('^CounterLogGroup') },
-      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'RedisAtomicCounter', MetricValue: '$.counter' }],
-    });
-  });
 });
 
 describe('RedisCounter: the AUTH secret follows its replication group', () => {

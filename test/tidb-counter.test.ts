@@ -136,22 +136,6 @@ describe('TiDbCounter', () => {
     }
   });
 
-  test('metric filter TiDbAtomicCounter reads $.counter from this function\'s own log group', () => {
-    const { stack, counter } = stackWith();
-    const t = Template.fromStack(stack);
-    t.resourceCountIs('AWS::Logs::MetricFilter', 1);
-    t.hasResourceProperties('AWS::Logs::MetricFilter', {
-      LogGroupName: stack.resolve(counter.logGroup.logGroupName),
-      FilterPattern: Match.stringLikeRegexp('\\$\\.counter'),
-      MetricTransformations: [{ MetricNamespace: 'AtomicCounter', MetricName: 'TiDbAtomicCounter', MetricValue: '$.counter' }],
-    });
-    t.hasResourceProperties('AWS::Lambda::Function', {
-      Description: Match.stringLikeRegexp('^Atomic counter on TiDB'),
-      LoggingConfig: { LogGroup: stack.resolve(counter.logGroup.logGroupName) },
-    });
-    expect(counter.backend).toBe('tidb');
-  });
-
   test('with a VPC: both functions in private subnets with an egress-open security group', () => {
     const t = synth({}, (stack) => ({ vpc: new ec2.Vpc(stack, 'Vpc', { maxAzs: 2 }) }));
     const fns = Object.values<any>(t.findResources('AWS::Lambda::Function')).filter((f) => f.Properties.VpcConfig);

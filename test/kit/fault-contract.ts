@@ -8,6 +8,7 @@
  * function timeout. Backend-specific faults (a hung engine mid-run, a
  * restart, rotation, stale connections) stay in each backend's fault file.
  */
+import { call } from './conformance';
 import { fixtureFor } from '../../local/backends';
 import { LOCAL_AWS_ENV } from '../../local/engines/dynamodb-local';
 import { freePort } from '../../local/engines/engine';
@@ -21,7 +22,6 @@ import { TIDB_DEFAULTS, TIDB_ENV, tidbWorstCase } from '../../src/backends/tidb/
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../../src/runtime/errors';
 import type { BackendName } from '../../src/runtime/store';
 import { WorstCase } from '../../src/timeouts';
-import { call } from './conformance';
 
 /** Scheduling slack on a shared machine: bounds are asserted as worst case + SLACK. */
 export const FAULT_SLACK_MS = 1500;
