@@ -15,7 +15,10 @@ const UNAVAILABLE_BODY = { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILAB
 
 /**
  * DynamoDB unreachable → 503 BACKEND_UNAVAILABLE with Retry-After, answered
- * well inside the function timeout (10 s), never a hang or a 500.
+ * well inside the function timeout (10 s), never a hang or a 500. A refused
+ * connection and an endpoint that never answers are the kit's fault contract
+ * (test/kit/fault-contract.ts); this file keeps DynamoDB Local hung mid-run
+ * and SYNs never answered.
  */
 describe('dynamo: engine down or hung', () => {
   let engine: Engine & { pid?: number };
@@ -49,20 +52,6 @@ describe('dynamo: engine down or hung', () => {
     const after = await call(handler, 'POST', 'dynamo', 'k');
     expect(after.status).toBe(200);
     expect([2, 3]).toContain(after.body.counter);
-  });
-
-  test('a stopped engine → 503 quickly (connection refused), for writes and reads', async () => {
-    await engine.stop();
-    for (const method of ['POST', 'GET']) {
-      const t0 = performance.now();
-      const res = await call(handler, method, 'dynamo', 'k');
-      const ms = performance.now() - t0;
-      console.log(`dynamo stopped: ${method} answered ${res.status} after ${ms.toFixed(0)} ms`);
-      expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
-      expect(res.body).toEqual(UNAVAILABLE_BODY);
-      // Refused connections are retried (nothing was sent): three attempts with back-off, well under a second.
-      expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS + SLACK_MS);
-    }
   });
 });
 
