@@ -68,7 +68,12 @@ interface Connection {
   scram?: ScramState;
 }
 
-interface Ctx { db: string; conn: Connection }
+interface Ctx {
+  db: string;
+  conn: Connection;
+  /** The command's query phase already ran (and found nothing): an upsert goes straight to its insert. */
+  upsertSawNothing?: boolean;
+}
 
 const badValue = (msg: string) => new CommandError(2, 'BadValue', msg);
 
@@ -190,6 +195,18 @@ export class MongoWireServer {
   public readonly authEnabled: boolean;
   /** MongoDB's `failCommand` fail point (also settable with `configureFailPoint`). */
   public readonly failPoint = new FailPoint();
+  /**
+   * Upsert-race injection. A real server runs an upsert's query and its
+   * insert as two steps, so two concurrent upserts of a missing `_id` can
+   * both find nothing and both insert: one gets E11000. This server runs each
+   * command in one step and never produces that race unless this is set:
+   * then a `findAndModify` upsert whose `_id` is missing when it arrives
+   * inserts `windowMs` later without looking again, and every other such
+   * upsert arriving in between collides. Undefined (the default): off.
+   */
+  public upsertRace?: { windowMs: number };
+  /** Upserts that collided because of `upsertRace` (E11000 answered). */
+  public injectedUpsertCollisions = 0;
   private nextConnectionId = 1;
   private nextRequestId = 1;
   private readonly commands: Record<string, (cmd: Doc, ctx: Ctx) => Doc>;
@@ -325,6 +342,10 @@ export class MongoWireServer {
     const later = (delayMs: number, fn: () => void) => (delayMs > 0 ? void setTimeout(fn, delayMs) : fn());
     switch (action.kind) {
       case 'none':
+        if (this.upsertRace && this.isUpsertOfMissingId(body)) {
+          const { windowMs } = this.upsertRace;
+          return void setTimeout(() => send(this.runCommand(conn, body, true)), windowMs);
+        }
         return send(this.runCommand(conn, body));
       case 'error':
         return later(action.delayMs, () => send(errorReply(action.error)));
@@ -336,7 +357,16 @@ export class MongoWireServer {
     }
   }
 
-  private runCommand(conn: Connection, body: Doc): Doc {
+  /** A `findAndModify` upsert with an `_id` in its query that no document has yet. */
+  private isUpsertOfMissingId(body: Doc): boolean {
+    const name = body.findAndModify ?? body.findandmodify;
+    if (typeof name !== 'string' || !body.upsert || !isPlainObject(body.query) || body.query._id === undefined) return false;
+    const db = typeof body.$db === 'string' ? body.$db : 'admin';
+    const coll = this.databases.get(db)?.get(name);
+    return !coll?.docs.some((d) => sameValue(d._id, body.query._id));
+  }
+
+  private runCommand(conn: Connection, body: Doc, upsertSawNothing = false): Doc {
     const name = Object.keys(body)[0] ?? '';
     try {
       const handler = Object.prototype.hasOwnProperty.call(this.commands, name) ? this.commands[name] : undefined;
@@ -351,7 +381,7 @@ export class MongoWireServer {
       if (body.txnNumber !== undefined || body.startTransaction) {
         throw new CommandError(20, 'IllegalOperation', 'Transaction numbers are only allowed on a replica set member or mongos');
       }
-      return handler(body, { db, conn });
+      return handler(body, { db, conn, upsertSawNothing });
     } catch (e) {
       if (e instanceof CommandError) return errorReply(e);
       // mingo rejects unknown operators and bad arguments by throwing.
@@ -648,11 +678,11 @@ export class MongoWireServer {
         return cursor(`${db}.${cmd.aggregate}`, out as Doc[]);
       },
 
-      findAndModify: (cmd, { db }) => {
+      findAndModify: (cmd, { db, upsertSawNothing }) => {
         const name = cmd.findAndModify ?? cmd.findandmodify;
         const ns = `${db}.${name}`;
         const coll = this.collection(db, name, !!cmd.upsert);
-        const target = S.matching(coll, cmd.query ?? {}, cmd.sort)[0];
+        const target = upsertSawNothing ? undefined : S.matching(coll, cmd.query ?? {}, cmd.sort)[0];
         const out = (doc: Doc | undefined) => (doc ? S.project(doc, cmd.fields) : null);
         if (cmd.remove) {
           if (target) coll!.docs = coll!.docs.filter((d) => d !== target);
@@ -669,7 +699,12 @@ export class MongoWireServer {
         }
         if (!cmd.upsert) return { lastErrorObject: { n: 0, updatedExisting: false }, value: null, ok: 1 };
         const doc = S.upsertDoc(cmd.query ?? {}, cmd.update, cmd.arrayFilters);
-        S.checkUnique(ns, coll!, doc); // e.g. the filter missed because of `value < max`, but `_id` exists
+        try {
+          S.checkUnique(ns, coll!, doc); // e.g. the filter missed because of `value < max`, but `_id` exists
+        } catch (e) {
+          if (upsertSawNothing) this.injectedUpsertCollisions++;
+          throw e;
+        }
         coll!.docs.push(doc);
         return { lastErrorObject: { n: 1, updatedExisting: false, upserted: doc._id }, value: cmd.new ? out(doc) : null, ok: 1 };
       },
