@@ -12,7 +12,8 @@ import { startMongoWireServer } from '../local/engines/mongo';
 import { loadBundledHandler } from '../local/lambda-container';
 import { call, hammer, useBackend } from './kit/conformance';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../src/backends/docdb/docdb-env';
-import { connectionFor, createDocDbClient, readDocDbConfig } from '../src/backends/docdb/runtime/docdb-client';
+import { connectionFor, createDocDbClient } from '../src/backends/docdb/runtime/docdb-client';
+import { readDocDbConfig } from '../src/backends/docdb/runtime/docdb-config';
 import { DocDbCounterStore, retryDuplicateKeyOnce } from '../src/backends/docdb/runtime/docdb-counter-store';
 import { CredentialsRejectedError, LimitReachedError } from '../src/runtime/errors';
 

@@ -9,8 +9,8 @@ import { runMomentoSetup } from '../local/backends/momento';
 import { MomentoLocalServer, TokenProvider } from '../local/engines/momento-server';
 import { loadBundledHandler } from '../local/lambda-container';
 import { MOMENTO_BUNDLES, MOMENTO_ENV } from '../src/backends/momento/momento-env';
-import { ensureCache } from '../src/backends/momento/runtime/momento-cache-setup';
 import { credentialProviderFromSecret } from '../src/backends/momento/runtime/momento-client';
+import { ensureCache } from '../src/backends/momento/runtime/momento-setup';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../src/runtime/errors';
 
 

@@ -1,8 +1,9 @@
 import { MongoClient } from 'mongodb';
 import { BackendFixture } from './fixture';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
-import { createDocDbClient, readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-client';
-import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-schema';
+import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
+import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
+import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { Engine } from '../engines/engine';
 import { acquireMongo } from '../engines/mongo';
 

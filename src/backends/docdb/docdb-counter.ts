@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from './docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterResources, createSetupResource } from '../../private/counter-resources';
@@ -256,7 +256,11 @@ export class DocDbCounter extends CounterBase {
       description: 'Creates the DocumentDB database, collection and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
-      properties: { Database: this.databaseName, Collection: this.collectionName, AppUserSecret: this.appUserSecret.secretArn },
+      properties: {
+        [DOCDB_SETUP_PROPERTIES.DATABASE]: this.databaseName,
+        [DOCDB_SETUP_PROPERTIES.COLLECTION]: this.collectionName,
+        [DOCDB_SETUP_PROPERTIES.APP_USER_SECRET]: this.appUserSecret.secretArn,
+      },
       environment: setupEnv,
       secret: this.credentialsSecret,
       timeout: Duration.minutes(2),

@@ -95,6 +95,22 @@ export const DOCDB_DEFAULTS = {
 } as const;
 
 /**
+ * Properties of the setup custom resource (`Custom::DocDbSetup`), written by
+ * `DocDbCounter` and read by the setup handler. A change re-runs the setup:
+ * a renamed database or collection, or a replaced application user's secret
+ * (which the handler reads from `DOCDB_ENV.APP_SECRET_ARN`; the property only makes the
+ * replacement an Update).
+ */
+export const DOCDB_SETUP_PROPERTIES = {
+  /** Database to create the collection in. Default: the `DOCDB_ENV.DATABASE` value. */
+  DATABASE: 'Database',
+  /** Collection to create. Default: the `DOCDB_ENV.COLLECTION` value. */
+  COLLECTION: 'Collection',
+  /** ARN of the application user's secret. */
+  APP_USER_SECRET: 'AppUserSecret',
+} as const;
+
+/**
  * A counter document: `{_id: <counter id>, counter: <value>}`. The id is the
  * `_id`, so the collection's built-in unique `_id` index is the index the
  * conditional upsert collides with: it exists from the first write, even
@@ -104,7 +120,7 @@ export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
 
 /**
  * The counter function's driver timeouts when the environment sets none
- * (runtime/docdb-client.ts `COUNTER_TIMEOUTS` holds the same values).
+ * (runtime/docdb-config.ts `COUNTER_TIMEOUTS` is this object).
  */
 export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = {
   serverSelectionTimeoutMs: 2000,

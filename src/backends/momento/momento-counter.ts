@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV } from './momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SETUP_PROPERTIES } from './momento-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -124,7 +124,7 @@ export class MomentoCounter extends CounterBase {
       entry: MOMENTO_BUNDLES.setup,
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
-      properties: { CacheName: this.cacheName },
+      properties: { [MOMENTO_SETUP_PROPERTIES.CACHE_NAME]: this.cacheName },
       environment: connectionEnv,
       secret: this.credentialsSecret,
       ...placement,

@@ -34,6 +34,16 @@ export const MOMENTO_ENV = {
   CLIENT_TIMEOUT_MS: 'MOMENTO_CLIENT_TIMEOUT_MS',
 } as const;
 
+/**
+ * Properties of the setup custom resource (`Custom::MomentoSetup`),
+ * written by `MomentoCounter` and read by the setup handler; a change re-runs
+ * the setup.
+ */
+export const MOMENTO_SETUP_PROPERTIES = {
+  /** The cache to create. Default `MOMENTO_DEFAULTS.cacheName`. */
+  CACHE_NAME: 'CacheName',
+} as const;
+
 /** Defaults shared by the construct and the handlers, in one place. */
 export const MOMENTO_DEFAULTS = {
   cacheName: 'atomic-counter',

@@ -4,7 +4,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from './tidb-env';
+import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_SETUP_PROPERTIES } from './tidb-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -145,7 +145,7 @@ export class TiDbCounter extends CounterBase {
       entry: TIDB_BUNDLES.setup,
       description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
       resourceType: 'Custom::TiDbSetup',
-      properties: { Table: this.tableName, ...(database ? { Database: database } : {}) },
+      properties: { [TIDB_SETUP_PROPERTIES.TABLE]: this.tableName, ...(database ? { [TIDB_SETUP_PROPERTIES.DATABASE]: database } : {}) },
       environment: connectionEnv,
       secret: this.credentialsSecret,
       ...placement,

@@ -32,6 +32,17 @@ export const TIDB_ENV = {
   POOL_SIZE: 'TIDB_POOL_SIZE',
 } as const;
 
+/**
+ * Properties of the setup custom resource (`Custom::TiDbSetup`), written by
+ * `TiDbCounter` and read by the setup handler; a change re-runs the setup.
+ */
+export const TIDB_SETUP_PROPERTIES = {
+  /** Database to create. Default: `TIDB_ENV.DATABASE`, else the secret's, else `atomic_counter`. */
+  DATABASE: 'Database',
+  /** Counters table to create. Default: `TIDB_ENV.TABLE`, else `counters`. */
+  TABLE: 'Table',
+} as const;
+
 /** Defaults shared by the construct and the handlers. */
 export const TIDB_DEFAULTS = {
   database: 'atomic_counter',

@@ -1,8 +1,10 @@
-import { Collection, MongoClient, MongoServerError } from 'mongodb';
+import { Collection, MongoClient } from 'mongodb';
 import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
 import { DOCDB_DEFAULTS, DOCDB_FIELDS } from '../docdb-env';
-import { isWriteConflict, toCounterError } from './docdb-client';
+import { createDocDbClient } from './docdb-client';
+import { DocDbConfig } from './docdb-config';
+import { isDuplicateKeyError, isWriteConflict, toDocDbCounterError } from './docdb-errors';
 
 /** A counter document: the counter id is the `_id`. */
 interface CounterDocument {
@@ -43,12 +45,6 @@ export async function withinDeadline<T>(ms: number | undefined, work: Promise<T>
     // A late failure of the abandoned call has nobody to report to.
     work.catch(() => undefined);
   }
-}
-
-const DUPLICATE_KEY = 11000;
-
-export function isDuplicateKeyError(err: unknown): boolean {
-  return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
 }
 
 /**
@@ -122,10 +118,20 @@ export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: 
  * A 200 costs one round trip; a 409 costs two (the retry that proves it).
  */
 export class DocDbCounterStore implements CounterStore {
+  /**
+   * Reads the credentials secret (once per container) and builds the client
+   * with its pool; the client connects in `connect` (init phase) or on the
+   * first operation.
+   */
+  static async create(config: DocDbConfig): Promise<DocDbCounterStore> {
+    return new DocDbCounterStore(await createDocDbClient(config), config);
+  }
+
   private readonly counters: Collection<CounterDocument>;
   private readonly secretArn?: string;
   private readonly operationTimeoutMs?: number;
 
+  /** A store on a client built elsewhere (`create` builds the container's own). */
   constructor(private readonly client: MongoClient, target: DocDbTarget) {
     this.counters = client.db(target.database).collection<CounterDocument>(target.collection);
     this.secretArn = target.secretArn;
@@ -157,7 +163,7 @@ export class DocDbCounterStore implements CounterStore {
       const doc = await withinDeadline(this.operationTimeoutMs, this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1 } }));
       return doc ? Number(doc.counter) : 0;
     } catch (err) {
-      throw toCounterError(err, this.secretArn);
+      throw toDocDbCounterError(err, this.secretArn);
     }
   }
 
@@ -174,7 +180,7 @@ export class DocDbCounterStore implements CounterStore {
         return Number(doc.counter);
       }), maximum));
     } catch (err) {
-      throw toCounterError(err, this.secretArn);
+      throw toDocDbCounterError(err, this.secretArn);
     }
   }
 }

@@ -5,44 +5,11 @@ import {
   UpdateItemCommand,
   UpdateItemCommandInput,
 } from '@aws-sdk/client-dynamodb';
-import { Env, readInteger, readOptionalString, readString } from '../../../runtime/config';
-import { BackendUnavailableError, isNetworkError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
-import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_ENV } from '../dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS } from '../dynamo-env';
+import { DynamoConfig } from './dynamo-config';
+import { isNotApplied, toDynamoCounterError } from './dynamo-errors';
 
-export interface DynamoCounterStoreConfig {
-  readonly tableName: string;
-  /** Local engines only (DynamoDB Local). */
-  readonly endpoint?: string;
-  readonly region?: string;
-  /** Bound on one call; connecting is bounded separately at 1 s. */
-  readonly requestTimeoutMs: number;
-  /**
-   * With an endpoint override (a local engine): the credentials to sign
-   * with, read at init like the rest (DynamoDB Local checks none, so
-   * placeholders do when the environment has no keys). On AWS the SDK's
-   * default chain (the function's role) is used.
-   */
-  readonly endpointCredentials?: { readonly accessKeyId: string; readonly secretAccessKey: string };
-}
-
-export function readDynamoConfig(env: Env): DynamoCounterStoreConfig {
-  return {
-    tableName: readString(env, DYNAMO_ENV.TABLE_NAME),
-    endpoint: readOptionalString(env, DYNAMO_ENV.ENDPOINT),
-    region: readOptionalString(env, 'AWS_REGION') ?? readOptionalString(env, 'AWS_DEFAULT_REGION'),
-    requestTimeoutMs: readInteger(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, DYNAMO_DEFAULTS.requestTimeoutMs, 100),
-    endpointCredentials: readOptionalString(env, DYNAMO_ENV.ENDPOINT) === undefined ? undefined : {
-      accessKeyId: readOptionalString(env, 'AWS_ACCESS_KEY_ID') ?? 'local',
-      secretAccessKey: readOptionalString(env, 'AWS_SECRET_ACCESS_KEY') ?? 'local',
-    },
-  };
-}
-
-/** Errors after which DynamoDB certainly did not apply the write: safe to retry. */
-const THROTTLING = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded']);
-/** Errors that mean "the service cannot answer right now": 503. */
-const UNAVAILABLE = new Set([...THROTTLING, 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
 const RETRY_ATTEMPTS = DYNAMO_DEFAULTS.retryAttempts;
 
 const KEY = DYNAMO_ATTRIBUTES.ID;
@@ -54,10 +21,9 @@ const NAMES = { '#c': DYNAMO_ATTRIBUTES.COUNTER };
  * mode adds a `ConditionExpression` evaluated atomically with the update.
  */
 export class DynamoCounterStore implements CounterStore {
-  private readonly client: DynamoDBClient;
-
-  constructor(private readonly config: DynamoCounterStoreConfig) {
-    this.client = new DynamoDBClient({
+  /** Builds the container's client (no request is sent until `connect`). */
+  static async create(config: DynamoConfig): Promise<DynamoCounterStore> {
+    return new DynamoCounterStore(new DynamoDBClient({
       region: config.region ?? 'us-east-1',
       endpoint: config.endpoint,
       ...(config.endpointCredentials ? { credentials: config.endpointCredentials } : {}),
@@ -74,8 +40,10 @@ export class DynamoCounterStore implements CounterStore {
         httpAgent: { keepAlive: true, maxSockets: 50 },
         httpsAgent: { keepAlive: true, maxSockets: 50 },
       },
-    });
+    }), config);
   }
+
+  constructor(private readonly client: DynamoDBClient, private readonly config: DynamoConfig) {}
 
   async increment(id: string): Promise<number> {
     const out = await this.update({
@@ -103,11 +71,7 @@ export class DynamoCounterStore implements CounterStore {
         ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
       });
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) {
-        const current = err.Item?.[DYNAMO_ATTRIBUTES.COUNTER]?.N;
-        throw new LimitReachedError(maximum, current === undefined ? undefined : Number(current));
-      }
-      throw err;
+      throw toDynamoCounterError(err, maximum);
     }
   }
 
@@ -174,17 +138,13 @@ export class DynamoCounterStore implements CounterStore {
       try {
         return await call();
       } catch (err) {
+        // The condition's rejection is an answer, mapped by the caller.
         if (err instanceof ConditionalCheckFailedException) throw err;
-        const name = (err as Error)?.name;
-        const notApplied = THROTTLING.has(name) || (err as { code?: string })?.code === 'ECONNREFUSED';
-        if (notApplied && attempt < RETRY_ATTEMPTS) {
+        if (isNotApplied(err) && attempt < RETRY_ATTEMPTS) {
           await sleep(DYNAMO_DEFAULTS.retryBaseMs * 2 ** attempt * (0.5 + Math.random()));
           continue;
         }
-        if (UNAVAILABLE.has(name) || isNetworkError(err)) {
-          throw new BackendUnavailableError('DynamoDB is unavailable', { cause: err });
-        }
-        throw err;
+        throw toDynamoCounterError(err);
       }
     }
   }

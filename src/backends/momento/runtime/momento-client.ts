@@ -1,41 +1,7 @@
-import { CacheClient, Configurations, CredentialProvider, MomentoErrorCode, MomentoLocalProvider } from '@gomomento/sdk';
-import { ConfigError, Env, readOptionalString } from '../../../runtime/config';
-import { BackendUnavailableError, CredentialsRejectedError } from '../../../runtime/errors';
+import { CacheClient, Configurations, CredentialProvider, MomentoLocalProvider } from '@gomomento/sdk';
 import { readJsonSecret } from '../../../runtime/secrets';
-import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../momento-env';
-
-/**
- * Where the Momento client connects: the real service, with a key read from
- * Secrets Manager, or a local protocol server (tests and local runs).
- */
-export type MomentoConnection =
-  | { readonly kind: 'secret'; readonly secretArn: string }
-  | { readonly kind: 'local'; readonly hostname: string; readonly port: number; readonly secretArn?: string };
-
-/** The ARN the connection's key comes from, if any (what a rotation re-reads). */
-export function secretArnOf(connection: MomentoConnection): string | undefined {
-  return connection.secretArn;
-}
-
-export function readMomentoConnection(env: Env): MomentoConnection {
-  const local = readOptionalString(env, MOMENTO_ENV.LOCAL_ENDPOINT);
-  if (local) {
-    const match = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(local);
-    const port = match ? Number(match[2]) : NaN;
-    // Port 0 would silently mean 8080 to the SDK: refuse it.
-    if (!match || !(port >= 1 && port <= 65535)) {
-      throw new ConfigError(`${MOMENTO_ENV.LOCAL_ENDPOINT} must be host:port with a port 1–65535 (got "${local}")`);
-    }
-    // A secret ARN next to a local endpoint: its apiKey is sent as the token
-    // the local server checks (rotation tests). Otherwise no key at all.
-    return { kind: 'local', hostname: match[1], port, secretArn: readOptionalString(env, MOMENTO_ENV.API_KEY_SECRET_ARN) };
-  }
-  const secretArn = readOptionalString(env, MOMENTO_ENV.API_KEY_SECRET_ARN);
-  if (!secretArn) {
-    throw new ConfigError(`${MOMENTO_ENV.API_KEY_SECRET_ARN} must be set (or ${MOMENTO_ENV.LOCAL_ENDPOINT} for a local server)`);
-  }
-  return { kind: 'secret', secretArn };
-}
+import { MOMENTO_DEFAULTS } from '../momento-env';
+import { MomentoConnection } from './momento-config';
 
 /**
  * The credential provider for a secret's JSON. Two shapes are accepted:
@@ -104,38 +70,4 @@ export function createCacheClient(
     credentialProvider,
     defaultTtlSeconds,
   });
-}
-
-/** SDK error codes that mean "Momento cannot answer right now": 503, the client may retry. */
-const UNAVAILABLE = new Set<MomentoErrorCode>([
-  MomentoErrorCode.TIMEOUT_ERROR,
-  MomentoErrorCode.SERVER_UNAVAILABLE,
-  MomentoErrorCode.CONNECTION_ERROR,
-  MomentoErrorCode.CANCELLED_ERROR,
-  MomentoErrorCode.LIMIT_EXCEEDED_ERROR,
-  MomentoErrorCode.INTERNAL_SERVER_ERROR,
-  MomentoErrorCode.CLIENT_RESOURCE_EXHAUSTED,
-]);
-
-/** What every SDK error response offers. */
-export interface MomentoErrorResponse {
-  errorCode(): MomentoErrorCode;
-  message(): string;
-}
-
-/**
- * Turns an SDK error response into the pipeline's error: 503 when Momento
- * is unavailable, throttled or timed out; a rejected key is a
- * `CredentialsRejectedError` (the call was refused before it ran: the
- * pipeline re-reads `secretArn` and retries once); anything else (missing
- * cache, a non-integer value) is a configuration or data fault: 500.
- */
-export function momentoError(operation: string, response: MomentoErrorResponse, secretArn?: string): Error {
-  const code = response.errorCode();
-  const message = `Momento ${operation} failed: ${code}: ${response.message()}`;
-  if (UNAVAILABLE.has(code)) return new BackendUnavailableError(message);
-  if (code === MomentoErrorCode.AUTHENTICATION_ERROR) return new CredentialsRejectedError(message, { secretArn });
-  const err = new Error(message);
-  err.name = 'MomentoError';
-  return err;
 }

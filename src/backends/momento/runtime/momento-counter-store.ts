@@ -1,35 +1,10 @@
 import { CacheClient, CacheGet, CacheIncrement, CacheSetIfAbsent, CacheSetIfEqual } from '@gomomento/sdk';
-import { ConfigError, Env, readInteger, readString } from '../../../runtime/config';
 import { BackendUnavailableError, LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
-import { MOMENTO_DEFAULTS, MOMENTO_ENV } from '../momento-env';
-import { createCacheClient, credentialProviderFor, MomentoConnection, momentoError, MomentoErrorResponse, readMomentoConnection, secretArnOf } from './momento-client';
-
-export interface MomentoCounterStoreConfig {
-  readonly connection: MomentoConnection;
-  readonly cacheName: string;
-  /** TTL set by every write: a counter expires this long after its last increment. */
-  readonly ttlSeconds: number;
-  /** Conditional mode: compare-and-swap attempts per request before a 503. */
-  readonly casMaxAttempts: number;
-  /** Conditional mode: time one request may spend retrying before a 503. */
-  readonly casBudgetMs: number;
-  /** The SDK's per-call deadline; undefined = the Lambda configuration's. */
-  readonly clientTimeoutMs?: number;
-}
-
-export function readMomentoConfig(env: Env): MomentoCounterStoreConfig {
-  const cacheName = readString(env, MOMENTO_ENV.CACHE_NAME, MOMENTO_DEFAULTS.cacheName);
-  if (cacheName.trim() === '') throw new ConfigError(`${MOMENTO_ENV.CACHE_NAME} must not be blank`);
-  return {
-    connection: readMomentoConnection(env),
-    cacheName,
-    ttlSeconds: readInteger(env, MOMENTO_ENV.TTL_SECONDS, MOMENTO_DEFAULTS.ttlSeconds, 1),
-    casMaxAttempts: readInteger(env, MOMENTO_ENV.CAS_MAX_ATTEMPTS, MOMENTO_DEFAULTS.casMaxAttempts, 1),
-    casBudgetMs: readInteger(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs, 1),
-    clientTimeoutMs: env[MOMENTO_ENV.CLIENT_TIMEOUT_MS] ? readInteger(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, 0, 100) : undefined,
-  };
-}
+import { MOMENTO_DEFAULTS } from '../momento-env';
+import { createCacheClient, credentialProviderFor } from './momento-client';
+import { MomentoConfig, secretArnOf } from './momento-config';
+import { MomentoErrorResponse, toMomentoConnectError, toMomentoCounterError } from './momento-errors';
 
 /**
  * Back-off between compare-and-swap attempts: full jitter, exponential from
@@ -75,7 +50,7 @@ const EAGER_CONNECT_TIMEOUT_SECONDS = MOMENTO_DEFAULTS.eagerConnectTimeoutMs / 1
 
 export class MomentoCounterStore implements CounterStore {
   /** Reads the secret (once per container) and creates the client. */
-  static async create(config: MomentoCounterStoreConfig): Promise<MomentoCounterStore> {
+  static async create(config: MomentoConfig): Promise<MomentoCounterStore> {
     const credentials = await credentialProviderFor(config.connection);
     return new MomentoCounterStore(createCacheClient(credentials, config.ttlSeconds, config.clientTimeoutMs), config);
   }
@@ -83,7 +58,7 @@ export class MomentoCounterStore implements CounterStore {
   private readonly writeOptions: { ttl: number };
   private readonly secretArn?: string;
 
-  constructor(private readonly client: CacheClient, private readonly config: MomentoCounterStoreConfig) {
+  constructor(private readonly client: CacheClient, private readonly config: MomentoConfig) {
     this.writeOptions = { ttl: config.ttlSeconds };
     this.secretArn = secretArnOf(config.connection);
   }
@@ -99,9 +74,7 @@ export class MomentoCounterStore implements CounterStore {
     try {
       await Promise.all((dataClients ?? []).map((c) => c.connect(EAGER_CONNECT_TIMEOUT_SECONDS)));
     } catch (err) {
-      // The SDK's plain Error ("Unable to connect to Momento …"): the
-      // service is not reachable now, a 503 for a request that waited for it.
-      throw new BackendUnavailableError('Momento is unreachable (init-phase connect)', { cause: err });
+      throw toMomentoConnectError(err);
     }
   }
 
@@ -161,7 +134,7 @@ export class MomentoCounterStore implements CounterStore {
   }
 
   private error(operation: string, response: MomentoErrorResponse): Error {
-    return momentoError(operation, response, this.secretArn);
+    return toMomentoCounterError(operation, response, this.secretArn);
   }
 
   /** The stored integer, or undefined when the item is missing (or expired). */

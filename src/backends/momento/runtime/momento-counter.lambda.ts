@@ -1,4 +1,5 @@
-import { MomentoCounterStore, readMomentoConfig } from './momento-counter-store';
+import { readMomentoConfig } from './momento-config';
+import { MomentoCounterStore } from './momento-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the

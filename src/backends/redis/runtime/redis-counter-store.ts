@@ -1,48 +1,10 @@
-import Redis, { RedisOptions, ReplyError } from 'ioredis';
-import { ConfigError, Env, readBoolean, readInteger, readOptionalString, readString } from '../../../runtime/config';
-import { BackendUnavailableError, CredentialsRejectedError, LimitReachedError } from '../../../runtime/errors';
+import Redis, { RedisOptions } from 'ioredis';
+import { LimitReachedError } from '../../../runtime/errors';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { CounterStore } from '../../../runtime/store';
-import { REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from '../redis-env';
-
-export interface RedisCounterStoreConfig {
-  /** Direct URL (local runs and tests). Wins over host/port/tls. */
-  readonly url?: string;
-  readonly host?: string;
-  readonly port: number;
-  readonly tls: boolean;
-  /** Secret holding `{"authToken", "username"?}`; read once per container. */
-  readonly authSecretArn?: string;
-  /** Prepended verbatim to each id to form the key. */
-  readonly keyPrefix: string;
-  readonly connectTimeoutMs: number;
-  readonly commandTimeoutMs: number;
-  /** Replicas that must acknowledge each increment (`WAIT`); 0 = none. */
-  readonly waitReplicas: number;
-  readonly waitTimeoutMs: number;
-  /** A connection idle longer than this is pinged before use (it may have been dropped silently while the container was frozen). */
-  readonly idleCheckMs: number;
-}
-
-export function readRedisConfig(env: Env): RedisCounterStoreConfig {
-  const url = readOptionalString(env, REDIS_ENV.URL);
-  const host = url ? readOptionalString(env, REDIS_ENV.HOST) : readString(env, REDIS_ENV.HOST);
-  if (url && !/^rediss?:\/\//.test(url)) throw new ConfigError(`${REDIS_ENV.URL} must start with redis:// or rediss://`);
-  return {
-    url,
-    host,
-    port: readInteger(env, REDIS_ENV.PORT, REDIS_DEFAULTS.port, 1),
-    tls: readBoolean(env, REDIS_ENV.TLS, true),
-    authSecretArn: readOptionalString(env, REDIS_ENV.AUTH_SECRET_ARN),
-    // An empty prefix is allowed ("" keeps the raw id), so no fallback on "".
-    keyPrefix: env[REDIS_ENV.KEY_PREFIX] ?? REDIS_DEFAULTS.keyPrefix,
-    connectTimeoutMs: readInteger(env, REDIS_ENV.CONNECT_TIMEOUT_MS, REDIS_DEFAULTS.connectTimeoutMs, 50),
-    commandTimeoutMs: readInteger(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs, 50),
-    waitReplicas: readInteger(env, REDIS_ENV.WAIT_REPLICAS, 0, 0),
-    waitTimeoutMs: readInteger(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs, 1),
-    idleCheckMs: readInteger(env, REDIS_ENV.IDLE_CHECK_MS, REDIS_DEFAULTS.idleCheckMs, 0),
-  };
-}
+import { REDIS_SECRET_FIELDS } from '../redis-env';
+import { RedisConfig } from './redis-config';
+import { isAuthReply, replyCode, toRedisCounterError } from './redis-errors';
 
 /**
  * Conditional increment as one script: Redis runs a script to completion
@@ -61,15 +23,6 @@ end
 return {1, redis.call('INCR', KEYS[1])}
 `;
 
-/** Server error codes (first word of the reply) that mean "cannot serve right now": 503. */
-const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS']);
-
-/** Replies that mean the server did not accept our credentials: nothing ran (rotation). */
-const AUTH_REPLIES = new Set(['NOAUTH', 'WRONGPASS']);
-
-/** Node/OpenSSL codes of a certificate that failed verification (chain, expiry, host name). */
-const TLS_VERIFICATION_CODES = /^(ERR_TLS_CERT_ALTNAME_INVALID|DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|UNABLE_TO_[A-Z_]+|CERT_[A-Z_]+)$/;
-
 interface CounterRedis extends Redis {
   counterIncrementBelow(key: string, maximum: string): Promise<[number, number]>;
 }
@@ -87,14 +40,21 @@ interface CounterRedis extends Redis {
  * resent INCR whose first reply was lost counts one request twice.
  */
 export class RedisCounterStore implements CounterStore {
+  /**
+   * Creates the store. Its client is opened by `connect` (init phase) or the first
+   * command, and replaced whenever it breaks, so the store builds each
+   * connection itself (`open`).
+   */
+  static async create(config: RedisConfig): Promise<RedisCounterStore> {
+    return new RedisCounterStore(config);
+  }
+
   private client?: CounterRedis;
   private connecting?: Promise<CounterRedis>;
   /** When the current connection last carried a command (or was opened). */
   private lastUsed = 0;
-  /** Increments the primary applied but fewer replicas than asked acknowledged in time. */
-  public replicaShortfalls = 0;
 
-  constructor(private readonly config: RedisCounterStoreConfig) {}
+  private constructor(private readonly config: RedisConfig) {}
 
   /** Opens the container's connection now (init phase); a request meanwhile shares it. */
   async connect(): Promise<void> {
@@ -147,42 +107,27 @@ export class RedisCounterStore implements CounterStore {
       const [[writeErr, value], [waitErr, acknowledged]] = results;
       if (writeErr) throw writeErr;
       if (waitErr || Number(acknowledged) < waitReplicas) {
-        this.replicaShortfalls++;
         warn(`WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
       }
       return value;
     });
   }
 
-  /**
-   * Runs one command and sorts its failure. ioredis rejects with a
-   * `ReplyError` when the server answered with an error, and with a plain
-   * Error when the transport failed (connection closed, not writable,
-   * command timed out): the latter is always a 503, and the connection is
-   * dropped so the next request starts on a fresh one.
-   */
+  /** Runs one command; its failure is sorted by `toRedisCounterError`. */
   private async run<T>(command: (client: CounterRedis) => Promise<T>): Promise<T> {
     const client = await this.connection();
     try {
       return await command(client);
     } catch (err) {
-      if (err instanceof ReplyError) {
-        const code = (err as Error).message.split(' ', 1)[0];
-        // NOAUTH / WRONGPASS: the command was refused before it ran. The
-        // pipeline re-reads the secret (rotated) and retries on a fresh store.
-        if (AUTH_REPLIES.has(code)) {
-          this.discard(client);
-          throw new CredentialsRejectedError(`Redis rejected the credentials (${code})`, { cause: err, secretArn: this.config.authSecretArn });
-        }
-        // READONLY: after a failover this connection still points at the old
-        // primary, now a replica; a fresh connection resolves the primary
-        // endpoint's DNS name again and reaches the new one.
-        if (code === 'READONLY') this.discard(client);
-        if (UNAVAILABLE_REPLIES.has(code)) throw new BackendUnavailableError(`Redis cannot serve the request (${code})`, { cause: err });
-        throw err;
-      }
-      this.discard(client);
-      throw new BackendUnavailableError('Redis is unavailable', { cause: err });
+      const code = replyCode(err);
+      // A transport failure, or NOAUTH / WRONGPASS (the command was refused
+      // before it ran; the pipeline re-reads the secret and retries on a
+      // fresh store): the next command starts on a fresh connection. So
+      // does READONLY: after a failover this connection still points at the
+      // old primary, now a replica; a fresh connection resolves the primary
+      // endpoint's DNS name again and reaches the new one.
+      if (code === undefined || isAuthReply(err) || code === 'READONLY') this.discard(client);
+      throw toRedisCounterError(err, 'command', this.config.authSecretArn);
     } finally {
       this.lastUsed = Date.now();
     }
@@ -205,9 +150,9 @@ export class RedisCounterStore implements CounterStore {
         this.lastUsed = Date.now();
         return client;
       } catch (err) {
-        if (err instanceof ReplyError && AUTH_REPLIES.has((err as Error).message.split(' ', 1)[0])) {
+        if (isAuthReply(err)) {
           this.discard(client);
-          throw new CredentialsRejectedError('Redis rejected the credentials', { cause: err, secretArn: this.config.authSecretArn });
+          throw toRedisCounterError(err, 'connect', this.config.authSecretArn);
         }
         warn(`idle connection (${Date.now() - this.lastUsed} ms) did not answer a PING; replaced`);
         this.discard(client);
@@ -277,15 +222,7 @@ export class RedisCounterStore implements CounterStore {
       await client.connect();
     } catch (err) {
       client.disconnect();
-      const cause = socketError ?? err;
-      // A certificate that fails verification is a misconfiguration (or an
-      // impostor), not an outage: a retry cannot help, so it is a 500.
-      if (cause instanceof ReplyError && AUTH_REPLIES.has((cause as Error).message.split(' ', 1)[0])) {
-        throw new CredentialsRejectedError('Redis rejected the credentials', { cause, secretArn: config.authSecretArn });
-      }
-      const code = String((cause as { code?: unknown })?.code ?? '');
-      if (TLS_VERIFICATION_CODES.test(code)) throw new Error(`TLS verification of the Redis endpoint failed (${code})`, { cause });
-      throw new BackendUnavailableError('Redis is unreachable', { cause });
+      throw toRedisCounterError(socketError ?? err, 'connect', config.authSecretArn);
     } finally {
       client.off('error', keepSocketError);
     }

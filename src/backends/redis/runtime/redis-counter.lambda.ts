@@ -1,4 +1,5 @@
-import { readRedisConfig, RedisCounterStore } from './redis-counter-store';
+import { readRedisConfig } from './redis-config';
+import { RedisCounterStore } from './redis-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 
 // Init phase: configuration is read and validated once per container; the
@@ -8,5 +9,5 @@ const config = readRedisConfig(process.env);
 
 export const handler = createCounterHandler({
   backend: 'redis',
-  createStore: () => new RedisCounterStore(config),
+  createStore: () => RedisCounterStore.create(config),
 });

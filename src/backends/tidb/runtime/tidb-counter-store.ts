@@ -2,7 +2,9 @@ import { createPool, Pool, PoolConnection, ResultSetHeader, RowDataPacket } from
 import { LimitReachedError } from '../../../runtime/errors';
 import { CounterStore } from '../../../runtime/store';
 import { TIDB_COLUMNS } from '../tidb-env';
-import { errno, poolOptions, RETRYABLE_SERVER_ERRORS, TiDbConfig, TiDbEndpoint, unavailable } from './tidb-connection';
+import { poolOptions, resolveEndpoint, TiDbEndpoint } from './tidb-client';
+import { TiDbConfig } from './tidb-config';
+import { errno, RETRYABLE_SERVER_ERRORS, toTiDbCounterError } from './tidb-errors';
 
 const ID = TIDB_COLUMNS.ID;
 const VALUE = TIDB_COLUMNS.VALUE;
@@ -64,12 +66,21 @@ export function upsertOutcome(result: ResultSetHeader): { applied: boolean; valu
  * identifier.
  */
 export class TiDbCounterStore implements CounterStore {
+  /**
+   * Resolves the endpoint (reads the secret, once per container) and creates
+   * the pool; its first connection opens in `connect` (init phase) or on the
+   * first statement.
+   */
+  static async create(config: TiDbConfig): Promise<TiDbCounterStore> {
+    return new TiDbCounterStore(config, await resolveEndpoint(config));
+  }
+
   private readonly pool: Pool;
   private readonly sql: ReturnType<typeof counterSql>;
   /** The init-phase connect while it is under way. */
   private warming?: Promise<void>;
 
-  constructor(private readonly config: TiDbConfig, endpoint: TiDbEndpoint) {
+  private constructor(private readonly config: TiDbConfig, endpoint: TiDbEndpoint) {
     this.pool = createPool(poolOptions(config, endpoint));
     // An idle connection that dies emits 'error' on itself; the pool drops it.
     this.pool.pool.on('connection', (c) => c.on('error', () => undefined));
@@ -137,7 +148,7 @@ export class TiDbCounterStore implements CounterStore {
           await sleep(10 * 2 ** attempt * (0.5 + Math.random()));
           continue;
         }
-        throw unavailable(err, this.config.secretArn);
+        throw toTiDbCounterError(err, this.config.secretArn);
       }
     }
   }
@@ -154,7 +165,7 @@ export class TiDbCounterStore implements CounterStore {
       try {
         conn = await this.pool.getConnection();
       } catch (err) {
-        throw unavailable(err, this.config.secretArn);
+        throw toTiDbCounterError(err, this.config.secretArn);
       }
       const lastActive = (conn.connection as unknown as { lastActiveTime?: number }).lastActiveTime;
       if (lastActive === undefined || Date.now() - lastActive < STALE_AFTER_MS) return conn;
@@ -163,7 +174,7 @@ export class TiDbCounterStore implements CounterStore {
         return conn;
       } catch (err) {
         conn.destroy();
-        if (attempt >= 2) throw unavailable(err, this.config.secretArn);
+        if (attempt >= 2) throw toTiDbCounterError(err, this.config.secretArn);
       }
     }
   }

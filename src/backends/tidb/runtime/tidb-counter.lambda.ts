@@ -1,4 +1,4 @@
-import { readTiDbConfig, resolveEndpoint } from './tidb-connection';
+import { readTiDbConfig } from './tidb-config';
 import { TiDbCounterStore } from './tidb-counter-store';
 import { createCounterHandler } from '../../../runtime/handler';
 import { preloadSecretsManager } from '../../../runtime/secrets';
@@ -12,5 +12,5 @@ if (config.secretArn) preloadSecretsManager();
 
 export const handler = createCounterHandler({
   backend: 'tidb',
-  createStore: async () => new TiDbCounterStore(config, await resolveEndpoint(config)),
+  createStore: () => TiDbCounterStore.create(config),
 });

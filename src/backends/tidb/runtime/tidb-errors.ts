@@ -1,0 +1,60 @@
+import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } from '../../../runtime/errors';
+
+/**
+ * Server errors after which the statement certainly was rolled back, so it
+ * can be sent again: deadlock (1213), lock wait timeout (1205), and TiDB's
+ * write conflict (9007) and transaction-retry errors (8002, 8022, 8028).
+ */
+export const RETRYABLE_SERVER_ERRORS = new Set([1205, 1213, 8002, 8022, 8028, 9007]);
+
+/**
+ * Server errors meaning "not available right now": too many connections
+ * (1040), shutdown in progress (1053), connection killed (1927, MariaDB),
+ * query interrupted (1317), TiDB's PD/TiKV timeouts and busy errors
+ * (9001–9006), and server-side memory/quota limits (8175, 8252).
+ */
+const UNAVAILABLE_SERVER_ERRORS = new Set([1040, 1053, 1317, 1927, 9001, 9002, 9003, 9004, 9005, 9006, 8175, 8252]);
+
+/** mysql2's own codes for a connection that is gone or a statement that timed out. */
+const CLIENT_UNAVAILABLE_CODES = new Set(['PROTOCOL_SEQUENCE_TIMEOUT', 'PROTOCOL_CONNECTION_LOST', 'ETIMEDOUT', 'ER_CON_COUNT_ERROR']);
+
+export function errno(err: unknown): number | undefined {
+  const n = (err as { errno?: unknown })?.errno;
+  return typeof n === 'number' ? n : undefined;
+}
+
+/**
+ * True when the error means the datastore cannot answer right now (503):
+ * socket failures, timeouts, a connection mysql2 already marked closed, or
+ * one of the server errors above.
+ */
+export function isUnavailable(err: unknown): boolean {
+  if (isNetworkError(err)) return true;
+  const e = err as { code?: unknown; fatal?: unknown; message?: unknown };
+  if (typeof e?.code === 'string' && CLIENT_UNAVAILABLE_CODES.has(e.code)) return true;
+  const n = errno(err);
+  if (n !== undefined && (UNAVAILABLE_SERVER_ERRORS.has(n) || RETRYABLE_SERVER_ERRORS.has(n))) return true;
+  // A fatal error without a server errno is a dead connection ("Can't add new
+  // command when connection is in closed state", handshake cut short, …).
+  return e?.fatal === true && n === undefined;
+}
+
+/**
+ * Server errors of a rejected login: access denied (1045) and an expired
+ * password (1862). The handshake failed, so no statement ran.
+ */
+const AUTH_SERVER_ERRORS = new Set([1045, 1862]);
+
+/**
+ * The one place a driver error becomes the pipeline's error: rejected credentials → `CredentialsRejectedError` (the
+ * pipeline re-reads the secret, `secretArn`, and retries on a fresh pool);
+ * "unavailable" → 503; anything else unchanged.
+ */
+export function toTiDbCounterError(err: unknown, secretArn?: string): unknown {
+  if (err instanceof BackendUnavailableError || err instanceof CredentialsRejectedError) return err;
+  const n = errno(err);
+  if (n !== undefined && AUTH_SERVER_ERRORS.has(n)) {
+    return new CredentialsRejectedError(`TiDB rejected the credentials (${n})`, { cause: err, secretArn });
+  }
+  return isUnavailable(err) ? new BackendUnavailableError('TiDB is unavailable', { cause: err }) : err;
+}
