@@ -66,7 +66,10 @@ describe('AtomicCounterApi', () => {
       expect(role.Properties.AssumeRolePolicyDocument.Statement[0].Principal).toEqual({ Service: 'apigateway.amazonaws.com' });
       const [stage] = Object.values<any>(t.findResources('AWS::ApiGateway::Stage'));
       expect(stage.DependsOn).toContain(accountId);
-      expect(stage.Properties.AccessLogSetting).toBeDefined();
+      expect(stage.Properties.AccessLogSetting).toEqual({
+        DestinationArn: { 'Fn::GetAtt': [expect.any(String), 'Arn'] },
+        Format: expect.stringContaining('"requestId":"$context.requestId"'),
+      });
       expect(Annotations.fromStack(stack).findWarning('*', Match.stringLikeRegexp('cloudWatchRole'))).toEqual([]);
     });
 

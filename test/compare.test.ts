@@ -20,6 +20,22 @@ function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'compare-'));
 }
 
+/**
+ * True when `ms` (rounded to 0.01) lies in the histogram bucket that holds the
+ * `rank`-th smallest sample (1-based).
+ */
+function inBucketOfRank(h: { boundsMs: (number | null)[]; counts: number[] }, ms: number, rank: number): boolean {
+  let seen = 0;
+  for (let i = 0; i < h.counts.length; i++) {
+    seen += h.counts[i];
+    if (seen < rank) continue;
+    const upper = h.boundsMs[i] ?? Infinity;
+    const lower = i === 0 ? -Infinity : (h.boundsMs[i - 1] ?? Infinity);
+    return ms <= upper + 0.005 && ms > lower - 0.005;
+  }
+  return false;
+}
+
 test('in-process comparison of every registered backend: report.md/json and both SVGs written, every scenario PASS', async () => {
   const out = tmpDir();
   const { report, files } = await runComparison({ ...SMALL, out });
@@ -41,7 +57,16 @@ test('in-process comparison of every registered backend: report.md/json and both
     for (const s of section.scenarios) {
       expect({ backend, scenario: s.scenario, verdict: s.verdict, reasons: s.reasons }).toEqual({ backend, scenario: s.scenario, verdict: 'PASS', reasons: [] });
       expect(s.opsPerSecond).toBeGreaterThan(0);
-      expect(s.latencyMs.p99).toBeGreaterThanOrEqual(s.latencyMs.p50);
+      // The figures agree with the samples they summarise: each percentile
+      // (nearest rank of 40) lies in the histogram bucket holding that sample,
+      // and ops/s is requests over duration.
+      const p50InBucket = inBucketOfRank(s.histogram, s.latencyMs.p50, 20);
+      expect({ backend, scenario: s.scenario, p50InBucket }).toEqual({ backend, scenario: s.scenario, p50InBucket: true });
+      const p99InBucket = inBucketOfRank(s.histogram, s.latencyMs.p99, 40);
+      expect({ backend, scenario: s.scenario, p99InBucket }).toEqual({ backend, scenario: s.scenario, p99InBucket: true });
+      const maxInBucket = inBucketOfRank(s.histogram, s.latencyMs.max, 40);
+      expect({ backend, scenario: s.scenario, maxInBucket }).toEqual({ backend, scenario: s.scenario, maxInBucket: true });
+      expect(Math.abs(s.opsPerSecond - 40 / (s.durationMs / 1000)) / s.opsPerSecond).toBeLessThan(0.01);
       expect(s.histogram.counts.reduce((a, b) => a + b, 0)).toBe(40);
       expect(s.errors).toBe(0);
       if (s.conditional) {

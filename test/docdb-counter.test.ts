@@ -32,7 +32,7 @@ function functionSecurityGroupId(template: Template): string {
 }
 
 describe('DocDbCounter (created cluster)', () => {
-  const { template, counter } = synth({ conditionalWrites: true, maxCounterValue: 5 });
+  const { template, counter, stack } = synth({ conditionalWrites: true, maxCounterValue: 5 });
 
   test('creates one encrypted cluster of one db.t4g.medium instance, master password generated in Secrets Manager', () => {
     template.resourceCountIs('AWS::DocDB::DBCluster', 1);
@@ -103,7 +103,7 @@ describe('DocDbCounter (created cluster)', () => {
       Variables: { DOCDB_SECRET_ARN: { Ref: attachmentId }, DOCDB_APP_SECRET_ARN: { Ref: appSecretId }, ...endpoint },
     });
     template.hasResourceProperties('Custom::DocDbSetup', { Database: 'atomic_counter', Collection: 'counters', AppUserSecret: { Ref: appSecretId } });
-    expect(counter.appUserSecret).toBeDefined();
+    expect(stack.resolve(counter.appUserSecret.secretArn)).toEqual({ Ref: appSecretId });
   });
 
   test('the application user\'s password is generated in its own secret; no environment variable holds a secret value or reference', () => {

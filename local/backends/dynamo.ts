@@ -1,4 +1,4 @@
-import { CreateTableCommand, DynamoDBClient, UpdateItemCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import { CreateTableCommand, DynamoDBClient, paginateScan, UpdateItemCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
 import { BackendFixture, urlPort } from './fixture';
 import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
@@ -33,6 +33,18 @@ export const dynamoFixture: BackendFixture = {
       ddb.destroy();
     }
     return { ...LOCAL_AWS_ENV, [DYNAMO_ENV.TABLE_NAME]: namespace, [DYNAMO_ENV.ENDPOINT]: engine.url };
+  },
+  async keys(engine: Engine, namespace: string) {
+    const ddb = client(engine.url);
+    try {
+      const found: string[] = [];
+      for await (const page of paginateScan({ client: ddb }, { TableName: namespace, ProjectionExpression: '#id', ExpressionAttributeNames: { '#id': DYNAMO_ATTRIBUTES.ID } })) {
+        for (const item of page.Items ?? []) found.push(item[DYNAMO_ATTRIBUTES.ID].S!);
+      }
+      return found;
+    } finally {
+      ddb.destroy();
+    }
   },
   async bareClient(engine, env) {
     const ddb = client(engine.url);

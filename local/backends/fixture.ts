@@ -31,6 +31,12 @@ export interface BackendFixture {
    * harness starts itself vanish with their process and need none.
    */
   dispose?(engine: Engine, namespace: string): Promise<void>;
+  /**
+   * Every counter id stored in a namespace (any order): lets a test check
+   * that nothing was written besides what it wrote. Throws when the engine
+   * cannot list them (say so rather than check nothing).
+   */
+  keys?(engine: Engine, namespace: string): Promise<string[]>;
   /** A bare client loop doing the same single operation (`bench`). */
   bareClient(engine: Engine, env: Record<string, string>): Promise<BareClient>;
   /** Server-side port whose established connections the leak test counts. */

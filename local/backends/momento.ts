@@ -51,6 +51,14 @@ export const momentoFixture: BackendFixture = {
     await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
     return env;
   },
+  async keys(engine, namespace) {
+    const server = (engine as MomentoEngine).server;
+    // The Momento API has no key listing: only our in-process server can say.
+    if (!server) throw new Error(`momento: listing a cache's keys needs the in-process Momento server (${engine.url} is another)`);
+    const keys = server.keys(namespace);
+    if (!keys) throw new Error(`momento: no cache ${namespace}`);
+    return keys;
+  },
   async bareClient(engine, env) {
     const { hostname, port } = endpointOf(engine);
     const client = new CacheClient({

@@ -27,6 +27,16 @@ export const redisFixture: BackendFixture = {
       client.disconnect();
     }
   },
+  async keys(engine: Engine, namespace: string) {
+    const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
+    try {
+      const found: string[] = [];
+      for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) found.push(...(keys as string[]));
+      return found.map((k) => k.slice(namespace.length + 1));
+    } finally {
+      client.disconnect();
+    }
+  },
   async bareClient(engine, env) {
     const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
     const prefix = env[REDIS_ENV.KEY_PREFIX];

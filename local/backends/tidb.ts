@@ -1,6 +1,6 @@
-import { createPool, ResultSetHeader } from 'mysql2/promise';
+import { createPool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
-import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
+import { TIDB_BUNDLES, TIDB_COLUMNS, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
 import { acquireMysql, mysqlConnectionOptions } from '../engines/mysql';
 import { loadBundledHandler } from '../lambda-container';
@@ -38,6 +38,16 @@ export const tidbFixture: BackendFixture = {
     const pool = createPool(mysqlConnectionOptions(engine.url));
     try {
       await pool.query(`DROP DATABASE IF EXISTS \`${namespace.replace(/`/g, '``')}\``);
+    } finally {
+      await pool.end();
+    }
+  },
+  async keys(engine: Engine, namespace: string) {
+    const pool = createPool(mysqlConnectionOptions(engine.url));
+    const quote = (name: string) => `\`${name.replace(/`/g, '``')}\``;
+    try {
+      const [rows] = await pool.query<RowDataPacket[]>(`SELECT ${quote(TIDB_COLUMNS.ID)} AS id FROM ${quote(namespace)}.${quote(TIDB_DEFAULTS.table)}`);
+      return rows.map((r) => Buffer.isBuffer(r.id) ? r.id.toString('utf8') : String(r.id));
     } finally {
       await pool.end();
     }

@@ -121,6 +121,13 @@ export class MomentoLocalServer {
     this.authToken = token;
   }
 
+  /** The live keys of a cache (utf8), for tests that check nothing else was written; undefined for a missing cache. */
+  public keys(cacheName: string): string[] | undefined {
+    const store = this.caches.get(cacheName);
+    if (!store) return undefined;
+    return [...store.keys()].filter((k) => this.lookup(store, k)).map((k) => Buffer.from(k, 'latin1').toString('utf8'));
+  }
+
   public resetRpcCounts(): void {
     for (const name of Object.keys(this.rpcCounts)) delete this.rpcCounts[name];
   }

@@ -1,5 +1,5 @@
 /**
- * The conformance suite of DESIGN.md §5, written once and run for every
+ * The conformance suite (docs/architecture.md, "Tests by layer"), written once and run for every
  * backend against its real engine, through the *bundled* handler (the file
  * that would be deployed), loaded as several independent containers so the
  * increments arrive over many connections.
@@ -115,7 +115,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
   const nContainers = options.containers ?? 8;
   const leakInvocations = options.leakInvocations ?? 5000;
 
-  describe(`${backend} conformance (DESIGN.md §5, bundled handler, real engine)`, () => {
+  describe(`${backend} conformance (bundled handler, real engine)`, () => {
     const ctx = useBackend(backend);
 
     test(`unconditional: ${u.callers} callers × ${u.total} increments on one id lose nothing`, async () => {
@@ -203,8 +203,13 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
       }
     });
 
-    test('invalid ids → 400 INVALID_ID and nothing written; unknown method → 404', async () => {
-      const [handler] = await ctx().containers({ conditional: false });
+    test('invalid ids → 400 INVALID_ID and nothing written (the namespace holds only the ids written); unknown method → 404', async () => {
+      const { fixture, engine } = ctx();
+      if (!fixture.keys) throw new Error(`${backend}: the fixture cannot list a namespace's keys, so "nothing written" cannot be checked`);
+      const namespace = uniqueNamespace(`t_${backend}`);
+      const [handler] = await ctx().containers({ conditional: false }, 1, namespace);
+      // One valid write first: the listing must see it, or an empty list proves nothing.
+      expect((await call(handler, 'POST', backend, 'valid')).status).toBe(200);
       for (const id of ['', 'x'.repeat(256), 'é'.repeat(128), 'line\nbreak', 'tab\there', 'nul\u0000']) {
         const res = await call(handler, 'POST', backend, id);
         expect(res).toMatchObject({ status: 400, body: { code: 'INVALID_ID' } });
@@ -213,9 +218,10 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
       expect(missing.statusCode).toBe(400);
       const badEncoding = await handler({ httpMethod: 'POST', pathParameters: { id: '%E0%A4%A' } });
       expect(JSON.parse(badEncoding.body).code).toBe('INVALID_ID');
-      expect((await call(handler, 'GET', backend, 'line')).body.counter).toBe(0);
       const del = await call(handler, 'DELETE', backend, 'x');
       expect(del).toMatchObject({ status: 404, body: { code: 'NOT_FOUND' } });
+      expect((await call(handler, 'GET', backend, 'line')).body.counter).toBe(0);
+      expect(await fixture.keys(engine, namespace)).toEqual(['valid']);
     });
 
     test(`no leak: ${leakInvocations} warm invocations keep file descriptors and server connections flat`, async () => {

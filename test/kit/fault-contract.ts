@@ -87,7 +87,7 @@ export const FAULT_TARGETS: Record<BackendName, FaultTarget> = {
   },
 };
 
-const MODES = [
+const MODES: Array<{ label: string; env: Record<string, string> }> = [
   { label: 'unconditional', env: { USE_CONDITIONAL_WRITES: 'false' } },
   { label: 'conditional', env: { USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '10' } },
 ];
