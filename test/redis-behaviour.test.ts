@@ -9,6 +9,7 @@ import * as http from 'http';
 import * as vm from 'vm';
 import Redis from 'ioredis';
 import { uniqueNamespace } from '../local/backends/fixture';
+import { redisFixture } from '../local/backends/redis';
 import { waitUntil } from '../local/engines/engine';
 import { acquireRedis, RedisServer, startRedisServer } from '../local/engines/redis';
 import { loadBundledHandler, ProxyHandler } from '../local/lambda-container';
@@ -52,19 +53,28 @@ describe('redis: ids are opaque keys (shared server, own prefix)', () => {
   let url: string;
   let stop: () => Promise<void>;
   let bare: Redis;
+  /** Prefixes this block wrote under on the shared server, removed afterwards. */
+  const prefixes: string[] = [];
+  const newPrefix = (name: string) => {
+    const namespace = uniqueNamespace(name);
+    prefixes.push(namespace);
+    return `${namespace}:`;
+  };
+  let shared: Awaited<ReturnType<typeof acquireRedis>>;
   beforeAll(async () => {
-    const engine = await acquireRedis();
+    const engine = (shared = await acquireRedis());
     url = engine.url;
     stop = () => engine.stop();
     bare = new Redis(url);
   });
   afterAll(async () => {
+    for (const namespace of prefixes) await redisFixture.dispose!(shared, namespace);
     bare?.disconnect();
     await stop?.();
   });
 
   test.each([false, true])('conditional=%p: ids with Redis/Lua-significant characters become exactly prefix + id, nothing else is created', async (conditional) => {
-    const prefix = `${uniqueNamespace('t_redis_ids')}:`;
+    const prefix = newPrefix('t_redis_ids');
     const handler = container(url, prefix, { conditional, maximum: 5 });
     for (const id of SIGNIFICANT_IDS) {
       expect(await call(handler, 'POST', 'redis', id)).toMatchObject({ status: 200, body: { id, counter: 1 } });
@@ -78,7 +88,7 @@ describe('redis: ids are opaque keys (shared server, own prefix)', () => {
   });
 
   test('ids with newlines or other control characters are rejected (400) and create no key', async () => {
-    const prefix = `${uniqueNamespace('t_redis_ctl')}:`;
+    const prefix = newPrefix('t_redis_ctl');
     const handler = container(url, prefix, { conditional: false });
     for (const id of ['a\nb', 'a\r\nSET x 1', '\u0000', 'tab\t']) {
       expect(await call(handler, 'POST', 'redis', id)).toMatchObject({ status: 400, body: { code: 'INVALID_ID' } });
@@ -87,7 +97,7 @@ describe('redis: ids are opaque keys (shared server, own prefix)', () => {
   });
 
   test('a counter already at the maximum is rejected by the script\'s result (409 with the current value); a non-integer value is a 500, not a 409', async () => {
-    const prefix = `${uniqueNamespace('t_redis_rej')}:`;
+    const prefix = newPrefix('t_redis_rej');
     const handler = container(url, prefix, { conditional: true, maximum: 7 });
     await bare.set(prefix + 'full', '7');
     expect(await call(handler, 'POST', 'redis', 'full')).toMatchObject({

@@ -24,7 +24,7 @@ async function rawConnection(url: string, database: string, flags: string[]): Pr
 
 async function preparedDatabase(): Promise<{ database: string; env: Record<string, string> }> {
   const database = uniqueNamespace('t_tidb_b');
-  const env = await ctx().fixture.prepare(ctx().engine, database);
+  const env = await ctx().prepare(database);
   return { database, env };
 }
 

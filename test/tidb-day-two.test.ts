@@ -23,6 +23,8 @@ let engine: Engine;
 let root: Connection;
 let secrets: SecretsStandIn | undefined;
 const users: string[] = [];
+/** Databases this file created on the shared server, dropped afterwards. */
+const databases: string[] = [];
 
 beforeAll(async () => {
   engine = await acquireMysql();
@@ -31,6 +33,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await secrets?.close();
   for (const u of users) await root.query(`DROP USER IF EXISTS '${u}'@'%'`).catch(() => undefined);
+  for (const d of databases) await root.query(`DROP DATABASE IF EXISTS \`${d}\``);
   await root?.end();
   await engine?.stop();
 });
@@ -43,6 +46,7 @@ async function killSessions(user: string): Promise<void> {
 
 test('application password rotated mid-run: the same warm container answers 200 on its next request (one secret re-read), nothing lost, none counted twice', async () => {
   const database = uniqueNamespace('t_tidb_rot');
+  databases.push(database);
   await runTiDbSetup(tidbEnv(engine, database), { Database: database });
   const user = uniqueNamespace('rot').slice(0, 32);
   users.push(user);
@@ -92,6 +96,7 @@ test('application password rotated mid-run: the same warm container answers 200 
 
 test('idle pooled connection dropped silently (frozen container behind a NAT): the first request after a long idle answers 200 within ping + connect + statement, nothing lost', async () => {
   const database = uniqueNamespace('t_tidb_idle');
+  databases.push(database);
   await runTiDbSetup(tidbEnv(engine, database), { Database: database });
   const { host, port } = mysqlConnectionOptions(engine.url);
   const proxy = await startFaultProxy({ host, port });

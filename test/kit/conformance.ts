@@ -28,6 +28,8 @@ export interface ConformanceOptions {
 export interface Counters {
   readonly fixture: BackendFixture;
   readonly engine: Engine;
+  /** Prepares a namespace (fresh by default) and returns its environment; disposed with the file's engine. */
+  prepare(namespace?: string): Promise<Record<string, string>>;
   /** Loads `n` containers of the backend's bundled handler in a mode, on a fresh namespace. */
   containers(mode: { conditional: boolean; maximum?: number }, n?: number, namespace?: string): Promise<ProxyHandler[]>;
 }
@@ -92,13 +94,16 @@ export function useBackend(backend: BackendName): () => Counters {
     if (failure) throw failure;
     if (!engine) throw new Error(`${backend}: engine not acquired`);
     const e = engine;
+    const prepare = async (namespace = uniqueNamespace(`t_${backend}`)) => {
+      namespaces.add(namespace);
+      return fixture.prepare(e, namespace);
+    };
     return {
       fixture,
       engine: e,
+      prepare,
       async containers(mode, n = 1, namespace = uniqueNamespace(`t_${backend}`)) {
-        const env = await fixture.prepare(e, namespace);
-        namespaces.add(namespace);
-        return loadCounterContainers(fixture.entry, env, mode, n);
+        return loadCounterContainers(fixture.entry, await prepare(namespace), mode, n);
       },
     };
   };
