@@ -36,6 +36,16 @@ export const docdbFixture: BackendFixture = {
     }
     return env;
   },
+  async keys(engine, namespace) {
+    const env = docdbEnv(engine, namespace);
+    const client = await createDocDbClient(readDocDbConfig(env));
+    try {
+      const docs = await client.db(namespace).collection<{ _id: string }>(env[DOCDB_ENV.COLLECTION]).find({}, { projection: { _id: 1 } }).toArray();
+      return docs.map((d) => String(d._id));
+    } finally {
+      await client.close();
+    }
+  },
   async bareClient(_engine, env) {
     // The same driver options as the handler (majority, primary, no retryable writes).
     const client: MongoClient = await createDocDbClient(readDocDbConfig(env));

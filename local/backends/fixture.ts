@@ -36,7 +36,7 @@ export interface BackendFixture {
    * that nothing was written besides what it wrote. Throws when the engine
    * cannot list them (say so rather than check nothing).
    */
-  keys?(engine: Engine, namespace: string): Promise<string[]>;
+  keys(engine: Engine, namespace: string): Promise<string[]>;
   /** A bare client loop doing the same single operation (`bench`). */
   bareClient(engine: Engine, env: Record<string, string>): Promise<BareClient>;
   /** Server-side port whose established connections the leak test counts. */
