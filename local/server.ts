@@ -12,7 +12,7 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
-import { availableFixtures, fixtureFor } from './backends';
+import { fixtureFor } from './backends';
 import { Engine } from './engines/engine';
 import { loadCounterContainers, ProxyHandler } from './lambda-container';
 import { openApiDocument } from './openapi';
@@ -132,21 +132,14 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
 export async function startLocalServer(options: LocalServerOptions = {}): Promise<LocalServer> {
   const apiKey = options.apiKey ?? randomBytes(30).toString('base64url');
   const namespace = options.namespace ?? LOCAL_NAMESPACE;
-  const registered = availableFixtures();
-  // Every backend of the contract is listed, served or skipped with a reason,
-  // so a backend whose fixture has not landed yet says so instead of vanishing.
+  // Every backend asked for is listed, served or skipped with a reason.
   const wanted = options.backends ?? BACKENDS;
 
   const served = new Map<BackendName, ServedBackend>();
   const skipped: SkippedBackend[] = [];
   // Engines start in parallel: DynamoDB Local's JVM takes seconds, the others
   // are immediate, so start-up costs the slowest engine, not their sum.
-  const outcomes = await Promise.all(wanted.map(async (backend) => {
-    if (!registered.includes(backend)) {
-      return { backend, reason: 'no local fixture registered in local/backends/index.ts yet' } as SkippedBackend;
-    }
-    return serveBackend(backend, options, namespace);
-  }));
+  const outcomes = await Promise.all(wanted.map((backend) => serveBackend(backend, options, namespace)));
   wanted.forEach((backend, i) => {
     const outcome = outcomes[i];
     if ('handler' in outcome) served.set(backend, outcome);

@@ -3,9 +3,9 @@ import type { BackendName } from '../../src/runtime/store';
 
 /**
  * Every backend's fixture, loaded on demand so one backend's client is
- * never imported for another. Add a line per backend.
+ * never imported for another. One line per backend: the type requires all.
  */
-const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
+const LOADERS: Record<BackendName, () => BackendFixture> = {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   dynamo: () => require('./dynamo').dynamoFixture,
   // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -19,7 +19,7 @@ const LOADERS: Partial<Record<BackendName, () => BackendFixture>> = {
 };
 
 export function fixtureFor(backend: BackendName): BackendFixture {
-  const load = LOADERS[backend];
+  const load = LOADERS[backend] as (() => BackendFixture) | undefined;
   if (!load) throw new Error(`No local fixture for backend "${backend}"`);
   return load();
 }

@@ -1,6 +1,6 @@
 /**
  * Reading the handler's environment (the contract between a construct and
- * its function, DESIGN.md §4). Read once, at module load, as Lambda's init
+ * its function, docs/architecture.md). Read once, at module load, as Lambda's init
  * phase would; an invalid value fails the init with a clear message.
  */
 

@@ -14,7 +14,7 @@ export function jsonResponse(statusCode: number, body: unknown, headers: Record<
 }
 
 /**
- * The one place errors become HTTP answers (DESIGN.md §3). Anything that is
+ * The one place errors become HTTP answers (the README's HTTP contract). Anything that is
  * not a `CounterError` is a 500 whose body carries no message, stack trace
  * or credential.
  */

@@ -1,7 +1,7 @@
 import { COMMON_ENV } from '../counter-env';
 
 /**
- * The one structured log line per request (DESIGN.md §4). The metric filter
+ * The one structured log line per request (docs/architecture.md, "The contracts"). The metric filter
  * of each backend reads `$.counter` from it, so `counter` is only present
  * when the request produced or read a value.
  */
@@ -45,6 +45,16 @@ export function setLogSink(next: LogSink): LogSink {
 }
 
 const deployment = process.env[COMMON_ENV.DEPLOYMENT] || undefined;
+
+/**
+ * A warning line outside the request lines (a store's own observation, e.g.
+ * a replaced idle connection). It has no `counter`, so the metric filter
+ * ignores it.
+ */
+export function writeWarning(backend: string, message: string): void {
+  if (sink === silent) return;
+  sink(JSON.stringify({ level: 'WARN', backend, message }));
+}
 
 /** Writes the line; adds the deployment to `entry` (the caller's own object). */
 export function writeLogLine(entry: RequestLogLine): void {

@@ -29,12 +29,16 @@ export interface CounterStore {
    */
   connect?(): Promise<void>;
 
-  /** Releases the client (tests and local runs; Lambda never calls it). */
+  /**
+   * Releases the client: the pipeline drops a store whose init-phase connect
+   * failed or whose credentials were rejected; local runs and tests close
+   * the handler when they are done.
+   */
   close?(): Promise<void>;
 }
 
 /**
- * Per-request options. Open for what is planned next (DESIGN.md §4): an
+ * Per-request options. Open for what is planned next: an
  * idempotency key for exactly-once increments under client retries.
  */
 export interface WriteOptions {

@@ -36,7 +36,6 @@ export async function withinDeadline<T>(ms: number | undefined, work: Promise<T>
   let timer: NodeJS.Timeout | undefined;
   const deadline = new Promise<never>((_, reject) => {
     timer = setTimeout(() => reject(new BackendUnavailableError(`DocumentDB did not answer within ${ms} ms`)), ms);
-    timer.unref?.();
   });
   try {
     return await Promise.race([work, deadline]);

@@ -9,11 +9,6 @@ export type MomentoConnection =
   | { readonly kind: 'secret'; readonly secretArn: string }
   | { readonly kind: 'local'; readonly hostname: string; readonly port: number; readonly secretArn?: string };
 
-/** The ARN the connection's key comes from, if any (what a rotation re-reads). */
-export function secretArnOf(connection: MomentoConnection): string | undefined {
-  return connection.secretArn;
-}
-
 /** Where to connect (the setup handler reads only this). */
 export function readMomentoConnection(env: Env): MomentoConnection {
   const local = readOptionalString(env, MOMENTO_ENV.LOCAL_ENDPOINT);

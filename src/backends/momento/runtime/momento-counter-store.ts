@@ -3,7 +3,7 @@ import { BackendUnavailableError, LimitReachedError } from '../../../runtime/err
 import { CounterStore } from '../../../runtime/store';
 import { MOMENTO_DEFAULTS } from '../momento-env';
 import { createCacheClient, credentialProviderFor } from './momento-client';
-import { MomentoConfig, secretArnOf } from './momento-config';
+import { MomentoConfig } from './momento-config';
 import { MomentoErrorResponse, toMomentoConnectError, toMomentoCounterError } from './momento-errors';
 
 /**
@@ -16,6 +16,13 @@ import { MomentoErrorResponse, toMomentoConnectError, toMomentoCounterError } fr
  */
 const BACKOFF_BASE_MS = 1;
 const BACKOFF_CAP_MS = MOMENTO_DEFAULTS.casBackoffCapMs;
+
+/**
+ * How long the init-phase connect waits for the channel (the SDK's
+ * eager-connect unit: seconds). A first request may wait for it, so it is a
+ * term of the worst case (momento-env.ts).
+ */
+const EAGER_CONNECT_TIMEOUT_SECONDS = MOMENTO_DEFAULTS.eagerConnectTimeoutMs / 1000;
 
 /**
  * Momento.
@@ -41,13 +48,6 @@ const BACKOFF_CAP_MS = MOMENTO_DEFAULTS.casBackoffCapMs;
  * Every write sets the TTL: a Momento counter is a cache item that resets to
  * 0 when it expires (or is evicted).
  */
-/**
- * How long the init-phase connect waits for the channel (the SDK's
- * eager-connect unit: seconds). A first request may wait for it, so it is a
- * term of the worst case (momento-env.ts).
- */
-const EAGER_CONNECT_TIMEOUT_SECONDS = MOMENTO_DEFAULTS.eagerConnectTimeoutMs / 1000;
-
 export class MomentoCounterStore implements CounterStore {
   /** Reads the secret (once per container) and creates the client. */
   static async create(config: MomentoConfig): Promise<MomentoCounterStore> {
@@ -60,7 +60,8 @@ export class MomentoCounterStore implements CounterStore {
 
   constructor(private readonly client: CacheClient, private readonly config: MomentoConfig) {
     this.writeOptions = { ttl: config.ttlSeconds };
-    this.secretArn = secretArnOf(config.connection);
+    // The ARN the key came from, if any: what a rotation re-reads.
+    this.secretArn = config.connection.secretArn;
   }
 
   /**

@@ -1,5 +1,6 @@
 import Redis, { RedisOptions } from 'ioredis';
 import { LimitReachedError } from '../../../runtime/errors';
+import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { CounterStore } from '../../../runtime/store';
 import { REDIS_SECRET_FIELDS } from '../redis-env';
@@ -107,7 +108,7 @@ export class RedisCounterStore implements CounterStore {
       const [[writeErr, value], [waitErr, acknowledged]] = results;
       if (writeErr) throw writeErr;
       if (waitErr || Number(acknowledged) < waitReplicas) {
-        warn(`WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
+        writeWarning('redis', `WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
       }
       return value;
     });
@@ -154,7 +155,7 @@ export class RedisCounterStore implements CounterStore {
           this.discard(client);
           throw toRedisCounterError(err, 'connect', this.config.authSecretArn);
         }
-        warn(`idle connection (${Date.now() - this.lastUsed} ms) did not answer a PING; replaced`);
+        writeWarning('redis', `idle connection (${Date.now() - this.lastUsed} ms) did not answer a PING; replaced`);
         this.discard(client);
       }
     }
@@ -236,13 +237,4 @@ async function readCredentials(secretArn: string): Promise<{ password: string; u
   const password = secretField(secret, REDIS_SECRET_FIELDS.AUTH_TOKEN, 'Redis auth secret');
   const username = typeof secret[REDIS_SECRET_FIELDS.USERNAME] === 'string' ? secret[REDIS_SECRET_FIELDS.USERNAME] as string : undefined;
   return username ? { password, username } : { password };
-}
-
-// Read at module load (Lambda init), like the request log's switch.
-const LOG_OFF = process.env.ATOMIC_COUNTER_LOG === 'off';
-
-/** A warning line without `counter`, so the metric filter ignores it. */
-function warn(message: string): void {
-  if (LOG_OFF) return;
-  process.stdout.write(JSON.stringify({ level: 'WARN', backend: 'redis', message }) + '\n');
 }
