@@ -160,20 +160,8 @@ describe('docdb credentials', () => {
   });
 });
 
+// A counter request to a server that is down: the kit's fault contract (test/kit/fault-contract.ts).
 describe('docdb when the server is down', () => {
-  test('a counter request answers 503 BACKEND_UNAVAILABLE with Retry-After (bounded server selection)', async () => {
-    const port = await freePort(); // nothing listens there
-    const handler = counterContainer({
-      [DOCDB_ENV.URI]: `mongodb://127.0.0.1:${port}/?directConnection=true`,
-      [DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS]: '300',
-      USE_CONDITIONAL_WRITES: 'false',
-      ATOMIC_COUNTER_LOG: 'off',
-    });
-    const res = await call(handler, 'POST', 'docdb', 'down');
-    expect(res).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
-    expect(res.headers['Retry-After']).toBeDefined();
-  });
-
   test('the setup handler fails (so the deployment fails) with the driver\'s message', async () => {
     const port = await freePort();
     const setup = setupHandler({ [DOCDB_ENV.URI]: `mongodb://127.0.0.1:${port}/?directConnection=true`, [DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS]: '300' });
