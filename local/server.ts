@@ -1,7 +1,8 @@
 /**
- * The counter API on 127.0.0.1 without AWS (DESIGN.md §3, §7): every
- * request is routed to the SAME bundled handler that would be deployed, one
- * container per backend, on the local engines of DESIGN.md §6. What API
+ * The counter API on 127.0.0.1 without AWS (docs/architecture.md, "How one
+ * request flows"): every request is routed to the SAME bundled handler that
+ * would be deployed, one container per backend, on the local engines of
+ * `local/engines/`. What API
  * Gateway answers by itself (API key, unknown routes) is imitated here.
  *
  *   npm run local                     # or: npx projen local

@@ -1,5 +1,5 @@
 /**
- * The environment contract every counter function shares (DESIGN.md §4),
+ * The environment contract every counter function shares (docs/architecture.md),
  * with its defaults. Plain constants only: imported by the constructs
  * (`counter-base.ts`) and by the bundled handlers (`runtime/config.ts`).
  */
