@@ -22,10 +22,11 @@
 import * as os from 'os';
 import * as path from 'path';
 import { parseArgs, intArg } from './args';
-import { availableFixtures, fixtureFor } from './backends';
+import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
+import { openBackend } from './backends/lifecycle';
 import { buildReferenceBundle, COLD_MODE_ENV, coldFiguresInterleaved, ColdFigures, ColdVariant } from './cold';
-import { bundlePath, loadCounterContainers, proxyEvent, setAssetsDir } from './lambda-container';
+import { bundlePath, proxyEvent, setAssetsDir } from './lambda-container';
 import { runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -44,12 +45,13 @@ export interface BenchOptions {
 }
 
 export async function bench(backend: BackendName, opts: BenchOptions): Promise<void> {
-  const fixture = fixtureFor(backend);
-  const engine = await fixture.acquire();
+  const session = await openBackend(backend);
+  const { fixture, engine } = session;
   try {
-    const env = await fixture.prepare(engine, uniqueNamespace(`bench_${backend}`));
+    const namespace = uniqueNamespace(`bench_${backend}`);
+    const env = await session.prepare(namespace);
     // Conditional runs never reach the maximum: the figure is the accept path.
-    const handlers = loadCounterContainers(fixture.entry, env, { conditional: opts.conditional, maximum: Number.MAX_SAFE_INTEGER }, opts.containers);
+    const handlers = await session.containers({ conditional: opts.conditional, maximum: Number.MAX_SAFE_INTEGER }, opts.containers, namespace);
     console.log(`${backend} on ${engine.name} (${engine.origin}, ${engine.url.replace(/\/\/[^@/]*@/, '//***@')}); ${opts.conditional ? 'conditional' : 'unconditional'}; concurrency ${opts.concurrency}; ${opts.requests} requests; ${opts.containers} containers`);
     // Warm up both paths (connections, our JIT and the engine's: DynamoDB
     // Local's JVM needs a few thousand requests) before measuring either.
@@ -92,7 +94,7 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
     console.log(`handler / bare throughput: ${med(ratios).toFixed(2)} (${rounds}: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
     console.log(`handler / bare CPU efficiency (bare cpu per request ÷ handler's): ${med(cpuRatios).toFixed(2)} (${rounds}: ${cpuRatios.map((r) => r.toFixed(2)).join(' ')})`);
   } finally {
-    await engine.stop();
+    await session.close();
   }
 }
 
@@ -124,10 +126,10 @@ function coldLine(label: string, f: ColdFigures): string {
 
 /** Cold figures of one backend: the deployed bundle and the minified, map-less reference, against one engine. */
 export async function coldBench(backend: BackendName, opts: ColdBenchOptions): Promise<ColdBenchRow> {
-  const fixture = fixtureFor(backend);
-  const engine = await fixture.acquire();
+  const session = await openBackend(backend);
+  const { fixture } = session;
   try {
-    const env = { ...await fixture.prepare(engine, uniqueNamespace(`cold_${backend}`)), ...COLD_MODE_ENV };
+    const env = { ...await session.prepare(uniqueNamespace(`cold_${backend}`)), ...COLD_MODE_ENV };
     const variants: ColdVariant[] = [
       { file: bundlePath(fixture.entry), nodeOptions: opts.sourceMaps ? '--enable-source-maps' : '' },
       { file: await buildReferenceBundle(fixture.entry) },
@@ -140,7 +142,7 @@ export async function coldBench(backend: BackendName, opts: ColdBenchOptions): P
     const [deployed, reference, ...also] = await coldFiguresInterleaved(variants, backend, env, { samples: opts.samples });
     return { backend, deployed, reference, also };
   } finally {
-    await engine.stop();
+    await session.close();
   }
 }
 

@@ -16,17 +16,17 @@
 import * as os from 'os';
 import * as path from 'path';
 import { intArg, parseArgs } from './args';
-import { availableFixtures, fixtureFor } from './backends';
+import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
+import { BackendSession, openBackend } from './backends/lifecycle';
 import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
-import { Engine } from './engines/engine';
-import { bundlePath, loadCounterContainers, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
+import { bundlePath, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
   BackendSection, ComparisonReport, formatColdTable, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
   ScenarioName, writeReport,
 } from './report';
-import { closeContainer, oneLine } from './server';
+import { oneLine } from './server';
 import { runWorkload } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
@@ -121,15 +121,14 @@ const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }>
 
 // -------------------------------------------------------------- targets
 
-async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, options: CompareOptions): Promise<Target> {
-  const fixture = fixtureFor(fixtureBackend);
+async function inProcessTarget(session: BackendSession, options: CompareOptions): Promise<Target> {
+  const { backend, engine } = session;
   // A fresh namespace per run: counters start at 0 even on a persistent engine.
-  const namespace = uniqueNamespace(`cmp_${fixtureBackend}`);
-  const env = await fixture.prepare(engine, namespace);
-  const load = (conditional: boolean) => loadCounterContainers(fixture.entry, env, { conditional, maximum: options.max }, options.containers);
-  const containers: Record<'true' | 'false', ProxyHandler[]> = { false: load(false), true: load(true) };
+  const namespace = uniqueNamespace(`cmp_${backend}`);
+  const load = (conditional: boolean) => session.containers({ conditional, maximum: options.max }, options.containers, namespace);
+  const containers: Record<'true' | 'false', ProxyHandler[]> = { false: await load(false), true: await load(true) };
   const invoke = async (handler: ProxyHandler, method: string, id: string): Promise<Answer> => {
-    const res = await handler(proxyEvent(method, fixtureBackend, id));
+    const res = await handler(proxyEvent(method, backend, id));
     return { status: res.statusCode, counter: JSON.parse(res.body).counter };
   };
   return {
@@ -140,12 +139,8 @@ async function inProcessTarget(fixtureBackend: BackendName, engine: Engine, opti
       return invoke(set[caller % set.length], 'POST', id);
     },
     get: (id) => invoke(containers.false[0], 'GET', id),
-    async close() {
-      await Promise.all([...containers.false, ...containers.true].map(closeContainer));
-      // The figures are in the report: leave nothing behind on a shared engine.
-      await fixture.dispose?.(engine, namespace).catch(() => undefined);
-      await engine.stop();
-    },
+    // The figures are in the report: the session leaves nothing behind on a shared engine.
+    close: () => session.close(),
   };
 }
 
@@ -347,17 +342,13 @@ function round(v: number): number {
 
 // -------------------------------------------------------------- the run
 
-/** Cold figures of a backend's deployed bundle on `engine` (an Error instead of throwing). */
-async function measureCold(backend: BackendName, engine: Engine, samples: number): Promise<ColdFigures | Error> {
-  const fixture = fixtureFor(backend);
-  const namespace = uniqueNamespace(`cold_${backend}`);
+/** Cold figures of a backend's deployed bundle on the session's engine (an Error instead of throwing). */
+async function measureCold(session: BackendSession, samples: number): Promise<ColdFigures | Error> {
   try {
-    const env = { ...await fixture.prepare(engine, namespace), ...COLD_MODE_ENV };
-    return await coldFigures(bundlePath(fixture.entry), backend, env, { samples });
+    const env = { ...await session.prepare(uniqueNamespace(`cold_${session.backend}`)), ...COLD_MODE_ENV };
+    return await coldFigures(bundlePath(session.fixture.entry), session.backend, env, { samples });
   } catch (err) {
     return err instanceof Error ? err : new Error(String(err));
-  } finally {
-    await fixture.dispose?.(engine, namespace).catch(() => undefined);
   }
 }
 
@@ -396,20 +387,20 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         skip('no local fixture registered in local/backends/index.ts yet');
         continue;
       }
-      let engine: Engine | undefined;
+      let session: BackendSession | undefined;
       try {
-        engine = await fixtureFor(backend).acquire();
+        session = await openBackend(backend);
         if (options.coldSamples) {
           // Before the warm workload: nothing of ours is busy in this process
           // (in-process engines answer the fresh processes from here).
           progress.note(`[${b + 1}/${backends.length}] ${backend}: cold start, ${options.coldSamples} fresh processes`);
-          coldResults.set(backend, await measureCold(backend, engine, options.coldSamples));
+          coldResults.set(backend, await measureCold(session, options.coldSamples));
         }
-        target = await inProcessTarget(backend, engine, options);
+        target = await inProcessTarget(session, options);
       } catch (err) {
         // EngineUnavailableError says what to install in one line; any other
         // failure to start or prepare is reported the same way, not fatal.
-        await engine?.stop().catch(() => undefined);
+        await session?.close().catch(() => undefined);
         skip(oneLine(err));
         continue;
       }

@@ -13,9 +13,9 @@ import * as fs from 'fs';
 import * as http from 'http';
 import * as net from 'net';
 import * as path from 'path';
-import { fixtureFor } from './backends';
+import { BackendSession, openBackend } from './backends/lifecycle';
 import { Engine } from './engines/engine';
-import { loadCounterContainers, ProxyHandler } from './lambda-container';
+import { ProxyHandler } from './lambda-container';
 import { openApiDocument } from './openapi';
 import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
 import { readBoolean, readInteger } from '../src/runtime/config';
@@ -80,41 +80,29 @@ export function oneLine(err: unknown): string {
 
 interface ServedBackend {
   readonly handler: ProxyHandler;
-  readonly engine: Engine;
-  readonly ownEngine: boolean;
+  readonly session: BackendSession;
 }
 
 /**
- * Acquires a backend's engine, prepares the namespace and loads the bundled
- * handler once. Any failure (EngineUnavailableError or otherwise) becomes a
- * one-line skip reason: a missing engine must not stop the other backends.
+ * Opens a backend's session (local/backends/lifecycle.ts: engine acquired
+ * or given, the namespace prepared) and loads the bundled handler once. Any
+ * failure (EngineUnavailableError or otherwise) becomes a one-line skip
+ * reason: a missing engine must not stop the other backends.
  */
 async function serveBackend(backend: BackendName, options: LocalServerOptions, namespace: string): Promise<ServedBackend | SkippedBackend> {
-  let engine: Engine | undefined;
-  const given = options.engines?.[backend];
+  let session: BackendSession | undefined;
   try {
-    const fixture = fixtureFor(backend);
-    engine = given ?? await fixture.acquire();
-    const env = await fixture.prepare(engine, namespace);
-    const [handler] = loadCounterContainers(fixture.entry, env, {
+    session = await openBackend(backend, { engine: options.engines?.[backend], dispose: options.disposeOnStop ?? false });
+    const [handler] = await session.containers({
       conditional: options.conditionalWrites ?? MODE_DEFAULTS.conditionalWrites,
       maximum: options.maxCounterValue,
       quiet: options.quiet ?? false,
-    });
-    return { handler, engine, ownEngine: !given };
+    }, 1, namespace);
+    return { handler, session };
   } catch (err) {
-    if (engine && !given) await engine.stop().catch(() => undefined);
+    await session?.close().catch(() => undefined);
     return { backend, reason: oneLine(err) };
   }
-}
-
-/**
- * Ends a loaded container's client (its store's `close()`, exposed by the
- * shared pipeline as `handler.close`), so its sockets and timers do not
- * outlive the server. Lambda never calls it; a local run must.
- */
-export async function closeContainer(handler: ProxyHandler): Promise<void> {
-  await handler.close?.().catch(() => undefined);
 }
 
 function sameKey(given: string | undefined, expected: string): boolean {
@@ -208,7 +196,8 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
     send(res, result.statusCode, result.body, result.headers ?? {});
   }
 
-  const stopOwnEngines = () => Promise.all([...served.values()].filter((s) => s.ownEngine).map((s) => s.engine.stop().catch(() => undefined)));
+  // Each session closes its containers (while the engine still answers), then disposes, then stops an engine it acquired.
+  const closeSessions = () => Promise.all([...served.values()].map((s) => s.session.close().catch(() => undefined)));
   const listenPort = options.port ?? DEFAULT_PORT;
   try {
     await new Promise<void>((resolve, reject) => {
@@ -219,13 +208,13 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
       });
     });
   } catch (err) {
-    await stopOwnEngines();
+    await closeSessions();
     const inUse = (err as NodeJS.ErrnoException).code === 'EADDRINUSE';
     throw new Error(inUse ? `Port ${listenPort} is in use on 127.0.0.1: set PORT to another one` : oneLine(err));
   }
   const port = (server.address() as net.AddressInfo).port;
   const engines: Partial<Record<BackendName, Engine>> = {};
-  for (const [backend, s] of served) engines[backend] = s.engine;
+  for (const [backend, s] of served) engines[backend] = s.session.engine;
 
   let stopped: Promise<void> | undefined;
   return {
@@ -238,12 +227,7 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
       stopped ??= (async () => {
         server.closeAllConnections();
         await new Promise<void>((resolve) => server.close(() => resolve()));
-        // Clients first, while their engines still answer; then the engines.
-        await Promise.all([...served.values()].map((s) => closeContainer(s.handler)));
-        if (options.disposeOnStop) {
-          await Promise.all([...served.entries()].map(([backend, s]) => fixtureFor(backend).dispose?.(s.engine, namespace).catch(() => undefined)));
-        }
-        await stopOwnEngines();
+        await closeSessions();
       })();
       return stopped;
     },

@@ -4,10 +4,10 @@
  * that would be deployed), loaded as several independent containers so the
  * increments arrive over many connections.
  */
-import { fixtureFor } from '../../local/backends';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
+import { BackendSession, openBackend } from '../../local/backends/lifecycle';
 import { Engine, EngineUnavailableError } from '../../local/engines/engine';
-import { closeContainers, establishedConnections, loadCounterContainers, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { closeContainers, ContainerMode, establishedConnections, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
 import { checkAnswer } from '../../local/openapi';
 import { runWorkload, WorkloadResult } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
@@ -31,7 +31,7 @@ export interface Counters {
   /** Prepares a namespace (fresh by default) and returns its environment; disposed with the file's engine. */
   prepare(namespace?: string): Promise<Record<string, string>>;
   /** Loads `n` containers of the backend's bundled handler in a mode, on a fresh namespace. */
-  containers(mode: { conditional: boolean; maximum?: number }, n?: number, namespace?: string): Promise<ProxyHandler[]>;
+  containers(mode: ContainerMode, n?: number, namespace?: string): Promise<ProxyHandler[]>;
 }
 
 export interface Answer {
@@ -72,40 +72,25 @@ export async function hammer(handlers: ProxyHandler[], backend: string, id: stri
  * with the one line saying what to install.
  */
 export function useBackend(backend: BackendName): () => Counters {
-  const fixture = fixtureFor(backend);
-  let engine: Engine | undefined;
+  let session: BackendSession | undefined;
   let failure: Error | undefined;
-  const namespaces = new Set<string>();
   beforeAll(async () => {
     try {
-      engine = await fixture.acquire();
+      session = await openBackend(backend, { namespacePrefix: `t_${backend}` });
     } catch (err) {
       failure = err instanceof EngineUnavailableError ? new Error(err.message) : (err as Error);
     }
   }, 120_000);
   afterAll(async () => {
+    // Containers a test loaded itself too (loadBundledHandler), then the session's namespaces and engine.
     await closeContainers();
-    if (engine && fixture.dispose) {
-      for (const namespace of namespaces) await fixture.dispose(engine, namespace);
-    }
-    await engine?.stop();
+    await session?.close();
   });
   return () => {
     if (failure) throw failure;
-    if (!engine) throw new Error(`${backend}: engine not acquired`);
-    const e = engine;
-    const prepare = async (namespace = uniqueNamespace(`t_${backend}`)) => {
-      namespaces.add(namespace);
-      return fixture.prepare(e, namespace);
-    };
-    return {
-      fixture,
-      engine: e,
-      prepare,
-      async containers(mode, n = 1, namespace = uniqueNamespace(`t_${backend}`)) {
-        return loadCounterContainers(fixture.entry, await prepare(namespace), mode, n);
-      },
-    };
+    if (!session) throw new Error(`${backend}: engine not acquired`);
+    const { fixture, engine, prepare, containers } = session;
+    return { fixture, engine, prepare, containers };
   };
 }
 
