@@ -1,6 +1,6 @@
 /**
  * The project's main job: the same concurrent workload on every available
- * backend, checked against DESIGN.md §5, written up as a report.
+ * backend, checked against the counter contract, written up as a report.
  *
  *   npm run compare                                   # every backend with a local engine
  *   npm run compare -- --backends dynamo,redis --requests 5000 --concurrency 32
@@ -12,6 +12,10 @@
  * connections), not the local HTTP server: an HTTP hop on the same two cores
  * would add the same Node.js server cost to every backend and shrink the
  * differences the comparison exists to show. `--url` covers the HTTP path.
+ *
+ * This file is the run and its command line; the targets it drives are in
+ * `compare-targets.ts`, one scenario in `compare-scenario.ts`, the verdict
+ * in `compare-verdicts.ts`, the report in `report.ts`.
  */
 import * as os from 'os';
 import * as path from 'path';
@@ -20,12 +24,11 @@ import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession, openBackend } from './backends/lifecycle';
 import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
-import { bundlePath, ProxyHandler, proxyEvent, REPO_ROOT } from './lambda-container';
+import { round, runScenario } from './compare-scenario';
+import { BACKEND_CAVEATS, GENERAL_CAVEATS_HTTP, GENERAL_CAVEATS_LOCAL, httpTarget, inProcessTarget, Target } from './compare-targets';
+import { bundlePath, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
-import {
-  BackendSection, ComparisonReport, formatColdTable, formatTable, LatencyHistogram, ReportFiles, SCENARIO_NAMES, ScenarioFigures,
-  ScenarioName, writeReport,
-} from './report';
+import { BackendSection, ComparisonReport, formatColdTable, formatTable, ReportFiles, SCENARIO_NAMES, writeReport } from './report';
 import { oneLine } from './server';
 import { runWorkload } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
@@ -64,281 +67,10 @@ export interface CompareOptions {
   readonly coldSamples?: number;
 }
 
+/** The verdict's checks, exported for the test that proves a broken run is reported as FAIL. */
+export { judge } from './compare-verdicts';
+
 export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 200, ids: 20, containers: 8, warmup: 500, coldSamples: 9 } as const;
-
-interface Answer {
-  status: number;
-  counter?: number;
-}
-
-/** One backend as the workload sees it: increments in a mode, reads. */
-interface Target {
-  /** Engine description for the report. */
-  readonly engine: string;
-  /** Modes this target can run; a deployed API has exactly one. */
-  readonly modes: { conditional: boolean; maximum?: number }[];
-  post(conditional: boolean, id: string, caller: number): Promise<Answer>;
-  get(id: string): Promise<Answer>;
-  close(): Promise<void>;
-}
-
-const GENERAL_CAVEATS_LOCAL = [
-  'Local engines are not the cloud services: the figures compare the code paths (bundled handler, client, protocol, engine) on one machine, not DynamoDB, ElastiCache, Momento, DocumentDB or TiDB Cloud as deployed.',
-  'The load generator, the handler containers and the in-process engines (Momento, MongoDB wire) share one Node.js process and event loop; external engines (DynamoDB Local, Redis, MariaDB) share the same cores. There is no network hop.',
-  'Ids are fresh for every run, so every counter starts at 0.',
-];
-const GENERAL_CAVEATS_HTTP = [
-  'Driven over HTTP: figures include the network, API Gateway, Lambda (cold starts included) and the usage plan\'s throttle (429s count as errors).',
-  'Ids are fresh for every run, so every counter starts at 0.',
-];
-
-/** What each store is and is not, as the report should say it. */
-const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }> = {
-  dynamo: {
-    cloud: ['UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.'],
-    local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
-  },
-  redis: {
-    cloud: ['Lua script on the primary: atomic. Replication to the replica is asynchronous: a failover can lose increments the primary acknowledged.'],
-    local: ['One local redis-server: no replica, no TLS, no failover.'],
-  },
-  momento: {
-    cloud: [
-      'Items carry a TTL and can expire or be evicted: a Momento counter is not durable storage.',
-      'Conditional mode is a compare-and-swap loop (no server-side "increment below"): under contention on one id an accepted increment can cost several round trips (the tail latency of conditional-hot); once the maximum is reached a rejection is one read.',
-    ],
-    local: ['The engine is an in-process gRPC server speaking Momento\'s protocol, in the load generator\'s process.'],
-  },
-  docdb: {
-    cloud: ['findOneAndUpdate upsert with a unique index on the id: atomic per document on the primary.'],
-    local: ['The engine is an in-process MongoDB-wire server (bson + mingo), not DocumentDB: each command runs in one event-loop turn in memory; DocumentDB storage, replication and locking are not exercised.'],
-  },
-  tidb: {
-    cloud: ['One INSERT … ON DUPLICATE KEY UPDATE statement: atomic per row. TiDB is distributed (TiKV regions, Percolator transactions): hot-row contention behaves differently from a single server.'],
-    local: ['MariaDB/MySQL stands in for TiDB (same protocol and SQL for the statement used).'],
-  },
-};
-
-// -------------------------------------------------------------- targets
-
-async function inProcessTarget(session: BackendSession, options: CompareOptions): Promise<Target> {
-  const { backend, engine } = session;
-  // A fresh namespace per run: counters start at 0 even on a persistent engine.
-  const namespace = uniqueNamespace(`cmp_${backend}`);
-  const load = (conditional: boolean) => session.containers({ conditional, maximum: options.max }, options.containers, namespace);
-  const containers: Record<'true' | 'false', ProxyHandler[]> = { false: await load(false), true: await load(true) };
-  const invoke = async (handler: ProxyHandler, method: string, id: string): Promise<Answer> => {
-    const res = await handler(proxyEvent(method, backend, id));
-    return { status: res.statusCode, counter: JSON.parse(res.body).counter };
-  };
-  return {
-    engine: `${engine.name} (${engine.origin})`,
-    modes: [{ conditional: false }, { conditional: true, maximum: options.max }],
-    post: (conditional, id, caller) => {
-      const set = containers[String(conditional) as 'true' | 'false'];
-      return invoke(set[caller % set.length], 'POST', id);
-    },
-    get: (id) => invoke(containers.false[0], 'GET', id),
-    // The figures are in the report: the session leaves nothing behind on a shared engine.
-    close: () => session.close(),
-  };
-}
-
-/**
- * A deployed API (or `npm run local`) over HTTP. Its mode is fixed at deploy
- * time: a probe increment on a throw-away id tells which, and only that
- * mode's scenarios run.
- */
-async function httpTarget(backend: BackendName, baseUrl: string, apiKey: string, probeId: string): Promise<Target | string> {
-  const request = async (method: string, id: string): Promise<Answer & { body?: any }> => {
-    const res = await fetch(`${baseUrl.replace(/\/+$/, '')}/${backend}/${encodeURIComponent(id)}`, {
-      method, headers: { 'x-api-key': apiKey }, signal: AbortSignal.timeout(30_000),
-    });
-    const text = await res.text();
-    let body: any;
-    try {
-      body = JSON.parse(text);
-    } catch {
-      body = undefined;
-    }
-    return { status: res.status, counter: typeof body?.counter === 'number' ? body.counter : undefined, body };
-  };
-  let probe;
-  try {
-    probe = await request('POST', probeId);
-  } catch (err) {
-    return `cannot reach ${baseUrl}: ${oneLine(err)}`;
-  }
-  if (probe.status !== 200) {
-    const detail = probe.body?.error ?? probe.body?.message ?? '';
-    return `the API answered ${probe.status} to a probe increment${detail ? `: ${detail}` : ''}`;
-  }
-  const conditional = probe.body.useConditionalWrites === true;
-  return {
-    engine: `deployed API at ${new URL(baseUrl).host}`,
-    modes: [{ conditional, maximum: conditional ? Number(probe.body.maxCounterValue) : undefined }],
-    post: (_c, id) => request('POST', id),
-    get: (id) => request('GET', id),
-    close: async () => undefined,
-  };
-}
-
-// -------------------------------------------------------------- one scenario
-
-const HISTOGRAM_BOUNDS_MS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, Infinity];
-
-function histogram(sortedMs: number[]): LatencyHistogram {
-  const counts = HISTOGRAM_BOUNDS_MS.map(() => 0);
-  let b = 0;
-  for (const v of sortedMs) {
-    while (v > HISTOGRAM_BOUNDS_MS[b]) b++;
-    counts[b]++;
-  }
-  return { boundsMs: HISTOGRAM_BOUNDS_MS.map((x) => (x === Infinity ? null : x)), counts };
-}
-
-interface IdTally {
-  requests: number;
-  accepted: number;
-  rejected: number;
-  errors: number;
-  counters: number[];
-  final: number;
-}
-
-/**
- * The DESIGN.md §5 checks on one scenario's tallies (every id started at 0).
- * Exported for the test that proves a broken run is reported as FAIL.
- */
-export function judge(conditional: boolean, maximum: number | undefined, tallies: IdTally[]) {
-  const reasons: string[] = [];
-  let expectedAccepted = 0;
-  let lostUpdates = 0;
-  let overshoot = 0;
-  let aboveMaximum = 0;
-  let duplicates = 0;
-  let wrongFinal = 0;
-  for (const t of tallies) {
-    const expected = conditional ? Math.min(t.requests, maximum!) : t.requests;
-    expectedAccepted += expected;
-    // Unconditional: what the store holds against what was sent. Conditional:
-    // what was accepted against what should have been (a spurious rejection
-    // is a lost update too); a stored or answered value above the maximum is
-    // overshoot.
-    lostUpdates += conditional ? expected - t.accepted : expected - t.final;
-    if (conditional) {
-      overshoot += Math.max(0, t.final - maximum!);
-      aboveMaximum += t.counters.filter((c) => c > maximum!).length;
-    }
-    duplicates += t.counters.length - new Set(t.counters).size;
-    // Each 200 carries the value its own increment produced: the store ends at exactly the number accepted.
-    if (t.final !== t.accepted) wrongFinal++;
-  }
-  const errors = tallies.reduce((n, t) => n + t.errors, 0);
-  const rejected = tallies.reduce((n, t) => n + t.rejected, 0);
-  if (lostUpdates !== 0) reasons.push(lostUpdates > 0 ? `${lostUpdates} lost update(s)` : `${-lostUpdates} increment(s) more than expected`);
-  if (overshoot > 0) reasons.push(`stored values exceed the maximum by ${overshoot}`);
-  if (aboveMaximum > 0) reasons.push(`${aboveMaximum} answer(s) carried a value above the maximum`);
-  if (duplicates > 0) reasons.push(`${duplicates} duplicate counter value(s) among 200 answers`);
-  if (wrongFinal > 0) reasons.push(`${wrongFinal} id(s) whose stored value differs from the increments accepted`);
-  if (!conditional && rejected > 0) reasons.push(`${rejected} rejection(s) in unconditional mode`);
-  // An error leaves the outcome of its increment unknown: the run cannot be
-  // said to be correct, and a backend that errors under this load is a finding.
-  if (errors > 0) reasons.push(`${errors} error answer(s)`);
-  return { expectedAccepted, lostUpdates, overshoot, aboveMaximum, duplicates, reasons };
-}
-
-async function runScenario(
-  target: Target, backend: BackendName, scenario: ScenarioName, mode: { conditional: boolean; maximum?: number },
-  options: CompareOptions, runTag: string, progress: ProgressBar, label: string,
-): Promise<ScenarioFigures> {
-  const spread = scenario.endsWith('spread');
-  const ids = spread
-    ? Array.from({ length: Math.max(1, options.ids) }, (_, i) => `${runTag}-${scenario}-${i}`)
-    : [`${runTag}-${scenario}`];
-  const tallies = new Map<string, IdTally>(ids.map((id) => [id, { requests: 0, accepted: 0, rejected: 0, errors: 0, counters: [], final: 0 }]));
-  const errorStatuses: Record<string, number> = {};
-  progress.start(label, options.requests);
-  const result = await runWorkload({
-    total: options.requests,
-    concurrency: options.concurrency,
-    call: async (index, caller) => {
-      const id = ids[index % ids.length];
-      const tally = tallies.get(id)!;
-      tally.requests++;
-      let answer: Answer;
-      try {
-        answer = await target.post(mode.conditional, id, caller);
-      } catch {
-        answer = { status: 0 };
-      }
-      if (answer.status === 200 && answer.counter !== undefined) {
-        tally.accepted++;
-        tally.counters.push(answer.counter);
-      } else if (answer.status === 409) {
-        tally.rejected++;
-      } else {
-        tally.errors++;
-        errorStatuses[answer.status] = (errorStatuses[answer.status] ?? 0) + 1;
-      }
-      return answer;
-    },
-    onProgress: (done) => progress.update(done),
-  });
-  // Read back every id (a few at a time) to check what the store holds.
-  await runWorkload({
-    total: ids.length,
-    concurrency: 4,
-    call: async (i) => {
-      const answer = await target.get(ids[i]);
-      if (answer.status !== 200 || answer.counter === undefined) throw new Error(`GET ${ids[i]} answered ${answer.status}`);
-      tallies.get(ids[i])!.final = answer.counter;
-      return answer;
-    },
-  }).then((r) => {
-    const failed = r.requests - (r.statuses[200] ?? 0);
-    if (failed > 0) throw new Error(`${backend} ${scenario}: ${failed} read-back GET(s) failed`);
-  });
-  const list = [...tallies.values()];
-  const judged = judge(mode.conditional, mode.maximum, list);
-  const figures: ScenarioFigures = {
-    backend,
-    scenario,
-    conditional: mode.conditional,
-    requests: options.requests,
-    ids: ids.length,
-    ...(mode.conditional ? { maximum: mode.maximum } : {}),
-    concurrency: options.concurrency,
-    durationMs: round(result.durationMs),
-    opsPerSecond: round(result.opsPerSecond),
-    latencyMs: {
-      p50: round(result.p50),
-      p95: round(result.p95),
-      p99: round(result.p99),
-      max: round(result.latencies[result.latencies.length - 1] ?? 0),
-      mean: round(result.latencies.reduce((a, b) => a + b, 0) / Math.max(1, result.latencies.length)),
-    },
-    histogram: histogram(result.latencies),
-    accepted: list.reduce((n, t) => n + t.accepted, 0),
-    rejected: list.reduce((n, t) => n + t.rejected, 0),
-    errors: list.reduce((n, t) => n + t.errors, 0),
-    errorStatuses,
-    final: list.reduce((n, t) => n + t.final, 0),
-    expectedAccepted: judged.expectedAccepted,
-    lostUpdates: judged.lostUpdates,
-    overshoot: judged.overshoot,
-    aboveMaximum: judged.aboveMaximum,
-    duplicates: judged.duplicates,
-    verdict: judged.reasons.length === 0 ? 'PASS' : 'FAIL',
-    reasons: judged.reasons,
-  };
-  progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${figures.verdict}`);
-  return figures;
-}
-
-function round(v: number): number {
-  return Math.round(v * 100) / 100;
-}
 
 // -------------------------------------------------------------- the run
 

@@ -18,7 +18,7 @@ export interface LatencyHistogram {
   readonly counts: number[];
 }
 
-/** One scenario on one backend: measured figures and the DESIGN.md §5 checks. */
+/** One scenario on one backend: measured figures and the contract's checks (compare-verdicts.ts). */
 export interface ScenarioFigures {
   readonly backend: string;
   readonly scenario: ScenarioName;
@@ -180,7 +180,7 @@ export function renderMarkdown(report: ComparisonReport): string {
     '`final` is the value read back with GET (summed over the ids) against the accepted increments expected; ' +
       '`lost` is expected − final (unconditional) or min(requests, maximum) − accepted per id (conditional); ' +
       '`overshoot` counts values above the maximum, stored or answered. A verdict fails on any lost update, overshoot, ' +
-      'duplicate counter value among 200 answers, unexpected rejection or error (DESIGN.md §5).',
+      'duplicate counter value among 200 answers, unexpected rejection or error.',
     '',
     markdownTable(report),
     '',

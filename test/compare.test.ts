@@ -119,7 +119,7 @@ test('a wrong API key over HTTP skips the backend with the 403, it does not cras
   }
 }, 180_000);
 
-describe('verdicts (DESIGN.md §5) fail on what they must', () => {
+describe('verdicts fail on what they must', () => {
   const tally = (requests: number, accepted: number, counters: number[], final: number, rejected = 0, errors = 0) =>
     ({ requests, accepted, rejected, errors, counters, final });
 

@@ -133,7 +133,7 @@ test('server restarted mid-run (clean shutdown under load): no acknowledged incr
   expect(new Set(run.counters).size).toBe(run.counters.length);
   // Every 200 is in the stored value. A shutdown can cut the connection
   // between a statement's commit and its OK packet: such an increment is
-  // applied but answered 503 (the client may retry, DESIGN.md §3), so the
+  // applied but answered 503 (the client may retry: README, "HTTP contract"), so the
   // value may exceed the 200s, by at most the 503s.
   expect(excess).toBeGreaterThanOrEqual(0);
   expect(excess).toBeLessThanOrEqual(run.statuses[503]);

@@ -2,7 +2,7 @@ import { ChildProcess } from 'child_process';
 import * as net from 'net';
 
 /**
- * A datastore engine for tests and local runs (DESIGN.md §6). Each is found
+ * A datastore engine for tests and local runs (docs/local.md). Each is found
  * or started in this order: an explicit URL from the environment → a server
  * already listening on its default local port → a server we start ourselves.
  */
