@@ -1,6 +1,6 @@
 /**
  * The construct contract every counter keeps, written once and run for all
- * five constructs (test/construct-contract.test.ts): its function (runtime,
+ * five constructs (test/constructs/construct-contract.test.ts): its function (runtime,
  * architecture, handler, timeout, logging to its own log group), that log
  * group (explicit, retention, retained on delete), the metric filter on that
  * log group reading `$.counter` into namespace AtomicCounter with the

@@ -1,0 +1,82 @@
+import { dynamoFixture } from '../../local/backends/dynamo';
+import { startDynamoDbLocal } from '../../local/engines/dynamodb-local';
+import { Engine } from '../../local/engines/engine';
+import { startUnansweredConnects } from '../../local/engines/fault-proxy';
+import { loadBundledHandler } from '../../local/lambda-container';
+import { BACKEND_UNAVAILABLE_MESSAGE } from '../../src/runtime/errors';
+import { call } from '../kit/conformance';
+
+const REQUEST_TIMEOUT_MS = 1500;
+/** The store's connect bound (dynamo-counter-store.ts). */
+const CONNECT_TIMEOUT_MS = 1000;
+/** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
+const SLACK_MS = 1500;
+const UNAVAILABLE_BODY = { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'dynamo' };
+
+/**
+ * DynamoDB unreachable → 503 BACKEND_UNAVAILABLE with Retry-After, answered
+ * well inside the function timeout (10 s), never a hang or a 500. A refused
+ * connection and an endpoint that never answers are the kit's fault contract
+ * (test/kit/fault-contract.ts); this file keeps DynamoDB Local hung mid-run
+ * and SYNs never answered.
+ */
+describe('dynamo: engine down or hung', () => {
+  let engine: Engine & { pid?: number };
+  let handler: ReturnType<typeof loadBundledHandler>;
+
+  beforeAll(async () => {
+    engine = await startDynamoDbLocal();
+    const env = await dynamoFixture.prepare(engine, 'faults');
+    handler = loadBundledHandler(dynamoFixture.entry, { ...env, ATOMIC_COUNTER_LOG: 'off', DYNAMO_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS) });
+  }, 120_000);
+  afterAll(async () => {
+    await engine?.stop();
+  });
+
+  test('a hung engine (SIGSTOP) → 503 after the request timeout; the engine back → 200 again', async () => {
+    expect((await call(handler, 'POST', 'dynamo', 'k')).body.counter).toBe(1);
+    const pid = engine.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const t0 = performance.now();
+      const res = await call(handler, 'POST', 'dynamo', 'k');
+      const ms = performance.now() - t0;
+      console.log(`dynamo hung: answered ${res.status} after ${ms.toFixed(0)} ms (request timeout 1500 ms)`);
+      expect(res).toMatchObject({ status: 503, body: UNAVAILABLE_BODY, headers: { 'Retry-After': '1' } });
+      expect(ms).toBeLessThan(REQUEST_TIMEOUT_MS + SLACK_MS);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // A timed-out write is ambiguous (it may still be applied): the store
+    // does not retry it, so it counts at most once.
+    const after = await call(handler, 'POST', 'dynamo', 'k');
+    expect(after.status).toBe(200);
+    expect([2, 3]).toContain(after.body.counter);
+  });
+});
+
+describe('dynamo: endpoint that never completes a connection (SYNs unanswered)', () => {
+  test('a connect timeout (the SDK\'s TimeoutError, no socket code) → 503 within the connect bound, for writes and reads', async () => {
+    const port = await startUnansweredConnects();
+    try {
+      const handler = loadBundledHandler(dynamoFixture.entry, {
+        COUNTER_TABLE_NAME: 'unreachable',
+        AWS_ENDPOINT_URL_DYNAMODB: `http://${port.host}:${port.port}`,
+        AWS_REGION: 'us-east-1',
+        DYNAMO_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+        ATOMIC_COUNTER_LOG: 'off',
+      });
+      for (const method of ['POST', 'GET']) {
+        const t0 = performance.now();
+        const res = await call(handler, method, 'dynamo', 'k');
+        const ms = performance.now() - t0;
+        console.log(`dynamo connect timeout: ${method} answered ${res.status} after ${ms.toFixed(0)} ms (connect bound ${CONNECT_TIMEOUT_MS} ms)`);
+        expect(res).toMatchObject({ status: 503, headers: { 'Retry-After': '1' } });
+        expect(res.body).toEqual(UNAVAILABLE_BODY);
+        expect(ms).toBeLessThan(CONNECT_TIMEOUT_MS + SLACK_MS);
+      }
+    } finally {
+      await port.close();
+    }
+  }, 30_000);
+});

@@ -1,0 +1,144 @@
+/**
+ * Momento under contention: our compare-and-swap loop (through the bundled
+ * handler) against the client-side approach Momento's docs describe (get,
+ * then `setIfPresentAndNotEqual(v+1, max)`, or `setIfAbsent` for a new key,
+ * answering "race condition, try again" on a collision), on the same load:
+ * 20 clients × 50 conditional increments of one id, maximum 300.
+ */
+import { CacheClient, CacheGet, CacheSetIfAbsent, CacheSetIfPresentAndNotEqual, Configurations, CredentialProvider } from '@gomomento/sdk';
+import { uniqueNamespace } from '../../local/backends/fixture';
+import { MomentoEngine } from '../../local/engines/momento';
+import { loadBundledHandler } from '../../local/lambda-container';
+import { runWorkload } from '../../local/workload';
+import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
+import { call, hammer, useBackend } from '../kit/conformance';
+
+const CLIENTS = 20;
+const PER_CLIENT = 50;
+const TOTAL = CLIENTS * PER_CLIENT;
+const MAXIMUM = 300;
+
+const ctx = useBackend('momento');
+
+/** The in-process server's RPC counts (undefined when MOMENTO_LOCAL_URL points elsewhere: the test then fails). */
+function rpcCounts(): Record<string, number> | undefined {
+  return (ctx().engine as MomentoEngine).server?.rpcCounts;
+}
+function resetRpcCounts(): void {
+  (ctx().engine as MomentoEngine).server?.resetRpcCounts();
+}
+
+test(`compare-and-swap: ${CLIENTS} clients × ${PER_CLIENT} conditional increments, maximum ${MAXIMUM} → exactly ${MAXIMUM} accepted, none rejected for a race, final ${MAXIMUM}`, async () => {
+  // One container per client: 20 independent SDK clients and connections.
+  const handlers = await ctx().containers({ conditional: true, maximum: MAXIMUM }, CLIENTS);
+  resetRpcCounts();
+  const result = await hammer(handlers, 'momento', 'contended', CLIENTS, TOTAL);
+
+  // Every request is either accepted below the maximum or rejected at it: no 503.
+  expect(result.statuses).toEqual({ 200: MAXIMUM, 409: TOTAL - MAXIMUM });
+  expect([...result.counters].sort((a, b) => a - b)).toEqual(Array.from({ length: MAXIMUM }, (_, i) => i + 1));
+  expect((await call(handlers[0], 'GET', 'momento', 'contended')).body.counter).toBe(MAXIMUM);
+
+  // The RPC counts are this test's point: without them (MOMENTO_LOCAL_URL at
+  // another server) it would check nothing past the statuses. Say so.
+  const rpc = rpcCounts();
+  if (!rpc) throw new Error('momento contention: the RPC counts need the in-process Momento server; unset MOMENTO_LOCAL_URL');
+  const setIf = rpc.SetIf ?? 0;
+  const get = rpc.Get ?? 0;
+  // Each accepted increment is one stored SetIf; every extra SetIf is a lost
+  // race. Each attempt reads first, so there are at least as many Gets as SetIfs.
+  expect(setIf).toBeGreaterThanOrEqual(MAXIMUM);
+  expect(get).toBeGreaterThanOrEqual(setIf);
+  console.log(
+    `momento CAS, ${CLIENTS}×${PER_CLIENT}, max ${MAXIMUM}: ${(result.durationMs / 1000).toFixed(1)} s, ` +
+    `Get ${get} + SetIf ${setIf} RPCs; SetIf (CAS attempts) per accepted ${(setIf / MAXIMUM).toFixed(2)}, ` +
+    `RPCs per accepted ${((get + setIf) / MAXIMUM).toFixed(1)}, p99 ${result.p99.toFixed(0)} ms`,
+  );
+});
+
+test('a retry budget of one attempt turns lost races into 503 BACKEND_UNAVAILABLE (Retry-After), never a 409 below the maximum, never an overshoot', async () => {
+  const { fixture, engine } = ctx();
+  const env = await fixture.prepare(engine, uniqueNamespace('t_momento'));
+  const handlers = Array.from({ length: 10 }, () => loadBundledHandler(fixture.entry, {
+    ...env,
+    [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: '1',
+    USE_CONDITIONAL_WRITES: 'true',
+    MAX_COUNTER_VALUE: '1000000',
+    ATOMIC_COUNTER_LOG: 'off',
+  }));
+  const answers: { status: number; body: any; headers: Record<string, string> }[] = [];
+  await runWorkload({
+    total: 400,
+    concurrency: 20,
+    call: async (_i, caller) => {
+      const a = await call(handlers[caller % handlers.length], 'POST', 'momento', 'budget');
+      answers.push(a);
+      return { status: a.status, counter: a.body.counter };
+    },
+  });
+  const accepted = answers.filter((a) => a.status === 200);
+  const unavailable = answers.filter((a) => a.status === 503);
+  // With 20 concurrent callers and no retry, some requests must lose a race.
+  expect(unavailable.length).toBeGreaterThan(0);
+  expect(accepted.length + unavailable.length).toBe(400);
+  expect(unavailable[0]).toMatchObject({ body: { code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later' }, headers: { 'Retry-After': expect.any(String) } });
+  // Accepted increments are exactly the stored ones: nothing lost, nothing doubled.
+  expect(new Set(accepted.map((a) => a.body.counter)).size).toBe(accepted.length);
+  expect((await call(handlers[0], 'GET', 'momento', 'budget')).body.counter).toBe(accepted.length);
+});
+
+/**
+ * The documented client-side approach, written here only to show what it
+ * does under load. Outcome per attempt: accepted, limit (at the maximum) or
+ * race ("race condition, try again").
+ */
+async function documentedIncrement(client: CacheClient, cacheName: string, id: string, maximum: number): Promise<'accepted' | 'limit' | 'race'> {
+  const got = await client.get(cacheName, id);
+  if (got instanceof CacheGet.Miss) {
+    const set = await client.setIfAbsent(cacheName, id, '1');
+    if (set instanceof CacheSetIfAbsent.Stored) return 'accepted';
+    if (set instanceof CacheSetIfAbsent.NotStored) return 'race';
+    throw new Error(`setIfAbsent: ${String(set)}`);
+  }
+  if (!(got instanceof CacheGet.Hit)) throw new Error(`get: ${String(got)}`);
+  const value = Number(got.valueString());
+  if (value >= maximum) return 'limit';
+  const set = await client.setIfPresentAndNotEqual(cacheName, id, String(value + 1), String(maximum));
+  if (set instanceof CacheSetIfPresentAndNotEqual.Stored) return 'accepted';
+  if (set instanceof CacheSetIfPresentAndNotEqual.NotStored) return 'race';
+  throw new Error(`setIfPresentAndNotEqual: ${String(set)}`);
+}
+
+test('side by side: the documented client-side approach under the same load accepts increments its stored value does not hold', async () => {
+  const { fixture, engine } = ctx();
+  const namespace = uniqueNamespace('t_momento_doc');
+  await fixture.prepare(engine, namespace);
+  const { hostname, port } = engine as MomentoEngine;
+  const clients = Array.from({ length: CLIENTS }, () => new CacheClient({
+    configuration: Configurations.Lambda.latest(),
+    credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
+    defaultTtlSeconds: 3600,
+  }));
+  const outcomes = { accepted: 0, limit: 0, race: 0 };
+  try {
+    await Promise.all(clients.map(async (client) => {
+      for (let i = 0; i < PER_CLIENT; i++) outcomes[await documentedIncrement(client, namespace, 'contended', MAXIMUM)]++;
+    }));
+    const final = await clients[0].get(namespace, 'contended');
+    const finalValue = final instanceof CacheGet.Hit ? Number(final.valueString()) : 0;
+
+    const lostUpdates = outcomes.accepted - finalValue;
+    const spuriousRejections = finalValue < MAXIMUM ? outcomes.race : 0;
+    console.log(
+      `documented approach, ${CLIENTS}×${PER_CLIENT}, max ${MAXIMUM}: accepted ${outcomes.accepted}, ` +
+      `"race, try again" ${outcomes.race}, at limit ${outcomes.limit}, final value ${finalValue} ` +
+      `→ ${lostUpdates} accepted increments not in the value, ${spuriousRejections} rejections while below the maximum`,
+    );
+    // Its answers disagree with the stored value: accepted increments are
+    // lost (two clients write the same v+1, or a stale v+1 overwrites a
+    // larger value; the value can even go down).
+    expect(lostUpdates).toBeGreaterThan(0);
+  } finally {
+    clients.forEach((c) => c.close());
+  }
+});

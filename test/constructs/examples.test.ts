@@ -1,0 +1,267 @@
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { Stack } from 'aws-cdk-lib';
+import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
+import { buildExample, config, exampleDir, FAKE_CREDENTIALS, FULL_DOTENV } from './example-app';
+
+/** The backends the example serves when every credential is configured: all five. */
+const ALL_BACKENDS = ['dynamo', 'redis', 'momento', 'docdb', 'tidb'];
+/** Backends with a setup custom resource, and its type. */
+const SETUP_TYPES: Record<string, string> = { momento: 'Custom::MomentoSetup', docdb: 'Custom::DocDbSetup', tidb: 'Custom::TiDbSetup' };
+
+type Resources = Record<string, { Type: string; Properties?: any }>;
+
+function logicalId(stack: Stack, construct: { node: { defaultChild?: unknown } }): string {
+  return stack.getLogicalId(construct.node.defaultChild as never);
+}
+
+/** `/dynamo/{id}` for an AWS::ApiGateway::Resource logical id, from PathPart/ParentId. */
+function resourcePath(resources: Resources, id: string): string {
+  const r = resources[id];
+  if (!r || r.Type !== 'AWS::ApiGateway::Resource') return '';
+  const parent = r.Properties.ParentId;
+  const parentPath = parent.Ref ? resourcePath(resources, parent.Ref) : '';
+  return `${parentPath}/${r.Properties.PathPart}`;
+}
+
+describe('example stack, every backend configured', () => {
+  const { app, stack } = buildExample(exampleDir(FULL_DOTENV));
+  const template = Template.fromStack(stack);
+  const resources = template.toJSON().Resources as Resources;
+
+  test('serves every backend', () => {
+    expect(stack.api.backends.sort()).toEqual([...ALL_BACKENDS].sort());
+  });
+
+  test('one VPC with two public and two private subnets and ONE NAT gateway; rejected traffic is flow-logged', () => {
+    template.resourceCountIs('AWS::EC2::VPC', 1);
+    template.resourceCountIs('AWS::EC2::NatGateway', 1);
+    const subnets = Object.values(template.findResources('AWS::EC2::Subnet'));
+    expect(subnets.map((s) => s.Properties.MapPublicIpOnLaunch).sort()).toEqual([false, false, true, true]);
+    template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT' });
+  });
+
+  test('one counter function per backend, each told the mode from .env', () => {
+    const counterFunctions = Object.values(template.findResources('AWS::Lambda::Function', {
+      Properties: { Environment: { Variables: { USE_CONDITIONAL_WRITES: Match.anyValue() } } },
+    }));
+    expect(counterFunctions).toHaveLength(ALL_BACKENDS.length);
+    for (const fn of counterFunctions) {
+      expect(fn.Properties.Runtime).toBe('nodejs24.x');
+    }
+    // Each counter function's environment, exactly: an extra variable (a credential, a secret reference) fails.
+    const any = expect.anything();
+    const mode = { USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '25' };
+    const expected: Record<string, Record<string, unknown>> = {
+      dynamo: { COUNTER_TABLE_NAME: any },
+      redis: {
+        REDIS_HOST: any,
+        REDIS_PORT: any,
+        REDIS_TLS: 'true',
+        REDIS_KEY_PREFIX: 'counter:',
+        REDIS_CONNECT_TIMEOUT_MS: '1000',
+        REDIS_COMMAND_TIMEOUT_MS: '1000',
+        REDIS_AUTH_SECRET_ARN: any,
+      },
+      momento: {
+        MOMENTO_API_KEY_SECRET_ARN: any,
+        MOMENTO_CACHE_NAME: 'counters-under-test',
+        MOMENTO_TTL_SECONDS: '86400',
+        MOMENTO_CAS_MAX_ATTEMPTS: '200',
+        MOMENTO_CAS_BUDGET_MS: '5000',
+      },
+      docdb: {
+        DOCDB_SECRET_ARN: any,
+        DOCDB_HOST: any,
+        DOCDB_PORT: any,
+        DOCDB_TLS: 'true',
+        DOCDB_REPLICA_SET: any,
+        DOCDB_DATABASE: any,
+        DOCDB_COLLECTION: any,
+        NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
+      },
+      tidb: { TIDB_SECRET_ARN: any, TIDB_TABLE: 'counters', TIDB_TLS: 'true', TIDB_CONNECT_TIMEOUT_MS: '2000', TIDB_QUERY_TIMEOUT_MS: '2500' },
+    };
+    for (const counter of stack.counters) {
+      const variables = resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;
+      const deployment = `AtomicCounterExample/${counter.counterFunction.node.scope!.node.id}`;
+      const want = { ...expected[counter.backend], ...mode, COUNTER_DEPLOYMENT: deployment };
+      expect({ backend: counter.backend, variables }).toEqual({ backend: counter.backend, variables: want });
+    }
+  });
+
+  test('POST and GET /{backend}/{id} for every backend, API key required, each integrated with its own function', () => {
+    for (const counter of stack.counters) {
+      const fnId = logicalId(stack, counter.counterFunction);
+      for (const method of ['POST', 'GET']) {
+        const matches = Object.values(resources).filter((r) => r.Type === 'AWS::ApiGateway::Method'
+          && r.Properties.HttpMethod === method
+          && resourcePath(resources, r.Properties.ResourceId.Ref) === `/${counter.backend}/{id}`);
+        expect(matches).toHaveLength(1);
+        expect(matches[0].Properties.ApiKeyRequired).toBe(true);
+        expect(JSON.stringify(matches[0].Properties.Integration.Uri)).toContain(`"${fnId}","Arn"`);
+      }
+    }
+  });
+
+  test('cdk destroy can delete the VPC: nothing inside it is retained (DocumentDB and Redis end with a snapshot)', () => {
+    const inVpc = ['AWS::DocDB::DBCluster', 'AWS::DocDB::DBInstance', 'AWS::ElastiCache::ReplicationGroup', 'AWS::EC2::SecurityGroup', 'AWS::Lambda::Function'];
+    const retained = Object.entries(template.toJSON().Resources as Record<string, { Type: string; DeletionPolicy?: string }>)
+      .filter(([, r]) => inVpc.includes(r.Type) && r.DeletionPolicy === 'Retain').map(([id]) => id);
+    expect(retained).toEqual([]);
+    template.hasResource('AWS::DocDB::DBCluster', { DeletionPolicy: 'Snapshot' });
+  });
+
+  test('an API key bound to a usage plan on the stage', () => {
+    template.resourceCountIs('AWS::ApiGateway::ApiKey', 1);
+    template.resourceCountIs('AWS::ApiGateway::UsagePlan', 1);
+    template.hasResourceProperties('AWS::ApiGateway::UsagePlan', { ApiStages: [Match.objectLike({ Stage: Match.anyValue() })] });
+    template.hasResourceProperties('AWS::ApiGateway::UsagePlanKey', { KeyType: 'API_KEY' });
+    // The example's own outputs (the library adds none): the URL and the key id for calling the API.
+    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(['ApiKeyId', 'ApiUrl', 'Backends', 'DashboardName']);
+    template.hasOutput('ApiKeyId', { Description: Match.stringLikeRegexp('get-api-key') });
+  });
+
+  test('the setup custom resources of the backends that need one', () => {
+    for (const backend of ALL_BACKENDS.filter((b) => SETUP_TYPES[b])) {
+      template.resourceCountIs(SETUP_TYPES[backend], 1);
+    }
+  });
+
+  test('one metric filter per backend, each on its own function\'s log group, into AtomicCounter/<Backend>AtomicCounter', () => {
+    const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'));
+    expect(filters).toHaveLength(ALL_BACKENDS.length);
+    for (const counter of stack.counters) {
+      const fn = resources[logicalId(stack, counter.counterFunction)];
+      const logGroupRef = fn.Properties.LoggingConfig.LogGroup;
+      expect(logGroupRef).toEqual({ Ref: logicalId(stack, counter.logGroup) });
+      const own = filters.filter((f) => JSON.stringify(f.Properties.LogGroupName) === JSON.stringify(logGroupRef));
+      expect(own).toHaveLength(1);
+      expect(own[0].Properties.MetricTransformations).toEqual([
+        expect.objectContaining({ MetricNamespace: 'AtomicCounter', MetricName: counter.counterMetricName, MetricValue: '$.counter' }),
+      ]);
+    }
+  });
+
+  test('the dashboard has a row for the API and for every backend', () => {
+    template.resourceCountIs('AWS::CloudWatch::Dashboard', 1);
+    const body = JSON.stringify(Object.values(template.findResources('AWS::CloudWatch::Dashboard'))[0].Properties.DashboardBody);
+    for (const heading of ['API', ...ALL_BACKENDS]) expect(body).toContain(`## ${heading}`);
+  });
+
+  test('no credential value of the test config appears anywhere in the cloud assembly', () => {
+    const outdir = app.synth().directory;
+    const texts = [JSON.stringify(template.toJSON()), ...filesUnder(outdir).filter((f) => /\.json$/.test(f)).map((f) => fs.readFileSync(f, 'utf8'))];
+    for (const value of Object.values(FAKE_CREDENTIALS)) {
+      expect(texts.filter((t) => t.includes(value))).toHaveLength(0);
+    }
+    // The secrets are referenced by name (the ARN is resolved at deploy time).
+    expect(JSON.stringify(template.toJSON())).toContain('secret:atomic-counter/momento');
+    // The stack's own secrets (Redis AUTH token, DocumentDB master password) are generated by Secrets Manager.
+    const secrets = Object.values(template.findResources('AWS::SecretsManager::Secret'));
+    expect(secrets.length).toBeGreaterThan(0);
+    for (const secret of secrets) {
+      expect(secret.Properties.GenerateSecretString).toBeDefined();
+      expect(secret.Properties.SecretString).toBeUndefined();
+    }
+  });
+});
+
+describe('example stack, configuration', () => {
+  test('without .env or credentials: unconditional, maximum 10, the AWS-only backends, and a warning per left-out backend', () => {
+    const { stack } = buildExample(exampleDir('', { momento: undefined, tidb: undefined }));
+    expect(stack.api.backends.sort()).toEqual(['docdb', 'dynamo', 'redis']);
+    for (const counter of stack.counters) {
+      const variables = Template.fromStack(stack).toJSON().Resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;
+      expect(variables).toMatchObject({ USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10' });
+    }
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings).toEqual(expect.arrayContaining([
+      expect.stringMatching(/^Momento left out: set MOMENTO_SECRET_NAME/),
+      expect.stringMatching(/^TiDB left out: set TIDB_SECRET_NAME/),
+    ]));
+  });
+
+  test('credential files present but no opt-in: ignored, and the warning says how to use them', () => {
+    const { stack } = buildExample(exampleDir(''));
+    expect(stack.api.backends).not.toContain('momento');
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings.join('\n')).toMatch(/momento_key_info\.json is present but is read only with -c allowPlaintextSecretsFromFiles=true/);
+  });
+
+  test('the plaintext opt-in copies each file into a Secrets Manager secret only, and warns', () => {
+    const { stack } = buildExample(exampleDir(''), { allowPlaintextSecretsFromFiles: true });
+    expect(stack.api.backends).toEqual(expect.arrayContaining(['momento', 'tidb']));
+    const template = Template.fromStack(stack).toJSON();
+    const holding = (value: string) => Object.entries(template.Resources as Resources)
+      .filter(([, r]) => JSON.stringify(r).includes(value)).map(([, r]) => r.Type);
+    expect(holding(FAKE_CREDENTIALS.momentoApiKey)).toEqual(['AWS::SecretsManager::Secret']);
+    expect(holding(FAKE_CREDENTIALS.tidbPassword)).toEqual(['AWS::SecretsManager::Secret']);
+    expect(JSON.stringify(template.Outputs ?? {})).not.toContain(FAKE_CREDENTIALS.momentoApiKey);
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings.filter((w) => /in the synthesized template .* as plain text/.test(w))).toHaveLength(2);
+  });
+
+  test.each([
+    ['USE_CONDITIONAL_WRITES=yes', /^USE_CONDITIONAL_WRITES: expected true or false, got "yes"$/],
+    ['MAX_COUNTER_VALUE=0', /^MAX_COUNTER_VALUE: expected an integer ≥ 1, got "0"$/],
+    ['MAX_COUNTER_VALUE=ten', /^MAX_COUNTER_VALUE: expected an integer ≥ 1, got "ten"$/],
+    ['MAX_COUNTER_VALUE=', /^MAX_COUNTER_VALUE: expected an integer ≥ 1, got ""$/],
+    ['MOMENTO_CACHE_NAME=has space', /^MOMENTO_CACHE_NAME: "has space" is not a valid Momento cache name/],
+    ['MOMENTO_SECRET_NAME=bad name!', /^MOMENTO_SECRET_NAME: "bad name!" is not a Secrets Manager secret name/],
+    ['TIDB_SECRET_NAME=', /^TIDB_SECRET_NAME: "" is not a Secrets Manager secret name/],
+    ['this is not an assignment', /^\.env:1: expected KEY=value/],
+  ])('.env "%s" stops synth with one line naming it', (dotenv, message) => {
+    expectConfigError(() => buildExample(exampleDir(dotenv)), message);
+  });
+
+  test.each([
+    ['momento', '{"apiKey": ', /^momento_key_info\.json: not valid JSON/],
+    ['momento', { apiKey: 'k' }, /^momento_key_info\.json: missing "endpoint" \(v2 key\) or "restEndpoint" \(legacy key\)$/],
+    ['tidb', { host: 'h', user: 'u' }, /^tidb_info\.json: missing "password" \(or "pwd"\)$/],
+    ['tidb', ['not', 'an', 'object'], /^tidb_info\.json: expected a JSON object$/],
+  ])('a malformed %s file on the opt-in stops synth with one line naming it', (backend, content, message) => {
+    expectConfigError(() => buildExample(exampleDir('', { [backend]: content }), { allowPlaintextSecretsFromFiles: true }), message);
+  });
+
+  test('a malformed opt-in value stops synth', () => {
+    expectConfigError(() => buildExample(exampleDir(''), { allowPlaintextSecretsFromFiles: 'yes' }), /^-c allowPlaintextSecretsFromFiles: expected true or false/);
+  });
+
+  test('the process environment wins over .env', () => {
+    const dir = exampleDir('MAX_COUNTER_VALUE=5');
+    expect(config.loadExampleConfig({ dir, env: { MAX_COUNTER_VALUE: '7' } }).maxCounterValue).toBe(7);
+    expect(config.loadExampleConfig({ dir, env: {} }).maxCounterValue).toBe(5);
+  });
+
+  test('.env.example is valid and documents every variable the example reads', () => {
+    const text = fs.readFileSync(path.join(__dirname, '..', '..', 'examples', '.env.example'), 'utf8');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'env-example-'));
+    fs.writeFileSync(path.join(dir, '.env'), text);
+    expect(config.loadExampleConfig({ dir, env: {} })).toMatchObject({ conditionalWrites: false, maxCounterValue: 10 });
+    for (const variable of ['USE_CONDITIONAL_WRITES', 'MAX_COUNTER_VALUE', 'MOMENTO_CACHE_NAME', 'MOMENTO_SECRET_NAME', 'TIDB_SECRET_NAME']) {
+      expect(text).toContain(variable);
+    }
+  });
+});
+
+function expectConfigError(build: () => unknown, message: RegExp): void {
+  let error: unknown;
+  try {
+    build();
+  } catch (e) {
+    error = e;
+  }
+  expect(error).toBeInstanceOf(config.ConfigError);
+  const text = (error as Error).message;
+  expect(text).toMatch(message);
+  expect(text).not.toContain('\n');
+}
+
+function filesUnder(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const full = path.join(dir, e.name);
+    return e.isDirectory() ? filesUnder(full) : [full];
+  });
+}

@@ -1,0 +1,472 @@
+/**
+ * Conformance tests for the in-process MongoDB wire-protocol server, driven by the
+ * real `mongodb` driver over TCP. They pin the behaviours our DocumentDB counter
+ * relies on: unique-index enforcement (E11000), upsert semantics and atomic
+ * findAndModify under concurrency.
+ */
+import * as net from 'net';
+import { deserialize, serialize } from 'bson';
+import { MongoBulkWriteError, MongoClient, MongoServerError } from 'mongodb';
+import { MongoWireServer } from '../../local/engines/mongo-wire-server';
+
+let server: MongoWireServer;
+let client: MongoClient;
+let dbCounter = 0;
+/** A fresh database per test, so tests do not see each other's data. */
+const freshDb = () => client.db(`t${++dbCounter}`);
+
+/** Resolves with the server error a promise rejects with (fails the test if it resolves). */
+async function serverError(p: Promise<unknown>): Promise<MongoServerError> {
+  try {
+    await p;
+  } catch (e) {
+    expect(e).toBeInstanceOf(MongoServerError);
+    return e as MongoServerError;
+  }
+  throw new Error('expected a MongoServerError, but the operation succeeded');
+}
+
+async function waitFor(cond: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not reached in time');
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+beforeAll(async () => {
+  server = await MongoWireServer.start();
+  client = new MongoClient(server.uri);
+  await client.connect();
+});
+
+afterAll(async () => {
+  await client?.close();
+  await server?.stop();
+});
+
+describe('protocol and admin commands', () => {
+  test('uri, ping, buildInfo, unknown command', async () => {
+    expect(server.uri).toBe(`mongodb://127.0.0.1:${server.port}/?directConnection=true`);
+    expect(server.port).toBeGreaterThan(0);
+    const admin = client.db('admin');
+    expect(await admin.command({ ping: 1 })).toMatchObject({ ok: 1 });
+    expect((await admin.command({ buildInfo: 1 })).version).toMatch(/^\d+\.\d+/);
+    const err = await serverError(admin.command({ frobnicate: 1 }));
+    expect(err.code).toBe(59);
+    expect(err.codeName).toBe('CommandNotFound');
+    expect(err.message).toBe("no such command: 'frobnicate'");
+  });
+
+  test('framing: a message split into 1-byte chunks and two messages in one chunk', async () => {
+    const opMsg = (requestId: number, body: object) => {
+      const doc = serialize(body);
+      const header = Buffer.alloc(21);
+      header.writeInt32LE(21 + doc.length, 0);
+      header.writeInt32LE(requestId, 4);
+      header.writeInt32LE(2013, 12);
+      return Buffer.concat([header, doc]);
+    };
+    const socket = net.connect(server.port, server.host);
+    await new Promise((r) => socket.once('connect', r));
+    const replies: Buffer[] = [];
+    let pending = Buffer.alloc(0);
+    socket.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 4 && pending.length >= pending.readInt32LE(0)) {
+        replies.push(pending.subarray(0, pending.readInt32LE(0)));
+        pending = pending.subarray(pending.readInt32LE(0));
+      }
+    });
+    const first = opMsg(7, { hello: 1, $db: 'admin' });
+    for (const byte of first) {
+      socket.write(Buffer.from([byte]));
+      await new Promise((r) => setImmediate(r));
+    }
+    socket.write(Buffer.concat([opMsg(8, { ping: 1, $db: 'admin' }), opMsg(9, { nope: 1, $db: 'admin' })]));
+    await waitFor(() => replies.length === 3);
+    const bodies = replies.map((r) => ({ responseTo: r.readInt32LE(8), opCode: r.readInt32LE(12), body: deserialize(r.subarray(21)) }));
+    expect(bodies[0]).toMatchObject({ responseTo: 7, opCode: 2013, body: { isWritablePrimary: true, ok: 1 } });
+    expect(bodies[0].body.maxWireVersion).toBeGreaterThanOrEqual(13);
+    expect(bodies[1]).toMatchObject({ responseTo: 8, body: { ok: 1 } });
+    expect(bodies[2]).toMatchObject({ responseTo: 9, body: { ok: 0, code: 59 } });
+    socket.destroy();
+  });
+});
+
+describe('CRUD', () => {
+  test('insert, find/findOne with filter, projection, sort, limit; counts; deleteMany', async () => {
+    const c = freshDb().collection<{ _id?: any; n: number; tag: string }>('items');
+    await c.insertMany([{ n: 3, tag: 'a' }, { n: 1, tag: 'b' }, { n: 2, tag: 'a' }, { n: 5, tag: 'b' }]);
+    expect(await c.findOne({ n: 2 })).toMatchObject({ n: 2, tag: 'a' });
+    expect(await c.findOne({ n: 42 })).toBeNull();
+    const sorted = await c.find({ n: { $lt: 5 } }, { projection: { _id: 0, n: 1 } }).sort({ n: -1 }).limit(2).toArray();
+    expect(sorted).toEqual([{ n: 3 }, { n: 2 }]);
+    expect(await c.countDocuments({ tag: 'a' })).toBe(2);
+    expect(await c.estimatedDocumentCount()).toBe(4);
+    expect(await c.distinct('tag')).toEqual(['a', 'b']);
+    const del = await c.deleteMany({ tag: 'b' });
+    expect(del.deletedCount).toBe(2);
+    expect((await c.find().toArray()).map((d) => d.n).sort()).toEqual([2, 3]);
+    expect((await c.deleteOne({ tag: 'a' })).deletedCount).toBe(1);
+    expect(await c.countDocuments()).toBe(1);
+  });
+
+  test('_id is unique without any index being created; auto ObjectId', async () => {
+    const c = freshDb().collection<any>('ids');
+    const r = await c.insertOne({ x: 1 });
+    expect(r.insertedId.constructor.name).toBe('ObjectId');
+    await c.insertOne({ _id: 'k', x: 1 });
+    const err = await serverError(c.insertOne({ _id: 'k', x: 2 }));
+    expect(err.code).toBe(11000);
+    expect(err.message).toMatch(/^E11000 duplicate key error collection: t\d+\.ids index: _id_ dup key: \{ _id: "k" \}$/);
+    expect(await c.findOne({ _id: 'k' })).toEqual({ _id: 'k', x: 1 });
+  });
+
+  test('updateOne/updateMany with $set, $inc, $setOnInsert, replacement', async () => {
+    const c = freshDb().collection<any>('u');
+    await c.insertMany([{ _id: 1, v: 1, g: 'x' }, { _id: 2, v: 2, g: 'x' }, { _id: 3, v: 3, g: 'y' }]);
+    const many = await c.updateMany({ g: 'x' }, { $inc: { v: 10 }, $set: { seen: true }, $setOnInsert: { created: 1 } });
+    expect(many).toMatchObject({ matchedCount: 2, modifiedCount: 2, upsertedCount: 0 });
+    expect(await c.findOne({ _id: 1 })).toEqual({ _id: 1, v: 11, g: 'x', seen: true });
+    // No-op update: matched but not modified.
+    expect(await c.updateOne({ _id: 3 }, { $set: { v: 3 } })).toMatchObject({ matchedCount: 1, modifiedCount: 0 });
+    await c.replaceOne({ _id: 3 }, { only: 'this' });
+    expect(await c.findOne({ _id: 3 })).toEqual({ _id: 3, only: 'this' });
+    const immutable = await serverError(c.updateOne({ _id: 3 }, { $set: { _id: 4 } }));
+    expect(immutable.code).toBe(66);
+  });
+});
+
+describe('upsert semantics', () => {
+  test('upsert builds the document from the filter equality fields plus the update', async () => {
+    const c = freshDb().collection<any>('counters');
+    const r1 = await c.updateOne({ _id: 'a', value: { $lt: 10 } }, { $inc: { value: 1 }, $setOnInsert: { born: true } }, { upsert: true });
+    expect(r1).toMatchObject({ upsertedCount: 1, upsertedId: 'a', matchedCount: 0 });
+    expect(await c.findOne({ _id: 'a' })).toEqual({ _id: 'a', value: 1, born: true });
+    const r2 = await c.updateOne({ _id: 'a', value: { $lt: 10 } }, { $inc: { value: 1 }, $setOnInsert: { born: false } }, { upsert: true });
+    expect(r2).toMatchObject({ upsertedCount: 0, matchedCount: 1, modifiedCount: 1 });
+    expect(await c.findOne({ _id: 'a' })).toEqual({ _id: 'a', value: 2, born: true });
+    // No _id in the filter: the server generates one and keeps the other equality fields.
+    const r3 = await c.updateOne({ name: 'n', kind: { $eq: 'k' } }, { $set: { x: 1 } }, { upsert: true });
+    expect(r3.upsertedId?.constructor.name).toBe('ObjectId');
+    expect(await c.findOne({ name: 'n' })).toMatchObject({ name: 'n', kind: 'k', x: 1 });
+  });
+
+  test('updateOne upsert at the maximum collides with _id -> 11000', async () => {
+    const c = freshDb().collection<any>('counters');
+    await c.insertOne({ _id: 'full', value: 10 });
+    const err = await serverError(c.updateOne({ _id: 'full', value: { $lt: 10 } }, { $inc: { value: 1 } }, { upsert: true }));
+    expect(err.code).toBe(11000);
+    expect(await c.findOne({ _id: 'full' })).toEqual({ _id: 'full', value: 10 });
+  });
+});
+
+describe('unique indexes', () => {
+  test('createIndex is idempotent, conflicts are reported, listIndexes shows them', async () => {
+    const c = freshDb().collection<any>('people');
+    expect(await c.createIndex({ email: 1 }, { unique: true })).toBe('email_1');
+    expect(await c.createIndex({ email: 1 }, { unique: true })).toBe('email_1');
+    expect(await c.createIndex({ org: 1, login: 1 }, { unique: true })).toBe('org_1_login_1');
+    const indexes = await c.listIndexes().toArray();
+    expect(indexes.map((i) => [i.name, i.unique ?? false])).toEqual([['_id_', false], ['email_1', true], ['org_1_login_1', true]]);
+    // Same name, different options.
+    expect((await serverError(c.createIndex({ email: 1 }, { name: 'email_1' }))).code).toBe(86);
+    // Same key, different name.
+    expect((await serverError(c.createIndex({ email: 1 }, { unique: true, name: 'other' }))).code).toBe(85);
+  });
+
+  test('insert duplicates -> 11000 (single, bulk ordered, compound key)', async () => {
+    const c = freshDb().collection<any>('people');
+    await c.createIndex({ email: 1 }, { unique: true });
+    await c.createIndex({ org: 1, login: 1 }, { unique: true });
+    await c.insertOne({ email: 'a@x', org: 'o', login: 'l1' });
+    const err = await serverError(c.insertOne({ email: 'a@x', org: 'o', login: 'l2' }));
+    expect(err.code).toBe(11000);
+    expect(err.message).toMatch(/index: email_1 dup key: \{ email: "a@x" \}/);
+    expect(err.keyValue).toEqual({ email: 'a@x' });
+
+    const bulk = await c.insertMany([{ email: 'b@x', org: 'o', login: 'l3' }, { email: 'c@x', org: 'o', login: 'l1' }, { email: 'd@x' }])
+      .then(() => undefined, (e) => e);
+    expect(bulk).toBeInstanceOf(MongoBulkWriteError);
+    expect(bulk.code).toBe(11000);
+    expect(bulk.insertedCount).toBe(1); // ordered: stops at the failing document
+    expect(bulk.writeErrors[0].errmsg).toMatch(/index: org_1_login_1 dup key: \{ org: "o", login: "l1" \}/);
+    expect(await c.countDocuments()).toBe(2);
+  });
+
+  test('upsert and update collisions on a unique index -> 11000', async () => {
+    const c = freshDb().collection<any>('people');
+    await c.createIndex({ email: 1 }, { unique: true });
+    await c.insertMany([{ _id: 1, email: 'a@x' }, { _id: 2, email: 'b@x' }]);
+    expect((await serverError(c.updateOne({ _id: 3 }, { $set: { email: 'a@x' } }, { upsert: true }))).code).toBe(11000);
+    expect((await serverError(c.updateOne({ _id: 2 }, { $set: { email: 'a@x' } }))).code).toBe(11000);
+    expect(await c.findOne({ _id: 2 })).toEqual({ _id: 2, email: 'b@x' });
+    expect(await c.countDocuments()).toBe(2);
+  });
+
+  test('a unique index cannot be built over existing duplicates', async () => {
+    const c = freshDb().collection<any>('dups');
+    await c.insertMany([{ k: 1 }, { k: 1 }]);
+    expect((await serverError(c.createIndex({ k: 1 }, { unique: true }))).code).toBe(11000);
+    expect((await c.listIndexes().toArray()).map((i) => i.name)).toEqual(['_id_']);
+  });
+});
+
+describe('findOneAndUpdate (findAndModify)', () => {
+  test('returnDocument after/before, projection, sort, includeResultMetadata', async () => {
+    const c = freshDb().collection<any>('fam');
+    const created = await c.findOneAndUpdate({ _id: 'c' }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after' });
+    expect(created).toEqual({ _id: 'c', value: 1 });
+    const before = await c.findOneAndUpdate({ _id: 'c' }, { $inc: { value: 1 } }, { returnDocument: 'before' });
+    expect(before).toEqual({ _id: 'c', value: 1 });
+    const after = await c.findOneAndUpdate({ _id: 'c', value: { $lt: 3 } }, { $inc: { value: 1 } },
+      { returnDocument: 'after', projection: { _id: 0, value: 1 } });
+    expect(after).toEqual({ value: 3 });
+    const meta = await c.findOneAndUpdate({ _id: 'c', value: { $lt: 3 } }, { $inc: { value: 1 } }, { includeResultMetadata: true });
+    expect(meta).toMatchObject({ ok: 1, value: null, lastErrorObject: { n: 0, updatedExisting: false } });
+
+    await c.insertMany([{ _id: 'p', prio: 2 }, { _id: 'q', prio: 9 }]);
+    const top = await c.findOneAndUpdate({ prio: { $exists: true } }, { $set: { taken: true } }, { sort: { prio: -1 }, returnDocument: 'after' });
+    expect(top).toEqual({ _id: 'q', prio: 9, taken: true });
+    expect(await c.findOneAndDelete({ _id: 'p' })).toEqual({ _id: 'p', prio: 2 });
+    expect(await c.findOne({ _id: 'p' })).toBeNull();
+  });
+
+  test('upsert whose filter misses a document at the maximum -> DuplicateKey on _id', async () => {
+    const c = freshDb().collection<any>('fam');
+    await c.insertOne({ _id: 'id', value: 5 });
+    const err = await serverError(c.findOneAndUpdate({ _id: 'id', value: { $lt: 5 } }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after' }));
+    expect(err.code).toBe(11000);
+    expect(err.codeName).toBe('DuplicateKey');
+    expect(err.message).toMatch(/index: _id_ dup key: \{ _id: "id" \}/);
+    expect(await c.findOne({ _id: 'id' })).toEqual({ _id: 'id', value: 5 });
+  });
+});
+
+describe('collections and databases', () => {
+  test('createCollection, listCollections, drop, dropDatabase, listDatabases', async () => {
+    const db = freshDb();
+    await db.createCollection('a');
+    expect((await serverError(db.createCollection('a'))).code).toBe(48);
+    await db.collection('b').insertOne({ x: 1 });
+    expect((await db.listCollections({}, { nameOnly: true }).toArray()).map((c) => c.name).sort()).toEqual(['a', 'b']);
+    expect(await db.collection('a').drop()).toBe(true);
+    expect((await serverError(db.collection('a').drop())).code).toBe(26); // as on MongoDB 6.0
+    expect((await db.listCollections().toArray()).map((c) => c.name)).toEqual(['b']);
+    const dbs = await client.db('admin').admin().listDatabases();
+    expect(dbs.databases.map((d) => d.name)).toContain(db.databaseName);
+    expect(await db.dropDatabase()).toBe(true);
+    expect(await db.collection('b').countDocuments()).toBe(0);
+    expect((await client.db('admin').admin().listDatabases()).databases.map((d) => d.name)).not.toContain(db.databaseName);
+  });
+});
+
+describe('concurrency', () => {
+  test('20 clients x 50 concurrent $inc upserts: no lost or duplicated increments, no leaked sockets', async () => {
+    const baseline = server.connectionCount;
+    const dbName = freshDb().databaseName;
+    const clients = await Promise.all(Array.from({ length: 20 }, () => new MongoClient(server.uri).connect()));
+    try {
+      const values = await Promise.all(clients.flatMap((cl) => Array.from({ length: 50 }, async () => {
+        const doc = await cl.db(dbName).collection<any>('hot').findOneAndUpdate(
+          { _id: 'hot' }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after' });
+        return doc!.value as number;
+      })));
+      expect(values).toHaveLength(1000);
+      expect(new Set(values).size).toBe(1000);
+      expect(Math.max(...values)).toBe(1000);
+      expect(await client.db(dbName).collection<any>('hot').findOne({ _id: 'hot' })).toEqual({ _id: 'hot', value: 1000 });
+      expect(server.connectionCount).toBeGreaterThan(baseline);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.close()));
+    }
+    await waitFor(() => server.connectionCount === baseline);
+  });
+
+  test('first-increment race on a new id: every upsert succeeds or gets 11000, none is lost', async () => {
+    const dbName = freshDb().databaseName;
+    const clients = await Promise.all(Array.from({ length: 5 }, () => new MongoClient(server.uri).connect()));
+    try {
+      const outcomes = await Promise.all(Array.from({ length: 50 }, (_, i) =>
+        clients[i % clients.length].db(dbName).collection<any>('race')
+          .findOneAndUpdate({ _id: 'new', value: { $lt: 1_000 } }, { $inc: { value: 1 } }, { upsert: true, returnDocument: 'after' })
+          .then((doc) => ({ ok: true as const, value: doc!.value as number }), (e) => ({ ok: false as const, code: (e as MongoServerError).code }))));
+      const wins = outcomes.filter((o) => o.ok);
+      const losses = outcomes.filter((o) => !o.ok);
+      losses.forEach((l) => expect(l).toEqual({ ok: false, code: 11000 }));
+      expect(wins.length).toBeGreaterThan(0);
+      const final = await client.db(dbName).collection<any>('race').findOne({ _id: 'new' });
+      expect(final!.value).toBe(wins.length);
+      expect(new Set(wins.map((w) => (w as { value: number }).value)).size).toBe(wins.length);
+    } finally {
+      await Promise.all(clients.map((cl) => cl.close()));
+    }
+  });
+});
+
+describe('authentication (SCRAM-SHA-256)', () => {
+  let secured: MongoWireServer;
+  beforeAll(async () => { secured = await MongoWireServer.start({ username: 'app', password: 's3cret' }); });
+  afterAll(async () => { await secured?.stop(); });
+
+  test('right password works, wrong password fails with 18, no credentials -> 13', async () => {
+    const good = await new MongoClient(secured.uri, { auth: { username: 'app', password: 's3cret' } }).connect();
+    try {
+      await good.db('x').collection('c').insertOne({ a: 1 });
+      expect(await good.db('x').collection('c').countDocuments()).toBe(1);
+    } finally {
+      await good.close();
+    }
+    const bad = new MongoClient(secured.uri, { auth: { username: 'app', password: 'wrong' }, serverSelectionTimeoutMS: 3000 });
+    const err = await serverError(bad.connect());
+    expect(err.code).toBe(18);
+    expect(err.codeName).toBe('AuthenticationFailed');
+    await bad.close();
+    const anon = await new MongoClient(secured.uri).connect();
+    try {
+      expect((await serverError(anon.db('x').collection('c').findOne({}))).code).toBe(13);
+    } finally {
+      await anon.close();
+    }
+  });
+});
+
+describe('users and roles (createUser / updateUser / dropUser, SCRAM-SHA-1 and SCRAM-SHA-256)', () => {
+  let secured: MongoWireServer;
+  const open: MongoClient[] = [];
+  beforeAll(async () => { secured = await MongoWireServer.start({ username: 'master', password: 'm4ster' }); });
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await secured?.stop();
+  });
+  const connect = async (username: string, password: string, extra: object = {}) => {
+    const c = new MongoClient(secured.uri, { auth: { username, password }, authSource: 'admin', serverSelectionTimeoutMS: 3000, ...extra });
+    open.push(c);
+    return c.connect();
+  };
+
+  test('the master user (root) creates an app user with readWrite on one database; both mechanisms authenticate it; usersInfo shows it', async () => {
+    const master = await connect('master', 'm4ster');
+    const admin = master.db('admin');
+    expect(await admin.command({ createUser: 'app1', pwd: 'pw-1', roles: [{ role: 'readWrite', db: 'shop' }] })).toMatchObject({ ok: 1 });
+    expect((await serverError(admin.command({ createUser: 'app1', pwd: 'x', roles: [] }))).code).toBe(51003);
+    expect((await serverError(admin.command({ createUser: 'bad', pwd: 'x', roles: [{ role: 'superhero', db: 'shop' }] }))).code).toBe(31);
+    const info = await admin.command({ usersInfo: { user: 'app1', db: 'admin' } });
+    expect(info.users).toEqual([expect.objectContaining({ user: 'app1', db: 'admin', roles: [{ role: 'readWrite', db: 'shop' }] })]);
+    for (const authMechanism of ['SCRAM-SHA-1', 'SCRAM-SHA-256'] as const) {
+      const app = await connect('app1', 'pw-1', { authMechanism });
+      await app.db('shop').collection('c').insertOne({ m: authMechanism });
+      expect((await app.db('admin').command({ connectionStatus: 1 })).authInfo.authenticatedUsers).toEqual([{ user: 'app1', db: 'admin' }]);
+      await expect(connect('app1', 'wrong', { authMechanism })).rejects.toMatchObject({ code: 18 });
+    }
+    // Negotiated (no mechanism given): the driver picks SCRAM-SHA-256 from saslSupportedMechs.
+    const negotiated = await connect('app1', 'pw-1');
+    expect(await negotiated.db('shop').collection('c').countDocuments()).toBe(2);
+  });
+
+  test('readWrite on its database only: other databases, dropDatabase, user management and fail points are refused with 13', async () => {
+    const master = await connect('master', 'm4ster');
+    await master.db('admin').command({ createUser: 'app2', pwd: 'pw-2', roles: [{ role: 'readWrite', db: 'mine' }] });
+    await master.db('theirs').collection('c').insertOne({ _id: 'keep' as any });
+    const app = await connect('app2', 'pw-2');
+    const mine = app.db('mine').collection<{ _id: string; n: number }>('c');
+    expect(await mine.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true, returnDocument: 'after' })).toEqual({ _id: 'a', n: 1 });
+    await app.db('mine').createCollection('other');
+    expect((await serverError(app.db('theirs').collection('c').insertOne({ x: 1 }))).code).toBe(13);
+    expect((await serverError(app.db('theirs').collection('c').findOne({}))).code).toBe(13);
+    expect((await serverError(app.db('theirs').collection('c').findOneAndUpdate({ _id: 'a' as any }, { $inc: { n: 1 } }, { upsert: true }))).code).toBe(13);
+    expect((await serverError(app.db('mine').dropDatabase())).code).toBe(13);
+    expect((await serverError(app.db('admin').command({ createUser: 'evil', pwd: 'x', roles: ['root'] }))).code).toBe(13);
+    expect((await serverError(app.db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' }))).code).toBe(13);
+    expect(await master.db('theirs').collection('c').find({}).toArray()).toEqual([{ _id: 'keep' }]);
+  });
+
+  test('updateUser changes the password for new sessions (authenticated sessions keep working, as on MongoDB); dropUser ends the rights at once', async () => {
+    const master = await connect('master', 'm4ster');
+    const admin = master.db('admin');
+    await admin.command({ createUser: 'app3', pwd: 'old', roles: [{ role: 'readWrite', db: 'rot' }] });
+    const before = await connect('app3', 'old', { maxPoolSize: 1 });
+    await before.db('rot').collection('c').insertOne({ n: 1 });
+    expect(await admin.command({ updateUser: 'app3', pwd: 'new' })).toMatchObject({ ok: 1 });
+    expect(await before.db('rot').collection('c').countDocuments()).toBe(1); // same, authenticated connection
+    await expect(connect('app3', 'old')).rejects.toMatchObject({ code: 18 });
+    const after = await connect('app3', 'new');
+    expect(await after.db('rot').collection('c').countDocuments()).toBe(1);
+    // Roles can change too: read only.
+    await admin.command({ updateUser: 'app3', roles: [{ role: 'read', db: 'rot' }] });
+    expect((await serverError(after.db('rot').collection('c').insertOne({ n: 2 }))).code).toBe(13);
+    expect(await admin.command({ dropUser: 'app3' })).toMatchObject({ ok: 1 });
+    expect((await serverError(after.db('rot').collection('c').findOne({}))).code).toBe(13);
+    expect((await serverError(admin.command({ dropUser: 'app3' }))).code).toBe(11);
+    expect((await serverError(admin.command({ updateUser: 'app3', pwd: 'x' }))).code).toBe(11);
+  });
+
+  test('the JavaScript hooks: createUser and setPassword without a client, dropConnections closes every session', async () => {
+    secured.createUser('app4', 'one', [{ role: 'readWrite', db: 'hooks' }]);
+    const app = await connect('app4', 'one');
+    await app.db('hooks').collection('c').insertOne({ n: 1 });
+    secured.setPassword('app4', 'two');
+    const before = secured.connectionCount;
+    expect(before).toBeGreaterThan(0);
+    secured.dropConnections();
+    await waitFor(() => secured.connectionCount === 0);
+    // The pool reconnects with the old password: refused with 18 (nothing runs before authentication).
+    await expect(app.db('hooks').collection('c').insertOne({ n: 2 })).rejects.toBeDefined();
+    await expect(app.db('hooks').collection('c').insertOne({ n: 2 })).rejects.toMatchObject({ code: 18 });
+    const fresh = await connect('app4', 'two');
+    expect(await fresh.db('hooks').collection('c').countDocuments()).toBe(1);
+  });
+});
+
+describe('failCommand fail point (injected errors, dropped connections, held replies)', () => {
+  const fresh = () => client.db(`fp${++dbCounter}`).collection<{ _id: string; n: number }>('c');
+  afterEach(() => server.failCommand(undefined));
+
+  test('errorCode with labels, for the given number of times; other commands are untouched', async () => {
+    const coll = fresh();
+    expect(await client.db('admin').command({
+      configureFailPoint: 'failCommand',
+      mode: { times: 2 },
+      data: { failCommands: ['findAndModify'], errorCode: 112, errorLabels: ['TransientTransactionError'] },
+    })).toMatchObject({ ok: 1 });
+    for (let i = 0; i < 2; i++) {
+      const err = await serverError(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }));
+      expect({ code: err.code, codeName: err.codeName, transient: err.hasErrorLabel('TransientTransactionError') }).toEqual({ code: 112, codeName: 'WriteConflict', transient: true });
+    }
+    expect(await coll.findOne({})).toBeNull(); // the failed commands were not run
+    expect(await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true, returnDocument: 'after' })).toEqual({ _id: 'a', n: 1 });
+    for (const [code, codeName] of [[50, 'MaxTimeMSExpired'], [262, 'ExceededTimeLimit']] as const) {
+      server.failCommand({ failCommands: ['findAndModify'], errorCode: code, times: 1 });
+      expect(await serverError(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }))).toMatchObject({ code, codeName });
+    }
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
+    await client.db('admin').command({ configureFailPoint: 'failCommand', mode: 'off' });
+    expect(server.failPoint.hits).toBe(0);
+  });
+
+  test('closeConnection: no reply, the socket closes, the command is not run', async () => {
+    const coll = fresh();
+    await coll.insertOne({ _id: 'a', n: 0 });
+    server.failCommand({ failCommands: ['findAndModify'], closeConnection: true, times: 1 });
+    await expect(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } })).rejects.toMatchObject({ name: 'MongoNetworkError' });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 0 });
+  });
+
+  test('blockConnection: the reply is held back, then the command runs anyway (a client that gave up never learns it applied)', async () => {
+    const coll = fresh();
+    const impatient = new MongoClient(server.uri, { socketTimeoutMS: 200, retryWrites: false });
+    try {
+      server.failCommand({ failCommands: ['findAndModify'], blockConnection: true, blockTimeMS: 1500, times: 1 });
+      const started = Date.now();
+      await expect(impatient.db(coll.dbName).collection<{ _id: string; n: number }>('c').findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { upsert: true }))
+        .rejects.toMatchObject({ name: 'MongoNetworkTimeoutError' });
+      expect(Date.now() - started).toBeLessThan(1500);
+      await waitFor(() => Date.now() - started > 1700);
+      expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
+    } finally {
+      await impatient.close();
+    }
+  });
+});
