@@ -18,7 +18,7 @@ export function acknowledgeNagFindings(parts: {
   readonly copiedSecrets: secretsmanager.ISecret[];
 }): void {
   const api = Validations.of(parts.api.restApi);
-  const apiKeyReason = 'Every method requires an API key bound to a usage plan (throttle and quota), the documented access model of the counter API (DESIGN.md §3): its callers are services holding the key, not end users to authenticate.';
+  const apiKeyReason = 'Every method requires an API key bound to a usage plan (throttle and quota), the documented access model of the counter API (README, HTTP contract; docs/openapi.json): its callers are services holding the key, not end users to authenticate.';
   api.acknowledge(
     { id: 'AwsSolutions-APIG4', reason: apiKeyReason },
     { id: 'AwsSolutions-COG4', reason: apiKeyReason },
