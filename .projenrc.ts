@@ -132,7 +132,7 @@ project.eslint?.addOverride({
  * The entries are the `*.lambda.ts` files of the backends' runtime folders, as
  * found on disk; each backend's contract file (`src/backends/<b>/<b>-env.ts`)
  * names its bundles in a `<B>_BUNDLES` constant, and
- * `test/bundle-entries.test.ts` checks the two agree.
+ * `test/project/bundle-entries.test.ts` checks the two agree.
  */
 const LAMBDA_ENTRIES = fs.readdirSync('src/backends', { withFileTypes: true })
   .filter((backend) => backend.isDirectory())

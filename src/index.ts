@@ -1,6 +1,6 @@
 // The published (jsii) API, by name. Everything else under src/ (src/private/,
 // the environment contracts, the runtime) is the library's own plumbing.
-// test/public-api-surface.test.ts holds the list; change both together.
+// test/constructs/public-api-surface.test.ts holds the list; change both together.
 export { AtomicCounterApi } from './atomic-counter-api';
 export type { AtomicCounterApiProps, UsagePlanLimits } from './atomic-counter-api';
 export { AtomicCounterDashboard } from './atomic-counter-dashboard';

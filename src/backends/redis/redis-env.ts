@@ -79,7 +79,7 @@ export function redisWorstCase(env: Readonly<Record<string, string | undefined>>
  * Bundle entries of this backend's handlers: the path below `src/` (and below
  * `assets/`, where projen's esbuild step writes `index.js`), without `.ts`.
  * The constructs, the local fixtures and the tests name bundles only through
- * these; `test/bundle-entries.test.ts` checks them against the entries on disk.
+ * these; `test/project/bundle-entries.test.ts` checks them against the entries on disk.
  */
 export const REDIS_BUNDLES = {
   /** The counter function's handler: `src/backends/redis/runtime/redis-counter.lambda.ts`. */
