@@ -16,6 +16,8 @@ const DOCUMENTS = ['README.md', 'examples/README.md', ...fs.readdirSync(path.joi
 
 interface Snippet {
   readonly file: string;
+  /** The fence's info string after the language (`nofixture`, `fixture=name`), as jsii-rosetta reads it. */
+  readonly parameters: string;
   /** Line of the first code line in the markdown file (1-based). */
   readonly line: number;
   readonly code: string;
@@ -26,12 +28,12 @@ function snippets(languages: string[]): Snippet[] {
   for (const file of DOCUMENTS) {
     const lines = fs.readFileSync(path.join(ROOT, file), 'utf8').split('\n');
     for (let i = 0; i < lines.length; i++) {
-      const open = /^```(\w+)/.exec(lines[i]);
+      const open = /^```(\w+)(.*)$/.exec(lines[i]);
       if (!open || !languages.includes(open[1])) continue;
       const start = i + 1;
       let end = start;
       while (end < lines.length && !lines[end].startsWith('```')) end++;
-      out.push({ file, line: start + 1, code: lines.slice(start, end).join('\n') });
+      out.push({ file, line: start + 1, parameters: open[2].trim(), code: lines.slice(start, end).join('\n') });
       i = end;
     }
   }
@@ -46,7 +48,7 @@ test('the documentation has snippets to check (README and docs/)', () => {
   expect(pySnippets.length).toBeGreaterThanOrEqual(1);
 });
 
-test('every TypeScript snippet compiles (standalone when it imports, else inside the rosetta fixture)', () => {
+test('every TypeScript snippet compiles as jsii-rosetta compiles it (inside the rosetta fixture unless marked nofixture)', () => {
   // Inside the repository, so the snippets resolve aws-cdk-lib and constructs
   // from its node_modules as a user's app resolves them from its own.
   const cache = path.join(ROOT, 'node_modules', '.cache');
@@ -55,7 +57,9 @@ test('every TypeScript snippet compiles (standalone when it imports, else inside
   const fixture = fs.readFileSync(FIXTURE, 'utf8');
   const files = new Map<string, Snippet>();
   tsSnippets.forEach((snippet, i) => {
-    const standalone = /^import\s/m.test(snippet.code);
+    // As jsii-rosetta does: the default fixture wraps every snippet unless
+    // its fence says `nofixture` (a complete program with its own imports).
+    const standalone = /(^|\s)nofixture(\s|$)/.test(snippet.parameters);
     const source = standalone ? snippet.code : fixture.replace('/// here', snippet.code);
     // Each snippet is a module of its own, so top-level names never clash.
     const name = path.join(dir, `snippet-${i}.ts`);
