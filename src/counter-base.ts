@@ -4,8 +4,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { deploymentName, resolveMode } from './private/counter-resources';
-import { DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
+import { createLogGroup, createMetricFilter, deploymentName, resolveMode } from './private/counter-resources';
+import { counterMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
 
 /**
  * A counter behind one route of the API: what `AtomicCounterApi.addCounter`
@@ -102,6 +102,33 @@ export interface CounterOptions {
 }
 
 /**
+ * Where the functions of a counter whose store is reached over the internet
+ * (`MomentoCounter`, `TiDbCounter`) run: outside any VPC unless `vpc` is
+ * given. The counter's class documentation says what its subnets must reach.
+ */
+export interface FunctionPlacementOptions {
+  /**
+   * A VPC to run the counter and setup functions in. Its subnets need egress
+   * to the store's endpoint (a NAT gateway for a public endpoint) and to
+   * Secrets Manager.
+   * @default - no VPC: the functions reach the store's public endpoint
+   */
+  readonly vpc?: ec2.IVpc;
+
+  /**
+   * Subnets of `vpc` for the functions (only with `vpc`).
+   * @default - private subnets with egress
+   */
+  readonly vpcSubnets?: ec2.SubnetSelection;
+
+  /**
+   * Security groups of the functions (only with `vpc`).
+   * @default - one security group per function, all outbound traffic allowed
+   */
+  readonly securityGroups?: ec2.ISecurityGroup[];
+}
+
+/**
  * The endpoint of a datastore that already exists (bring your own cluster):
  * `existingEndpoint` of `RedisCounter` and `DocDbCounter`.
  */
@@ -128,13 +155,13 @@ export interface ExistingEndpoint {
 
 /**
  * What every counter construct shares: the `ICounter` members, the write
- * mode and the counter metric.
+ * mode, the function's log group and the counter metric (its filter and
+ * `metricCounterValue`).
  *
- * `counterFunction`, `logGroup` and `metricFilter` stay abstract here so
- * each backend can declare them with the concrete types it creates
- * (`lambda.Function`, `logs.LogGroup`): jsii lets a subclass narrow an
- * inherited property's type, but not a class narrow the interface it
- * implements.
+ * `counterFunction` stays abstract here so each backend can declare it with
+ * the concrete type it creates (`lambda.Function`): jsii lets a subclass
+ * narrow an inherited property's type, but not a class narrow the interface
+ * it implements.
  *
  * Exported because the concrete counters (`DynamoCounter`, …) extend it;
  * it is not meant to be extended outside this library: a new backend needs
@@ -142,11 +169,11 @@ export interface ExistingEndpoint {
  * ships. Implement `ICounter` to serve a counter of your own.
  */
 export abstract class CounterBase extends Construct implements ICounter {
-  public abstract readonly backend: string;
+  public readonly backend: string;
+  public readonly counterMetricName: string;
+  public readonly logGroup: logs.ILogGroup;
+  public readonly metricFilter: logs.MetricFilter;
   public abstract readonly counterFunction: lambda.IFunction;
-  public abstract readonly logGroup: logs.ILogGroup;
-  public abstract readonly metricFilter: logs.MetricFilter;
-  public abstract readonly counterMetricName: string;
   /** Whether the counter increments only while below `maxCounterValue`. */
   public readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
@@ -156,11 +183,19 @@ export abstract class CounterBase extends Construct implements ICounter {
   /** `{ Deployment: deployment }`. */
   public readonly counterMetricDimensions?: { [name: string]: string };
 
-  protected constructor(scope: Construct, id: string, options: CounterOptions) {
+  /**
+   * @param backend the route segment, e.g. `dynamo`: names the counter metric too
+   */
+  protected constructor(scope: Construct, id: string, options: CounterOptions, backend: string) {
     super(scope, id);
+    this.backend = backend;
+    this.counterMetricName = counterMetricNameOf(backend);
     ({ conditionalWrites: this.conditionalWrites, maxCounterValue: this.maxCounterValue } = resolveMode(options));
     this.deployment = deploymentName(this);
     this.counterMetricDimensions = { [DEPLOYMENT_DIMENSION]: this.deployment };
+    // Neither depends on the backend: the subclass's function logs to this group.
+    this.logGroup = createLogGroup(this, 'LogGroup', options);
+    this.metricFilter = createMetricFilter(this, this.logGroup, this.counterMetricName);
   }
 
   /**

@@ -6,7 +6,7 @@ export type { AtomicCounterApiProps, UsagePlanLimits } from './atomic-counter-ap
 export { AtomicCounterDashboard } from './atomic-counter-dashboard';
 export type { AtomicCounterDashboardProps } from './atomic-counter-dashboard';
 export { CounterBase } from './counter-base';
-export type { CounterOptions, ExistingEndpoint, ICounter } from './counter-base';
+export type { CounterOptions, ExistingEndpoint, FunctionPlacementOptions, ICounter } from './counter-base';
 export { DynamoCounter } from './backends/dynamo/dynamo-counter';
 export type { DynamoCounterProps } from './backends/dynamo/dynamo-counter';
 export { RedisCounter, RedisEngine } from './backends/redis/redis-counter';

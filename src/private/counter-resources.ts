@@ -1,7 +1,8 @@
 /**
  * The resources every counter construct builds the same way: the function
  * (runtime, timeout bound, explicit log group, mode variables), the setup
- * custom resource, the log group and the metric filter. Construct plumbing,
+ * custom resource, the log group and the metric filter (the last two created
+ * by `CounterBase`). Construct plumbing,
  * not part of the published API: the backends call these with their own
  * entry, environment and placement.
  */
@@ -12,10 +13,10 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
-import { Construct, IConstruct } from 'constructs';
+import { Construct, IConstruct, IDependable } from 'constructs';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
-import type { CounterBase, CounterOptions } from '../counter-base';
+import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
 import { COMMON_ENV } from '../counter-env';
 import { checkEnvironmentSize } from '../deploy-checks';
 import { validateWorstCase } from '../worst-case';
@@ -87,50 +88,63 @@ export function sourceMapEnvironment(options: Pick<CounterOptions, 'sourceMaps'>
   return options.sourceMaps ? { NODE_OPTIONS: '--enable-source-maps' } : {};
 }
 
-/** Where a function runs: in a VPC (with subnets and security groups) or not. */
-export interface FunctionPlacement {
-  /** The VPC to run the function in; none by default. */
-  readonly vpc?: ec2.IVpc;
-  /** Subnets of `vpc` for the function (only with `vpc`). */
-  readonly vpcSubnets?: ec2.SubnetSelection;
-  /** Security groups of the function (only with `vpc`). */
-  readonly securityGroups?: ec2.ISecurityGroup[];
-}
-
 /**
  * Placement for a backend reached over the internet (Momento, TiDB Cloud):
  * no VPC unless one is given, and then private subnets with egress by default.
  */
-export function egressPlacement(props: FunctionPlacement): FunctionPlacement {
+export function egressPlacement(props: FunctionPlacementOptions): FunctionPlacementOptions {
   return props.vpc
     ? { vpc: props.vpc, vpcSubnets: props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }, securityGroups: props.securityGroups }
     : {};
 }
 
 /** `vpcSubnets` and `securityGroups` place a function inside `vpc` only. */
-export function checkEgressPlacement(check: PropsValidation, props: FunctionPlacement): PropsValidation {
+export function checkEgressPlacement(check: PropsValidation, props: FunctionPlacementOptions): PropsValidation {
   const orphans = (['vpcSubnets', 'securityGroups'] as const).filter((k) => props[k] !== undefined);
   return check.check(props.vpc !== undefined || orphans.length === 0, `${orphans.map((k) => `\`${k}\``).join(' and ')} need${orphans.length > 1 ? '' : 's'} \`vpc\``);
 }
 
+/**
+ * What the counter and the setup function share: the description, the
+ * runtime and architecture (from the counter's props), the bundled handler,
+ * and the placement (subnets and security groups only inside a VPC).
+ */
+function bundledFunctionProps(
+  props: CounterOptions, fn: FunctionPlacementOptions & { readonly entry: string; readonly description: string },
+): Omit<lambda.FunctionProps, 'memorySize' | 'timeout' | 'logGroup' | 'environment'> {
+  return {
+    description: fn.description,
+    runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,
+    architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
+    handler: 'index.handler',
+    code: bundledHandlerCode(fn.entry, props),
+    vpc: fn.vpc,
+    vpcSubnets: fn.vpc ? fn.vpcSubnets : undefined,
+    securityGroups: fn.vpc ? fn.securityGroups : undefined,
+  };
+}
+
 /** What a backend tells `createCounterFunction` about its function. */
-export interface CounterFunctionOptions extends FunctionPlacement {
+export interface CounterFunctionOptions extends FunctionPlacementOptions {
   /** Bundle directory below `assets/`, e.g. `backends/dynamo/runtime/dynamo-counter.lambda`. */
   readonly entry: string;
   /** The backend's own environment (its env contract); mode variables are added here. */
   readonly environment: { [key: string]: string };
   /** The function's description. */
   readonly description: string;
+  /** Read access (only) to this secret is granted to the function; none by default. */
+  readonly secret?: secretsmanager.ISecret;
+  /** The function is created after this (e.g. the setup resource), so it answers only once the store is set up. */
+  readonly after?: IDependable;
 }
 
 /**
- * Creates the counter function of `counter`, logging to `logGroup`: the
- * shared defaults, the mode and deployment variables, and the synth-time
+ * Creates the counter function of `counter`, logging to `counter.logGroup`:
+ * the shared defaults, the mode and deployment variables, and the synth-time
  * checks (environment size, the store's worst case against the timeout).
+ * The backend grants access to its store itself (beyond `fn.secret`).
  */
-export function createCounterFunction(
-  counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions, logGroup: logs.ILogGroup,
-): lambda.Function {
+export function createCounterFunction(counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions): lambda.Function {
   const environment = {
     ...fn.environment,
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(counter.conditionalWrites),
@@ -142,24 +156,21 @@ export function createCounterFunction(
   // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
   const timeoutMs = functionTimeoutMs(props);
   validateWorstCase(counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
-  return new lambda.Function(counter, 'Function', {
-    description: fn.description,
-    runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,
-    architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
-    handler: 'index.handler',
-    code: bundledHandlerCode(fn.entry, props),
+  const counterFunction = new lambda.Function(counter, 'Function', {
+    ...bundledFunctionProps(props, fn),
     memorySize: props.memorySize ?? COUNTER_DEFAULTS.memorySize,
     timeout: props.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
-    logGroup,
-    vpc: fn.vpc,
-    vpcSubnets: fn.vpc ? fn.vpcSubnets : undefined,
-    securityGroups: fn.vpc ? fn.securityGroups : undefined,
+    logGroup: counter.logGroup,
     environment,
   });
+  // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
+  fn.secret?.grantRead(counterFunction);
+  if (fn.after) counterFunction.node.addDependency(fn.after);
+  return counterFunction;
 }
 
 /** What a backend tells `createSetupResource` about its setup step. */
-export interface SetupResourceOptions extends FunctionPlacement {
+export interface SetupResourceOptions extends FunctionPlacementOptions {
   /** Bundle directory below `assets/`, e.g. `backends/tidb/runtime/tidb-setup.lambda`. */
   readonly entry: string;
   /** The setup function's description. */
@@ -194,18 +205,11 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
   checkEnvironmentSize(`${scope.node.path}: the setup function`, options.environment);
   const logGroup = createLogGroup(scope, 'SetupLogGroup', props);
   const setupFunction = new lambda.Function(scope, 'SetupFunction', {
-    description: options.description,
-    runtime: props.runtime ?? COUNTER_DEFAULTS.runtime,
-    architecture: props.architecture ?? COUNTER_DEFAULTS.architecture,
-    handler: 'index.handler',
-    code: bundledHandlerCode(options.entry, props),
+    ...bundledFunctionProps(props, options),
     memorySize: 256,
     timeout: options.timeout ?? Duration.minutes(1),
     logGroup,
     environment: { ...options.environment, ...sourceMapEnvironment(props) },
-    vpc: options.vpc,
-    vpcSubnets: options.vpc ? options.vpcSubnets : undefined,
-    securityGroups: options.vpc ? options.securityGroups : undefined,
   });
   options.secret?.grantRead(setupFunction);
   const provider = new cr.Provider(scope, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
@@ -237,19 +241,4 @@ export function createMetricFilter(scope: Construct, logGroup: logs.ILogGroup, m
     // Two deployments in one account and region write apart: the log line's `deployment`.
     dimensions: { [DEPLOYMENT_DIMENSION]: '$.deployment' },
   });
-}
-
-/**
- * The log group, function and metric filter every counter has. The backend
- * grants the function access to its store afterwards.
- */
-export function createCounterResources(counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions): {
-  readonly logGroup: logs.LogGroup;
-  readonly counterFunction: lambda.Function;
-  readonly metricFilter: logs.MetricFilter;
-} {
-  const logGroup = createLogGroup(counter, 'LogGroup', props);
-  const counterFunction = createCounterFunction(counter, props, fn, logGroup);
-  const metricFilter = createMetricFilter(counter, logGroup, counter.counterMetricName);
-  return { logGroup, counterFunction, metricFilter };
 }

@@ -11,6 +11,18 @@ import { MODE_DEFAULTS } from '../counter-env';
 /** Namespace of every counter metric. */
 export const METRIC_NAMESPACE = 'AtomicCounter';
 
+/** How each backend's route segment is spelled in its counter metric's name. */
+const BACKEND_METRIC_PREFIXES: { readonly [backend: string]: string } = {
+  dynamo: 'Dynamo', redis: 'Redis', momento: 'Momento', docdb: 'DocDb', tidb: 'TiDb',
+};
+
+/** `<Backend>AtomicCounter`, e.g. `DynamoAtomicCounter` for `dynamo`: the one place counter metric names come from. */
+export function counterMetricNameOf(backend: string): string {
+  const prefix = BACKEND_METRIC_PREFIXES[backend];
+  if (prefix === undefined) throw new Error(`unknown counter backend "${backend}"`);
+  return `${prefix}AtomicCounter`;
+}
+
 /** Name of the counter metric's dimension that identifies the deployment. */
 export const DEPLOYMENT_DIMENSION = 'Deployment';
 

@@ -18,7 +18,7 @@ const PUBLIC_API = [
   'AtomicCounterApi', 'AtomicCounterApiProps', 'UsagePlanLimits',
   'AtomicCounterDashboard', 'AtomicCounterDashboardProps',
   // What every counter shares
-  'ICounter', 'CounterBase', 'CounterOptions', 'ExistingEndpoint',
+  'ICounter', 'CounterBase', 'CounterOptions', 'ExistingEndpoint', 'FunctionPlacementOptions',
   // The five backends
   'DynamoCounter', 'DynamoCounterProps',
   'RedisCounter', 'RedisCounterProps', 'RedisEngine',

@@ -2,13 +2,12 @@ import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterResources, createSetupResource } from '../../private/counter-resources';
+import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** Props of `DocDbCounter`. */
@@ -134,12 +133,8 @@ const CLUSTER_DEFAULTS = {
  * collection before the counter function exists.
  */
 export class DocDbCounter extends CounterBase {
-  public readonly backend: string = 'docdb';
-  public readonly counterMetricName: string = 'DocDbAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
-  public readonly logGroup: logs.LogGroup;
-  public readonly metricFilter: logs.MetricFilter;
   /** The created cluster. @default - undefined with `existingEndpoint` */
   public readonly cluster?: docdb.DatabaseCluster;
   /** The master (administrator) credentials: read by the setup function only. */
@@ -166,7 +161,7 @@ export class DocDbCounter extends CounterBase {
   public readonly setup: CustomResource;
 
   constructor(scope: Construct, id: string, props: DocDbCounterProps) {
-    super(scope, id, props);
+    super(scope, id, props, 'docdb');
     validate(this, props);
     if (!props.existingEndpoint) checkDocDbRegion(this); // a created cluster: DocumentDB must be offered in a known region
     this.databaseName = props.databaseName ?? DOCDB_DEFAULTS.database;
@@ -271,16 +266,16 @@ export class DocDbCounter extends CounterBase {
     if (props.existingEndpoint?.securityGroup) this.setup.node.addDependency(props.existingEndpoint.securityGroup);
     this.appUserSecret.grantRead(this.setupFunction);
 
-    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
+    this.counterFunction = createCounterFunction(this, props, {
       entry: DOCDB_BUNDLES.counter,
       description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
       environment: counterEnv,
+      // The application user's secret only: never the master secret.
+      secret: this.appUserSecret,
+      // The counter answers only once the collection exists.
+      after: this.setup,
       ...placement,
-    }));
-    // Read-only (GetSecretValue, DescribeSecret), on the application user's secret only: never the master secret.
-    this.appUserSecret.grantRead(this.counterFunction);
-    // The counter answers only once the collection exists.
-    this.counterFunction.node.addDependency(this.setup);
+    });
   }
 }
 

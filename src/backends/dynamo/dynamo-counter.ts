@@ -1,11 +1,10 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from './dynamo-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
-import { checkCounterOptions, createCounterResources } from '../../private/counter-resources';
+import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** Props of `DynamoCounter`. */
@@ -36,17 +35,13 @@ export interface DynamoCounterProps extends CounterOptions {
  * read. DynamoDB needs no setup step: the table is the whole schema.
  */
 export class DynamoCounter extends CounterBase {
-  public readonly backend: string = 'dynamo';
-  public readonly counterMetricName: string = 'DynamoAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
-  public readonly logGroup: logs.LogGroup;
-  public readonly metricFilter: logs.MetricFilter;
   /** The table holding the counters (created, or `existingTable`). */
   public readonly table: dynamodb.ITable;
 
   constructor(scope: Construct, id: string, props: DynamoCounterProps = {}) {
-    super(scope, id, props);
+    super(scope, id, props, 'dynamo');
     checkCounterOptions(new PropsValidation(this), props)
       .existingOrCreated(props, 'existingTable', { createdOnly: ['tableName', 'removalPolicy'], created: 'the table' })
       .throwIfInvalid();
@@ -60,11 +55,11 @@ export class DynamoCounter extends CounterBase {
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
     });
 
-    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
+    this.counterFunction = createCounterFunction(this, props, {
       entry: DYNAMO_BUNDLES.counter,
       description: 'Atomic counter on DynamoDB (UpdateItem ADD)',
       environment: { [DYNAMO_ENV.TABLE_NAME]: this.table.tableName },
-    }));
+    });
     // Least privilege: the two item operations the handler uses, on this table only.
     this.table.grant(this.counterFunction, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
   }

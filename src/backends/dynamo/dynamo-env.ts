@@ -4,6 +4,10 @@
  */
 import { envMs, WorstCase, worstCaseOf } from '../../timeouts';
 
+/** Attribute names of a counter item. `counter` is a DynamoDB reserved word: always aliased. */
+export const DYNAMO_ATTRIBUTES = { ID: 'id', COUNTER: 'counter' } as const;
+
+/** The variables the counter function's environment carries (the contract proper). */
 export const DYNAMO_ENV = {
   /** Name of the counters table (partition key `id`, string). Required. */
   TABLE_NAME: 'COUNTER_TABLE_NAME',
@@ -15,9 +19,6 @@ export const DYNAMO_ENV = {
   /** Optional: milliseconds one DynamoDB call may take before a 503 (default 2000). */
   REQUEST_TIMEOUT_MS: 'DYNAMO_REQUEST_TIMEOUT_MS',
 } as const;
-
-/** Attribute names of a counter item. `counter` is a DynamoDB reserved word: always aliased. */
-export const DYNAMO_ATTRIBUTES = { ID: 'id', COUNTER: 'counter' } as const;
 
 /** Bounds of the handler's DynamoDB client (dynamo-counter-store.ts). */
 export const DYNAMO_DEFAULTS = {

@@ -1,17 +1,15 @@
 import { CustomResource, Duration, Token } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SETUP_PROPERTIES } from './momento-env';
-import { CounterBase, CounterOptions } from '../../counter-base';
+import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** Props of `MomentoCounter`. */
-export interface MomentoCounterProps extends CounterOptions {
+export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOptions {
   /**
    * The Secrets Manager secret holding the Momento API key, as JSON: a v2 key
    * `{"apiKey": "…", "endpoint": "…"}` (what the Momento console issues), or
@@ -49,26 +47,6 @@ export interface MomentoCounterProps extends CounterOptions {
    * @default Duration.seconds(5)
    */
   readonly casTimeBudget?: Duration;
-
-  /**
-   * A VPC to run the functions in. Not needed: Momento is reached over the
-   * internet. If given, the subnets must have egress to the internet
-   * (a NAT gateway), or the functions cannot reach Momento.
-   * @default - the functions do not run in a VPC
-   */
-  readonly vpc?: ec2.IVpc;
-
-  /**
-   * Subnets of `vpc` for the functions (only with `vpc`).
-   * @default - private subnets with egress
-   */
-  readonly vpcSubnets?: ec2.SubnetSelection;
-
-  /**
-   * Security groups of the functions (only with `vpc`).
-   * @default - a security group allowing all outbound traffic
-   */
-  readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
 /**
@@ -77,14 +55,14 @@ export interface MomentoCounterProps extends CounterOptions {
  * (`get`, then `setIfAbsent` / `setIfEqual`) with jittered back-off, which
  * answers 503 only when its retry budget runs out, never 409 for a race.
  * A setup custom resource creates the cache if it does not exist.
+ *
+ * No VPC is needed: Momento is reached over the internet. With `vpc`, the
+ * subnets must have egress to the internet (a NAT gateway), or the
+ * functions cannot reach Momento.
  */
 export class MomentoCounter extends CounterBase {
-  public readonly backend: string = 'momento';
-  public readonly counterMetricName: string = 'MomentoAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
-  public readonly logGroup: logs.LogGroup;
-  public readonly metricFilter: logs.MetricFilter;
   /** The cache holding the counters. */
   public readonly cacheName: string;
   /** The secret holding the Momento API key. */
@@ -95,7 +73,7 @@ export class MomentoCounter extends CounterBase {
   public readonly setup: CustomResource;
 
   constructor(scope: Construct, id: string, props: MomentoCounterProps) {
-    super(scope, id, props);
+    super(scope, id, props, 'momento');
     this.cacheName = props.cacheName ?? MOMENTO_DEFAULTS.cacheName;
     const ttlSeconds = props.ttl ? props.ttl.toMilliseconds() / 1000 : MOMENTO_DEFAULTS.ttlSeconds;
     const casMaxAttempts = props.casMaxAttempts ?? MOMENTO_DEFAULTS.casMaxAttempts;
@@ -130,7 +108,7 @@ export class MomentoCounter extends CounterBase {
       ...placement,
     }));
 
-    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
+    this.counterFunction = createCounterFunction(this, props, {
       entry: MOMENTO_BUNDLES.counter,
       description: 'Atomic counter on Momento Cache (increment; conditional: compare-and-swap)',
       environment: {
@@ -139,11 +117,9 @@ export class MomentoCounter extends CounterBase {
         [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: String(casMaxAttempts),
         [MOMENTO_ENV.CAS_BUDGET_MS]: String(casBudgetMs),
       },
+      secret: this.credentialsSecret,
+      after: this.setup, // the counter answers only once the cache exists
       ...placement,
-    }));
-    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-    this.credentialsSecret.grantRead(this.counterFunction);
-    // The counter answers only once the cache exists.
-    this.counterFunction.node.addDependency(this.setup);
+    });
   }
 }

@@ -2,13 +2,12 @@ import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { REDIS_BUNDLES, REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterResources } from '../../private/counter-resources';
+import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** The engine of a created ElastiCache replication group. */
@@ -163,12 +162,8 @@ const REDIS_COUNTER_DEFAULTS = {
  * script is loaded by the client on first use (EVAL, then EVALSHA).
  */
 export class RedisCounter extends CounterBase {
-  public readonly backend: string = 'redis';
-  public readonly counterMetricName: string = 'RedisAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
-  public readonly logGroup: logs.LogGroup;
-  public readonly metricFilter: logs.MetricFilter;
   /** The function's security group: the only source the cache admits. */
   public readonly functionSecurityGroup: ec2.SecurityGroup;
   /** The created replication group's security group. @default - undefined with an existing endpoint */
@@ -187,7 +182,7 @@ export class RedisCounter extends CounterBase {
   public readonly endpointPort: number;
 
   constructor(scope: Construct, id: string, props: RedisCounterProps) {
-    super(scope, id, props);
+    super(scope, id, props, 'redis');
     const existing = props.existingEndpoint;
     const hasEgress = props.vpc.privateSubnets.length > 0;
     const vpcSubnets = props.vpcSubnets ?? (hasEgress
@@ -311,16 +306,15 @@ export class RedisCounter extends CounterBase {
       environment[REDIS_ENV.WAIT_TIMEOUT_MS] = String(props.waitTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.waitTimeoutMs);
     }
 
-    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
+    this.counterFunction = createCounterFunction(this, props, {
       entry: REDIS_BUNDLES.counter,
       description: existing ? 'Atomic counter on Redis (INCR; Lua script for the conditional increment)' : 'Atomic counter on ElastiCache (INCR; Lua script for the conditional increment)',
       environment,
       vpc: props.vpc,
       vpcSubnets,
       securityGroups: [this.functionSecurityGroup],
-    }));
-    // Read-only, this one secret.
-    this.credentialsSecret?.grantRead(this.counterFunction);
+      secret: this.credentialsSecret,
+    });
   }
 }
 

@@ -1,17 +1,15 @@
 import { CustomResource, Duration, Token } from 'aws-cdk-lib';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
-import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
 import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_SETUP_PROPERTIES } from './tidb-env';
-import { CounterBase, CounterOptions } from '../../counter-base';
+import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, checkEgressPlacement, createCounterResources, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** Props of `TiDbCounter`. */
-export interface TiDbCounterProps extends CounterOptions {
+export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptions {
   /**
    * The connection to the TiDB cluster (TiDB Cloud lives outside the AWS
    * account): a secret holding the JSON object
@@ -61,26 +59,6 @@ export interface TiDbCounterProps extends CounterOptions {
    * @default Duration.millis(2500)
    */
   readonly queryTimeout?: Duration;
-
-  /**
-   * Run the functions in this VPC (e.g. to reach TiDB Cloud through a
-   * PrivateLink endpoint). The subnets need egress to the cluster's endpoint
-   * (a NAT gateway for a public endpoint) and to Secrets Manager.
-   * @default - no VPC: the functions reach TiDB Cloud's public endpoint over TLS
-   */
-  readonly vpc?: ec2.IVpc;
-
-  /**
-   * Subnets of the functions (only with `vpc`).
-   * @default - private subnets with egress
-   */
-  readonly vpcSubnets?: ec2.SubnetSelection;
-
-  /**
-   * Security groups of the functions (only with `vpc`).
-   * @default - one security group per function, all outbound traffic allowed
-   */
-  readonly securityGroups?: ec2.ISecurityGroup[];
 }
 
 /**
@@ -89,14 +67,14 @@ export interface TiDbCounterProps extends CounterOptions {
  * the maximum in conditional mode, the new value returned through
  * `LAST_INSERT_ID(expr)`. A setup custom resource creates the database and
  * the counters table.
+ *
+ * Without `vpc` the functions reach TiDB Cloud's public endpoint over TLS;
+ * a VPC is for reaching it through a PrivateLink endpoint, and then the
+ * subnets need egress to the cluster's endpoint and to Secrets Manager.
  */
 export class TiDbCounter extends CounterBase {
-  public readonly backend: string = 'tidb';
-  public readonly counterMetricName: string = 'TiDbAtomicCounter';
   /** The function serving this counter's routes. */
   public readonly counterFunction: lambda.Function;
-  public readonly logGroup: logs.LogGroup;
-  public readonly metricFilter: logs.MetricFilter;
   /** The secret holding the connection (host, port, user, password, database). */
   public readonly credentialsSecret: secretsmanager.ISecret;
   /** The function behind the setup custom resource. */
@@ -107,7 +85,7 @@ export class TiDbCounter extends CounterBase {
   public readonly tableName: string;
 
   constructor(scope: Construct, id: string, props: TiDbCounterProps) {
-    super(scope, id, props);
+    super(scope, id, props, 'tidb');
     this.tableName = props.tableName ?? TIDB_DEFAULTS.table;
     const database = props.databaseName;
     const connectMs = props.connectTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.connectTimeoutMs;
@@ -151,16 +129,14 @@ export class TiDbCounter extends CounterBase {
       ...placement,
     }));
 
-    ({ logGroup: this.logGroup, counterFunction: this.counterFunction, metricFilter: this.metricFilter } = createCounterResources(this, props, {
+    this.counterFunction = createCounterFunction(this, props, {
       entry: TIDB_BUNDLES.counter,
       description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per increment)',
       environment: connectionEnv,
+      secret: this.credentialsSecret,
+      after: this.setup, // the counter answers only once the table exists
       ...placement,
-    }));
-    // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-    this.credentialsSecret.grantRead(this.counterFunction);
-    // The counter answers only once the table exists.
-    this.counterFunction.node.addDependency(this.setup);
+    });
   }
 }
 
