@@ -8,6 +8,14 @@ import { Engine } from '../engines/engine';
 import { acquireMongo } from '../engines/mongo';
 
 /**
+ * The fixture's own connections (preparing a namespace, listing its keys)
+ * wait as long as the setup function would: they run while other engines
+ * start (DynamoDB Local's JVM) on a busy machine, and the in-process wire
+ * server shares their event loop. The counter's 2 s bounds are for requests.
+ */
+const FIXTURE_TIMEOUTS = { serverSelectionTimeoutMs: 20_000, connectTimeoutMs: 10_000, socketTimeoutMs: 20_000, operationTimeoutMs: 60_000 };
+
+/**
  * The handler environment for a namespace (one database per namespace),
  * without running the setup step: tests use it to show what a counter does
  * before setup. The connection string governs TLS and topology locally.
@@ -27,7 +35,7 @@ export const docdbFixture: BackendFixture = {
   acquire: acquireMongo,
   async prepare(engine, namespace) {
     const env = docdbEnv(engine, namespace);
-    const config = readDocDbConfig(env);
+    const config = readDocDbConfig(env, FIXTURE_TIMEOUTS);
     const client = await createDocDbClient(config);
     try {
       await ensureCounterCollection(client, config.database, config.collection);
@@ -38,7 +46,7 @@ export const docdbFixture: BackendFixture = {
   },
   async keys(engine, namespace) {
     const env = docdbEnv(engine, namespace);
-    const client = await createDocDbClient(readDocDbConfig(env));
+    const client = await createDocDbClient(readDocDbConfig(env, FIXTURE_TIMEOUTS));
     try {
       const docs = await client.db(namespace).collection<{ _id: string }>(env[DOCDB_ENV.COLLECTION]).find({}, { projection: { _id: 1 } }).toArray();
       return docs.map((d) => String(d._id));
