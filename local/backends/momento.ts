@@ -47,6 +47,10 @@ export const momentoFixture: BackendFixture = {
       // although the write may still be applied, which the exact-count
       // assertions cannot tell from a lost update.
       [MOMENTO_ENV.CLIENT_TIMEOUT_MS]: process.env[MOMENTO_ENV.CLIENT_TIMEOUT_MS] ?? '15000',
+      // And for the init-phase channel connect (1 s on Lambda): eight
+      // containers connecting at once to a server in the same busy process
+      // missed it in CI, and requests waiting on it answered 503.
+      [MOMENTO_ENV.CONNECT_TIMEOUT_MS]: process.env[MOMENTO_ENV.CONNECT_TIMEOUT_MS] ?? '15000',
     };
     await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
     return env;

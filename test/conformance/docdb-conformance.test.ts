@@ -25,8 +25,11 @@ describe('docdb: the first-increment race, injected by the wire server', () => {
     const server = (ctx().engine as MongoEngine).server;
     if (!server) throw new Error('docdb: the injected race needs the in-process MongoDB-wire server; unset MONGODB_URI');
     const handlers = await ctx().containers(mode, 8);
+    // Every container connected first, so the upserts arrive together, and a
+    // window wide enough for a loaded machine: the race must happen.
+    for (const handler of handlers) await handler({ httpMethod: 'GET', pathParameters: { id: 'warm-up' } });
     const collisionsBefore = server.injectedUpsertCollisions;
-    server.upsertRace = { windowMs: 30 };
+    server.upsertRace = { windowMs: 200 };
     try {
       const result = await hammer(handlers, 'docdb', 'raced', RACE, RACE);
       expect(result.statuses).toEqual({ 200: RACE });

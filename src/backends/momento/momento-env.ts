@@ -32,6 +32,13 @@ export const MOMENTO_ENV = {
    * Lambda configuration (1.1 s). Local runs on a loaded machine raise it.
    */
   CLIENT_TIMEOUT_MS: 'MOMENTO_CLIENT_TIMEOUT_MS',
+  /**
+   * Optional: how long the init-phase channel connect waits, in milliseconds
+   * (rounded up to whole seconds, the SDK's unit). A request arriving while
+   * it runs waits for it, and a failed connect answers that request 503.
+   * Default 1000. Local runs on a loaded machine raise it.
+   */
+  CONNECT_TIMEOUT_MS: 'MOMENTO_CONNECT_TIMEOUT_MS',
 } as const;
 
 /**
@@ -71,11 +78,12 @@ export const MOMENTO_DEFAULTS = {
  */
 export function momentoWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const callMs = envMs(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, MOMENTO_DEFAULTS.clientTimeoutMs);
+  const connectMs = envMs(env, MOMENTO_ENV.CONNECT_TIMEOUT_MS, MOMENTO_DEFAULTS.eagerConnectTimeoutMs);
   const conditional = (env.USE_CONDITIONAL_WRITES ?? '').trim().toLowerCase();
   const isConditional = ['true', '1', 'yes'].includes(conditional);
   return worstCaseOf({
     'secret read': env[MOMENTO_ENV.API_KEY_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
-    'init-phase channel connect': MOMENTO_DEFAULTS.eagerConnectTimeoutMs,
+    'init-phase channel connect': connectMs === undefined ? undefined : Math.ceil(connectMs / 1000) * 1000,
     'compare-and-swap budget': isConditional ? envMs(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs) : 0,
     'one SDK call (client deadline)': callMs,
     'back-off': isConditional ? MOMENTO_DEFAULTS.casBackoffCapMs : 0,

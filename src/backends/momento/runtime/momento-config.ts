@@ -42,6 +42,8 @@ export interface MomentoConfig {
   readonly casBudgetMs: number;
   /** The SDK's per-call deadline; undefined = the Lambda configuration's. */
   readonly clientTimeoutMs?: number;
+  /** The init-phase channel connect's bound. */
+  readonly connectTimeoutMs: number;
 }
 
 /** Every environment variable the Momento counter handler reads (names from `momento-env.ts`). */
@@ -55,5 +57,6 @@ export function readMomentoConfig(env: Env): MomentoConfig {
     casMaxAttempts: readInteger(env, MOMENTO_ENV.CAS_MAX_ATTEMPTS, MOMENTO_DEFAULTS.casMaxAttempts, 1),
     casBudgetMs: readInteger(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs, 1),
     clientTimeoutMs: env[MOMENTO_ENV.CLIENT_TIMEOUT_MS] ? readInteger(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, 0, 100) : undefined,
+    connectTimeoutMs: readInteger(env, MOMENTO_ENV.CONNECT_TIMEOUT_MS, MOMENTO_DEFAULTS.eagerConnectTimeoutMs, 1),
   };
 }

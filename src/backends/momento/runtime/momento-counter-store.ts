@@ -18,13 +18,6 @@ const BACKOFF_BASE_MS = 1;
 const BACKOFF_CAP_MS = MOMENTO_DEFAULTS.casBackoffCapMs;
 
 /**
- * How long the init-phase connect waits for the channel (the SDK's
- * eager-connect unit: seconds). A first request may wait for it, so it is a
- * term of the worst case (momento-env.ts).
- */
-const EAGER_CONNECT_TIMEOUT_SECONDS = MOMENTO_DEFAULTS.eagerConnectTimeoutMs / 1000;
-
-/**
  * Momento.
  *
  * Unconditional: Momento's server-side `increment` is atomic on the item and
@@ -73,7 +66,10 @@ export class MomentoCounterStore implements CounterStore {
   async connect(): Promise<void> {
     const { dataClients } = this.client as unknown as { dataClients?: Array<{ connect(timeoutSeconds?: number): Promise<void> }> };
     try {
-      await Promise.all((dataClients ?? []).map((c) => c.connect(EAGER_CONNECT_TIMEOUT_SECONDS)));
+      // The SDK's eager-connect unit is seconds. A first request may wait for
+      // this connect, so it is a term of the worst case (momento-env.ts).
+      const seconds = Math.ceil(this.config.connectTimeoutMs / 1000);
+      await Promise.all((dataClients ?? []).map((c) => c.connect(seconds)));
     } catch (err) {
       throw toMomentoConnectError(err);
     }
