@@ -8,6 +8,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DocDbCounter, DynamoCounter, MomentoCounter, RedisCounter, RedisEngine, TiDbCounter } from '../../src';
+import { thrown } from '../kit/template';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:creds-AbCdEf';
 
@@ -15,14 +16,6 @@ function stack(): Stack {
   return new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'eu-west-1' } });
 }
 
-function thrown(build: () => unknown): string {
-  try {
-    build();
-  } catch (e) {
-    return (e as Error).message;
-  }
-  return '(nothing thrown)';
-}
 
 /** The listed problems of a multi-problem error, after its one-line head. */
 function problems(message: string): string[] {

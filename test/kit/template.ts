@@ -76,3 +76,13 @@ export function secretsInEnvironments(template: Template, knownValues: string[] 
   }
   return findings;
 }
+
+/** The message of what `build` throws, or `(nothing thrown)`. */
+export function thrown(build: () => unknown): string {
+  try {
+    build();
+  } catch (e) {
+    return (e as Error).message;
+  }
+  return '(nothing thrown)';
+}
