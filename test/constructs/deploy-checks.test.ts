@@ -3,9 +3,9 @@ import { Annotations, Match } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { buildExample, config, exampleDir } from './example-app';
-import { thrown } from '../kit/template';
 import { DocDbCounter, MomentoCounter, TiDbCounter } from '../../src';
 import { checkSecretName, DOCDB_REGIONS, environmentSize, LAMBDA_ENVIRONMENT_LIMIT_BYTES, NON_DOCDB_REGIONS } from '../../src/deploy-checks';
+import { thrown } from '../kit/template';
 
 function stackIn(region?: string): Stack {
   return new Stack(new App(), 'Test', region ? { env: { account: '123456789012', region } } : {});
