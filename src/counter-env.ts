@@ -14,7 +14,12 @@ export const COMMON_ENV = {
    * dimension of the counter metric.
    */
   DEPLOYMENT: 'COUNTER_DEPLOYMENT',
+  /** Integer ≥ 1: seconds an `Idempotency-Key` is remembered after its change was applied. */
+  IDEMPOTENCY_RETENTION_SECONDS: 'IDEMPOTENCY_RETENTION_SECONDS',
 } as const;
 
 /** Default write mode and maximum, for the constructs and the handlers alike. */
 export const MODE_DEFAULTS = { conditionalWrites: false, maxCounterValue: 10 } as const;
+
+/** How long an `Idempotency-Key` is remembered by default: 24 hours. */
+export const IDEMPOTENCY_DEFAULTS = { retentionSeconds: 24 * 60 * 60 } as const;

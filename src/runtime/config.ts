@@ -4,11 +4,13 @@
  * phase would; an invalid value fails the init with a clear message.
  */
 
-import { COMMON_ENV, MODE_DEFAULTS } from '../counter-env';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS, MODE_DEFAULTS } from '../counter-env';
 
 export interface CounterModeConfig {
   readonly conditionalWrites: boolean;
   readonly maxCounterValue: number;
+  /** Seconds an `Idempotency-Key` is remembered. */
+  readonly idempotencyRetentionSeconds?: number;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -55,5 +57,6 @@ export function readModeConfig(env: Env): CounterModeConfig {
   return {
     conditionalWrites: readBoolean(env, COMMON_ENV.USE_CONDITIONAL_WRITES, MODE_DEFAULTS.conditionalWrites),
     maxCounterValue: readInteger(env, COMMON_ENV.MAX_COUNTER_VALUE, MODE_DEFAULTS.maxCounterValue, 1),
+    idempotencyRetentionSeconds: readInteger(env, COMMON_ENV.IDEMPOTENCY_RETENTION_SECONDS, IDEMPOTENCY_DEFAULTS.retentionSeconds, 1),
   };
 }

@@ -3,7 +3,16 @@
  * (see `http.ts`); stores throw these, the pipeline never matches on message
  * text.
  */
-export type ErrorCode = 'LIMIT_REACHED' | 'INVALID_ID' | 'NOT_FOUND' | 'BACKEND_UNAVAILABLE' | 'INTERNAL';
+export type ErrorCode =
+  | 'LIMIT_REACHED'
+  | 'FLOOR_REACHED'
+  | 'INVALID_ID'
+  | 'INVALID_STEP'
+  | 'INVALID_IDEMPOTENCY_KEY'
+  | 'IDEMPOTENCY_KEY_REUSED'
+  | 'NOT_FOUND'
+  | 'BACKEND_UNAVAILABLE'
+  | 'INTERNAL';
 
 export abstract class CounterError extends Error {
   abstract readonly code: ErrorCode;
@@ -14,12 +23,50 @@ export abstract class CounterError extends Error {
   }
 }
 
-/** Conditional mode: the counter already holds the maximum; nothing was written. */
+/**
+ * Conditional mode: the change would take the counter above the maximum
+ * (for a `+1`: it already holds the maximum); nothing was written.
+ */
 export class LimitReachedError extends CounterError {
   readonly code = 'LIMIT_REACHED';
   readonly statusCode = 409;
-  constructor(readonly maxCounterValue: number, readonly counter?: number) {
-    super(`Counter has reached its maximum value of: ${maxCounterValue}`);
+  constructor(readonly maxCounterValue: number, readonly counter?: number, readonly by: number = 1) {
+    super(by === 1
+      ? `Counter has reached its maximum value of: ${maxCounterValue}`
+      : `Adding ${by} would take the counter above its maximum value of: ${maxCounterValue}`);
+  }
+}
+
+/** Conditional mode: the decrement would take the counter below 0; nothing was written. */
+export class FloorReachedError extends CounterError {
+  readonly code = 'FLOOR_REACHED';
+  readonly statusCode = 409;
+  constructor(readonly by: number, readonly counter?: number) {
+    super(`Subtracting ${-by} would take the counter below 0`);
+  }
+}
+
+/**
+ * A bad `by`: zero, not an integer, over `MAX_STEP`, on a GET, or (thrown
+ * by a store, nothing written) a result outside JavaScript's safe integers.
+ */
+export class InvalidStepError extends CounterError {
+  readonly code = 'INVALID_STEP';
+  readonly statusCode = 400;
+}
+
+/** An `Idempotency-Key` that is empty, too long, or not printable ASCII. */
+export class InvalidIdempotencyKeyError extends CounterError {
+  readonly code = 'INVALID_IDEMPOTENCY_KEY';
+  readonly statusCode = 400;
+}
+
+/** The key was first used for another id or another step; nothing was written. */
+export class IdempotencyKeyReusedError extends CounterError {
+  readonly code = 'IDEMPOTENCY_KEY_REUSED';
+  readonly statusCode = 422;
+  constructor() {
+    super('This Idempotency-Key was already used for another counter or another step');
   }
 }
 
@@ -95,4 +142,9 @@ export function isNetworkError(err: unknown, depth = 0): boolean {
   if (typeof e.code === 'string' && NETWORK_ERROR_CODES.has(e.code)) return true;
   if (Array.isArray(e.errors) && e.errors.some((x) => isNetworkError(x, depth + 1))) return true;
   return isNetworkError(e.cause, depth + 1);
+}
+
+/** The conditional-mode rejection of a change `by`: above the maximum going up, below 0 going down. */
+export function boundRejection(by: number, maximum: number, counter?: number): LimitReachedError | FloorReachedError {
+  return by > 0 ? new LimitReachedError(maximum, counter, by) : new FloorReachedError(by, counter);
 }

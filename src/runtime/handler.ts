@@ -1,11 +1,12 @@
 import { CounterModeConfig, Env, readModeConfig } from './config';
-import { BackendUnavailableError, CounterError, CredentialsRejectedError, LimitReachedError } from './errors';
+import { IDEMPOTENCY_DEFAULTS } from '../counter-env';
+import { BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, LimitReachedError } from './errors';
 import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
 import { CounterEvent, CounterRequest, parseRequest } from './request';
 import { invalidateSecret } from './secrets';
 import { FUNCTION_TIMEOUT_MARGIN_MS, secretReadWorstCaseMs } from '../timeouts';
-import { BackendName, CounterStore } from './store';
+import { BackendName, CounterChange, CounterStore } from './store';
 
 export type StoreFactory = () => CounterStore | Promise<CounterStore>;
 
@@ -56,6 +57,7 @@ export interface CounterHandlerOptions {
 export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
   const { backend } = options;
   const mode = options.mode ?? readModeConfig(options.env ?? process.env);
+  const retentionSeconds = mode.idempotencyRetentionSeconds ?? IDEMPOTENCY_DEFAULTS.retentionSeconds;
   let store: Promise<CounterStore> | undefined;
   /** What `store` resolved to, while it stands: a request skips awaiting it. */
   let current: CounterStore | undefined;
@@ -115,18 +117,24 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       log.counter = counter;
       return jsonResponse(200, { id: request.id, counter, backend });
     }
-    const counter = mode.conditionalWrites
-      ? await s.incrementBelow(request.id, mode.maxCounterValue, { requestKey: request.requestKey })
-      : await s.increment(request.id, { requestKey: request.requestKey });
+    const change: CounterChange = {
+      by: request.by,
+      ...(mode.conditionalWrites ? { maximum: mode.maxCounterValue } : {}),
+      ...(request.requestKey !== undefined ? { idempotency: { key: request.requestKey, retentionSeconds } } : {}),
+    };
+    const { counter, replayed } = await s.apply(request.id, change);
     log.counter = counter;
-    log.accepted = true;
+    // A replay applied nothing now: the original's line already counted it.
+    log.accepted = !replayed;
+    if (request.requestKey !== undefined) log.replayed = replayed;
     return jsonResponse(200, {
       id: request.id,
       counter,
+      by: request.by,
       backend,
       useConditionalWrites: mode.conditionalWrites,
       ...(mode.conditionalWrites ? { maxCounterValue: mode.maxCounterValue } : {}),
-    });
+    }, request.requestKey !== undefined ? { 'Idempotent-Replayed': String(replayed) } : {});
   };
 
   const handle = async (event: CounterEvent, context?: LambdaContextLike): Promise<HttpResponse> => {
@@ -138,6 +146,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       request = parseRequest(event);
       log.id = request.id;
       log.operation = request.operation;
+      if (request.operation === 'increment') log.by = request.by;
       try {
         response = await serve(request, log);
       } catch (err) {
@@ -148,12 +157,13 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     } catch (err) {
       response = errorResponse(err, {
         id: request?.id,
+        ...(request?.operation === 'increment' ? { by: request.by } : {}),
         backend,
         useConditionalWrites: mode.conditionalWrites,
       });
       log.statusCode = response.statusCode;
       log.code = err instanceof CounterError ? err.code : 'INTERNAL';
-      if (err instanceof LimitReachedError) {
+      if (err instanceof LimitReachedError || err instanceof FloorReachedError) {
         if (err.counter !== undefined) log.counter = err.counter;
       } else if (response.statusCode >= 500) {
         log.level = err instanceof BackendUnavailableError ? 'WARN' : 'ERROR';

@@ -1,4 +1,4 @@
-import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CounterError, CredentialsRejectedError, InternalError, LimitReachedError } from './errors';
+import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, InternalError, LimitReachedError } from './errors';
 
 /** What a Lambda proxy integration returns to API Gateway. */
 export interface HttpResponse {
@@ -24,6 +24,9 @@ export function errorResponse(err: unknown, context: Record<string, unknown> = {
   const headers: Record<string, string> = {};
   if (error instanceof LimitReachedError) {
     Object.assign(body, context, { maxCounterValue: error.maxCounterValue });
+    if (error.counter !== undefined) body.counter = error.counter;
+  } else if (error instanceof FloorReachedError) {
+    Object.assign(body, context);
     if (error.counter !== undefined) body.counter = error.counter;
   } else if (error instanceof BackendUnavailableError) {
     headers['Retry-After'] = String(error.retryAfterSeconds);

@@ -11,6 +11,10 @@ export interface RequestLogLine {
   id?: string;
   operation?: string;
   counter?: number;
+  /** The step of an increment (`?by=N`; 1 when not given). */
+  by?: number;
+  /** A keyed increment: true when the key had been applied before (nothing written now). */
+  replayed?: boolean;
   accepted: boolean;
   statusCode: number;
   code?: string;

@@ -1,4 +1,5 @@
-import { InvalidIdError, NotFoundError } from './errors';
+import { InvalidIdempotencyKeyError, InvalidIdError, InvalidStepError, NotFoundError } from './errors';
+import { MAX_STEP } from './store';
 
 /** Longest id in UTF-8 bytes (DynamoDB keys and TiDB's VARCHAR(255) both hold it). */
 export const MAX_ID_BYTES = 255;
@@ -35,6 +36,9 @@ export interface CounterEvent {
   readonly httpMethod?: string;
   readonly pathParameters?: { readonly [name: string]: string | undefined } | null;
   readonly headers?: { readonly [name: string]: string | undefined } | null;
+  readonly multiValueHeaders?: { readonly [name: string]: readonly string[] | undefined } | null;
+  readonly queryStringParameters?: { readonly [name: string]: string | undefined } | null;
+  readonly multiValueQueryStringParameters?: { readonly [name: string]: readonly string[] | undefined } | null;
 }
 
 export type CounterOperation = 'increment' | 'read';
@@ -42,8 +46,47 @@ export type CounterOperation = 'increment' | 'read';
 export interface CounterRequest {
   readonly operation: CounterOperation;
   readonly id: string;
-  /** `Idempotency-Key` header, when sent (reserved, see `WriteOptions`). */
+  /** The step of an increment (`?by=N`, default 1); 0 for a read. */
+  readonly by: number;
+  /** The validated `Idempotency-Key` header of an increment, when sent. */
   readonly requestKey?: string;
+}
+
+/** Longest `Idempotency-Key`, in characters (all ASCII). */
+export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
+/** 1–255 printable ASCII characters (space to tilde). */
+const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+/** A non-zero integer in plain decimal: no sign but `-`, no leading zeros, no exponent, no spaces. */
+const STEP = /^-?[1-9][0-9]{0,15}$/;
+
+/**
+ * `?by=N`: absent → 1. Anything but one plain non-zero decimal integer with
+ * |N| ≤ MAX_STEP is an INVALID_STEP (zero, `1e3`, `+5`, `1.0`, ` 5`, `05`,
+ * an empty value, the parameter given twice).
+ */
+export function parseStep(values: readonly string[] | undefined): number {
+  if (values === undefined || values.length === 0) return 1;
+  if (values.length > 1) throw new InvalidStepError('The query parameter by must be given at most once');
+  const raw = values[0];
+  if (!STEP.test(raw)) throw new InvalidStepError(`by must be a non-zero integer between -${MAX_STEP} and ${MAX_STEP} (got "${truncate(raw)}")`);
+  const by = Number(raw);
+  if (Math.abs(by) > MAX_STEP) throw new InvalidStepError(`by must be a non-zero integer between -${MAX_STEP} and ${MAX_STEP} (got "${truncate(raw)}")`);
+  return by;
+}
+
+/** The `Idempotency-Key` header: absent → undefined; present, it must be 1–255 printable ASCII characters. */
+export function parseIdempotencyKey(values: readonly string[] | undefined): string | undefined {
+  if (values === undefined || values.length === 0) return undefined;
+  if (values.length > 1 && new Set(values).size > 1) throw new InvalidIdempotencyKeyError('Send one Idempotency-Key header');
+  const key = values[0];
+  if (!IDEMPOTENCY_KEY.test(key)) {
+    throw new InvalidIdempotencyKeyError(`Idempotency-Key must be 1-${MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters`);
+  }
+  return key;
+}
+
+function truncate(text: string): string {
+  return text.length > 20 ? text.slice(0, 20) + '…' : text;
 }
 
 /**
@@ -65,17 +108,39 @@ export function parseRequest(event: CounterEvent): CounterRequest {
   } catch {
     throw new InvalidIdError('The counter id is not valid percent-encoded UTF-8');
   }
-  return { operation, id: validateId(id), requestKey: header(event, 'idempotency-key') };
+  const validId = validateId(id);
+  const steps = values(event.queryStringParameters, event.multiValueQueryStringParameters, 'by', false);
+  if (operation === 'read') {
+    if (steps !== undefined) throw new InvalidStepError('by is only accepted on POST');
+    return { operation, id: validId, by: 0 };
+  }
+  const by = parseStep(steps);
+  const requestKey = parseIdempotencyKey(values(event.headers, event.multiValueHeaders, 'idempotency-key', true));
+  return requestKey === undefined ? { operation, id: validId, by } : { operation, id: validId, by, requestKey };
 }
 
-function header(event: CounterEvent, name: string): string | undefined {
-  const headers = event.headers;
-  if (!headers) return undefined;
-  // Per request: no entries array; most headers differ from `name` in length.
-  for (const key in headers) {
-    if (key.length !== name.length || key.toLowerCase() !== name) continue;
-    const value = headers[key];
-    if (value) return value;
-  }
-  return undefined;
+/**
+ * Every value of a header (case-insensitive name) or query parameter (exact
+ * name). API Gateway's REST proxy event carries both a single-value map (the
+ * last value) and a multi-value map; the multi-value one wins when present.
+ */
+function values(
+  single: { readonly [name: string]: string | undefined } | null | undefined,
+  multi: { readonly [name: string]: readonly string[] | undefined } | null | undefined,
+  name: string,
+  caseInsensitive: boolean,
+): readonly string[] | undefined {
+  const find = <T>(map: { readonly [name: string]: T | undefined } | null | undefined): T | undefined => {
+    if (!map) return undefined;
+    if (!caseInsensitive) return map[name];
+    // Per request: no entries array; most names differ from `name` in length.
+    for (const key in map) {
+      if (key.length === name.length && key.toLowerCase() === name) return map[key];
+    }
+    return undefined;
+  };
+  const all = find(multi);
+  if (all !== undefined) return all;
+  const one = find(single);
+  return one === undefined || one === null ? undefined : [one];
 }

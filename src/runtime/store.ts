@@ -3,19 +3,31 @@
  * creates it once per container (in the init phase, see `connect`) and
  * replaces it when it breaks.
  *
- * Each method is one atomic operation on the datastore: the value returned by
- * an increment is the value *this* increment produced, never a re-read.
+ * `apply` is one atomic operation on the datastore (a single conditional
+ * update, a script, or one transaction): the value it returns is the value
+ * *this* change produced, never a re-read.
  */
 export interface CounterStore {
-  /** Adds one and returns the new value. A counter never written starts at 0. */
-  increment(id: string, options?: WriteOptions): Promise<number>;
-
   /**
-   * Adds one only while the stored value is below `maximum`; returns the new
-   * value. Throws `LimitReachedError` (nothing written) once it holds `maximum`.
-   * Contention between writers must never surface as a rejection.
+   * Applies one change and returns the value it produced. A counter never
+   * written starts at 0.
+   *
+   * - `change.by` is added (a non-zero safe integer; negative decrements).
+   * - With `change.maximum` (conditional mode) an upward change is applied
+   *   only when `value + by ≤ maximum` (else `LimitReachedError`), a downward
+   *   one only when `value + by ≥ 0` (else `FloorReachedError`); the check is
+   *   evaluated by the datastore atomically with the write, and a rejected
+   *   change writes nothing. Contention between writers is never a rejection.
+   * - Without a maximum every change is applied, except one whose result
+   *   would leave JavaScript's safe integers (`StepOutOfRangeError`, nothing
+   *   written).
+   * - With `change.idempotency` the key is checked and recorded in the same
+   *   atomic operation as the change: a key already recorded (and not
+   *   expired) for the same id and step applies nothing and returns its
+   *   recorded value with `replayed: true`; recorded for another id or step,
+   *   it throws `IdempotencyKeyReusedError`. A rejected change records no key.
    */
-  incrementBelow(id: string, maximum: number, options?: WriteOptions): Promise<number>;
+  apply(id: string, change: CounterChange): Promise<ChangeResult>;
 
   /** The stored value, 0 for a counter never written. */
   read(id: string): Promise<number>;
@@ -37,13 +49,65 @@ export interface CounterStore {
   close?(): Promise<void>;
 }
 
+/** One change of one counter, as the pipeline hands it to a store. */
+export interface CounterChange {
+  /** The step: a non-zero safe integer with |by| ≤ `MAX_STEP`; 1 for a plain increment. */
+  readonly by: number;
+  /** Conditional mode: the value stays within [0, maximum]. Absent: unconditional. */
+  readonly maximum?: number;
+  /** Exactly-once: the request's `Idempotency-Key` and how long it is remembered. */
+  readonly idempotency?: IdempotencyOptions;
+}
+
+export interface IdempotencyOptions {
+  /** 1–255 printable ASCII characters (validated by the request parser). */
+  readonly key: string;
+  /** How long a recorded key is remembered, in seconds (≥ 1). */
+  readonly retentionSeconds: number;
+}
+
+export interface ChangeResult {
+  /** The value the change produced (for a replay: the value the original produced). */
+  readonly counter: number;
+  /** True when the key had already been applied: nothing was written now. */
+  readonly replayed: boolean;
+}
+
+/** Largest |by| a request may carry. */
+export const MAX_STEP = 1_000_000_000;
+
 /**
- * Per-request options. Open for what is planned next: an
- * idempotency key for exactly-once increments under client retries.
+ * Whether `current + by` is allowed in conditional mode (the rule every store
+ * evaluates on its datastore; exported for stores that compute it client-side
+ * in a compare-and-swap and for tests). `current` of a missing counter is 0.
  */
-export interface WriteOptions {
-  /** Reserved: the request's `Idempotency-Key`. Stores ignore it today. */
-  readonly requestKey?: string;
+export function withinBounds(current: number, by: number, maximum: number): boolean {
+  return by > 0 ? current + by <= maximum : current + by >= 0;
+}
+
+/**
+ * The range of *previous* values from which a change may be applied: the
+ * condition a store writes as `lowest ≤ value ≤ highest` (inclusive).
+ * Conditional: upward `value ≤ maximum − by`, downward `value ≥ −by`.
+ * Unconditional: the result stays a safe integer.
+ */
+export function allowedPrevious(by: number, maximum?: number): { lowest: number; highest: number } {
+  if (maximum === undefined) {
+    return by > 0
+      ? { lowest: Number.MIN_SAFE_INTEGER, highest: Number.MAX_SAFE_INTEGER - by }
+      : { lowest: Number.MIN_SAFE_INTEGER - by, highest: Number.MAX_SAFE_INTEGER };
+  }
+  return by > 0
+    ? { lowest: Number.MIN_SAFE_INTEGER, highest: maximum - by }
+    : { lowest: -by, highest: Number.MAX_SAFE_INTEGER };
+}
+
+/**
+ * What a recorded key is bound to: the id and the step. A later request with
+ * the key replays only when both are equal; otherwise it is a reuse (422).
+ */
+export function sameBinding(recorded: { id: string; by: number }, id: string, by: number): boolean {
+  return recorded.id === id && recorded.by === by;
 }
 
 /** The five backends, as they appear in routes (`/{backend}/{id}`). */
