@@ -4,26 +4,35 @@
  * and log contract, not atomicity (the conformance suites do that on real
  * engines).
  */
-import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CredentialsRejectedError, InvalidIdError, isNetworkError, LimitReachedError } from '../../src/runtime/errors';
+import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, boundRejection, CredentialsRejectedError, IdempotencyKeyReusedError, InvalidIdempotencyKeyError, InvalidIdError, InvalidStepError, isNetworkError, LimitReachedError } from '../../src/runtime/errors';
 import { createCounterHandler } from '../../src/runtime/handler';
 import { errorResponse } from '../../src/runtime/http';
 import { setLogSink } from '../../src/runtime/log';
-import { parseRequest, validateId } from '../../src/runtime/request';
-import { CounterStore } from '../../src/runtime/store';
+import { parseIdempotencyKey, parseRequest, parseStep, validateId } from '../../src/runtime/request';
+import { allowedPrevious, ChangeResult, CounterChange, CounterStore, MAX_STEP, sameBinding } from '../../src/runtime/store';
 
 class MapStore implements CounterStore {
   readonly values = new Map<string, number>();
+  readonly keys = new Map<string, { id: string; by: number; counter: number }>();
   fail?: Error;
-  async increment(id: string) {
+  async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     if (this.fail) throw this.fail;
-    const v = (this.values.get(id) ?? 0) + 1;
-    this.values.set(id, v);
-    return v;
-  }
-  async incrementBelow(id: string, maximum: number) {
+    const key = change.idempotency?.key;
+    const recorded = key === undefined ? undefined : this.keys.get(key);
+    if (recorded) {
+      if (!sameBinding(recorded, id, change.by)) throw new IdempotencyKeyReusedError();
+      return { counter: recorded.counter, replayed: true };
+    }
     const current = this.values.get(id) ?? 0;
-    if (current >= maximum) throw new LimitReachedError(maximum, current);
-    return this.increment(id);
+    const { lowest, highest } = allowedPrevious(change.by, change.maximum);
+    if (current < lowest || current > highest) {
+      if (change.maximum === undefined) throw new InvalidStepError('result out of range');
+      throw boundRejection(change.by, change.maximum, current);
+    }
+    const counter = current + change.by;
+    this.values.set(id, counter);
+    if (key !== undefined) this.keys.set(key, { id, by: change.by, counter });
+    return { counter, replayed: false };
   }
   async read(id: string) {
     return this.values.get(id) ?? 0;
@@ -66,7 +75,7 @@ describe('pipeline', () => {
     const handler = createCounterHandler({ backend: 'dynamo', createStore: () => store, mode: { conditionalWrites: true, maxCounterValue: 2 } });
     const res = await handler(event('POST', 'a'));
     expect(res.statusCode).toBe(200);
-    expect(JSON.parse(res.body)).toEqual({ id: 'a', counter: 1, backend: 'dynamo', useConditionalWrites: true, maxCounterValue: 2 });
+    expect(JSON.parse(res.body)).toEqual({ id: 'a', counter: 1, by: 1, backend: 'dynamo', useConditionalWrites: true, maxCounterValue: 2 });
     expect(lines).toEqual([expect.objectContaining({ level: 'INFO', backend: 'dynamo', id: 'a', counter: 1, accepted: true, statusCode: 200, durationMs: expect.any(Number) })]);
   });
 
@@ -199,5 +208,159 @@ describe('errors', () => {
   });
   test('a non-counter error never leaks its message', () => {
     expect(JSON.parse(errorResponse(new TypeError('secret')).body)).toEqual({ code: 'INTERNAL', error: 'Internal error' });
+  });
+});
+
+function postEvent(id: string, options: { by?: string | string[]; key?: string | string[]; method?: string } = {}) {
+  const by = options.by === undefined ? undefined : ([] as string[]).concat(options.by);
+  const key = options.key === undefined ? undefined : ([] as string[]).concat(options.key);
+  return {
+    httpMethod: options.method ?? 'POST',
+    pathParameters: { id },
+    queryStringParameters: by ? { by: by[by.length - 1] } : null,
+    multiValueQueryStringParameters: by ? { by } : null,
+    headers: key ? { 'Idempotency-Key': key[key.length - 1] } : {},
+    multiValueHeaders: key ? { 'Idempotency-Key': key } : {},
+  };
+}
+
+describe('step (?by=N)', () => {
+  test.each([['1', 1], ['-1', -1], ['250', 250], ['-50', -50], [String(MAX_STEP), MAX_STEP], [`-${MAX_STEP}`, -MAX_STEP]])('accepts %p', (raw, by) => {
+    expect(parseStep([raw as string])).toBe(by);
+  });
+  test('absent → 1', () => {
+    expect(parseStep(undefined)).toBe(1);
+    expect(parseRequest(event('POST', 'a')).by).toBe(1);
+  });
+  test.each(['0', '-0', '', '+5', '1e3', '1.0', '1.5', ' 5', '5 ', '05', 'abc', '0x10', String(MAX_STEP + 1), `-${MAX_STEP + 1}`, '9007199254740993', 'Infinity', 'NaN', '--1'])('rejects %p', (raw) => {
+    expect(() => parseStep([raw])).toThrow(InvalidStepError);
+  });
+  test('given twice → INVALID_STEP; on a GET → INVALID_STEP', () => {
+    expect(() => parseRequest(postEvent('a', { by: ['1', '2'] }))).toThrow(InvalidStepError);
+    expect(() => parseRequest(postEvent('a', { by: '1', method: 'GET' }))).toThrow(InvalidStepError);
+    expect(parseRequest(postEvent('a', { by: '-7' })).by).toBe(-7);
+    // The single-value map alone (no multi-value map) is read too.
+    expect(parseRequest({ httpMethod: 'POST', pathParameters: { id: 'a' }, queryStringParameters: { by: '3' } }).by).toBe(3);
+  });
+  test('allowed previous values: conditional bounds both ways, the safe range unconditionally', () => {
+    expect(allowedPrevious(7, 1000)).toEqual({ lowest: Number.MIN_SAFE_INTEGER, highest: 993 });
+    expect(allowedPrevious(-3, 1000)).toEqual({ lowest: 3, highest: Number.MAX_SAFE_INTEGER });
+    expect(allowedPrevious(5)).toEqual({ lowest: Number.MIN_SAFE_INTEGER, highest: Number.MAX_SAFE_INTEGER - 5 });
+    expect(allowedPrevious(-5)).toEqual({ lowest: Number.MIN_SAFE_INTEGER + 5, highest: Number.MAX_SAFE_INTEGER });
+  });
+});
+
+describe('Idempotency-Key', () => {
+  test.each(['k', 'a'.repeat(255), 'order-42/attempt 1', '~!@#$%^&*()_+{}|:"<>?`-=[]\\;\',./'])('accepts %p', (key) => {
+    expect(parseIdempotencyKey([key])).toBe(key);
+  });
+  test.each(['', 'a'.repeat(256), 'tab\there', 'nl\n', 'nul\u0000', 'del\u007f', 'naïve', '計数', 'emoji😀'])('rejects %p', (key) => {
+    expect(() => parseIdempotencyKey([key])).toThrow(InvalidIdempotencyKeyError);
+  });
+  test('header names are case-insensitive; two different values → 400; absent → no key', () => {
+    expect(parseRequest({ httpMethod: 'POST', pathParameters: { id: 'a' }, headers: { 'idempotency-key': 'k1' } }).requestKey).toBe('k1');
+    expect(parseRequest({ httpMethod: 'POST', pathParameters: { id: 'a' }, headers: { 'IDEMPOTENCY-KEY': 'k2' } }).requestKey).toBe('k2');
+    expect(() => parseRequest(postEvent('a', { key: ['k1', 'k2'] }))).toThrow(InvalidIdempotencyKeyError);
+    expect(parseRequest(postEvent('a', { key: ['k1', 'k1'] })).requestKey).toBe('k1');
+    expect(parseRequest(postEvent('a')).requestKey).toBeUndefined();
+    // An empty header is a bad key, not an absent one.
+    expect(() => parseRequest({ httpMethod: 'POST', pathParameters: { id: 'a' }, headers: { 'Idempotency-Key': '' } })).toThrow(InvalidIdempotencyKeyError);
+  });
+});
+
+describe('pipeline: steps and keys', () => {
+  let lines: any[];
+  let restore: (l: string) => void;
+  beforeEach(() => {
+    lines = [];
+    restore = setLogSink((l) => lines.push(JSON.parse(l)));
+  });
+  afterEach(() => setLogSink(restore));
+
+  test('the store receives the step, the maximum and the key with the configured retention', async () => {
+    const seen: CounterChange[] = [];
+    const store = new MapStore();
+    const apply = store.apply.bind(store);
+    store.apply = async (id, change) => {
+      seen.push(change);
+      return apply(id, change);
+    };
+    const conditional = createCounterHandler({ backend: 'redis', createStore: () => store, mode: { conditionalWrites: true, maxCounterValue: 50, idempotencyRetentionSeconds: 7 } });
+    await conditional(postEvent('a', { by: '5', key: 'k' }));
+    const unconditional = createCounterHandler({ backend: 'redis', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 50 } });
+    await unconditional(postEvent('a', { by: '-2' }));
+    expect(seen).toEqual([
+      { by: 5, maximum: 50, idempotency: { key: 'k', retentionSeconds: 7 } },
+      { by: -2 },
+    ]);
+  });
+
+  test('a step answers the value after it and the step; the log line carries both', async () => {
+    const store = new MapStore();
+    const handler = createCounterHandler({ backend: 'tidb', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10 } });
+    const res = await handler(postEvent('a', { by: '250' }));
+    expect(JSON.parse(res.body)).toEqual({ id: 'a', counter: 250, by: 250, backend: 'tidb', useConditionalWrites: false });
+    expect(res.headers['Idempotent-Replayed']).toBeUndefined();
+    const down = await handler(postEvent('a', { by: '-300' }));
+    expect(JSON.parse(down.body)).toMatchObject({ counter: -50, by: -300 });
+    expect(lines.map((l) => [l.by, l.counter, l.accepted])).toEqual([[250, 250, true], [-300, -50, true]]);
+  });
+
+  test('conditional: FLOOR_REACHED going down, LIMIT_REACHED with a step message going up; nothing written', async () => {
+    const store = new MapStore();
+    store.values.set('a', 2);
+    const handler = createCounterHandler({ backend: 'docdb', createStore: () => store, mode: { conditionalWrites: true, maxCounterValue: 10 } });
+    const floor = await handler(postEvent('a', { by: '-3' }));
+    expect(floor.statusCode).toBe(409);
+    expect(JSON.parse(floor.body)).toEqual({
+      code: 'FLOOR_REACHED', error: 'Subtracting 3 would take the counter below 0', id: 'a', by: -3, backend: 'docdb', useConditionalWrites: true, counter: 2,
+    });
+    const limit = await handler(postEvent('a', { by: '9' }));
+    expect(JSON.parse(limit.body)).toMatchObject({ code: 'LIMIT_REACHED', error: 'Adding 9 would take the counter above its maximum value of: 10', by: 9, maxCounterValue: 10, counter: 2 });
+    expect(store.values.get('a')).toBe(2);
+    expect(lines.map((l) => [l.code, l.accepted, l.counter])).toEqual([['FLOOR_REACHED', false, 2], ['LIMIT_REACHED', false, 2]]);
+  });
+
+  test('bad step and bad key → 400 before the store is touched', async () => {
+    const store = new MapStore();
+    let applied = 0;
+    store.apply = async () => {
+      applied++;
+      return { counter: 0, replayed: false };
+    };
+    const handler = createCounterHandler({ backend: 'dynamo', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10 } });
+    for (const [ev, code] of [
+      [postEvent('a', { by: '0' }), 'INVALID_STEP'],
+      [postEvent('a', { by: '1', method: 'GET' }), 'INVALID_STEP'],
+      [postEvent('a', { key: 'a'.repeat(256) }), 'INVALID_IDEMPOTENCY_KEY'],
+    ] as const) {
+      const res = await handler(ev);
+      expect(res.statusCode).toBe(400);
+      expect(JSON.parse(res.body).code).toBe(code);
+    }
+    expect(applied).toBe(0);
+  });
+
+  test('keyed: the first answer says Idempotent-Replayed false, a repeat true with the same counter; reuse elsewhere → 422', async () => {
+    const store = new MapStore();
+    const handler = createCounterHandler({ backend: 'momento', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10 } });
+    const first = await handler(postEvent('a', { key: 'order-1' }));
+    await handler(postEvent('a'));
+    const again = await handler(postEvent('a', { key: 'order-1' }));
+    expect(first.headers['Idempotent-Replayed']).toBe('false');
+    expect(again.headers['Idempotent-Replayed']).toBe('true');
+    expect(again.body).toBe(first.body);
+    const reused = await handler(postEvent('b', { key: 'order-1' }));
+    expect(reused.statusCode).toBe(422);
+    expect(JSON.parse(reused.body)).toEqual({ code: 'IDEMPOTENCY_KEY_REUSED', error: expect.stringMatching(/another counter or another step/) });
+    expect(lines.map((l) => [l.statusCode, l.accepted, l.replayed])).toEqual([[200, true, false], [200, true, undefined], [200, false, true], [422, false, undefined]]);
+  });
+
+  test('the store errors map: InvalidStepError from a store is a 400, boundRejection picks the code by direction', () => {
+    expect(errorResponse(new InvalidStepError('x')).statusCode).toBe(400);
+    expect(boundRejection(1, 5).code).toBe('LIMIT_REACHED');
+    expect(boundRejection(-1, 5).code).toBe('FLOOR_REACHED');
+    expect(new IdempotencyKeyReusedError().statusCode).toBe(422);
+    expect(new LimitReachedError(5).message).toBe('Counter has reached its maximum value of: 5');
   });
 });
