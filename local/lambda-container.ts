@@ -110,14 +110,18 @@ export function loadCounterContainers(entry: string, env: Record<string, string>
 }
 
 /** An API Gateway REST proxy event for `METHOD /{backend}/{id}` (id percent-encoded, as API Gateway passes it). */
-export function proxyEvent(method: string, backend: string, id: string | undefined, headers: Record<string, string> = {}): unknown {
+export function proxyEvent(method: string, backend: string, id: string | undefined, headers: Record<string, string> = {}, query: Record<string, string> = {}): unknown {
   const encoded = id === undefined ? undefined : encodeURIComponent(id);
+  const hasQuery = Object.keys(query).length > 0;
   return {
     httpMethod: method,
     resource: '/' + backend + '/{id}',
     path: `/${backend}/${encoded ?? ''}`,
     pathParameters: encoded === undefined ? null : { id: encoded },
     headers,
+    multiValueHeaders: Object.fromEntries(Object.entries(headers).map(([k, v]) => [k, [v]])),
+    queryStringParameters: hasQuery ? query : null,
+    multiValueQueryStringParameters: hasQuery ? Object.fromEntries(Object.entries(query).map(([k, v]) => [k, [v]])) : null,
     body: null,
     isBase64Encoded: false,
   };

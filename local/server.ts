@@ -118,6 +118,19 @@ function send(res: http.ServerResponse, status: number, body: unknown, headers: 
   res.end(text);
 }
 
+/** The query string as API Gateway's proxy event carries it (decoded; null when there is none). */
+function queryParameters(url: string): { single: Record<string, string> | null; multi: Record<string, string[]> | null } {
+  const at = url.indexOf('?');
+  if (at < 0) return { single: null, multi: null };
+  const single: Record<string, string> = {};
+  const multi: Record<string, string[]> = {};
+  for (const [name, value] of new URLSearchParams(url.slice(at + 1))) {
+    single[name] = value;
+    (multi[name] ??= []).push(value);
+  }
+  return Object.keys(single).length === 0 ? { single: null, multi: null } : { single, multi };
+}
+
 export async function startLocalServer(options: LocalServerOptions = {}): Promise<LocalServer> {
   const apiKey = options.apiKey ?? randomBytes(30).toString('base64url');
   const namespace = options.namespace ?? LOCAL_NAMESPACE;
@@ -179,17 +192,25 @@ export async function startLocalServer(options: LocalServerOptions = {}): Promis
       return;
     }
     req.resume(); // the body is ignored, as the deployed API's handlers ignore it
+    // As API Gateway's REST proxy event: single-value maps hold the last
+    // value of a repeated header or query parameter, multi-value maps all.
     const headers: Record<string, string> = {};
-    for (const [name, value] of Object.entries(req.headers)) {
-      if (typeof value === 'string') headers[name] = value;
-      else if (Array.isArray(value)) headers[name] = value.join(',');
+    const multiValueHeaders: Record<string, string[]> = {};
+    for (const [name, values] of Object.entries(req.headersDistinct)) {
+      if (!values || values.length === 0) continue;
+      headers[name] = values[values.length - 1];
+      multiValueHeaders[name] = values;
     }
+    const query = queryParameters(req.url ?? '/');
     const result = await target.handler({
       httpMethod: method,
       resource: `/${backend}/{id}`,
       path: rawPath,
       pathParameters: { id },
       headers,
+      multiValueHeaders,
+      queryStringParameters: query.single,
+      multiValueQueryStringParameters: query.multi,
       body: null,
       isBase64Encoded: false,
     });

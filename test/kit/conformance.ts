@@ -40,17 +40,25 @@ export interface Answer {
   headers: Record<string, string>;
 }
 
+/** A step (`?by=`, sent verbatim) and an `Idempotency-Key`. */
+export interface CallOptions {
+  readonly by?: number | string;
+  readonly key?: string;
+}
+
 /**
  * One request through a handler container. Every answer is held to the
  * OpenAPI document (docs/openapi.json): an undocumented status, body field or
  * missing header fails the test that received it.
  */
-export async function call(handler: ProxyHandler, method: string, backend: string, id: string | undefined): Promise<Answer> {
-  const res = await handler(proxyEvent(method, backend, id));
+export async function call(handler: ProxyHandler, method: string, backend: string, id: string | undefined, options: CallOptions = {}): Promise<Answer> {
+  const headers: Record<string, string> = options.key === undefined ? {} : { 'Idempotency-Key': options.key };
+  const query: Record<string, string> = options.by === undefined ? {} : { by: String(options.by) };
+  const res = await handler(proxyEvent(method, backend, id, headers, query));
   const answer = { status: res.statusCode, body: JSON.parse(res.body), headers: res.headers ?? {} };
   const problems = checkAnswer(method, answer);
   if (problems.length > 0) {
-    throw new Error(`${method} /${backend}/${id}: answer does not match docs/openapi.json: ${problems.join('; ')}\n${res.body}`);
+    throw new Error(`${method} /${backend}/${id}${options.by === undefined ? '' : `?by=${options.by}`}: answer does not match docs/openapi.json: ${problems.join('; ')}\n${res.body}`);
   }
   return answer;
 }
@@ -172,7 +180,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
       const [handler] = await ctx().containers({ conditional: false });
       const res = await call(handler, 'POST', backend, 'user-42');
       expect(res.status).toBe(200);
-      expect(res.body).toEqual({ id: 'user-42', counter: 1, backend, useConditionalWrites: false });
+      expect(res.body).toEqual({ id: 'user-42', counter: 1, by: 1, backend, useConditionalWrites: false });
       expect(res.headers['Content-Type']).toBe('application/json');
       expect(await call(handler, 'GET', backend, 'never-written')).toEqual({
         status: 200, body: { id: 'never-written', counter: 0, backend }, headers: expect.anything(),

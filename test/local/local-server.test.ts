@@ -94,7 +94,7 @@ describe.each(backends)('%s through the local server', (backend) => {
     for (let n = 1; n <= 3; n++) {
       const res = await request(unconditional, 'POST', route);
       expect(res.status).toBe(200);
-      expect(res.body).toEqual({ id, counter: n, backend, useConditionalWrites: false });
+      expect(res.body).toEqual({ id, counter: n, by: 1, backend, useConditionalWrites: false });
       expect(res.headers.get('content-type')).toBe('application/json');
     }
     expect(await request(unconditional, 'GET', route)).toMatchObject({ status: 200, body: { id, counter: 3, backend } });

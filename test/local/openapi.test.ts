@@ -21,15 +21,23 @@ test('the document describes both operations, the API key and every answer of th
   expect(doc.openapi).toMatch(/^3\.1\./);
   expect(doc.components.securitySchemes.apiKey).toEqual(expect.objectContaining({ type: 'apiKey', in: 'header', name: 'x-api-key' }));
   const route = doc.paths['/{backend}/{id}'];
-  expect(Object.keys(route.post.responses).sort()).toEqual(['200', '400', '403', '404', '409', '429', '500', '503']);
+  expect(Object.keys(route.post.responses).sort()).toEqual(['200', '400', '403', '404', '409', '422', '429', '500', '503']);
+  expect(route.post.parameters.map((p: { $ref: string }) => p.$ref)).toEqual(['#/components/parameters/Step', '#/components/parameters/IdempotencyKey']);
   expect(Object.keys(route.get.responses).sort()).toEqual(['200', '400', '403', '404', '429', '500', '503']);
   expect(doc.components.schemas.Backend.enum).toEqual(['dynamo', 'redis', 'momento', 'docdb', 'tidb']);
 });
 
 describe('conforming answers pass', () => {
   test.each([
-    ['POST', 200, { id: 'a', counter: 1, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
-    ['POST', 200, { id: 'a', counter: 3, backend: 'tidb', useConditionalWrites: true, maxCounterValue: 3 }, JSON_HEADERS],
+    ['POST', 200, { id: 'a', counter: 1, by: 1, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
+    ['POST', 200, { id: 'a', counter: 3, by: 1, backend: 'tidb', useConditionalWrites: true, maxCounterValue: 3 }, JSON_HEADERS],
+    ['POST', 200, { id: 'a', counter: -47, by: -50, backend: 'redis', useConditionalWrites: false }, { ...JSON_HEADERS, 'Idempotent-Replayed': 'true' }],
+    ['POST', 409, { code: 'LIMIT_REACHED', error: 'Adding 7 would take the counter above its maximum value of: 1000', id: 'a', by: 7, backend: 'docdb', useConditionalWrites: true, maxCounterValue: 1000, counter: 994 }, JSON_HEADERS],
+    ['POST', 409, { code: 'FLOOR_REACHED', error: 'Subtracting 3 would take the counter below 0', id: 'a', by: -3, backend: 'tidb', useConditionalWrites: true, counter: 1 }, JSON_HEADERS],
+    ['POST', 400, { code: 'INVALID_STEP', error: 'by must be a non-zero integer' }, JSON_HEADERS],
+    ['POST', 400, { code: 'INVALID_IDEMPOTENCY_KEY', error: 'bad key' }, JSON_HEADERS],
+    ['GET', 400, { code: 'INVALID_STEP', error: 'by is only accepted on POST' }, JSON_HEADERS],
+    ['POST', 422, { code: 'IDEMPOTENCY_KEY_REUSED', error: 'reused' }, JSON_HEADERS],
     ['GET', 200, { id: 'a', counter: 0, backend: 'dynamo' }, JSON_HEADERS],
     ['POST', 409, { code: 'LIMIT_REACHED', error: 'Counter has reached its maximum value of: 3', id: 'a', backend: 'docdb', useConditionalWrites: true, maxCounterValue: 3, counter: 3 }, JSON_HEADERS],
     ['POST', 400, { code: 'INVALID_ID', error: 'The counter id must not be empty' }, JSON_HEADERS],
@@ -44,11 +52,16 @@ describe('conforming answers pass', () => {
 
 describe('answers the contract forbids are caught', () => {
   test.each([
-    ['a 200 without the counter', 'POST', 200, { id: 'a', backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
-    ['a counter as a string', 'POST', 200, { id: 'a', counter: '1', backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
-    ['a negative counter', 'GET', 200, { id: 'a', counter: -1, backend: 'redis' }, JSON_HEADERS],
-    ['conditional mode without its maximum', 'POST', 200, { id: 'a', counter: 1, backend: 'redis', useConditionalWrites: true }, JSON_HEADERS],
-    ['an unconditional answer naming a maximum', 'POST', 200, { id: 'a', counter: 1, backend: 'redis', useConditionalWrites: false, maxCounterValue: 3 }, JSON_HEADERS],
+    ['a 200 without the counter', 'POST', 200, { id: 'a', by: 1, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
+    ['a 200 without the step', 'POST', 200, { id: 'a', counter: 1, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
+    ['a step of zero', 'POST', 200, { id: 'a', counter: 1, by: 0, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
+    ['a counter as a string', 'POST', 200, { id: 'a', counter: '1', by: 1, backend: 'redis', useConditionalWrites: false }, JSON_HEADERS],
+    ['a counter beyond the safe integers', 'GET', 200, { id: 'a', counter: -9007199254740992, backend: 'redis' }, JSON_HEADERS],
+    ['a replay header that is not true or false', 'POST', 200, { id: 'a', counter: 1, by: 1, backend: 'redis', useConditionalWrites: false }, { ...JSON_HEADERS, 'Idempotent-Replayed': 'yes' }],
+    ['a floor rejection with the limit code', 'POST', 409, { code: 'LIMIT_REACHED', error: 'Subtracting 3 would take the counter below 0', by: -3, maxCounterValue: 3 }, JSON_HEADERS],
+    ['a 422 on a read', 'GET', 422, { code: 'IDEMPOTENCY_KEY_REUSED', error: 'reused' }, JSON_HEADERS],
+    ['conditional mode without its maximum', 'POST', 200, { id: 'a', counter: 1, by: 1, backend: 'redis', useConditionalWrites: true }, JSON_HEADERS],
+    ['an unconditional answer naming a maximum', 'POST', 200, { id: 'a', counter: 1, by: 1, backend: 'redis', useConditionalWrites: false, maxCounterValue: 3 }, JSON_HEADERS],
     ['an unknown backend', 'GET', 200, { id: 'a', counter: 1, backend: 'postgres' }, JSON_HEADERS],
     ['a 409 on a read', 'GET', 409, { code: 'LIMIT_REACHED', error: 'Counter has reached its maximum value of: 3', maxCounterValue: 3 }, JSON_HEADERS],
     ['a 409 with another message', 'POST', 409, { code: 'LIMIT_REACHED', error: 'full', maxCounterValue: 3 }, JSON_HEADERS],
