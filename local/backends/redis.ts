@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import { BackendFixture, urlPort } from './fixture';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
 import { Engine } from '../engines/engine';
 import { acquireRedis } from '../engines/redis';
 
@@ -8,6 +9,9 @@ import { acquireRedis } from '../engines/redis';
  * Redis on a real `redis-server`: one key prefix per namespace, so tests and
  * bench runs share one server without seeing each other's counters. Redis
  * needs no setup step: a key springs into existence on its first INCR.
+ * Idempotency-Key records live under the same prefix, behind a
+ * control-character infix no counter id can contain: `dispose` removes them
+ * with the counters, `keys` leaves them out.
  */
 export const redisFixture: BackendFixture = {
   backend: 'redis',
@@ -19,7 +23,8 @@ export const redisFixture: BackendFixture = {
   async dispose(engine: Engine, namespace: string) {
     const client = new Redis(engine.url, { maxRetriesPerRequest: 0, enableReadyCheck: false });
     try {
-      // Namespaces are letters, digits and underscores: no glob characters to escape.
+      // Namespaces are letters, digits and underscores: no glob characters to
+      // escape. The pattern covers counters and key records alike.
       for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) {
         if ((keys as string[]).length) await client.del(...(keys as string[]));
       }
@@ -32,7 +37,7 @@ export const redisFixture: BackendFixture = {
     try {
       const found: string[] = [];
       for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) found.push(...(keys as string[]));
-      return found.map((k) => k.slice(namespace.length + 1));
+      return found.map((k) => k.slice(namespace.length + 1)).filter((rest) => !rest.startsWith(KEY_RECORD_INFIX));
     } finally {
       client.disconnect();
     }

@@ -1,37 +1,91 @@
 import Redis, { RedisOptions } from 'ioredis';
-import { LimitReachedError } from '../../../runtime/errors';
+import { boundRejection, IdempotencyKeyReusedError, InvalidStepError } from '../../../runtime/errors';
 import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
-import { CounterStore } from '../../../runtime/store';
+import { allowedPrevious, ChangeResult, CounterChange, CounterStore, sameBinding } from '../../../runtime/store';
 import { REDIS_SECRET_FIELDS } from '../redis-env';
 import { RedisConfig } from './redis-config';
 import { isAuthReply, replyCode, toRedisCounterError } from './redis-errors';
 
 /**
- * Conditional increment as one script: Redis runs a script to completion
- * before serving any other command, so the read, the comparison and the
- * INCR are one atomic step and no other writer can slip between them. A
- * missing key reads as 0, so the first-increment race needs no special case
- * (INCR creates the key). The answer is a pair: `{1, new value}` when applied,
- * `{0, current value}` when rejected — a distinct result, never an error to
- * be recognised by its text. The id reaches the script only as KEYS[1].
+ * Appended to the key prefix to name a key record: `<prefix>\u0001k\u0001<key>`.
+ * Counter ids never contain control characters (the request parser rejects
+ * them), so no counter key `<prefix><id>` can equal a key record's name, and
+ * a listing of the prefix tells the two apart by the character after it.
  */
-const INCREMENT_BELOW_LUA = `
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if current >= tonumber(ARGV[1]) then
-  return {0, current}
-end
-return {1, redis.call('INCR', KEYS[1])}
-`;
-
-interface CounterRedis extends Redis {
-  counterIncrementBelow(key: string, maximum: string): Promise<[number, number]>;
-}
+export const KEY_RECORD_INFIX = '\u0001k\u0001';
 
 /**
- * Redis (ElastiCache Redis OSS or Valkey): `INCR` for the unconditional
+ * The bounded change, shared by both scripts (Lua 5.1 inside Redis; numbers
+ * are doubles, exact for every integer up to 2^53, so the safe-integer bounds
+ * and any value this store writes compare exactly). ARGV[1] = by, ARGV[2] =
+ * lowest, ARGV[3] = highest previous value allowed (`allowedPrevious`), all
+ * as decimal strings. A missing counter reads 0. Rejected → `{0, value}` and
+ * nothing written; applied → INCRBY. A stored value that is no integer is an
+ * error reply, as INCRBY would give, before anything is written.
+ */
+const BOUNDED_CHANGE_LUA = `
+local raw = redis.call('GET', KEYS[1]) or '0'
+local current = tonumber(raw)
+if current == nil then
+  return redis.error_reply('ERR value is not an integer or out of range')
+end
+if current < tonumber(ARGV[2]) or current > tonumber(ARGV[3]) then
+  return {0, raw}
+end
+local value = redis.call('INCRBY', KEYS[1], ARGV[1])
+`;
+
+/**
+ * A step, or any conditional change, without a key: one script. Redis runs
+ * a script to completion before serving any other command, so the read, the
+ * bound check and the INCRBY are one atomic step. The answer is a distinct
+ * result, `{1, new value}` or `{0, current value}`, never an error to be
+ * recognised by its text. The id reaches the script only as KEYS[1].
+ */
+const APPLY_LUA = `${BOUNDED_CHANGE_LUA}return {1, value}
+`;
+
+/**
+ * A change with an Idempotency-Key: KEYS[2] is the key record, ARGV[4] its
+ * retention in milliseconds, ARGV[5] the id. The record is looked up first
+ * (a replay answers even when the counter is now at its bound); present →
+ * `{2, record}` and nothing written (the caller compares the binding). Else
+ * the bounded change; only once INCRBY succeeded is the record written, as
+ * "<by>:<value>:<id>" (by and value are integers, so the first two colons
+ * delimit them and the id is the rest), with PX: Redis drops it when the
+ * retention ends. Everything in one script, so the change and its record are
+ * applied together or not at all, and no second request with the key can run
+ * between the lookup and the write. `%.0f` prints an integer-valued double
+ * exactly (Lua's own tostring would round to 14 digits).
+ */
+const APPLY_KEYED_LUA = `
+local record = redis.call('GET', KEYS[2])
+if record then
+  return {2, record}
+end
+${BOUNDED_CHANGE_LUA}redis.call('SET', KEYS[2], ARGV[1] .. ':' .. string.format('%.0f', value) .. ':' .. ARGV[5], 'PX', ARGV[4])
+return {1, value}
+`;
+
+/** A script's answer: 1 applied (new value), 0 rejected (current value), 2 key already recorded (the record). */
+type ScriptAnswer = [number, number | string];
+
+interface CounterRedis extends Redis {
+  counterApply(key: string, by: string, lowest: string, highest: string): Promise<ScriptAnswer>;
+  counterApplyKeyed(
+    key: string, recordKey: string, by: string, lowest: string, highest: string, retentionMs: string, id: string,
+  ): Promise<ScriptAnswer>;
+}
+
+/** A key record's content: "<by>:<value>:<id>". */
+const RECORD = /^(-?\d+):(-?\d+):([\s\S]*)$/;
+
+/**
+ * Redis (ElastiCache Redis OSS or Valkey): `INCR` for a plain unkeyed
  * increment, one Lua script (EVALSHA, with ioredis' NOSCRIPT fallback to
- * EVAL) for the conditional one, `GET` for reads; all on the primary.
+ * EVAL) for a step, a conditional change or a change with an
+ * Idempotency-Key, `GET` for reads; all on the primary, one round trip each.
  *
  * The client is built for Lambda: one connection per container, opened
  * lazily, with bounded connect and command timeouts, no offline queue and
@@ -62,15 +116,28 @@ export class RedisCounterStore implements CounterStore {
     await this.connection();
   }
 
-  async increment(id: string): Promise<number> {
-    return this.write(id, (target, key) => target.incr(key)) as Promise<number>;
-  }
-
-  async incrementBelow(id: string, maximum: number): Promise<number> {
-    const [applied, value] = await this.write(id, (target, key) =>
-      (target as CounterRedis).counterIncrementBelow(key, String(maximum))) as [number, number];
-    if (applied !== 1) throw new LimitReachedError(maximum, Number(value));
-    return Number(value);
+  /**
+   * One change, one round trip: `INCR` for a plain unkeyed +1 (today's path:
+   * it can leave the safe range only from a counter already at
+   * 9,007,199,254,740,991, see docs/redis.md), else one script.
+   */
+  async apply(id: string, change: CounterChange): Promise<ChangeResult> {
+    const { by, maximum, idempotency } = change;
+    const key = this.key(id);
+    if (idempotency === undefined && maximum === undefined && by === 1) {
+      const value = await this.write((target) => target.incr(key));
+      return { counter: Number(value), replayed: false };
+    }
+    const { lowest, highest } = allowedPrevious(by, maximum);
+    const [outcome, value] = await this.write((target) => (idempotency === undefined
+      ? (target as CounterRedis).counterApply(key, String(by), String(lowest), String(highest))
+      : (target as CounterRedis).counterApplyKeyed(key, this.recordKey(idempotency.key), String(by), String(lowest), String(highest),
+        String(idempotency.retentionSeconds * 1000), id))) as ScriptAnswer;
+    if (outcome === 1) return { counter: Number(value), replayed: false };
+    if (outcome === 2) return replayOf(String(value), id, by);
+    const current = Number(value);
+    if (maximum !== undefined) throw boundRejection(by, maximum, current);
+    throw new InvalidStepError(`Adding ${by} to ${value} would leave the safe integer range (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
   }
 
   async read(id: string): Promise<number> {
@@ -89,20 +156,25 @@ export class RedisCounterStore implements CounterStore {
     return this.config.keyPrefix + id;
   }
 
+  /** The key record of an Idempotency-Key: the prefix, a control-character infix no id can contain, then the key verbatim. */
+  recordKey(requestKey: string): string {
+    return this.config.keyPrefix + KEY_RECORD_INFIX + requestKey;
+  }
+
   /**
-   * One write command, followed in the same round trip by `WAIT` when
-   * replica acknowledgements are asked for. WAIT blocks this connection until
-   * the replicas confirm every earlier write on it, or the timeout passes.
-   * A shortfall does not turn into an error: the increment is applied and
-   * visible, and a retry by the client would count it twice.
+   * One write command (a single command or one script), followed in the
+   * same round trip by `WAIT` when replica acknowledgements are asked for.
+   * WAIT blocks this connection until the replicas confirm every earlier
+   * write on it, or the timeout passes. A shortfall does not turn into an
+   * error: the change is applied and visible, and a retry by the client
+   * would count it twice (unless it carries an Idempotency-Key).
    */
-  private async write(id: string, command: (target: Redis | ReturnType<Redis['pipeline']>, key: string) => unknown): Promise<unknown> {
-    const key = this.key(id);
+  private async write(command: (target: Redis | ReturnType<Redis['pipeline']>) => unknown): Promise<unknown> {
     const { waitReplicas, waitTimeoutMs } = this.config;
-    if (waitReplicas === 0) return this.run((client) => command(client, key) as Promise<unknown>);
+    if (waitReplicas === 0) return this.run((client) => command(client) as Promise<unknown>);
     return this.run(async (client) => {
       const pipeline = client.pipeline();
-      command(pipeline, key);
+      command(pipeline);
       pipeline.wait(waitReplicas, waitTimeoutMs);
       const results = (await pipeline.exec()) ?? [];
       const [[writeErr, value], [waitErr, acknowledged]] = results;
@@ -211,7 +283,8 @@ export class RedisCounterStore implements CounterStore {
       })) as CounterRedis;
     // Errors surface through the commands; without a listener ioredis prints them.
     client.on('error', () => undefined);
-    client.defineCommand('counterIncrementBelow', { numberOfKeys: 1, lua: INCREMENT_BELOW_LUA });
+    client.defineCommand('counterApply', { numberOfKeys: 1, lua: APPLY_LUA });
+    client.defineCommand('counterApplyKeyed', { numberOfKeys: 2, lua: APPLY_KEYED_LUA });
     // connect() rejects with a generic "Connection is closed."; the socket's
     // own error (refused, timed out, certificate rejected) arrives as an event.
     let socketError: unknown;
@@ -229,6 +302,17 @@ export class RedisCounterStore implements CounterStore {
     }
     return client;
   }
+}
+
+/**
+ * The key was already recorded: the same id and step replay the recorded
+ * value; anything else is a reuse (nothing was written either way).
+ */
+function replayOf(record: string, id: string, by: number): ChangeResult {
+  const match = RECORD.exec(record);
+  if (!match) throw new Error(`Unreadable idempotency key record: ${JSON.stringify(record.slice(0, 40))}`);
+  if (!sameBinding({ id: match[3], by: Number(match[1]) }, id, by)) throw new IdempotencyKeyReusedError();
+  return { counter: Number(match[2]), replayed: true };
 }
 
 async function readCredentials(secretArn: string): Promise<{ password: string; username?: string }> {
