@@ -94,6 +94,8 @@ export interface ContainerMode {
   readonly maximum?: number;
   /** No request log lines (load runs). @default true */
   readonly quiet?: boolean;
+  /** More environment (e.g. IDEMPOTENCY_RETENTION_SECONDS, shorter client timeouts), over the fixture's. */
+  readonly env?: Record<string, string>;
 }
 
 /**
@@ -105,12 +107,15 @@ export function loadCounterContainers(entry: string, env: Record<string, string>
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(mode.conditional),
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(mode.maximum ?? MODE_DEFAULTS.maxCounterValue),
     ...(mode.quiet ?? true ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
+    ...mode.env,
   };
   return Array.from({ length: Math.max(1, n) }, () => loadBundledHandler(entry, { ...env, ...modeEnv }));
 }
 
 /** An API Gateway REST proxy event for `METHOD /{backend}/{id}` (id percent-encoded, as API Gateway passes it). */
-export function proxyEvent(method: string, backend: string, id: string | undefined, headers: Record<string, string> = {}, query: Record<string, string> = {}): unknown {
+export function proxyEvent(
+  method: string, backend: string, id: string | undefined, headers: Record<string, string> = {}, query: Record<string, string> = {},
+): unknown {
   const encoded = id === undefined ? undefined : encodeURIComponent(id);
   const hasQuery = Object.keys(query).length > 0;
   return {

@@ -26,6 +26,8 @@ export interface FaultProxy {
   readonly accepted: number;
   /** Connections currently open through the proxy. */
   readonly open: number;
+  /** Chunks dropped by `dropRepliesAfter` so far. */
+  readonly droppedReplies: number;
   setMode(mode: ProxyMode): void;
   /**
    * Every connection open now stops forwarding, silently, both ways (bytes
@@ -33,6 +35,15 @@ export interface FaultProxy {
    * forwarded as the mode says. Returns how many were blackholed.
    */
   blackholeExisting(): number;
+  /**
+   * From now on, forward `n` more chunks from the engine to clients (over
+   * all connections), then drop every later one, while requests keep being
+   * forwarded to the engine: the engine applies what it receives and its
+   * answers are lost, as when a network path fails after the request went
+   * out. `n` = 0 drops the very next reply. Returns a promise that resolves
+   * when the first chunk is dropped.
+   */
+  dropRepliesAfter(n: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -46,6 +57,10 @@ interface Flow {
 export async function startFaultProxy(target: { host: string; port: number }, initialMode: ProxyMode = 'forward'): Promise<FaultProxy> {
   let mode = initialMode;
   let accepted = 0;
+  /** Engine → client chunks still forwarded before replies are dropped (Infinity: all). */
+  let repliesLeft = Infinity;
+  let droppedReplies = 0;
+  let onFirstDrop: (() => void) | undefined;
   const flows = new Set<Flow>();
 
   const server = net.createServer((client) => {
@@ -76,7 +91,15 @@ export async function startFaultProxy(target: { host: string; port: number }, in
       if (!flow.blackholed) upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
-      if (!flow.blackholed) client.write(chunk);
+      if (flow.blackholed) return;
+      if (repliesLeft <= 0) {
+        droppedReplies++;
+        onFirstDrop?.();
+        onFirstDrop = undefined;
+        return;
+      }
+      repliesLeft--;
+      client.write(chunk);
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -97,6 +120,15 @@ export async function startFaultProxy(target: { host: string; port: number }, in
     },
     setMode(next: ProxyMode) {
       mode = next;
+    },
+    get droppedReplies() {
+      return droppedReplies;
+    },
+    dropRepliesAfter(n: number) {
+      repliesLeft = n;
+      return new Promise<void>((resolve) => {
+        onFirstDrop = resolve;
+      });
     },
     blackholeExisting() {
       let n = 0;

@@ -109,13 +109,13 @@ export function parseRequest(event: CounterEvent): CounterRequest {
     throw new InvalidIdError('The counter id is not valid percent-encoded UTF-8');
   }
   const validId = validateId(id);
-  const steps = values(event.queryStringParameters, event.multiValueQueryStringParameters, 'by', false);
+  const steps = headerOrQuery(event.queryStringParameters, event.multiValueQueryStringParameters, 'by', false);
   if (operation === 'read') {
     if (steps !== undefined) throw new InvalidStepError('by is only accepted on POST');
     return { operation, id: validId, by: 0 };
   }
   const by = parseStep(steps);
-  const requestKey = parseIdempotencyKey(values(event.headers, event.multiValueHeaders, 'idempotency-key', true));
+  const requestKey = parseIdempotencyKey(headerOrQuery(event.headers, event.multiValueHeaders, 'idempotency-key', true));
   return requestKey === undefined ? { operation, id: validId, by } : { operation, id: validId, by, requestKey };
 }
 
@@ -124,7 +124,7 @@ export function parseRequest(event: CounterEvent): CounterRequest {
  * name). API Gateway's REST proxy event carries both a single-value map (the
  * last value) and a multi-value map; the multi-value one wins when present.
  */
-function values(
+function headerOrQuery(
   single: { readonly [name: string]: string | undefined } | null | undefined,
   multi: { readonly [name: string]: readonly string[] | undefined } | null | undefined,
   name: string,

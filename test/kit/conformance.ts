@@ -4,6 +4,8 @@
  * that would be deployed), loaded as several independent containers so the
  * increments arrive over many connections.
  */
+import { describeExactlyOnceContract } from './exactly-once-contract';
+import { describeStepsContract } from './steps-contract';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { BackendSession, openBackend } from '../../local/backends/lifecycle';
 import { Engine, EngineUnavailableError } from '../../local/engines/engine';
@@ -51,14 +53,17 @@ export interface CallOptions {
  * OpenAPI document (docs/openapi.json): an undocumented status, body field or
  * missing header fails the test that received it.
  */
-export async function call(handler: ProxyHandler, method: string, backend: string, id: string | undefined, options: CallOptions = {}): Promise<Answer> {
+export async function call(
+  handler: ProxyHandler, method: string, backend: string, id: string | undefined, options: CallOptions = {},
+): Promise<Answer> {
   const headers: Record<string, string> = options.key === undefined ? {} : { 'Idempotency-Key': options.key };
   const query: Record<string, string> = options.by === undefined ? {} : { by: String(options.by) };
   const res = await handler(proxyEvent(method, backend, id, headers, query));
   const answer = { status: res.statusCode, body: JSON.parse(res.body), headers: res.headers ?? {} };
   const problems = checkAnswer(method, answer);
   if (problems.length > 0) {
-    throw new Error(`${method} /${backend}/${id}${options.by === undefined ? '' : `?by=${options.by}`}: answer does not match docs/openapi.json: ${problems.join('; ')}\n${res.body}`);
+    const search = options.by === undefined ? '' : `?by=${options.by}`;
+    throw new Error(`${method} /${backend}/${id}${search}: answer does not match docs/openapi.json: ${problems.join('; ')}\n${res.body}`);
   }
   return answer;
 }
@@ -115,6 +120,8 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
 
   describe(`${backend} conformance (bundled handler, real engine)`, () => {
     const ctx = useBackend(backend);
+    describeStepsContract(backend, ctx, { callers: u.callers, containers: nContainers });
+    describeExactlyOnceContract(backend, ctx, { callers: u.callers, containers: nContainers });
 
     test(`unconditional: ${u.callers} callers × ${u.total} increments on one id lose nothing`, async () => {
       const handlers = await ctx().containers({ conditional: false }, nContainers);

@@ -353,7 +353,9 @@ describe('pipeline: steps and keys', () => {
     const reused = await handler(postEvent('b', { key: 'order-1' }));
     expect(reused.statusCode).toBe(422);
     expect(JSON.parse(reused.body)).toEqual({ code: 'IDEMPOTENCY_KEY_REUSED', error: expect.stringMatching(/another counter or another step/) });
-    expect(lines.map((l) => [l.statusCode, l.accepted, l.replayed])).toEqual([[200, true, false], [200, true, undefined], [200, false, true], [422, false, undefined]]);
+    expect(lines.map((l) => [l.statusCode, l.accepted, l.replayed])).toEqual([
+      [200, true, false], [200, true, undefined], [200, false, true], [422, false, undefined],
+    ]);
   });
 
   test('the store errors map: InvalidStepError from a store is a 400, boundRejection picks the code by direction', () => {
