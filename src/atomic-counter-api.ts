@@ -1,4 +1,4 @@
-import { Annotations, RemovalPolicy } from 'aws-cdk-lib';
+import { Annotations, Duration, RemovalPolicy } from 'aws-cdk-lib';
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
@@ -49,6 +49,12 @@ export interface AtomicCounterApiProps {
    * @default 10
    */
   readonly maxCounterValue?: number;
+  /**
+   * Default `Idempotency-Key` retention for the counters the API creates
+   * from props.
+   * @default Duration.hours(24)
+   */
+  readonly idempotencyRetention?: Duration;
   /**
    * Create a DynamoDB counter at `/dynamo/{id}` with these props.
    * @default - no DynamoDB counter (attach one with `addCounter`)
@@ -151,7 +157,11 @@ export class AtomicCounterApi extends Construct {
 
   constructor(scope: Construct, id: string, props: AtomicCounterApiProps = {}) {
     super(scope, id);
-    this.counterDefaults = stripUndefined({ conditionalWrites: props.conditionalWrites, maxCounterValue: props.maxCounterValue });
+    this.counterDefaults = stripUndefined({
+      conditionalWrites: props.conditionalWrites,
+      maxCounterValue: props.maxCounterValue,
+      idempotencyRetention: props.idempotencyRetention,
+    });
 
     this.accessLogGroup = new logs.LogGroup(this, 'AccessLogs', {
       retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
@@ -242,7 +252,12 @@ export class AtomicCounterApi extends Construct {
       idResource.addMethod(method, integration, {
         apiKeyRequired: true,
         requestValidator: this.validator,
-        requestParameters: { 'method.request.path.id': true },
+        // The proxy integration hands every header and query parameter to the
+        // function, which validates them; declaring the optional ones puts
+        // them in the API's own description (and its exported OpenAPI).
+        requestParameters: method === 'POST'
+          ? { 'method.request.path.id': true, 'method.request.querystring.by': false, 'method.request.header.Idempotency-Key': false }
+          : { 'method.request.path.id': true },
       });
     }
   }

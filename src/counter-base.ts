@@ -4,8 +4,8 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
-import { createLogGroup, createMetricFilter, deploymentName, resolveMode } from './private/counter-resources';
-import { counterMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
+import { createChangeMetricFilter, createLogGroup, createMetricFilter, deploymentName, resolveMode } from './private/counter-resources';
+import { changeMetricNameOf, counterMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
 
 /**
  * A counter behind one route of the API: what `AtomicCounterApi.addCounter`
@@ -40,8 +40,10 @@ export interface ICounter {
 /** Props every counter construct accepts. */
 export interface CounterOptions {
   /**
-   * Increment only while the value is below `maxCounterValue`; once there,
-   * answer 409 `LIMIT_REACHED` and write nothing.
+   * Keep the value within [0, `maxCounterValue`]: a change that would pass
+   * the maximum answers 409 `LIMIT_REACHED`, one that would go below 0
+   * answers 409 `FLOOR_REACHED`, and neither writes anything. Without it
+   * every change is applied (a counter may go below zero).
    * @default false
    */
   readonly conditionalWrites?: boolean;
@@ -51,6 +53,17 @@ export interface CounterOptions {
    * @default 10
    */
   readonly maxCounterValue?: number;
+
+  /**
+   * How long an `Idempotency-Key` is remembered after its change was
+   * applied: a request repeating the key within this window applies nothing
+   * and answers what the first one answered; after it the key is new again.
+   * Whole seconds, at least 1 second. Momento keeps keys inside the counter's
+   * cache item, so there the window is also bounded by the item's TTL (see
+   * the Momento page of the docs).
+   * @default Duration.hours(24)
+   */
+  readonly idempotencyRetention?: Duration;
 
   /**
    * How long the function's logs are kept.
@@ -173,11 +186,15 @@ export abstract class CounterBase extends Construct implements ICounter {
   public readonly counterMetricName: string;
   public readonly logGroup: logs.ILogGroup;
   public readonly metricFilter: logs.MetricFilter;
+  /** Turns `$.by` of each applied change's log line into the change metric (`metricCounterChange`). */
+  public readonly changeMetricFilter: logs.MetricFilter;
   public abstract readonly counterFunction: lambda.IFunction;
   /** Whether the counter increments only while below `maxCounterValue`. */
   public readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   public readonly maxCounterValue: number;
+  /** How long an `Idempotency-Key` is remembered, in seconds. */
+  public readonly idempotencyRetentionSeconds: number;
   /** `<stack name>/<construct path>`: the `Deployment` dimension of the counter metric. */
   public readonly deployment: string;
   /** `{ Deployment: deployment }`. */
@@ -190,12 +207,17 @@ export abstract class CounterBase extends Construct implements ICounter {
     super(scope, id);
     this.backend = backend;
     this.counterMetricName = counterMetricNameOf(backend);
-    ({ conditionalWrites: this.conditionalWrites, maxCounterValue: this.maxCounterValue } = resolveMode(options));
+    ({
+      conditionalWrites: this.conditionalWrites,
+      maxCounterValue: this.maxCounterValue,
+      idempotencyRetentionSeconds: this.idempotencyRetentionSeconds,
+    } = resolveMode(options));
     this.deployment = deploymentName(this);
     this.counterMetricDimensions = { [DEPLOYMENT_DIMENSION]: this.deployment };
     // Neither depends on the backend: the subclass's function logs to this group.
     this.logGroup = createLogGroup(this, 'LogGroup', options);
     this.metricFilter = createMetricFilter(this, this.logGroup, this.counterMetricName);
+    this.changeMetricFilter = createChangeMetricFilter(this, this.logGroup, changeMetricNameOf(backend));
   }
 
   /**
@@ -211,6 +233,23 @@ export abstract class CounterBase extends Construct implements ICounter {
       metricName: this.counterMetricName,
       dimensionsMap: this.counterMetricDimensions,
       statistic: cloudwatch.Stats.MAXIMUM,
+      ...props,
+    });
+  }
+
+  /**
+   * The applied changes: `$.by` of each request that changed the counter
+   * (not of a rejection or of a replayed Idempotency-Key), in namespace
+   * `AtomicCounter` (`<Backend>AtomicCounterChange`, dimension `Deployment`).
+   * Statistic Sum (the net change in the period) and a 5-minute period
+   * unless `props` says otherwise; SampleCount is the number of changes.
+   */
+  public metricCounterChange(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
+    return new cloudwatch.Metric({
+      namespace: METRIC_NAMESPACE,
+      metricName: changeMetricNameOf(this.backend),
+      dimensionsMap: this.counterMetricDimensions,
+      statistic: cloudwatch.Stats.SUM,
       ...props,
     });
   }

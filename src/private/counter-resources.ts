@@ -17,7 +17,7 @@ import { Construct, IConstruct, IDependable } from 'constructs';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
 import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
-import { COMMON_ENV } from '../counter-env';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { checkEnvironmentSize } from '../deploy-checks';
 import { validateWorstCase } from '../worst-case';
 
@@ -27,6 +27,8 @@ export interface CounterMode {
   readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   readonly maxCounterValue: number;
+  /** Seconds an Idempotency-Key is remembered. */
+  readonly idempotencyRetentionSeconds: number;
 }
 
 /** Fills in the mode props (validated by `checkCounterOptions`). */
@@ -34,12 +36,18 @@ export function resolveMode(props: CounterOptions): CounterMode {
   return {
     conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites,
     maxCounterValue: props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue,
+    // Milliseconds first: toSeconds() would throw on 1.5 s before `checkCounterOptions` can say why.
+    idempotencyRetentionSeconds: props.idempotencyRetention ? props.idempotencyRetention.toMilliseconds() / 1000 : IDEMPOTENCY_DEFAULTS.retentionSeconds,
   };
 }
 
 /** Records the problems of the props every counter shares. */
 export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
   check.integer('maxCounterValue', props.maxCounterValue, 1);
+  const retention = props.idempotencyRetention?.toMilliseconds();
+  if (retention !== undefined && !Token.isUnresolved(retention)) {
+    check.check(retention >= 1000 && retention % 1000 === 0, `\`idempotencyRetention\` must be whole seconds, at least 1 second (got ${retention} ms)`);
+  }
   const timeout = props.timeout?.toSeconds();
   if (timeout !== undefined && !Token.isUnresolved(timeout)) {
     check.check(timeout <= COUNTER_DEFAULTS.maxTimeoutSeconds,
@@ -149,6 +157,7 @@ export function createCounterFunction(counter: CounterBase, props: CounterOption
     ...fn.environment,
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(counter.conditionalWrites),
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(counter.maxCounterValue),
+    [COMMON_ENV.IDEMPOTENCY_RETENTION_SECONDS]: String(counter.idempotencyRetentionSeconds),
     [COMMON_ENV.DEPLOYMENT]: counter.deployment,
     ...sourceMapEnvironment(props),
   };
@@ -229,14 +238,33 @@ export function createLogGroup(scope: Construct, id: string, props: CounterOptio
   });
 }
 
+/**
+ * `$.by` of the lines of applied changes (`accepted` true: no rejection, no
+ * replay) → `AtomicCounter/<metricName>`: the step each change carried.
+ */
+export function createChangeMetricFilter(scope: Construct, logGroup: logs.ILogGroup, metricName: string): logs.MetricFilter {
+  return new logs.MetricFilter(scope, 'ChangeMetricFilter', {
+    logGroup,
+    metricNamespace: METRIC_NAMESPACE,
+    metricName,
+    filterPattern: logs.FilterPattern.all(
+      logs.FilterPattern.booleanValue('$.accepted', true),
+      logs.FilterPattern.any(logs.FilterPattern.numberValue('$.by', '>', 0), logs.FilterPattern.numberValue('$.by', '<', 0)),
+    ),
+    metricValue: '$.by',
+    dimensions: { [DEPLOYMENT_DIMENSION]: '$.deployment' },
+  });
+}
+
 /** `$.counter` of the function's log lines → `AtomicCounter/<metricName>`, dimension `Deployment` from `$.deployment`. */
 export function createMetricFilter(scope: Construct, logGroup: logs.ILogGroup, metricName: string): logs.MetricFilter {
   return new logs.MetricFilter(scope, 'CounterMetricFilter', {
     logGroup,
     metricNamespace: METRIC_NAMESPACE,
     metricName,
-    // A numeric comparison matches only lines whose counter is a number.
-    filterPattern: logs.FilterPattern.numberValue('$.counter', '>=', 0),
+    // Numeric comparisons match only lines whose counter is a number (which
+    // may be negative: an unconditional counter can go below zero).
+    filterPattern: logs.FilterPattern.any(logs.FilterPattern.numberValue('$.counter', '>=', 0), logs.FilterPattern.numberValue('$.counter', '<', 0)),
     metricValue: '$.counter',
     // Two deployments in one account and region write apart: the log line's `deployment`.
     dimensions: { [DEPLOYMENT_DIMENSION]: '$.deployment' },

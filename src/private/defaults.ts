@@ -23,6 +23,11 @@ export function counterMetricNameOf(backend: string): string {
   return `${prefix}AtomicCounter`;
 }
 
+/** The change metric of a backend, e.g. `DynamoAtomicCounterChange`: the sum of applied steps. */
+export function changeMetricNameOf(backend: string): string {
+  return `${counterMetricNameOf(backend)}Change`;
+}
+
 /** Name of the counter metric's dimension that identifies the deployment. */
 export const DEPLOYMENT_DIMENSION = 'Deployment';
 
