@@ -38,8 +38,8 @@ afterAll(async () => {
 });
 
 /** `apiKey: null` sends no key at all. */
-async function request(server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey) {
-  const res = await fetch(server.url + route, { method, headers: apiKey === null ? {} : { 'x-api-key': apiKey } });
+async function request(server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey, extra: Record<string, string> = {}) {
+  const res = await fetch(server.url + route, { method, headers: { ...(apiKey === null ? {} : { 'x-api-key': apiKey }), ...extra } });
   const text = await res.text();
   const answer = { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
   // Every answer of the local server is held to the OpenAPI document.
@@ -99,6 +99,19 @@ describe.each(backends)('%s through the local server', (backend) => {
     }
     expect(await request(unconditional, 'GET', route)).toMatchObject({ status: 200, body: { id, counter: 3, backend } });
     expect((await request(unconditional, 'GET', `/${backend}/never-${Date.now()}`)).body.counter).toBe(0);
+  });
+
+  test('?by=N and Idempotency-Key reach the handler as API Gateway passes them; a repeated by is a 400', async () => {
+    const id = `step-${Date.now()}`;
+    expect((await request(unconditional, 'POST', `/${backend}/${id}?by=-4`)).body).toMatchObject({ counter: -4, by: -4 });
+    const first = await request(unconditional, 'POST', `/${backend}/${id}?by=10`, unconditional.apiKey, { 'Idempotency-Key': `k-${id}` });
+    const again = await request(unconditional, 'POST', `/${backend}/${id}?by=10`, unconditional.apiKey, { 'Idempotency-Key': `k-${id}` });
+    expect(first.body).toMatchObject({ counter: 6, by: 10 });
+    expect(again.body).toEqual(first.body);
+    expect([first.headers.get('idempotent-replayed'), again.headers.get('idempotent-replayed')]).toEqual(['false', 'true']);
+    expect((await request(unconditional, 'POST', `/${backend}/${id}?by=1&by=2`)).body.code).toBe('INVALID_STEP');
+    expect((await request(unconditional, 'GET', `/${backend}/${id}?by=1`)).body.code).toBe('INVALID_STEP');
+    expect((await request(unconditional, 'GET', `/${backend}/${id}`)).body.counter).toBe(6);
   });
 
   test(`conditional (maximum ${MAX}): 200 up to the maximum, then 409 LIMIT_REACHED; GET reads ${MAX}`, async () => {
