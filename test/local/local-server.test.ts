@@ -38,7 +38,9 @@ afterAll(async () => {
 });
 
 /** `apiKey: null` sends no key at all. */
-async function request(server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey, extra: Record<string, string> = {}) {
+async function request(
+  server: LocalServer, method: string, route: string, apiKey: string | null = server.apiKey, extra: Record<string, string> = {},
+) {
   const res = await fetch(server.url + route, { method, headers: { ...(apiKey === null ? {} : { 'x-api-key': apiKey }), ...extra } });
   const text = await res.text();
   const answer = { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
