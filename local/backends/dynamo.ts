@@ -1,6 +1,14 @@
-import { CreateTableCommand, DynamoDBClient, paginateScan, UpdateItemCommand, waitUntilTableExists } from '@aws-sdk/client-dynamodb';
+import {
+  CreateTableCommand,
+  DeleteTableCommand,
+  DynamoDBClient,
+  paginateScan,
+  UpdateItemCommand,
+  UpdateTimeToLiveCommand,
+  waitUntilTableExists,
+} from '@aws-sdk/client-dynamodb';
 import { BackendFixture, urlPort } from './fixture';
-import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV, DYNAMO_KEYS } from '../../src/backends/dynamo/dynamo-env';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
 import { Engine } from '../engines/engine';
 
@@ -12,7 +20,11 @@ function client(url: string): DynamoDBClient {
   });
 }
 
-/** DynamoDB on DynamoDB Local: one table per namespace, shaped like the construct's. */
+/**
+ * DynamoDB on DynamoDB Local: one table per namespace, shaped like the
+ * construct's (partition key `id`, TTL on `expiresAt`). Key records of
+ * `Idempotency-Key`s live in the same table under ids no counter can have.
+ */
 export const dynamoFixture: BackendFixture = {
   backend: 'dynamo',
   entry: DYNAMO_BUNDLES.counter,
@@ -29,17 +41,53 @@ export const dynamoFixture: BackendFixture = {
         if (err?.name !== 'ResourceInUseException') throw err; // prepare is idempotent
       });
       await waitUntilTableExists({ client: ddb, maxWaitTime: 30 }, { TableName: namespace });
+      // As the construct does. DynamoDB Local accepts the setting; the store
+      // checks expiry itself and never relies on TTL deletion.
+      await ddb.send(new UpdateTimeToLiveCommand({
+        TableName: namespace,
+        TimeToLiveSpecification: { AttributeName: DYNAMO_ATTRIBUTES.EXPIRES_AT, Enabled: true },
+      })).catch((err) => {
+        // Preparing the same namespace twice: TTL is already on.
+        if (!(err?.name === 'ValidationException' && /already enabled/i.test(err?.message ?? ''))) throw err;
+      });
     } finally {
       ddb.destroy();
     }
-    return { ...LOCAL_AWS_ENV, [DYNAMO_ENV.TABLE_NAME]: namespace, [DYNAMO_ENV.ENDPOINT]: engine.url };
+    return {
+      ...LOCAL_AWS_ENV,
+      [DYNAMO_ENV.TABLE_NAME]: namespace,
+      [DYNAMO_ENV.ENDPOINT]: engine.url,
+      // The per-call timeout (2 s on Lambda) is sized for DynamoDB's
+      // milliseconds. DynamoDB Local is one JVM serialising every call on a
+      // machine shared with the test process and its containers: on a loaded
+      // machine (load average 13 on 2 cores) 31 of the 2,000 requests of the
+      // 32-caller mixed-steps test took longer than 2 s and answered 503,
+      // which the exact-count assertions cannot tell from a lost update.
+      // Tests of the timeout itself set their own.
+      [DYNAMO_ENV.REQUEST_TIMEOUT_MS]: process.env[DYNAMO_ENV.REQUEST_TIMEOUT_MS] ?? '10000',
+    };
   },
+  /** Removes the namespace's table: its counters and key records with it. */
+  async dispose(engine: Engine, namespace: string) {
+    const ddb = client(engine.url);
+    try {
+      await ddb.send(new DeleteTableCommand({ TableName: namespace })).catch((err) => {
+        if (err?.name !== 'ResourceNotFoundException') throw err;
+      });
+    } finally {
+      ddb.destroy();
+    }
+  },
+  /** Counter ids only: key records (ids starting with a control character) are not counters. */
   async keys(engine: Engine, namespace: string) {
     const ddb = client(engine.url);
     try {
       const found: string[] = [];
       for await (const page of paginateScan({ client: ddb }, { TableName: namespace, ProjectionExpression: '#id', ExpressionAttributeNames: { '#id': DYNAMO_ATTRIBUTES.ID } })) {
-        for (const item of page.Items ?? []) found.push(item[DYNAMO_ATTRIBUTES.ID].S!);
+        for (const item of page.Items ?? []) {
+          const id = item[DYNAMO_ATTRIBUTES.ID].S!;
+          if (!id.startsWith(DYNAMO_KEYS.RECORD_PREFIX)) found.push(id);
+        }
       }
       return found;
     } finally {

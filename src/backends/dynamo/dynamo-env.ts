@@ -4,8 +4,48 @@
  */
 import { envMs, WorstCase, worstCaseOf } from '../../timeouts';
 
-/** Attribute names of a counter item. `counter` is a DynamoDB reserved word: always aliased. */
-export const DYNAMO_ATTRIBUTES = { ID: 'id', COUNTER: 'counter' } as const;
+/**
+ * Attribute names. A counter item is `{id, counter}`; `counter` is a DynamoDB
+ * reserved word, always aliased. While a keyed change is in flight its counter
+ * item also carries one marker attribute (see `DYNAMO_KEYS`).
+ *
+ * An `Idempotency-Key` is a key record in the same table: `{id: <key record
+ * id>, boundId, by, expiresAt, expiresAtMs, result}`. `expiresAt` (epoch
+ * seconds) is the table's TTL attribute; `expiresAtMs` is what the store
+ * compares, to the millisecond.
+ */
+export const DYNAMO_ATTRIBUTES = {
+  ID: 'id',
+  COUNTER: 'counter',
+  /** Key record: the counter id the key is bound to. */
+  BOUND_ID: 'boundId',
+  /** Key record: the step the key is bound to. */
+  BY: 'by',
+  /** Key record: the value the keyed change produced (written once it is known). */
+  RESULT: 'result',
+  /** Key record: end of retention, epoch seconds (rounded up): the table's TTL attribute. */
+  EXPIRES_AT: 'expiresAt',
+  /** Key record: end of retention, epoch milliseconds: what the store checks. */
+  EXPIRES_AT_MS: 'expiresAtMs',
+} as const;
+
+/**
+ * Names of what exactly-once adds to the table. Counter ids never contain a
+ * control character (the request parser rejects them), so a key record's id
+ * never equals a counter id, and a marker's name never equals `id` or
+ * `counter`.
+ */
+export const DYNAMO_KEYS = {
+  /** A key record's partition key value is this prefix followed by the key. */
+  RECORD_PREFIX: '\u0001key\u0001',
+  /**
+   * A marker attribute on the counter item is named this prefix, the key,
+   * the separator and the key record's `expiresAtMs` in base 36; its value is
+   * the value the keyed change produced.
+   */
+  MARKER_PREFIX: '\u0001',
+  MARKER_SEPARATOR: '\u0001',
+} as const;
 
 /** The variables the counter function's environment carries (the contract proper). */
 export const DYNAMO_ENV = {
@@ -30,19 +70,49 @@ export const DYNAMO_DEFAULTS = {
   retryAttempts: 3,
   /** Back-off before retry n (n = 1, 2): at most 1.5 × 25 × 2^n ms. */
   retryBaseMs: 25,
+  /**
+   * Keyed changes: longest back-off after a transaction DynamoDB cancelled
+   * for a conflict (another write on the same item at the same moment).
+   */
+  conflictBackoffCapMs: 32,
+  /**
+   * Keyed changes: a marker left on a counter item by a change that never
+   * finished is removed once its key has been expired this long.
+   */
+  markerSweepGraceMs: 5 * 60_000,
+  /** Keyed changes: at most this many left-over markers are removed per change. */
+  markerSweepBatch: 20,
 } as const;
 
+/** Sum of the longest back-offs of the unkeyed path's retries (n = 1 … attempts − 1). */
+function retryBackoffMs(): number {
+  let backoffMs = 0;
+  for (let n = 1; n < DYNAMO_DEFAULTS.retryAttempts; n++) backoffMs += 1.5 * DYNAMO_DEFAULTS.retryBaseMs * 2 ** n;
+  return backoffMs;
+}
+
 /**
- * Worst case of one request: every attempt is throttled only at the end of
- * its request timeout, plus the longest back-offs in between.
+ * Time budget of a keyed change (`Idempotency-Key`): no call of it starts,
+ * and no back-off ends, after this many milliseconds; a call that started
+ * just before may still run for one request timeout. The budget is the
+ * unkeyed worst case minus that one request timeout, so a keyed change's
+ * worst case equals the unkeyed one (see `dynamoWorstCase`).
+ */
+export function dynamoKeyedBudgetMs(requestTimeoutMs: number): number {
+  return (DYNAMO_DEFAULTS.retryAttempts - 1) * requestTimeoutMs + retryBackoffMs();
+}
+
+/**
+ * Worst case of one request. Unkeyed: every attempt is throttled only at the
+ * end of its request timeout, plus the longest back-offs in between. Keyed:
+ * the keyed budget plus one call that started just before it ran out, which
+ * is the same total by construction (`dynamoKeyedBudgetMs`).
  */
 export function dynamoWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const requestMs = envMs(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, DYNAMO_DEFAULTS.requestTimeoutMs);
-  let backoffMs = 0;
-  for (let n = 1; n < DYNAMO_DEFAULTS.retryAttempts; n++) backoffMs += 1.5 * DYNAMO_DEFAULTS.retryBaseMs * 2 ** n;
   return worstCaseOf({
     [`${DYNAMO_DEFAULTS.retryAttempts} attempts × request timeout`]: requestMs === undefined ? undefined : DYNAMO_DEFAULTS.retryAttempts * requestMs,
-    'retry back-off': backoffMs,
+    'retry back-off': retryBackoffMs(),
   });
 }
 

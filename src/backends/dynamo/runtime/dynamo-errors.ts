@@ -1,32 +1,55 @@
-import { ConditionalCheckFailedException } from '@aws-sdk/client-dynamodb';
-import { BackendUnavailableError, CounterError, isNetworkError, LimitReachedError } from '../../../runtime/errors';
-import { DYNAMO_ATTRIBUTES } from '../dynamo-env';
+import type { CancellationReason } from '@aws-sdk/client-dynamodb';
+import { BackendUnavailableError, boundRejection, CounterError, InvalidStepError, isNetworkError } from '../../../runtime/errors';
 
-/** Errors after which DynamoDB certainly did not apply the write: safe to retry. */
-const THROTTLING = new Set(['ThrottlingException', 'ProvisionedThroughputExceededException', 'RequestLimitExceeded']);
+/**
+ * Errors after which DynamoDB certainly did not apply the write: safe to
+ * retry. `TransactionConflictException` is a single-item write refused
+ * because a transaction (a keyed change) was updating the same item.
+ */
+const NOT_APPLIED = new Set([
+  'ThrottlingException',
+  'ProvisionedThroughputExceededException',
+  'RequestLimitExceeded',
+  'TransactionConflictException',
+]);
 /** Errors that mean "the service cannot answer right now": 503. */
-const UNAVAILABLE = new Set([...THROTTLING, 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
+const UNAVAILABLE = new Set([...NOT_APPLIED, 'InternalServerError', 'ServiceUnavailable', 'TimeoutError', 'RequestTimeout']);
+/**
+ * Cancellation reasons of a transaction that say "not now" rather than "no":
+ * another write on the item at the same moment, or throttling. Nothing of
+ * the transaction was applied; it may be sent again.
+ */
+const RETRYABLE_REASONS = new Set(['TransactionConflict', 'ThrottlingError', 'ProvisionedThroughputExceeded']);
 
-/** True when the call certainly was not applied (throttled, connection refused): the store may resend it. */
+/** True when the call certainly was not applied (throttled, refused, a transaction conflict): the store may resend it. */
 export function isNotApplied(err: unknown): boolean {
-  return THROTTLING.has((err as Error)?.name) || (err as { code?: string })?.code === 'ECONNREFUSED';
+  return NOT_APPLIED.has((err as Error)?.name) || (err as { code?: string })?.code === 'ECONNREFUSED';
+}
+
+/** True when a cancelled transaction may simply be sent again (nothing failed but timing). */
+export function isRetryableReason(reason: CancellationReason | undefined): boolean {
+  return reason?.Code !== undefined && RETRYABLE_REASONS.has(reason.Code);
 }
 
 /**
- * The one place an SDK error becomes the pipeline's error:
- *
- * - a failed `ConditionExpression` of a conditional increment (`maximum`
- *   given) → `LimitReachedError`, with the current value the rejection carries;
- * - throttling, a service error or timeout, a network failure → 503;
- * - anything else (a typed error already among them) unchanged.
+ * The change's bound condition failed (nothing was written): in conditional
+ * mode the 409 (`LimitReachedError` / `FloorReachedError`) with the current
+ * value, without a maximum the result would have left the safe integers
+ * (`InvalidStepError`). `current` is the stored value, 0 for a missing counter.
  */
-export function toDynamoCounterError(err: unknown, maximum?: number): unknown {
+export function rejectionOf(by: number, maximum: number | undefined, current: number): CounterError {
+  if (maximum !== undefined) return boundRejection(by, maximum, current);
+  return new InvalidStepError(`Adding ${by} to the counter (now ${current}) would leave the range of safe integers (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
+}
+
+/**
+ * The one place an SDK error becomes the pipeline's error: throttling, a
+ * service error or timeout, a network failure → 503; anything else (a typed
+ * error already among them) unchanged. Condition failures are answers and
+ * are mapped by the store, which knows the change.
+ */
+export function toDynamoCounterError(err: unknown): unknown {
   if (err instanceof CounterError) return err;
-  if (err instanceof ConditionalCheckFailedException) {
-    if (maximum === undefined) return err;
-    const current = err.Item?.[DYNAMO_ATTRIBUTES.COUNTER]?.N;
-    return new LimitReachedError(maximum, current === undefined ? undefined : Number(current));
-  }
   if (UNAVAILABLE.has((err as Error)?.name) || isNetworkError(err)) {
     return new BackendUnavailableError('DynamoDB is unavailable', { cause: err });
   }
