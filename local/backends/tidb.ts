@@ -1,5 +1,5 @@
 import { createPool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
+import { changeStatement, counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
 import { TIDB_BUNDLES, TIDB_COLUMNS, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
 import { acquireMysql, mysqlConnectionOptions } from '../engines/mysql';
@@ -24,7 +24,12 @@ export async function runTiDbSetup(env: Record<string, string>, properties: Reco
   return setup({ RequestType: 'Create', ResourceProperties: properties });
 }
 
-/** TiDB on a MySQL-protocol server (MariaDB here): one database per namespace, created by the setup handler. */
+/**
+ * TiDB on a MySQL-protocol server (MariaDB here): one database per namespace,
+ * created by the setup handler with both tables (counters and
+ * `Idempotency-Key` records); `keys` lists the counters table only, and
+ * `dispose` drops the database with both.
+ */
 export const tidbFixture: BackendFixture = {
   backend: 'tidb',
   entry: TIDB_BUNDLES.counter,
@@ -58,12 +63,13 @@ export const tidbFixture: BackendFixture = {
       database: env[TIDB_ENV.DATABASE],
       connectionLimit: TIDB_DEFAULTS.poolSize,
     });
-    // The very statement the store sends, without the handler around it.
-    const sql = counterSql(env[TIDB_ENV.TABLE]).increment;
+    // The very statement the store sends for an unconditional +1, without the handler around it.
+    const sql = counterSql(env[TIDB_ENV.TABLE]);
     return {
       async increment(id: string) {
-        const [result] = await pool.execute<ResultSetHeader>(sql, [id]);
-        return Number(result.insertId);
+        const statement = changeStatement(sql, id, { by: 1 });
+        const [result] = await pool.execute<ResultSetHeader>(statement.sql, statement.params);
+        return statement.outcome(result).value;
       },
       close: () => pool.end(),
     };

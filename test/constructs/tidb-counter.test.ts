@@ -3,6 +3,8 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { TiDbCounter, TiDbCounterProps } from '../../src';
+import { readTiDbConfig } from '../../src/backends/tidb/runtime/tidb-config';
+import { TIDB_SCHEMA_VERSION } from '../../src/backends/tidb/tidb-env';
 import { environmentOf } from '../kit/template';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:tidb-connection-AbCdEf';
@@ -44,9 +46,17 @@ describe('TiDbCounter', () => {
       ...CONNECTION_ENV,
       USE_CONDITIONAL_WRITES: 'false',
       MAX_COUNTER_VALUE: '10',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
       COUNTER_DEPLOYMENT: 'Test/Counter',
     });
     expect(environmentOf(t, /TiDB database and counters table/)).toEqual(CONNECTION_ENV);
+  });
+
+  test('a new schema revision changes the setup resource\'s properties, so an existing stack runs the setup again on its next deployment', () => {
+    const t = synth();
+    const [setup] = Object.values<any>(t.findResources('Custom::TiDbSetup'));
+    expect(setup.Properties.Schema).toBe(TIDB_SCHEMA_VERSION);
+    expect(TIDB_SCHEMA_VERSION).toBe('2');
   });
 
   test('every function of the template (ours and the provider framework) runs Node.js 24 or later', () => {
@@ -76,7 +86,7 @@ describe('TiDbCounter', () => {
       TIDB_CONNECT_TIMEOUT_MS: '1000',
       TIDB_QUERY_TIMEOUT_MS: '1000',
     };
-    expect(environmentOf(t, /^Atomic counter on TiDB/)).toEqual({ ...connection, USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '300', COUNTER_DEPLOYMENT: 'Test/Counter' });
+    expect(environmentOf(t, /^Atomic counter on TiDB/)).toEqual({ ...connection, USE_CONDITIONAL_WRITES: 'true', MAX_COUNTER_VALUE: '300', IDEMPOTENCY_RETENTION_SECONDS: '86400', COUNTER_DEPLOYMENT: 'Test/Counter' });
     expect(environmentOf(t, /TiDB database and counters table/)).toEqual(connection);
     t.hasResourceProperties('Custom::TiDbSetup', { Database: 'votes', Table: 'tallies' });
   });
@@ -84,7 +94,7 @@ describe('TiDbCounter', () => {
   test('setup custom resource: Custom::TiDbSetup through a Provider, its own function with the same connection env, the counter depends on it', () => {
     const t = synth();
     t.resourceCountIs('Custom::TiDbSetup', 1);
-    t.hasResourceProperties('Custom::TiDbSetup', { ServiceToken: Match.anyValue(), Table: 'counters' });
+    t.hasResourceProperties('Custom::TiDbSetup', { ServiceToken: Match.anyValue(), Table: 'counters', Schema: TIDB_SCHEMA_VERSION });
     t.hasResourceProperties('AWS::Lambda::Function', {
       Runtime: 'nodejs24.x',
       Description: Match.stringLikeRegexp('TiDB database and counters table'),
@@ -147,9 +157,20 @@ describe('TiDbCounter', () => {
 
   test('invalid props fail at synth with a clear message', () => {
     expect(() => synth({ tableName: 'bad-name' })).toThrow(/tableName/);
+    // The key records table is `<tableName>_keys`: 59 characters leave room for it in a 64-character identifier.
+    expect(() => synth({ tableName: 'x'.repeat(59) })).not.toThrow();
+    expect(() => synth({ tableName: 'x'.repeat(60) })).toThrow(/`tableName` must be at most 59 characters: the setup also creates `x{60}_keys`/);
     expect(() => synth({ databaseName: 'x`; DROP' })).toThrow(/databaseName/);
     expect(() => synth({ securityGroups: [] })).toThrow(/`securityGroups` needs `vpc`/);
     expect(() => synth({ connectTimeout: Duration.seconds(3), queryTimeout: Duration.seconds(3) })).toThrow(/function timeout/);
     expect(() => synth({ maxCounterValue: 0 })).toThrow(/maxCounterValue/);
+  });
+});
+
+describe('TiDB handler configuration', () => {
+  test('a table name that leaves no room for its `_keys` table fails at init with a clear message', () => {
+    const env = { TIDB_URL: 'mysql://root@127.0.0.1:4000/db' };
+    expect(readTiDbConfig({ ...env, TIDB_TABLE: 'x'.repeat(59) }).table).toBe('x'.repeat(59));
+    expect(() => readTiDbConfig({ ...env, TIDB_TABLE: 'x'.repeat(60) })).toThrow(/TIDB_TABLE must be at most 59 characters: the setup also creates x{60}_keys/);
   });
 });

@@ -2,7 +2,7 @@ import { CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_SETUP_PROPERTIES } from './tidb-env';
+import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_MAX_TABLE_LENGTH, TIDB_SCHEMA_VERSION, TIDB_SETUP_PROPERTIES } from './tidb-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -42,8 +42,9 @@ export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptio
   readonly databaseName?: string;
 
   /**
-   * Name of the counters table; the setup creates it when missing.
-   * Letters, digits and underscores only.
+   * Name of the counters table; the setup creates it when missing, and
+   * `<tableName>_keys` beside it for the `Idempotency-Key` records.
+   * Letters, digits and underscores only, at most 59 characters.
    * @default 'counters'
    */
   readonly tableName?: string;
@@ -63,10 +64,12 @@ export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptio
 
 /**
  * An atomic counter on TiDB (TiDB Cloud, MySQL protocol): one
- * `INSERT … ON DUPLICATE KEY UPDATE` statement per increment, conditional on
- * the maximum in conditional mode, the new value returned through
- * `LAST_INSERT_ID(expr)`. A setup custom resource creates the database and
- * the counters table.
+ * `INSERT … ON DUPLICATE KEY UPDATE` (or `UPDATE`) statement per change,
+ * its bound checked by the server, the new value returned through
+ * `LAST_INSERT_ID(expr)`; a change with an `Idempotency-Key` is one short
+ * pessimistic transaction that records the key with the change. A setup
+ * custom resource creates the database, the counters table and its key
+ * records table.
  *
  * Without `vpc` the functions reach TiDB Cloud's public endpoint over TLS;
  * a VPC is for reaching it through a PrivateLink endpoint, and then the
@@ -92,7 +95,7 @@ export class TiDbCounter extends CounterBase {
     const queryMs = props.queryTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.queryTimeoutMs;
     const functionMs = functionTimeoutMs(props);
     const check = checkEgressPlacement(checkCounterOptions(new PropsValidation(this), props), props)
-      .problem(identifierProblem('tableName', this.tableName))
+      .problem(identifierProblem('tableName', this.tableName) ?? tableLengthProblem(this.tableName))
       .problem(identifierProblem('databaseName', database))
       .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
     if (![connectMs, queryMs].some(Token.isUnresolved) && functionMs !== undefined) {
@@ -118,12 +121,19 @@ export class TiDbCounter extends CounterBase {
       ...(props.tlsCaCertificate ? { [TIDB_ENV.TLS_CA]: props.tlsCaCertificate } : {}),
     };
 
-    // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS (idempotent; Delete leaves the data).
+    // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS for the counters and
+    // their key records (idempotent; Delete leaves the data). `Schema` changes
+    // with the tables' revision, so an existing stack's next deployment runs
+    // the setup again and gets the tables a new version needs.
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
       entry: TIDB_BUNDLES.setup,
-      description: 'Creates the TiDB database and counters table of the atomic counter if they do not exist',
+      description: 'Creates the TiDB database and counters table (and its key records table) of the atomic counter if they do not exist',
       resourceType: 'Custom::TiDbSetup',
-      properties: { [TIDB_SETUP_PROPERTIES.TABLE]: this.tableName, ...(database ? { [TIDB_SETUP_PROPERTIES.DATABASE]: database } : {}) },
+      properties: {
+        [TIDB_SETUP_PROPERTIES.TABLE]: this.tableName,
+        [TIDB_SETUP_PROPERTIES.SCHEMA]: TIDB_SCHEMA_VERSION,
+        ...(database ? { [TIDB_SETUP_PROPERTIES.DATABASE]: database } : {}),
+      },
       environment: connectionEnv,
       secret: this.credentialsSecret,
       ...placement,
@@ -131,13 +141,18 @@ export class TiDbCounter extends CounterBase {
 
     this.counterFunction = createCounterFunction(this, props, {
       entry: TIDB_BUNDLES.counter,
-      description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per increment)',
+      description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per change, a transaction per keyed change)',
       environment: connectionEnv,
       secret: this.credentialsSecret,
       after: this.setup, // the counter answers only once the table exists
       ...placement,
     });
   }
+}
+
+function tableLengthProblem(name: string): string | undefined {
+  if (Token.isUnresolved(name) || name.length <= TIDB_MAX_TABLE_LENGTH) return undefined;
+  return `\`tableName\` must be at most ${TIDB_MAX_TABLE_LENGTH} characters: the setup also creates \`${name}_keys\` (got ${name.length})`;
 }
 
 function identifierProblem(what: string, name: string | undefined): string | undefined {

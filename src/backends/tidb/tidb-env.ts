@@ -41,7 +41,20 @@ export const TIDB_SETUP_PROPERTIES = {
   DATABASE: 'Database',
   /** Counters table to create. Default: `TIDB_ENV.TABLE`, else `counters`. */
   TABLE: 'Table',
+  /**
+   * The schema revision the setup brings the tables to (`TIDB_SCHEMA_VERSION`).
+   * A new revision changes the property, so an existing stack's next
+   * deployment re-runs the (idempotent) setup: that is how a deployment made
+   * before the keys table existed gets it.
+   */
+  SCHEMA: 'Schema',
 } as const;
+
+/**
+ * Revision of the tables the setup creates. 1: the counters table. 2: the
+ * `Idempotency-Key` records table and a signed value column.
+ */
+export const TIDB_SCHEMA_VERSION = '2';
 
 /** Defaults shared by the construct and the handlers. */
 export const TIDB_DEFAULTS = {
@@ -56,6 +69,24 @@ export const TIDB_DEFAULTS = {
 export const TIDB_COLUMNS = { ID: 'id', VALUE: 'value' } as const;
 
 /**
+ * Column names of the `Idempotency-Key` records table: the key, what it is
+ * bound to (counter id and step), the value its change produced, and when
+ * the record expires (UTC).
+ */
+export const TIDB_KEY_COLUMNS = { KEY: 'idempotency_key', ID: 'counter_id', STEP: 'step', VALUE: 'value', EXPIRES: 'expires_at' } as const;
+
+/** The records table is named after the counters table: `<table>_keys`. */
+export const TIDB_KEYS_TABLE_SUFFIX = '_keys';
+
+/** Longest counters table name: its records table's name must stay a 64-character identifier too. */
+export const TIDB_MAX_TABLE_LENGTH = 64 - TIDB_KEYS_TABLE_SUFFIX.length;
+
+/** The `Idempotency-Key` records table of a counters table. */
+export function keysTableOf(table: string): string {
+  return table + TIDB_KEYS_TABLE_SUFFIX;
+}
+
+/**
  * Database and table names are spliced into SQL (identifiers cannot be bound
  * as parameters), so they are restricted to this shape and backtick-quoted.
  */
@@ -65,7 +96,10 @@ export const TIDB_IDENTIFIER = /^[A-Za-z0-9_]{1,64}$/;
  * Worst case of one request: the secret read (first request of a
  * container), a ping of a stale pooled connection that never answers
  * (query timeout), a fresh connect, then the statement, whose retries share
- * one query timeout.
+ * one query timeout. A keyed change (`Idempotency-Key`) is a transaction of
+ * several statements: all of them, its ROLLBACK or COMMIT and its retries
+ * share that same one query timeout (the store gives each statement what is
+ * left of it), so the keyed path has the same worst case.
  */
 export function tidbWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const queryMs = envMs(env, TIDB_ENV.QUERY_TIMEOUT_MS, TIDB_DEFAULTS.queryTimeoutMs);

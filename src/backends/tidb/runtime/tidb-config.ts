@@ -1,5 +1,5 @@
 import { ConfigError, Env, readBoolean, readInteger, readOptionalString } from '../../../runtime/config';
-import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER } from '../tidb-env';
+import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_MAX_TABLE_LENGTH } from '../tidb-env';
 
 /** What the environment says (read once, at module load). */
 export interface TiDbConfig {
@@ -25,7 +25,7 @@ export function readTiDbConfig(env: Env): TiDbConfig {
     secretArn,
     url,
     database: database === undefined ? undefined : identifier(TIDB_ENV.DATABASE, database),
-    table: identifier(TIDB_ENV.TABLE, table),
+    table: tableName(TIDB_ENV.TABLE, table),
     tls: readBoolean(env, TIDB_ENV.TLS, true),
     tlsCa: readOptionalString(env, TIDB_ENV.TLS_CA),
     connectTimeoutMs: readInteger(env, TIDB_ENV.CONNECT_TIMEOUT_MS, TIDB_DEFAULTS.connectTimeoutMs, 100),
@@ -37,5 +37,17 @@ export function readTiDbConfig(env: Env): TiDbConfig {
 /** Database and table names are spliced into SQL: only `[A-Za-z0-9_]{1,64}`. */
 export function identifier(what: string, name: string): string {
   if (!TIDB_IDENTIFIER.test(name)) throw new ConfigError(`${what} must match ${TIDB_IDENTIFIER} (got "${name}")`);
+  return name;
+}
+
+/**
+ * A counters table name: an identifier short enough that its records table
+ * (`<table>_keys`) is one too.
+ */
+export function tableName(what: string, name: string): string {
+  identifier(what, name);
+  if (name.length > TIDB_MAX_TABLE_LENGTH) {
+    throw new ConfigError(`${what} must be at most ${TIDB_MAX_TABLE_LENGTH} characters: the setup also creates ${name}_keys (got "${name}")`);
+  }
   return name;
 }

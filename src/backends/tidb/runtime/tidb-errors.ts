@@ -8,6 +8,15 @@ import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } fro
 export const RETRYABLE_SERVER_ERRORS = new Set([1205, 1213, 8002, 8022, 8028, 9007]);
 
 /**
+ * Inside a keyed change's transaction also: a duplicate key (1062) or TiDB's
+ * lazy-uniqueness failure (8147), which a pessimistic transaction reports
+ * (and rolls back on) when `tidb_constraint_check_in_place_pessimistic` is
+ * OFF and a concurrent transaction recorded the same key first. The store
+ * rolls back and runs the whole transaction again.
+ */
+export const RETRYABLE_TRANSACTION_ERRORS = new Set([...RETRYABLE_SERVER_ERRORS, 1062, 8147]);
+
+/**
  * Server errors meaning "not available right now": too many connections
  * (1040), shutdown in progress (1053), connection killed (1927, MariaDB),
  * query interrupted (1317), TiDB's PD/TiKV timeouts and busy errors
