@@ -22,6 +22,8 @@ describe('DynamoCounter', () => {
         BillingMode: 'PAY_PER_REQUEST',
         PointInTimeRecoverySpecification: { PointInTimeRecoveryEnabled: true },
         SSESpecification: { SSEEnabled: true },
+        // Key records of Idempotency-Keys expire through TTL.
+        TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
       },
       DeletionPolicy: 'Retain',
       UpdateReplacePolicy: 'Retain',
@@ -46,6 +48,7 @@ describe('DynamoCounter', () => {
       USE_CONDITIONAL_WRITES: 'false',
       MAX_COUNTER_VALUE: '10',
       COUNTER_DEPLOYMENT: 'Test/Counter',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
     });
   });
 
@@ -56,6 +59,7 @@ describe('DynamoCounter', () => {
       USE_CONDITIONAL_WRITES: 'true',
       MAX_COUNTER_VALUE: '250',
       COUNTER_DEPLOYMENT: 'Test/Counter',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
     });
   });
 
@@ -67,16 +71,25 @@ describe('DynamoCounter', () => {
     expect(() => synth((s) => new DynamoCounter(s, 'Counter', { timeout: Duration.seconds(30) }))).toThrow(/at most 25 seconds/);
   });
 
-  test('the IAM policy allows only UpdateItem and GetItem, on the one table', () => {
+  test('the IAM policy allows UpdateItem and GetItem, and PutItem only inside TransactWriteItems, on the one table', () => {
     const t = synth((s) => new DynamoCounter(s, 'Counter'));
     const policies = t.findResources('AWS::IAM::Policy');
     expect(Object.keys(policies)).toHaveLength(1);
     const statements = Object.values<any>(policies)[0].Properties.PolicyDocument.Statement;
-    expect(statements).toEqual([{
-      Effect: 'Allow',
-      Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
-      Resource: [{ 'Fn::GetAtt': [expect.stringMatching(/^CounterTable/), 'Arn'] }],
-    }]);
+    const table = { 'Fn::GetAtt': [expect.stringMatching(/^CounterTable/), 'Arn'] };
+    expect(statements).toEqual([
+      {
+        Effect: 'Allow',
+        Action: ['dynamodb:UpdateItem', 'dynamodb:GetItem'],
+        Resource: [table],
+      },
+      {
+        Effect: 'Allow',
+        Action: 'dynamodb:PutItem',
+        Resource: table,
+        Condition: { 'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] } },
+      },
+    ]);
   });
 
   test('an existing table is used, not created, and is the only resource in the policy', () => {
@@ -87,11 +100,13 @@ describe('DynamoCounter', () => {
     t.resourceCountIs('AWS::DynamoDB::Table', 0);
     expect(environmentOf(t, /^Atomic counter on DynamoDB/)).toEqual({
       COUNTER_TABLE_NAME: 'my-counters', USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10', COUNTER_DEPLOYMENT: 'Test/Counter',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
     });
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy'))[0].Properties.PolicyDocument.Statement;
-    expect(statements).toHaveLength(1);
-    expect(JSON.stringify(statements[0].Resource)).toContain(':table/my-counters');
-    expect(statements[0].Action).toEqual(['dynamodb:UpdateItem', 'dynamodb:GetItem']);
+    expect(statements).toHaveLength(2);
+    for (const statement of statements) expect(JSON.stringify(statement.Resource)).toContain(':table/my-counters');
+    expect(statements.map((st: any) => st.Action)).toEqual([['dynamodb:UpdateItem', 'dynamodb:GetItem'], 'dynamodb:PutItem']);
+    expect(statements[1].Condition).toEqual({ 'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] } });
   });
 
   test('created-table props conflict with an existing table, all named in one error', () => {

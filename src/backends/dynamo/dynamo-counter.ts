@@ -1,5 +1,6 @@
 import { RemovalPolicy } from 'aws-cdk-lib';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
 import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from './dynamo-env';
@@ -12,6 +13,11 @@ export interface DynamoCounterProps extends CounterOptions {
   /**
    * An existing table to keep the counters in. Its partition key must be a
    * string attribute named `id`; the counter is the number attribute `counter`.
+   * `Idempotency-Key` records are kept in the same table (ids starting with a
+   * control character, which counter ids never contain); enable Time to Live
+   * on its number attribute `expiresAt` so that DynamoDB deletes them after
+   * their retention. Without TTL they stay (the function still treats them
+   * as expired, but they take storage).
    * @default - a new table is created
    */
   readonly existingTable?: dynamodb.ITable;
@@ -30,9 +36,12 @@ export interface DynamoCounterProps extends CounterOptions {
 }
 
 /**
- * An atomic counter on DynamoDB: one `UpdateItem` per increment (`ADD`, plus
- * a `ConditionExpression` in conditional mode), one consistent `GetItem` per
- * read. DynamoDB needs no setup step: the table is the whole schema.
+ * An atomic counter on DynamoDB: one conditional `UpdateItem` (`ADD`) per
+ * change, one consistent `GetItem` per read; a change with an
+ * `Idempotency-Key` is one `TransactWriteItems` (the change and the key
+ * record) followed by three single-item calls. DynamoDB needs no setup step:
+ * the table is the whole schema (with Time to Live on `expiresAt` for the key
+ * records).
  */
 export class DynamoCounter extends CounterBase {
   /** The function serving this counter's routes. */
@@ -53,6 +62,9 @@ export class DynamoCounter extends CounterBase {
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
       removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      // Key records of Idempotency-Keys carry their end of retention here;
+      // DynamoDB deletes them (free of write charges) some time after it.
+      timeToLiveAttribute: DYNAMO_ATTRIBUTES.EXPIRES_AT,
     });
 
     this.counterFunction = createCounterFunction(this, props, {
@@ -60,7 +72,15 @@ export class DynamoCounter extends CounterBase {
       description: 'Atomic counter on DynamoDB (UpdateItem ADD)',
       environment: { [DYNAMO_ENV.TABLE_NAME]: this.table.tableName },
     });
-    // Least privilege: the two item operations the handler uses, on this table only.
+    // Least privilege, on this table only: the item operations the handler
+    // uses (an Update inside TransactWriteItems is authorised as UpdateItem),
+    // and PutItem only as part of a TransactWriteItems (the key record is
+    // the transaction's Put; the handler never puts an item on its own).
     this.table.grant(this.counterFunction, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    this.counterFunction.addToRolePolicy(new iam.PolicyStatement({
+      actions: ['dynamodb:PutItem'],
+      resources: [this.table.tableArn],
+      conditions: { 'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] } },
+    }));
   }
 }
