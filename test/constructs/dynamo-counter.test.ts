@@ -99,7 +99,10 @@ describe('DynamoCounter', () => {
     });
     t.resourceCountIs('AWS::DynamoDB::Table', 0);
     expect(environmentOf(t, /^Atomic counter on DynamoDB/)).toEqual({
-      COUNTER_TABLE_NAME: 'my-counters', USE_CONDITIONAL_WRITES: 'false', MAX_COUNTER_VALUE: '10', COUNTER_DEPLOYMENT: 'Test/Counter',
+      COUNTER_TABLE_NAME: 'my-counters',
+      USE_CONDITIONAL_WRITES: 'false',
+      MAX_COUNTER_VALUE: '10',
+      COUNTER_DEPLOYMENT: 'Test/Counter',
       IDEMPOTENCY_RETENTION_SECONDS: '86400',
     });
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy'))[0].Properties.PolicyDocument.Statement;
