@@ -13,7 +13,7 @@ import { uniqueNamespace } from '../../local/backends/fixture';
 import { redisFixture } from '../../local/backends/redis';
 import { Engine, waitUntil } from '../../local/engines/engine';
 import { acquireRedis, RedisServer, startRedisServer } from '../../local/engines/redis';
-import { closeContainers, loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
+import { closeContainers, loadBundledHandler, ProxyHandler, proxyEvent } from '../../local/lambda-container';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
 import { COMMON_ENV } from '../../src/counter-env';
@@ -152,6 +152,24 @@ describe('redis steps and keys (shared server, own prefix)', () => {
     await bare.set(prefix + 'cmax', String(MAX - 3));
     expect(await call(conditional, 'POST', 'redis', 'cmax', { by: 4 })).toMatchObject({ status: 409, body: { code: 'LIMIT_REACHED', counter: MAX - 3 } });
     expect(await call(conditional, 'POST', 'redis', 'cmax', { by: 3 })).toMatchObject({ status: 200, body: { counter: MAX } });
+  });
+
+  test('the documented limit of the plain +1 (INCR, no bound check): only from the last safe value does it leave the safe range; every other change is checked', async () => {
+    const ns = newNamespace('t_redis_incr_edge');
+    const prefix = `${ns}:`;
+    const handler = container(engine.url, prefix, {});
+    await bare.set(prefix + 'edge', String(MAX - 1));
+    expect(await call(handler, 'POST', 'redis', 'edge')).toMatchObject({ status: 200, body: { counter: MAX } });
+    // Checked: a step, a keyed +1, a decrement below the floor.
+    expect(await call(handler, 'POST', 'redis', 'edge', { by: 2 })).toMatchObject({ status: 400, body: { code: 'INVALID_STEP' } });
+    expect(await call(handler, 'POST', 'redis', 'edge', { key: 'plus-one' })).toMatchObject({ status: 400, body: { code: 'INVALID_STEP' } });
+    expect(await bare.get(prefix + 'edge')).toBe(String(MAX));
+    // Not checked (docs/redis.md, "Steps and decrements"): the unkeyed +1 is a bare INCR, and its
+    // answer is outside docs/openapi.json's counter range, so the kit's call() would refuse it.
+    const raw = await handler(proxyEvent('POST', 'redis', 'edge'));
+    expect(raw.statusCode).toBe(200);
+    expect(raw.body).toContain('"counter":9007199254740992');
+    expect(await bare.get(prefix + 'edge')).toBe('9007199254740992');
   });
 
   test('conditional: a rejected keyed change records no key, so its retry is evaluated afresh once there is room', async () => {

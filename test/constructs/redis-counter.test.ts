@@ -28,6 +28,7 @@ const DEFAULT_ENV: Record<string, unknown> = {
   REDIS_AUTH_SECRET_ARN: { Ref: expect.stringMatching(/^CounterAuthSecret/) },
   USE_CONDITIONAL_WRITES: 'false',
   MAX_COUNTER_VALUE: '10',
+  IDEMPOTENCY_RETENTION_SECONDS: '86400',
   COUNTER_DEPLOYMENT: 'Test/Counter',
 };
 

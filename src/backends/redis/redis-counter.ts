@@ -120,7 +120,9 @@ export interface RedisCounterProps extends CounterOptions {
   readonly waitTimeout?: Duration;
 
   /**
-   * Prefix of every counter key; the id follows verbatim.
+   * Prefix of every counter key; the id follows verbatim. Idempotency-Key
+   * records share it: the prefix, the control characters `\u0001k\u0001`
+   * (never part of an id), then the key.
    * @default "counter:"
    */
   readonly keyPrefix?: string;
@@ -151,9 +153,10 @@ const REDIS_COUNTER_DEFAULTS = {
 } as const;
 
 /**
- * An atomic counter on ElastiCache (Redis OSS or Valkey): `INCR` per
- * increment, one Lua script (`EVALSHA`) per conditional increment, `GET`
- * per read, all on the primary endpoint.
+ * An atomic counter on ElastiCache (Redis OSS or Valkey): `INCR` per plain
+ * increment, one Lua script (`EVALSHA`) per step, conditional change or
+ * change with an `Idempotency-Key` (the key record is written by the same
+ * script), `GET` per read, all on the primary endpoint.
  *
  * By default it creates a replication group (a primary and one replica,
  * encrypted in transit and at rest, an AUTH token generated in Secrets
@@ -308,7 +311,7 @@ export class RedisCounter extends CounterBase {
 
     this.counterFunction = createCounterFunction(this, props, {
       entry: REDIS_BUNDLES.counter,
-      description: existing ? 'Atomic counter on Redis (INCR; Lua script for the conditional increment)' : 'Atomic counter on ElastiCache (INCR; Lua script for the conditional increment)',
+      description: `Atomic counter on ${existing ? 'Redis' : 'ElastiCache'} (INCR; Lua script for steps, bounds and Idempotency-Key)`,
       environment,
       vpc: props.vpc,
       vpcSubnets,

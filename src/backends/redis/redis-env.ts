@@ -22,7 +22,10 @@ export const REDIS_ENV = {
    * and tests only. Takes precedence over HOST/PORT/TLS. Never set by the construct.
    */
   URL: 'REDIS_URL',
-  /** Prepended verbatim to every counter id to form its key (default "counter:"). */
+  /**
+   * Prepended verbatim to every counter id to form its key (default
+   * "counter:"); an Idempotency-Key record is the prefix, `\u0001k\u0001`, then the key.
+   */
   KEY_PREFIX: 'REDIS_KEY_PREFIX',
   /**
    * Replicas that must acknowledge each increment (Redis `WAIT`) before the
@@ -61,7 +64,9 @@ export const REDIS_SECRET_FIELDS = { AUTH_TOKEN: 'authToken', USERNAME: 'usernam
  * container), a PING on an idle connection that never answers (command
  * timeout), a fresh connect, then the command and ioredis' NOSCRIPT
  * fallback (EVALSHA, then EVAL: two command timeouts), and `WAIT` when
- * replica acknowledgements are asked for.
+ * replica acknowledgements are asked for. A change with an Idempotency-Key
+ * is the same single script (its key record is written by it), so it adds
+ * nothing.
  */
 export function redisWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const commandMs = envMs(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs);
