@@ -53,6 +53,28 @@ describe('dynamo: engine down or hung', () => {
     expect(after.status).toBe(200);
     expect([2, 3]).toContain(after.body.counter);
   });
+
+  test('a keyed change on a hung engine → 503 after one request timeout; the same key afterwards counts it exactly once', async () => {
+    expect((await call(handler, 'POST', 'dynamo', 'keyed')).body.counter).toBe(1);
+    const pid = engine.pid!;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      const t0 = performance.now();
+      const res = await call(handler, 'POST', 'dynamo', 'keyed', { key: 'hung-1', by: 5 });
+      const ms = performance.now() - t0;
+      console.log(`dynamo hung, keyed: answered ${res.status} after ${ms.toFixed(0)} ms (request timeout 1500 ms)`);
+      expect(res).toMatchObject({ status: 503, body: UNAVAILABLE_BODY, headers: { 'Retry-After': '1' } });
+      expect(ms).toBeLessThan(REQUEST_TIMEOUT_MS + SLACK_MS);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // The transaction may or may not have been applied when the engine
+    // stopped; either way the retry with the key answers 6 and counts it once.
+    const retry = await call(handler, 'POST', 'dynamo', 'keyed', { key: 'hung-1', by: 5 });
+    expect(retry).toMatchObject({ status: 200, body: { counter: 6 } });
+    expect((await call(handler, 'POST', 'dynamo', 'keyed', { key: 'hung-1', by: 5 })).headers['Idempotent-Replayed']).toBe('true');
+    expect((await call(handler, 'GET', 'dynamo', 'keyed')).body.counter).toBe(6);
+  });
 });
 
 describe('dynamo: endpoint that never completes a connection (SYNs unanswered)', () => {
