@@ -169,6 +169,23 @@ describe('Idempotency-Key: the records table and the transaction', () => {
     }
   });
 
+  test('the replay\'s read of the record is a current read: under a snapshot taken before the record was committed (TiDB\'s snapshot reads are as of BEGIN) it still sees it', async () => {
+    const { database } = await containers({ conditional: false });
+    const reader = await session(database);
+    try {
+      // InnoDB takes its snapshot at the first consistent read; this makes it BEGIN, as TiDB's start_ts is.
+      await reader.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
+      await rows(database, "INSERT INTO counters_keys VALUES ('late', 'x', 1, 1, UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)");
+      const [snapshot] = await reader.query<RowDataPacket[]>('SELECT * FROM counters_keys WHERE idempotency_key = ?', ['late']);
+      expect(snapshot).toEqual([]);
+      const [current] = await reader.execute<RowDataPacket[]>(sql.recordedKey, ['late']);
+      expect(current).toHaveLength(1);
+      await reader.query('ROLLBACK');
+    } finally {
+      await reader.end();
+    }
+  });
+
   test('a deadlock victim is rolled back and its whole transaction runs again: 200, counted once', async () => {
     const { database, handlers: [h] } = await containers({ conditional: false });
     expect((await call(h, 'POST', 'tidb', 'dl')).body.counter).toBe(1);
