@@ -1,5 +1,6 @@
-import { CacheClient, CacheIncrement, Configurations, CredentialProvider } from '@gomomento/sdk';
+import { CacheClient, CacheIncrement, Configurations, CredentialProvider, DeleteCache, MomentoErrorCode } from '@gomomento/sdk';
 import { MOMENTO_BUNDLES, MOMENTO_ENV } from '../../src/backends/momento/momento-env';
+import { KEY_RECORD_PREFIX } from '../../src/backends/momento/runtime/momento-counter-store';
 import { Engine } from '../engines/engine';
 import { acquireMomento, MomentoEngine } from '../engines/momento';
 import { loadBundledHandler } from '../lambda-container';
@@ -55,13 +56,35 @@ export const momentoFixture: BackendFixture = {
     await runMomentoSetup(env, namespace); // idempotent: an existing cache is success
     return env;
   },
+  /**
+   * Deletes the namespace's cache: its counters and its key records. Only
+   * for a server we did not start (MOMENTO_LOCAL_URL): the in-process one
+   * vanishes with the run.
+   */
+  async dispose(engine, namespace) {
+    if ((engine as MomentoEngine).server) return;
+    const { hostname, port } = endpointOf(engine);
+    const client = new CacheClient({
+      configuration: Configurations.Lambda.latest(),
+      credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
+      defaultTtlSeconds: 60,
+    });
+    try {
+      const resp = await client.deleteCache(namespace);
+      if (resp instanceof DeleteCache.Error && resp.errorCode() !== MomentoErrorCode.CACHE_NOT_FOUND_ERROR) throw new Error(`momento: deleting cache ${namespace}: ${resp.message()}`);
+    } finally {
+      client.close();
+    }
+  },
   async keys(engine, namespace) {
     const server = (engine as MomentoEngine).server;
     // The Momento API has no key listing: only our in-process server can say.
     if (!server) throw new Error(`momento: listing a cache's keys needs the in-process Momento server (${engine.url} is another)`);
     const keys = server.keys(namespace);
     if (!keys) throw new Error(`momento: no cache ${namespace}`);
-    return keys;
+    // Counters only: an Idempotency-Key's record is an item of its own,
+    // named with a control-character prefix no counter id can contain.
+    return keys.filter((key) => !key.startsWith(KEY_RECORD_PREFIX));
   },
   async bareClient(engine, env) {
     const { hostname, port } = endpointOf(engine);

@@ -13,8 +13,14 @@ import { MomentoLocalProvider } from '@gomomento/sdk';
  *
  * Implemented RPCs (everything else answers UNIMPLEMENTED, which the SDK
  * reports as an error):
- *   /cache_client.Scs/{Get,Set,SetIf,Increment,Delete}
+ *   /cache_client.Scs/{Get,GetBatch,Set,SetIf,Increment,Delete}
  *   /control_client.ScsControl/{CreateCache,ListCaches,DeleteCache}
+ *
+ * Limits, as the service's defaults: an item (key and value) larger than
+ * `maxItemSizeBytes` (1 MB) is refused with RESOURCE_EXHAUSTED and the
+ * `err: item_size_limit_exceeded` trailer, which the SDK reports as
+ * LIMIT_EXCEEDED_ERROR. The per-cache request and throughput rates are not
+ * enforced.
  *
  * Atomicity: every handler runs synchronously on an in-memory Map within one
  * event-loop turn, so each call is atomic with respect to every other call.
@@ -37,7 +43,12 @@ export interface MomentoLocalServerOptions {
    * sends an empty token, so leave this unset for normal use.
    */
   readonly authToken?: string;
+  /** Largest item (key + value bytes) a write may store. @default 1 MB, the service's default limit */
+  readonly maxItemSizeBytes?: number;
 }
+
+/** Momento's default per-cache limit on an item's size. */
+export const MOMENTO_MAX_ITEM_SIZE_BYTES = 1024 * 1024;
 
 /** One stored item. `expiresAt` is epoch ms; Infinity means no expiry. */
 interface Item {
@@ -47,9 +58,16 @@ interface Item {
 
 /** A failure to answer with a specific gRPC status code. */
 class RpcError extends Error {
-  constructor(readonly code: grpc.status, message: string) {
+  constructor(readonly code: grpc.status, message: string, readonly trailer?: Record<string, string>) {
     super(message);
   }
+}
+
+function statusOf(e: unknown): Partial<grpc.StatusObject> {
+  if (!(e instanceof RpcError)) return { code: grpc.status.INTERNAL, details: (e as Error).message };
+  const metadata = new grpc.Metadata();
+  for (const [k, v] of Object.entries(e.trailer ?? {})) metadata.set(k, v);
+  return { code: e.code, details: e.message, metadata };
 }
 
 const INT64_MIN = -(2n ** 63n);
@@ -66,7 +84,7 @@ const sameBytes = (a: Uint8Array, b: Uint8Array): boolean => Buffer.from(a).equa
 /** ttl_milliseconds 0 (unset) means "no expiry"; the SDK always sends its default TTL. */
 const expiryOf = (ttlMs: number): number => (ttlMs > 0 ? Date.now() + ttlMs : Infinity);
 
-const DATA_CALLS = new Set(['Get', 'Set', 'SetIf', 'Increment', 'Delete']);
+const DATA_CALLS = new Set(['Get', 'GetBatch', 'Set', 'SetIf', 'Increment', 'Delete']);
 
 type Handler<Req, Res> = (request: Req, metadata: grpc.Metadata) => Res;
 
@@ -98,12 +116,15 @@ export class MomentoLocalServer {
   /** cache name → (key → item) */
   private readonly caches = new Map<string, Map<string, Item>>();
   private boundPort = 0;
+  private readonly maxItemSizeBytes: number;
 
   private constructor(opts: MomentoLocalServerOptions) {
     this.host = opts.host ?? '127.0.0.1';
     this.authToken = opts.authToken;
+    this.maxItemSizeBytes = opts.maxItemSizeBytes ?? MOMENTO_MAX_ITEM_SIZE_BYTES;
     this.server.addService(pb.UnimplementedScsService.definition, {
       Get: this.unary('Get', (req: cache.cache_client._GetRequest, md) => this.get(req, md)),
+      GetBatch: this.getBatch.bind(this),
       Set: this.unary('Set', (req: cache.cache_client._SetRequest, md) => this.set(req, md)),
       SetIf: this.unary('SetIf', (req: cache.cache_client._SetIfRequest, md) => this.setIf(req, md)),
       Increment: this.unary('Increment', (req: cache.cache_client._IncrementRequest, md) => this.increment(req, md)),
@@ -172,10 +193,36 @@ export class MomentoLocalServer {
         this.checkAuth(call.metadata);
         answer(null, handler(call.request, call.metadata));
       } catch (e) {
-        const code = e instanceof RpcError ? e.code : grpc.status.INTERNAL;
-        answer({ code, details: (e as Error).message });
+        answer(statusOf(e));
       }
     };
+  }
+
+  /**
+   * GetBatch is server-streaming: one `_GetResponse` per requested key, in
+   * the request's order (the SDK pairs results with keys by position), read
+   * in one event-loop turn like every other call.
+   */
+  private getBatch(call: grpc.ServerWritableStream<cache.cache_client._GetBatchRequest, cache.cache_client._GetResponse>): void {
+    this.rpcCounts.GetBatch = (this.rpcCounts.GetBatch ?? 0) + 1;
+    if (this.faults.hang) return;
+    let responses: cache.cache_client._GetResponse[];
+    try {
+      this.checkAuth(call.metadata);
+      const store = this.storeFor(call.metadata);
+      responses = call.request.items.map((item) => this.getFrom(store, item.cache_key));
+    } catch (e) {
+      // grpc-js turns an 'error' event on a server stream into the call's status.
+      call.emit('error', statusOf(e));
+      return;
+    }
+    const send = () => {
+      for (const r of responses) call.write(r);
+      call.end();
+    };
+    const delay = this.faults.delayMs ?? 0;
+    if (delay > 0) setTimeout(send, delay);
+    else send();
   }
 
   private checkAuth(metadata: grpc.Metadata): void {
@@ -211,7 +258,11 @@ export class MomentoLocalServer {
   }
 
   private get(req: cache.cache_client._GetRequest, metadata: grpc.Metadata) {
-    const item = this.lookup(this.storeFor(metadata), keyOf(req.cache_key));
+    return this.getFrom(this.storeFor(metadata), req.cache_key);
+  }
+
+  private getFrom(store: Map<string, Item>, cacheKey: Uint8Array) {
+    const item = this.lookup(store, keyOf(cacheKey));
     return item
       ? new pb._GetResponse({ result: pb.ECacheResult.Hit, cache_body: item.value })
       : new pb._GetResponse({ result: pb.ECacheResult.Miss });
@@ -219,12 +270,14 @@ export class MomentoLocalServer {
 
   private set(req: cache.cache_client._SetRequest, metadata: grpc.Metadata) {
     const store = this.storeFor(metadata);
+    this.checkItemSize(req.cache_key, req.cache_body);
     store.set(keyOf(req.cache_key), { value: Buffer.from(req.cache_body), expiresAt: expiryOf(req.ttl_milliseconds) });
     return new pb._SetResponse({ result: pb.ECacheResult.Ok });
   }
 
   private setIf(req: cache.cache_client._SetIfRequest, metadata: grpc.Metadata) {
     const store = this.storeFor(metadata);
+    this.checkItemSize(req.cache_key, req.cache_body);
     const key = keyOf(req.cache_key);
     const current = this.lookup(store, key)?.value;
     const equals = (check: Uint8Array) => current !== undefined && sameBytes(current, check);
@@ -280,6 +333,13 @@ export class MomentoLocalServer {
     }
     store.set(key, { value: Buffer.from(next.toString(), 'utf8'), expiresAt: expiryOf(req.ttl_milliseconds) });
     return new pb._IncrementResponse({ value: Number(next) });
+  }
+
+  /** The service refuses an item over its size limit before looking at the key's current value. */
+  private checkItemSize(key: Uint8Array, value: Uint8Array): void {
+    if (key.length + value.length > this.maxItemSizeBytes) {
+      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, `item size limit exceeded: ${key.length + value.length} bytes, limit ${this.maxItemSizeBytes}`, { err: 'item_size_limit_exceeded' });
+    }
   }
 
   private delete(req: cache.cache_client._DeleteRequest, metadata: grpc.Metadata) {

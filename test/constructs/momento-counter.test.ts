@@ -23,6 +23,7 @@ const COUNTER_ENV = {
   MOMENTO_CAS_BUDGET_MS: '5000',
   USE_CONDITIONAL_WRITES: 'false',
   MAX_COUNTER_VALUE: '10',
+  IDEMPOTENCY_RETENTION_SECONDS: '86400',
   COUNTER_DEPLOYMENT: 'Test/Counter',
 };
 
@@ -44,8 +45,11 @@ describe('MomentoCounter', () => {
     expect(environmentOf(t, /^Atomic counter on Momento/)).toEqual(COUNTER_ENV);
   });
 
-  test('cache name, TTL, CAS budget and mode are props', () => {
-    const t = synth({ cacheName: 'votes', ttl: Duration.hours(2), casMaxAttempts: 20, casTimeBudget: Duration.seconds(2), conditionalWrites: true, maxCounterValue: 300 });
+  test('cache name, TTL, CAS budget, mode and Idempotency-Key retention are props', () => {
+    const t = synth({
+      cacheName: 'votes', ttl: Duration.hours(2), casMaxAttempts: 20, casTimeBudget: Duration.seconds(2), conditionalWrites: true, maxCounterValue: 300,
+      idempotencyRetention: Duration.hours(1),
+    });
     expect(environmentOf(t, /^Atomic counter on Momento/)).toEqual({
       ...COUNTER_ENV,
       MOMENTO_CACHE_NAME: 'votes',
@@ -54,6 +58,7 @@ describe('MomentoCounter', () => {
       MOMENTO_CAS_BUDGET_MS: '2000',
       USE_CONDITIONAL_WRITES: 'true',
       MAX_COUNTER_VALUE: '300',
+      IDEMPOTENCY_RETENTION_SECONDS: '3600',
     });
     expect(environmentOf(t, /Creates the Momento cache/)).toEqual({ MOMENTO_API_KEY_SECRET_ARN: SECRET_ARN, MOMENTO_CACHE_NAME: 'votes' });
     t.hasResourceProperties('Custom::MomentoSetup', { CacheName: 'votes' });

@@ -35,15 +35,17 @@ export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOp
   readonly ttl?: Duration;
 
   /**
-   * Conditional mode: compare-and-swap attempts one request may make on a
-   * contended counter before answering 503 (retryable).
+   * Compare-and-swap attempts one request may make on a contended counter
+   * before answering 503 (retryable): conditional mode, changes with an
+   * `Idempotency-Key`, and unconditional changes of a counter that holds
+   * pending keyed changes.
    * @default 200
    */
   readonly casMaxAttempts?: number;
 
   /**
-   * Conditional mode: time one request may spend retrying a contended
-   * compare-and-swap before answering 503. Must stay below `timeout`.
+   * Time one request may spend on a compare-and-swap (the same cases as
+   * `casMaxAttempts`) before answering 503. Must stay below `timeout`.
    * @default Duration.seconds(5)
    */
   readonly casTimeBudget?: Duration;
@@ -51,9 +53,12 @@ export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOp
 
 /**
  * An atomic counter on Momento Cache. Unconditional: Momento's server-side
- * `increment` (one round trip). Conditional: a bounded compare-and-swap loop
- * (`get`, then `setIfAbsent` / `setIfEqual`) with jittered back-off, which
- * answers 503 only when its retry budget runs out, never 409 for a race.
+ * `increment` by the step (one round trip). Conditional, and any change with
+ * an `Idempotency-Key`: a bounded compare-and-swap loop (`get`, then
+ * `setIfAbsent` / `setIfEqual`) with jittered back-off, which answers 503
+ * only when its retry budget runs out, never 409 for a race; a key is bound
+ * by its own cache item and recorded in the counter's item by the same
+ * conditional write as the change (docs/momento.md).
  * A setup custom resource creates the cache if it does not exist.
  *
  * No VPC is needed: Momento is reached over the internet. With `vpc`, the

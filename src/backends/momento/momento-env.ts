@@ -23,9 +23,9 @@ export const MOMENTO_ENV = {
   CACHE_NAME: 'MOMENTO_CACHE_NAME',
   /** TTL in seconds every write sets on a counter item. Default 86400 (24 h). */
   TTL_SECONDS: 'MOMENTO_TTL_SECONDS',
-  /** Conditional mode: compare-and-swap attempts per request before a 503. Default 200. */
+  /** Compare-and-swap attempts per request before a 503 (conditional mode, keyed changes). Default 200. */
   CAS_MAX_ATTEMPTS: 'MOMENTO_CAS_MAX_ATTEMPTS',
-  /** Conditional mode: milliseconds one request may spend retrying before a 503. Default 5000. */
+  /** Milliseconds one request may spend on a compare-and-swap before a 503 (conditional mode, keyed changes). Default 5000. */
   CAS_BUDGET_MS: 'MOMENTO_CAS_BUDGET_MS',
   /**
    * Optional: the SDK's per-call deadline in milliseconds. Default: the SDK's
@@ -65,28 +65,35 @@ export const MOMENTO_DEFAULTS = {
   clientTimeoutMs: 1_100,
   /** Longest back-off between two compare-and-swap attempts. */
   casBackoffCapMs: 16,
+  /**
+   * A keyed write drops the settled entries of earlier keyed changes from
+   * the counter's item (one `getBatch` of their key records) once this many
+   * are pending, which keeps the item a few kilobytes at most.
+   */
+  pendingEntriesPruneAt: 16,
   /** The init-phase channel connect (whole seconds: the SDK's unit); a first request may wait for it. */
   eagerConnectTimeoutMs: 1_000,
 } as const;
 
 /**
  * Worst case of one request: the key secret read and the init-phase channel
- * connect (a first request may wait for both), then one SDK call (unconditional), or, conditional, the
- * compare-and-swap budget plus one call that started just before the
- * deadline (the loop checks the deadline before each attempt and before
- * each write) and one back-off.
+ * connect (a first request may wait for both), then the compare-and-swap
+ * budget plus one call that started just before the deadline (every call of
+ * a request starts before its deadline: the loop checks it before each
+ * attempt and before each write) and one back-off. In both modes: a change
+ * with an Idempotency-Key, and an unconditional one on a counter holding
+ * pending keyed changes, run the compare-and-swap loop; a plain
+ * unconditional change is one call.
  */
 export function momentoWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const callMs = envMs(env, MOMENTO_ENV.CLIENT_TIMEOUT_MS, MOMENTO_DEFAULTS.clientTimeoutMs);
   const connectMs = envMs(env, MOMENTO_ENV.CONNECT_TIMEOUT_MS, MOMENTO_DEFAULTS.eagerConnectTimeoutMs);
-  const conditional = (env.USE_CONDITIONAL_WRITES ?? '').trim().toLowerCase();
-  const isConditional = ['true', '1', 'yes'].includes(conditional);
   return worstCaseOf({
     'secret read': env[MOMENTO_ENV.API_KEY_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
     'init-phase channel connect': connectMs === undefined ? undefined : Math.ceil(connectMs / 1000) * 1000,
-    'compare-and-swap budget': isConditional ? envMs(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs) : 0,
+    'compare-and-swap budget': envMs(env, MOMENTO_ENV.CAS_BUDGET_MS, MOMENTO_DEFAULTS.casBudgetMs),
     'one SDK call (client deadline)': callMs,
-    'back-off': isConditional ? MOMENTO_DEFAULTS.casBackoffCapMs : 0,
+    'back-off': MOMENTO_DEFAULTS.casBackoffCapMs,
   });
 }
 

@@ -36,9 +36,9 @@ export interface MomentoConfig {
   readonly cacheName: string;
   /** TTL set by every write: a counter expires this long after its last increment. */
   readonly ttlSeconds: number;
-  /** Conditional mode: compare-and-swap attempts per request before a 503. */
+  /** Compare-and-swap attempts per request before a 503 (conditional mode, keyed changes). */
   readonly casMaxAttempts: number;
-  /** Conditional mode: time one request may spend retrying before a 503. */
+  /** Time one request may spend on a compare-and-swap before a 503 (conditional mode, keyed changes). */
   readonly casBudgetMs: number;
   /** The SDK's per-call deadline; undefined = the Lambda configuration's. */
   readonly clientTimeoutMs?: number;
