@@ -1,7 +1,9 @@
 /**
  * Bench: the bundled handler against its engine, and a bare client loop
- * doing the same single operation at the same concurrency. Prints figures;
- * asserts nothing.
+ * doing the same single operation at the same concurrency; then the
+ * handler's keyed and unkeyed paths side by side (plain +1, `?by=5`, a fresh
+ * `Idempotency-Key` per request, pairs of requests sharing a key). Prints
+ * figures; asserts nothing.
  *
  *   npx projen bench --backend dynamo [--concurrency 32] [--requests 5000]
  *                    [--mode unconditional|conditional] [--containers 8]
@@ -27,12 +29,12 @@ import { uniqueNamespace } from './backends/fixture';
 import { openBackend } from './backends/lifecycle';
 import { buildReferenceBundle, COLD_MODE_ENV, coldFiguresInterleaved, ColdFigures, ColdVariant } from './cold';
 import { bundlePath, proxyEvent, setAssetsDir } from './lambda-container';
-import { runWorkload, WorkloadResult } from './workload';
+import { CallOutcome, runWorkload, WorkloadResult } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
 function line(label: string, r: WorkloadResult): string {
   const ok = r.statuses[200] ?? 0;
-  return `${label.padEnd(26)} ${r.opsPerSecond.toFixed(0).padStart(8)} ops/s   p50 ${r.p50.toFixed(2).padStart(7)} ms   p95 ${r.p95.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms   200: ${ok}/${r.requests}`;
+  return `${label.padEnd(30)} ${r.opsPerSecond.toFixed(0).padStart(8)} ops/s   p50 ${r.p50.toFixed(2).padStart(7)} ms   p95 ${r.p95.toFixed(2).padStart(7)} ms   p99 ${r.p99.toFixed(2).padStart(7)} ms   200: ${ok}/${r.requests}`;
 }
 
 export interface BenchOptions {
@@ -56,10 +58,11 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
     // Warm up both paths (connections, our JIT and the engine's: DynamoDB
     // Local's JVM needs a few thousand requests) before measuring either.
     const warm = Math.max(500, Math.min(3000, opts.requests));
-    const callHandler = async (_i: number, caller: number) => {
-      const res = await handlers[caller % handlers.length](proxyEvent('POST', backend, 'bench-hot'));
-      return { status: res.statusCode, counter: JSON.parse(res.body).counter };
+    const post = async (caller: number, id: string, headers: Record<string, string> = {}, query: Record<string, string> = {}) => {
+      const res = await handlers[caller % handlers.length](proxyEvent('POST', backend, id, headers, query));
+      return { status: res.statusCode, counter: JSON.parse(res.body).counter, replayed: res.headers?.['Idempotent-Replayed'] };
     };
+    const callHandler = (_i: number, caller: number) => post(caller, 'bench-hot');
     const bare = await Promise.all(Array.from({ length: opts.containers }, () => fixture.bareClient(engine, env)));
     const callBare = async (_i: number, caller: number) => ({ status: 200, counter: await bare[caller % bare.length].increment('bench-bare') });
     await runWorkload({ total: warm, concurrency: opts.concurrency, call: callHandler });
@@ -70,7 +73,7 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
     // CPU time of this process per request (user + system) is steadier than
     // throughput on a busy machine; in-process engines (Momento, MongoDB
     // wire) are counted on both sides alike.
-    const measured = async (call: typeof callHandler) => {
+    const measured = async (call: (i: number, caller: number) => Promise<CallOutcome>) => {
       const cpu0 = process.cpuUsage();
       const result = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call });
       const cpu = process.cpuUsage(cpu0);
@@ -93,8 +96,62 @@ export async function bench(backend: BackendName, opts: BenchOptions): Promise<v
     const rounds = `median of ${ratios.length} round${ratios.length > 1 ? 's' : ''}`;
     console.log(`handler / bare throughput: ${med(ratios).toFixed(2)} (${rounds}: ${ratios.map((r) => r.toFixed(2)).join(' ')})`);
     console.log(`handler / bare CPU efficiency (bare cpu per request ÷ handler's): ${med(cpuRatios).toFixed(2)} (${rounds}: ${cpuRatios.map((r) => r.toFixed(2)).join(' ')})`);
+    await keyedBench(post, opts, med);
   } finally {
     await session.close();
+  }
+}
+
+interface PostAnswer {
+  status: number;
+  counter?: number;
+  replayed?: string;
+}
+type Post = (caller: number, id: string, headers?: Record<string, string>, query?: Record<string, string>) => Promise<PostAnswer>;
+
+/**
+ * The handler's write paths at the same concurrency and containers, each on
+ * its own hot id: plain +1 (the one-round-trip path), `?by=5`, a fresh
+ * `Idempotency-Key` per request (the keyed path applying), and pairs of
+ * requests sharing a key (requests 2k and 2k+1, in flight together: one
+ * applies, the other waits or replays). Rounds alternate the four.
+ */
+async function keyedBench(post: Post, opts: BenchOptions, med: (v: number[]) => number): Promise<void> {
+  const tag = Date.now().toString(36);
+  let replays = 0;
+  const keyed = (id: string, keyOf: (i: number) => string) => async (i: number, caller: number) => {
+    const answer = await post(caller, id, { 'Idempotency-Key': keyOf(i) });
+    if (answer.replayed === 'true') replays++;
+    return answer;
+  };
+  let round = 0;
+  const variants: Array<{ label: string; call: (i: number, caller: number) => Promise<{ status: number; counter?: number }> }> = [
+    { label: 'unkeyed +1', call: (_i, caller) => post(caller, 'bench-plain') },
+    { label: 'unkeyed ?by=5', call: (_i, caller) => post(caller, 'bench-by5', {}, { by: '5' }) },
+    { label: 'keyed, a fresh key each', call: keyed('bench-keyed', (i) => `${tag}-${round}-fresh-${i}`) },
+    { label: 'keyed contended (pairs)', call: keyed('bench-pairs', (i) => `${tag}-${round}-pair-${Math.floor(i / 2)}`) },
+  ];
+  // Warm the keyed path too (key records, transactions, prepared statements).
+  round = -1;
+  for (const v of variants) await runWorkload({ total: Math.max(500, Math.min(2000, opts.requests)), concurrency: opts.concurrency, call: v.call });
+  console.log(`keyed vs unkeyed (bundled handler, same containers and concurrency, ${opts.requests} requests each):`);
+  const figures = variants.map(() => ({ ops: [] as number[], p50: [] as number[], p99: [] as number[] }));
+  for (round = 1; round <= opts.rounds; round++) {
+    for (const [k, v] of variants.entries()) {
+      replays = 0;
+      const r = await runWorkload({ total: opts.requests, concurrency: opts.concurrency, call: v.call });
+      const prefix = opts.rounds > 1 ? `[${round}] ` : '';
+      console.log(`${line(`${prefix}${v.label}`, r)}${v.label.startsWith('keyed') ? `   replays: ${replays}` : ''}`);
+      figures[k].ops.push(r.opsPerSecond);
+      figures[k].p50.push(r.p50);
+      figures[k].p99.push(r.p99);
+    }
+  }
+  const base = med(figures[0].ops);
+  console.log(`keyed vs unkeyed${opts.rounds > 1 ? ` (medians of ${opts.rounds} rounds)` : ''}, throughput relative to unkeyed +1:`);
+  for (const [k, v] of variants.entries()) {
+    const ops = med(figures[k].ops);
+    console.log(`  ${v.label.padEnd(28)} ${ops.toFixed(0).padStart(8)} ops/s   ×${(ops / base).toFixed(2)}   p50 ${med(figures[k].p50).toFixed(2).padStart(7)} ms   p99 ${med(figures[k].p99).toFixed(2).padStart(7)} ms`);
   }
 }
 

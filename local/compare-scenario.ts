@@ -1,14 +1,16 @@
 /**
- * One compare scenario on one backend (local/compare.ts): warm-up, the
- * measured concurrent workload, the read-back of every id, the figures and
- * their verdict (compare-verdicts.ts).
+ * One compare scenario on one backend (local/compare.ts): the measured
+ * concurrent workload, the read-back of every id, the figures and their
+ * verdict (compare-verdicts.ts). `runScenario` runs the four increment
+ * scenarios; `runStepScenario` the mixed steps and the keyed retries.
  */
 import type { CompareOptions } from './compare';
-import { Answer, Target } from './compare-targets';
-import { IdTally, judge } from './compare-verdicts';
+import { Answer, CountedTarget, PostOptions, RETRY_GUARANTEE, Target } from './compare-targets';
+import { IdTally, judge, judgeRetries, judgeSteps, SentAnswer } from './compare-verdicts';
 import { ProgressBar } from './progress';
-import { LatencyHistogram, ScenarioFigures, ScenarioName } from './report';
-import { runWorkload } from './workload';
+import { EngineWrites, LatencyHistogram, ScenarioFigures, ScenarioName, StepScenarioFigures, StepScenarioName } from './report';
+import { oneLine } from './server';
+import { runWorkload, WorkloadResult } from './workload';
 import { BackendName } from '../src/runtime/store';
 
 const HISTOGRAM_BOUNDS_MS = [0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, Infinity];
@@ -110,6 +112,215 @@ export async function runScenario(
   progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${figures.verdict}`);
   return figures;
 }
+
+/** The steps of the mixed-step scenarios. */
+export const MIXED_STEPS = [1, 5, -3, 100, -50] as const;
+
+/** Request i's step: every step in turn, shifted every 8 requests so concurrent callers do not send one step in lockstep. */
+export function mixedStep(i: number): number {
+  return MIXED_STEPS[(i * 7 + Math.floor(i / 8)) % MIXED_STEPS.length];
+}
+
+function timing(result: WorkloadResult) {
+  return {
+    durationMs: round(result.durationMs),
+    opsPerSecond: round(result.opsPerSecond),
+    latencyMs: {
+      p50: round(result.p50),
+      p95: round(result.p95),
+      p99: round(result.p99),
+      max: round(result.latencies[result.latencies.length - 1] ?? 0),
+      mean: round(result.latencies.reduce((a, b) => a + b, 0) / Math.max(1, result.latencies.length)),
+    },
+  };
+}
+
+async function readBack(target: Target, backend: BackendName, id: string): Promise<number> {
+  const answer = await target.get(id);
+  if (answer.status !== 200 || answer.counter === undefined) throw new Error(`${backend}: read-back GET ${id} answered ${answer.status}`);
+  return answer.counter;
+}
+
+function sentAnswer(sent: number, a: Answer): SentAnswer {
+  return { sent, status: a.status, by: a.by, counter: a.counter, code: a.code, replayed: a.replayed };
+}
+
+/**
+ * A steps or retry scenario on one hot id (fresh, so it starts at 0):
+ * `*-mixed-step` sends `options.stepRequests` requests with `?by=` from
+ * MIXED_STEPS; `*-retry` sends `options.retryKeys` keys, each twice
+ * concurrently, and (in-process) counts the engine writes of the keyed
+ * requests and of as many plain ones at a TCP proxy.
+ */
+export async function runStepScenario(
+  target: Target, backend: BackendName, scenario: StepScenarioName, mode: { conditional: boolean; maximum?: number },
+  options: CompareOptions, runTag: string, progress: ProgressBar, label: string,
+): Promise<StepScenarioFigures> {
+  const id = `${runTag}-${scenario}`;
+  const errorStatuses: Record<string, number> = {};
+  const note = (a: SentAnswer) => {
+    if (a.status !== 200 && a.status !== 409) errorStatuses[a.status] = (errorStatuses[a.status] ?? 0) + 1;
+    return a;
+  };
+  const common = {
+    backend,
+    scenario,
+    conditional: mode.conditional,
+    ...(mode.conditional ? { maximum: mode.maximum } : {}),
+    concurrency: options.concurrency,
+  };
+  const send = async (post: (o: PostOptions) => Promise<Answer>, o: PostOptions): Promise<Answer> => {
+    try {
+      return await post(o);
+    } catch {
+      return { status: 0 };
+    }
+  };
+
+  if (scenario.endsWith('mixed-step')) {
+    const total = options.stepRequests ?? DEFAULT_STEP_REQUESTS;
+    const answers: SentAnswer[] = [];
+    progress.start(label, total);
+    const result = await runWorkload({
+      total,
+      concurrency: options.concurrency,
+      call: async (i, caller) => {
+        const by = mixedStep(i);
+        const a = await send((o) => target.post(mode.conditional, id, caller, o), { by });
+        answers.push(note(sentAnswer(by, a)));
+        return a;
+      },
+      onProgress: (done) => progress.update(done),
+    });
+    const final = await readBack(target, backend, id);
+    const v = judgeSteps(mode.conditional, mode.maximum, answers, final);
+    const figures: StepScenarioFigures = {
+      ...common,
+      requests: total,
+      ...timing(result),
+      accepted: v.accepted,
+      rejected: answers.filter((a) => a.status === 409).length,
+      rejectedBy: v.rejectedBy,
+      errors: v.errors,
+      errorStatuses,
+      final,
+      expectedFinal: v.expectedFinal,
+      steps: {
+        values: [...MIXED_STEPS], chainProblem: v.chain ?? null, byMismatches: v.byMismatches, outOfRange: v.outOfRange, wrongCodes: v.wrongCodes,
+      },
+      verdict: v.reasons.length === 0 ? 'PASS' : 'FAIL',
+      reasons: v.reasons,
+    };
+    progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, final ${final}, ${figures.verdict}`);
+    return figures;
+  }
+
+  // Retries: keyed requests 2k and 2k+1 carry key k; taken one after the
+  // other by two callers (two containers), they are in flight together.
+  const keys = options.retryKeys ?? DEFAULT_RETRY_KEYS;
+  const total = 2 * keys;
+  let counted: CountedTarget | undefined;
+  let notCounted: string | undefined;
+  if (!target.counted) {
+    notCounted = 'driven over HTTP: no proxy between the API and its datastore';
+  } else {
+    try {
+      counted = await target.counted(mode.conditional);
+      if (!counted) notCounted = 'the handler environment does not name the engine by its host:port';
+    } catch (err) {
+      notCounted = oneLine(err);
+    }
+  }
+  const post = (caller: number, o: PostOptions, on = id) =>
+    send((x) => (counted ? counted.post(on, caller, x) : target.post(mode.conditional, on, caller, x)), o);
+  try {
+    let engineWrites: EngineWrites | undefined;
+    let unkeyed: WorkloadResult | undefined;
+    let unkeyedChunks = 0;
+    let before = 0;
+    if (counted) {
+      // Warm the proxied containers (connections, and the keyed path's first
+      // use, e.g. prepared statements) on another id, not counted.
+      const warm = 2 * Math.max(options.concurrency, options.containers);
+      await runWorkload({ total: warm, concurrency: options.concurrency, call: (_i, caller) => post(caller, {}, `${id}-warm`) });
+      await runWorkload({ total: warm, concurrency: options.concurrency, call: (i, caller) => post(caller, { key: `${id}-warm-${i}` }, `${id}-warm`) });
+      const start = counted.engineWrites;
+      progress.note(`${label}: ${total} plain +1 requests through the counting proxy (reference)`);
+      unkeyed = await runWorkload({ total, concurrency: options.concurrency, call: (_i, caller) => post(caller, {}, `${id}-unkeyed`) });
+      before = counted.engineWrites;
+      unkeyedChunks = before - start;
+    }
+    const byKey = new Map<string, SentAnswer[]>();
+    progress.start(label, total);
+    const result = await runWorkload({
+      total,
+      concurrency: options.concurrency,
+      call: async (i, caller) => {
+        const key = `${id}-${Math.floor(i / 2)}`;
+        const a = await post(caller, { key });
+        const list = byKey.get(key) ?? [];
+        list.push(note(sentAnswer(1, a)));
+        byKey.set(key, list);
+        return a;
+      },
+      onProgress: (done) => progress.update(done),
+    });
+    if (counted && unkeyed) {
+      const keyedChunks = counted.engineWrites - before;
+      engineWrites = {
+        requests: total,
+        keyedChunks,
+        keyedPerRequest: round(keyedChunks / total),
+        unkeyedChunks,
+        unkeyedPerRequest: round(unkeyedChunks / total),
+        unkeyedOpsPerSecond: round(unkeyed.opsPerSecond),
+        unkeyedLatencyMs: { p50: round(unkeyed.p50), p99: round(unkeyed.p99) },
+        connections: counted.connections,
+      };
+    }
+    const final = await readBack(target, backend, id);
+    const v = judgeRetries(mode.conditional, mode.maximum, byKey, final);
+    const all = [...byKey.values()].flat();
+    const rejectedBy: Record<string, number> = {};
+    for (const a of all.filter((x) => x.status === 409)) rejectedBy[a.code ?? '?'] = (rejectedBy[a.code ?? '?'] ?? 0) + 1;
+    const guarantee = RETRY_GUARANTEE[backend];
+    const figures: StepScenarioFigures = {
+      ...common,
+      requests: total,
+      ...timing(result),
+      accepted: all.filter((a) => a.status === 200).length,
+      rejected: all.filter((a) => a.status === 409).length,
+      rejectedBy,
+      errors: v.errors,
+      errorStatuses,
+      final,
+      expectedFinal: v.expectedApplied,
+      retry: {
+        keys: v.keys,
+        applied: v.applied,
+        replays: v.replays,
+        splitKeys: v.splitKeys,
+        notOnceFresh: v.notOnceFresh,
+        duplicates: v.duplicates,
+        overshoot: v.overshoot,
+        ...(engineWrites ? { engineWrites } : { engineWritesNotCounted: notCounted }),
+        ...(guarantee ? { guarantee } : {}),
+      },
+      verdict: v.reasons.length === 0 ? 'PASS' : 'FAIL',
+      reasons: v.reasons,
+    };
+    const writes = engineWrites ? `, engine writes/request ${engineWrites.keyedPerRequest.toFixed(2)} keyed vs ${engineWrites.unkeyedPerRequest.toFixed(2)} plain` : '';
+    progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${v.replays} replays${writes}, ${figures.verdict}`);
+    return figures;
+  } finally {
+    await counted?.close().catch(() => undefined);
+  }
+}
+
+/** Requests of each mixed-step scenario. */
+export const DEFAULT_STEP_REQUESTS = 1000;
+/** Keys of each retry scenario (each sent twice). */
+export const DEFAULT_RETRY_KEYS = 200;
 
 export function round(v: number): number {
   return Math.round(v * 100) / 100;

@@ -1,29 +1,151 @@
 /**
  * What `npm run compare` drives (local/compare.ts): a backend's bundled
  * handlers in this process (through its lifecycle session), or a deployed
- * API over HTTP; and the caveats the report prints for each.
+ * API over HTTP; the counting proxy that approximates engine round trips;
+ * and the caveats the report prints for each.
  */
+import * as net from 'net';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession } from './backends/lifecycle';
 import type { CompareOptions } from './compare';
-import { ProxyHandler, proxyEvent } from './lambda-container';
+import { loadCounterContainers, ProxyHandler, ProxyResult, proxyEvent } from './lambda-container';
 import { oneLine } from './server';
 import { BackendName } from '../src/runtime/store';
+
+/** What a POST carries besides the id: a step (`?by=`, default 1) and an `Idempotency-Key`. */
+export interface PostOptions {
+  readonly by?: number;
+  readonly key?: string;
+}
 
 export interface Answer {
   status: number;
   counter?: number;
+  /** `by` of the body (200 and the 409s carry the step they judged). */
+  by?: number;
+  /** `code` of an error body. */
+  code?: string;
+  /** The `Idempotent-Replayed` header ('true' / 'false'), when the answer has one. */
+  replayed?: string;
 }
 
-/** One backend as the workload sees it: increments in a mode, reads. */
+/** One backend as the workload sees it: changes in a mode, reads. */
 export interface Target {
   /** Engine description for the report. */
   readonly engine: string;
   /** Modes this target can run; a deployed API has exactly one. */
   readonly modes: { conditional: boolean; maximum?: number }[];
-  post(conditional: boolean, id: string, caller: number): Promise<Answer>;
+  post(conditional: boolean, id: string, caller: number, options?: PostOptions): Promise<Answer>;
   get(id: string): Promise<Answer>;
+  /**
+   * Fresh containers of one mode, one per caller, whose engine traffic
+   * passes a counting TCP proxy (in-process targets whose environment names
+   * the engine's host:port); undefined when this target cannot count.
+   */
+  counted?(conditional: boolean): Promise<CountedTarget | undefined>;
   close(): Promise<void>;
+}
+
+/** Containers behind a counting proxy (`Target.counted`). */
+export interface CountedTarget {
+  /** Chunks the containers have written towards the engine so far (each a `data` event at the proxy). */
+  readonly engineWrites: number;
+  /** Connections the containers have opened to the engine so far. */
+  readonly connections: number;
+  post(id: string, caller: number, options?: PostOptions): Promise<Answer>;
+  close(): Promise<void>;
+}
+
+/** The handler's answer as the workload needs it. */
+function answerOf(res: ProxyResult): Answer {
+  let body: any;
+  try {
+    body = JSON.parse(res.body);
+  } catch {
+    body = undefined;
+  }
+  const header = Object.entries(res.headers ?? {}).find(([name]) => name.toLowerCase() === 'idempotent-replayed');
+  return {
+    status: res.statusCode,
+    counter: typeof body?.counter === 'number' ? body.counter : undefined,
+    by: typeof body?.by === 'number' ? body.by : undefined,
+    code: typeof body?.code === 'string' ? body.code : undefined,
+    replayed: header?.[1],
+  };
+}
+
+function postEvent(backend: string, id: string, options: PostOptions = {}): unknown {
+  return proxyEvent(
+    'POST', backend, id,
+    options.key === undefined ? {} : { 'Idempotency-Key': options.key },
+    options.by === undefined ? {} : { by: String(options.by) },
+  );
+}
+
+/**
+ * A TCP proxy that forwards both ways and counts what the clients write
+ * towards the engine: one `data` event per chunk read. A chunk is roughly
+ * one request to the engine (one command, one HTTP request, one SQL
+ * statement, one set of gRPC frames); two requests written in the same
+ * instant on one connection can arrive as one chunk, and a large one as
+ * several, so the count approximates engine round trips, it does not equal
+ * them.
+ */
+export async function startCountingProxy(target: { host: string; port: number }) {
+  let chunks = 0;
+  let accepted = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    accepted++;
+    const upstream = net.connect(target.port, target.host);
+    for (const s of [client, upstream]) {
+      sockets.add(s);
+      s.on('error', () => undefined);
+      s.on('close', () => {
+        sockets.delete(s);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+    client.on('data', (chunk) => {
+      chunks++;
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const port = (server.address() as net.AddressInfo).port;
+  return {
+    address: `127.0.0.1:${port}`,
+    get chunks() {
+      return chunks;
+    },
+    get accepted() {
+      return accepted;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+/** `host:port` of an engine URL (`scheme://[user@]host:port/…` or bare `host:port`); undefined when it has none. */
+export function engineAddress(url: string): string | undefined {
+  try {
+    const host = new URL(url.includes('://') ? url : `tcp://${url}`).host;
+    return /:\d+$/.test(host) ? host : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The environment with every occurrence of the engine's `host:port` replaced by the proxy's. */
+export function throughProxy(env: Record<string, string>, engine: string, proxy: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.split(engine).join(proxy)]));
 }
 
 export const GENERAL_CAVEATS_LOCAL = [
@@ -39,28 +161,52 @@ export const GENERAL_CAVEATS_HTTP = [
 /** What each store is and is not, as the report should say it. */
 export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }> = {
   dynamo: {
-    cloud: ['UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.'],
+    cloud: [
+      'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.',
+      'Keyed (Idempotency-Key): a TransactGetItems snapshot of the counter and the key record, then a TransactWriteItems compare-and-swap writing the counter and a key-record item: 2 round trips uncontended, retried when a concurrent change cancels it.',
+    ],
     local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
   },
   redis: {
-    cloud: ['Lua script on the primary: atomic. Replication to the replica is asynchronous: a failover can lose increments the primary acknowledged.'],
+    cloud: [
+      'Lua script on the primary: atomic. Replication to the replica is asynchronous: a failover can lose increments the primary acknowledged.',
+      'Keyed: one Lua script over the counter and its key record (one round trip).',
+    ],
     local: ['One local redis-server: no replica, no TLS, no failover.'],
   },
   momento: {
     cloud: [
       'Items carry a TTL and can expire or be evicted: a Momento counter is not durable storage.',
       'Conditional mode is a compare-and-swap loop (no server-side "increment below"): under contention on one id an accepted increment can cost several round trips (the tail latency of conditional-hot); once the maximum is reached a rejection is one read.',
+      'Keyed: a compare-and-swap over one item holding the value and the most recent keys; a weaker guarantee than exactly-once (see the retry note).',
     ],
     local: ['The engine is an in-process gRPC server speaking Momento\'s protocol, in the load generator\'s process.'],
   },
   docdb: {
-    cloud: ['findOneAndUpdate upsert with a unique index on the id: atomic per document on the primary.'],
+    cloud: [
+      'findOneAndUpdate upsert with a unique index on the id: atomic per document on the primary.',
+      'Keyed: a multi-document transaction (key record insert + findOneAndUpdate).',
+    ],
     local: ['The engine is an in-process MongoDB-wire server (bson + mingo), not DocumentDB: each command runs in one event-loop turn in memory; DocumentDB storage, replication and locking are not exercised.'],
   },
   tidb: {
-    cloud: ['One INSERT … ON DUPLICATE KEY UPDATE statement: atomic per row. TiDB is distributed (TiKV regions, Percolator transactions): hot-row contention behaves differently from a single server.'],
+    cloud: [
+      'One INSERT … ON DUPLICATE KEY UPDATE statement: atomic per row. TiDB is distributed (TiKV regions, Percolator transactions): hot-row contention behaves differently from a single server.',
+      'Keyed: one transaction (key row insert + upsert + update + commit).',
+    ],
     local: ['MariaDB/MySQL stands in for TiDB (same protocol and SQL for the statement used).'],
   },
+};
+
+/**
+ * A guarantee weaker than exactly-once, printed beside the backend's retry
+ * verdict: the scenario's retries come within milliseconds, so a PASS cannot
+ * show the limit.
+ */
+export const RETRY_GUARANTEE: Partial<Record<BackendName, string>> = {
+  momento: 'Momento keys are weaker than exactly-once: a retry is recognised only while its key is among the last N keyed changes of the id, ' +
+    'within the item\'s TTL, and while the item is not evicted; after that the same key applies again. ' +
+    'This run\'s retries come within milliseconds, so its PASS does not exercise that limit.',
 };
 
 export async function inProcessTarget(session: BackendSession, options: CompareOptions): Promise<Target> {
@@ -69,18 +215,46 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
   const namespace = uniqueNamespace(`cmp_${backend}`);
   const load = (conditional: boolean) => session.containers({ conditional, maximum: options.max }, options.containers, namespace);
   const containers: Record<'true' | 'false', ProxyHandler[]> = { false: await load(false), true: await load(true) };
-  const invoke = async (handler: ProxyHandler, method: string, id: string): Promise<Answer> => {
-    const res = await handler(proxyEvent(method, backend, id));
-    return { status: res.statusCode, counter: JSON.parse(res.body).counter };
-  };
   return {
     engine: `${engine.name} (${engine.origin})`,
     modes: [{ conditional: false }, { conditional: true, maximum: options.max }],
-    post: (conditional, id, caller) => {
+    post: async (conditional, id, caller, post) => {
       const set = containers[String(conditional) as 'true' | 'false'];
-      return invoke(set[caller % set.length], 'POST', id);
+      return answerOf(await set[caller % set.length](postEvent(backend, id, post)));
     },
-    get: (id) => invoke(containers.false[0], 'GET', id),
+    get: async (id) => answerOf(await containers.false[0](proxyEvent('GET', backend, id))),
+    counted: async (conditional) => {
+      const env = await session.prepare(namespace);
+      const address = engineAddress(engine.url);
+      if (address === undefined) return undefined;
+      const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
+      const proxy = await startCountingProxy({ host: host.replace(/^\[|\]$/g, ''), port });
+      const proxied = throughProxy(env, address, proxy.address);
+      if (Object.keys(env).every((k) => env[k] === proxied[k])) {
+        // The environment names the engine some other way: nothing would pass the proxy.
+        await proxy.close();
+        return undefined;
+      }
+      // One container per caller (callers map to containers by index), so a
+      // container has one request in flight: two requests of one container
+      // written in the same instant would reach the proxy as one chunk.
+      // Not the session's containers: these are closed here, before the session ends.
+      const n = Math.max(options.containers, options.concurrency);
+      const handlers = loadCounterContainers(session.fixture.entry, proxied, { conditional, maximum: options.max }, n);
+      return {
+        post: async (id, caller, post) => answerOf(await handlers[caller % handlers.length](postEvent(backend, id, post))),
+        get engineWrites() {
+          return proxy.chunks;
+        },
+        get connections() {
+          return proxy.accepted;
+        },
+        close: async () => {
+          await Promise.all(handlers.map((h) => h.close?.().catch(() => undefined)));
+          await proxy.close();
+        },
+      };
+    },
     // The figures are in the report: the session leaves nothing behind on a shared engine.
     close: () => session.close(),
   };
@@ -92,18 +266,22 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
  * mode's scenarios run.
  */
 export async function httpTarget(backend: BackendName, baseUrl: string, apiKey: string, probeId: string): Promise<Target | string> {
-  const request = async (method: string, id: string): Promise<Answer & { body?: any }> => {
-    const res = await fetch(`${baseUrl.replace(/\/+$/, '')}/${backend}/${encodeURIComponent(id)}`, {
-      method, headers: { 'x-api-key': apiKey }, signal: AbortSignal.timeout(30_000),
+  const request = async (method: string, id: string, options: PostOptions = {}): Promise<Answer & { body?: any }> => {
+    const search = options.by === undefined ? '' : `?by=${options.by}`;
+    const res = await fetch(`${baseUrl.replace(/\/+$/, '')}/${backend}/${encodeURIComponent(id)}${search}`, {
+      method,
+      headers: { 'x-api-key': apiKey, ...(options.key === undefined ? {} : { 'Idempotency-Key': options.key }) },
+      signal: AbortSignal.timeout(30_000),
     });
     const text = await res.text();
+    const answer = answerOf({ statusCode: res.status, body: text, headers: Object.fromEntries(res.headers.entries()) });
     let body: any;
     try {
       body = JSON.parse(text);
     } catch {
       body = undefined;
     }
-    return { status: res.status, counter: typeof body?.counter === 'number' ? body.counter : undefined, body };
+    return { ...answer, body };
   };
   let probe;
   try {
@@ -119,7 +297,7 @@ export async function httpTarget(backend: BackendName, baseUrl: string, apiKey: 
   return {
     engine: `deployed API at ${new URL(baseUrl).host}`,
     modes: [{ conditional, maximum: conditional ? Number(probe.body.maxCounterValue) : undefined }],
-    post: (_c, id) => request('POST', id),
+    post: (_c, id, _caller, options) => request('POST', id, options),
     get: (id) => request('GET', id),
     close: async () => undefined,
   };

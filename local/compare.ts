@@ -1,11 +1,14 @@
 /**
  * The project's main job: the same concurrent workload on every available
- * backend, checked against the counter contract, written up as a report.
+ * backend, checked against the counter contract, written up as a report:
+ * four increment scenarios, then mixed steps (`?by=`) and keyed retries
+ * (`Idempotency-Key`) on a hot id in both modes.
  *
  *   npm run compare                                   # every backend with a local engine
  *   npm run compare -- --backends dynamo,redis --requests 5000 --concurrency 32
  *   npm run compare -- --url https://…/prod --api-key …   # a deployed API (or `npm run local`)
  *   npm run compare -- --cold-samples 0                 # without the cold-start table (default 9 fresh processes per backend)
+ *   npm run compare -- --step-requests 2000 --retry-keys 500   # larger steps and retry scenarios
  *
  * In-process mode drives the BUNDLED handlers directly (`loadBundledHandler`,
  * several containers per backend and mode, each with its own client and
@@ -24,11 +27,13 @@ import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession, openBackend } from './backends/lifecycle';
 import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
-import { round, runScenario } from './compare-scenario';
+import { DEFAULT_RETRY_KEYS, DEFAULT_STEP_REQUESTS, round, runScenario, runStepScenario } from './compare-scenario';
 import { BACKEND_CAVEATS, GENERAL_CAVEATS_HTTP, GENERAL_CAVEATS_LOCAL, httpTarget, inProcessTarget, Target } from './compare-targets';
 import { bundlePath, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
-import { BackendSection, ComparisonReport, formatColdTable, formatTable, ReportFiles, SCENARIO_NAMES, writeReport } from './report';
+import {
+  BackendSection, ComparisonReport, formatColdTable, formatStepsTable, formatTable, ReportFiles, SCENARIO_NAMES, STEP_SCENARIO_NAMES, writeReport,
+} from './report';
 import { oneLine } from './server';
 import { runWorkload } from './workload';
 import { BACKENDS, BackendName } from '../src/runtime/store';
@@ -42,6 +47,10 @@ export interface CompareOptions {
   readonly max: number;
   /** Ids of the spread scenarios. @default 20 */
   readonly ids: number;
+  /** Requests of each mixed-step scenario (one hot id, `?by=` from {+1, +5, −3, +100, −50}). @default 1000 */
+  readonly stepRequests?: number;
+  /** Keys of each retry scenario (one hot id, each key sent twice concurrently). @default 200 */
+  readonly retryKeys?: number;
   /** Handler containers per backend and mode (in-process). @default 8 */
   readonly containers: number;
   /**
@@ -67,10 +76,20 @@ export interface CompareOptions {
   readonly coldSamples?: number;
 }
 
-/** The verdict's checks, exported for the test that proves a broken run is reported as FAIL. */
-export { judge } from './compare-verdicts';
+/** The verdicts' checks, exported for the test that proves a broken run is reported as FAIL. */
+export { judge, judgeRetries, judgeSteps } from './compare-verdicts';
 
-export const DEFAULT_OPTIONS = { concurrency: 16, requests: 8000, max: 200, ids: 20, containers: 8, warmup: 500, coldSamples: 9 } as const;
+export const DEFAULT_OPTIONS = {
+  concurrency: 16,
+  requests: 8000,
+  max: 200,
+  ids: 20,
+  stepRequests: DEFAULT_STEP_REQUESTS,
+  retryKeys: DEFAULT_RETRY_KEYS,
+  containers: 8,
+  warmup: 500,
+  coldSamples: 9,
+} as const;
 
 // -------------------------------------------------------------- the run
 
@@ -104,7 +123,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     const caveats = [...BACKEND_CAVEATS[backend].cloud, ...(overHttp ? [] : BACKEND_CAVEATS[backend].local)];
     const skip = (reason: string) => {
       progress.note(`skipped  ${backend}: ${reason}`);
-      sections.push({ backend, status: 'skipped', reason, caveats, scenarios: [], notRun: [] });
+      sections.push({ backend, status: 'skipped', reason, caveats, scenarios: [], stepScenarios: [], notRun: [] });
     };
     let target: Target;
     if (overHttp) {
@@ -139,7 +158,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     }
 
     progress.note(`[${b + 1}/${backends.length}] ${backend} on ${target.engine}: warming up (${options.warmup} requests per mode, not measured)`);
-    const section: BackendSection = { backend, status: 'ran', engine: target.engine, caveats, scenarios: [], notRun: [] };
+    const section: BackendSection = { backend, status: 'ran', engine: target.engine, caveats, scenarios: [], stepScenarios: [], notRun: [] };
     const cold = coldResults.get(backend);
     if (cold instanceof Error) section.coldError = oneLine(cold);
     else if (cold) section.cold = cold;
@@ -164,9 +183,21 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         const label = `[${b + 1}/${backends.length}] ${backend} ${scenario}`;
         section.scenarios.push(await runScenario(target, backend, scenario, mode, options, runTag, progress, label));
       }
+      for (const scenario of STEP_SCENARIO_NAMES) {
+        const conditional = scenario.startsWith('conditional');
+        const mode = target.modes.find((m) => m.conditional === conditional);
+        if (!mode) {
+          section.notRun.push({ scenario, reason: `the API runs in ${conditional ? 'unconditional' : 'conditional'} mode` });
+          continue;
+        }
+        const label = `[${b + 1}/${backends.length}] ${backend} ${scenario}`;
+        section.stepScenarios.push(await runStepScenario(target, backend, scenario, mode, options, runTag, progress, label));
+      }
     } catch (err) {
       // A read-back that fails is a backend failure, not a crash of the whole comparison.
-      section.notRun.push(...SCENARIO_NAMES.filter((s) => !section.scenarios.some((x) => x.scenario === s))
+      const done = [...section.scenarios, ...section.stepScenarios].map((x) => x.scenario as string);
+      const skipped = section.notRun.map((n) => n.scenario as string);
+      section.notRun.push(...[...SCENARIO_NAMES, ...STEP_SCENARIO_NAMES].filter((s) => !done.includes(s) && !skipped.includes(s))
         .map((scenario) => ({ scenario, reason: oneLine(err) })));
       progress.note(`${backend}: ${oneLine(err)}`);
     } finally {
@@ -176,7 +207,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
 
   const finishedAt = new Date();
   const ran = sections.filter((s) => s.status === 'ran');
-  const failed = ran.some((s) => s.notRun.length > 0 && !overHttp) || ran.some((s) => s.scenarios.some((x) => x.verdict === 'FAIL'));
+  const failed = ran.some((s) => s.notRun.length > 0 && !overHttp)
+    || ran.some((s) => [...s.scenarios, ...s.stepScenarios].some((x) => x.verdict === 'FAIL'));
   const report: ComparisonReport = {
     tool: 'cdk-atomic-counter compare',
     startedAt: startedAt.toISOString(),
@@ -188,6 +220,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       requests: options.requests,
       max: options.max,
       ids: options.ids,
+      stepRequests: options.stepRequests ?? DEFAULT_STEP_REQUESTS,
+      retryKeys: options.retryKeys ?? DEFAULT_RETRY_KEYS,
       ...(overHttp ? {} : { containers: options.containers }),
       warmup: options.warmup,
       ...(overHttp ? {} : { coldSamples: options.coldSamples ?? 0 }),
@@ -214,7 +248,7 @@ function timestamp(d: Date): string {
 
 export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CompareOptions {
   const args = parseArgs(argv);
-  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
+  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
   for (const name of Object.keys(args)) if (!known.has(name)) throw new Error(`Unknown flag --${name} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   let backends: BackendName[] | undefined;
   if (typeof args.backends === 'string') {
@@ -232,6 +266,8 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     requests: positive('requests', DEFAULT_OPTIONS.requests),
     max: positive('max', DEFAULT_OPTIONS.max),
     ids: positive('ids', DEFAULT_OPTIONS.ids),
+    stepRequests: positive('step-requests', DEFAULT_OPTIONS.stepRequests),
+    retryKeys: positive('retry-keys', DEFAULT_OPTIONS.retryKeys),
     containers: positive('containers', DEFAULT_OPTIONS.containers),
     warmup: intArg(args, 'warmup', DEFAULT_OPTIONS.warmup),
     coldSamples: intArg(args, 'cold-samples', DEFAULT_OPTIONS.coldSamples),
@@ -249,12 +285,14 @@ async function main(): Promise<void> {
   console.log('');
   console.log(formatTable(report));
   console.log('');
+  const stepsTable = formatStepsTable(report);
+  if (stepsTable) console.log(`steps and retries (one hot id each)\n${stepsTable}\n`);
   const coldTable = formatColdTable(report);
   if (coldTable) console.log(`cold start (medians of fresh processes)\n${coldTable}\n`);
   for (const s of report.backends) {
     if (s.status === 'skipped') console.log(`skipped  ${s.backend}: ${s.reason}`);
     else console.log(`engine   ${s.backend}: ${s.engine}`);
-    for (const f of s.scenarios.filter((x) => x.verdict === 'FAIL')) console.log(`FAIL     ${s.backend} ${f.scenario}: ${f.reasons.join('; ')}`);
+    for (const f of [...s.scenarios, ...s.stepScenarios].filter((x) => x.verdict === 'FAIL')) console.log(`FAIL     ${s.backend} ${f.scenario}: ${f.reasons.join('; ')}`);
     for (const n of s.notRun) console.log(`not run  ${s.backend} ${n.scenario}: ${n.reason}`);
   }
   console.log('');

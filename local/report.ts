@@ -12,6 +12,14 @@ export type Verdict = 'PASS' | 'FAIL';
 export const SCENARIO_NAMES = ['unconditional-hot', 'unconditional-spread', 'conditional-hot', 'conditional-spread'] as const;
 export type ScenarioName = (typeof SCENARIO_NAMES)[number];
 
+/**
+ * Steps and retries, one hot id each: `*-mixed-step` sends `?by=` drawn from
+ * {+1, +5, −3, +100, −50}; `*-retry` sends every +1 twice concurrently with
+ * one fresh `Idempotency-Key` per pair.
+ */
+export const STEP_SCENARIO_NAMES = ['unconditional-mixed-step', 'conditional-mixed-step', 'unconditional-retry', 'conditional-retry'] as const;
+export type StepScenarioName = (typeof STEP_SCENARIO_NAMES)[number];
+
 /** Latency histogram: `counts[i]` calls took ≤ `boundsMs[i]` (and more than the previous bound); the last bound is Infinity (`null` in JSON). */
 export interface LatencyHistogram {
   readonly boundsMs: (number | null)[];
@@ -56,6 +64,81 @@ export interface ScenarioFigures {
   readonly reasons: string[];
 }
 
+/**
+ * Engine traffic of a retry scenario, counted at a TCP proxy between the
+ * handler containers and the engine: chunks the containers wrote towards
+ * the engine (`data` events), an approximation of engine requests (two
+ * requests written together on one connection can arrive as one chunk).
+ */
+export interface EngineWrites {
+  /** Keyed requests of the scenario (each key twice). */
+  readonly requests: number;
+  readonly keyedChunks: number;
+  readonly keyedPerRequest: number;
+  /** The same number of plain +1 requests without a key, same mode and containers, on another hot id, just before. */
+  readonly unkeyedChunks: number;
+  readonly unkeyedPerRequest: number;
+  /** Throughput and latency of those plain requests through the same proxy (the keyed scenario's own figures pass it too). */
+  readonly unkeyedOpsPerSecond: number;
+  readonly unkeyedLatencyMs: { readonly p50: number; readonly p99: number };
+  /** Connections the proxied containers opened to the engine. */
+  readonly connections: number;
+}
+
+/** One steps or retry scenario on one backend (compare-verdicts.ts judgeSteps / judgeRetries). */
+export interface StepScenarioFigures {
+  readonly backend: string;
+  readonly scenario: StepScenarioName;
+  readonly conditional: boolean;
+  readonly maximum?: number;
+  readonly requests: number;
+  readonly concurrency: number;
+  readonly durationMs: number;
+  readonly opsPerSecond: number;
+  readonly latencyMs: { readonly p50: number; readonly p95: number; readonly p99: number; readonly max: number; readonly mean: number };
+  /** 200 answers (replays included). */
+  readonly accepted: number;
+  /** 409 answers. */
+  readonly rejected: number;
+  /** 409 answers by code (LIMIT_REACHED, FLOOR_REACHED). */
+  readonly rejectedBy: Record<string, number>;
+  readonly errors: number;
+  readonly errorStatuses: Record<string, number>;
+  /** The value read back with GET. */
+  readonly final: number;
+  /** What it must be: Σ by of the 200s (mixed steps), min(keys, maximum) or keys (retries). */
+  readonly expectedFinal: number;
+  /** Mixed steps only. */
+  readonly steps?: {
+    /** The steps drawn from. */
+    readonly values: number[];
+    /** Why the 200s' transitions do not chain from 0 to `final` (null: they do). */
+    readonly chainProblem: string | null;
+    readonly byMismatches: number;
+    readonly outOfRange: number;
+    readonly wrongCodes: number;
+  };
+  /** Retries only. */
+  readonly retry?: {
+    readonly keys: number;
+    readonly applied: number;
+    /** `Idempotent-Replayed: true` answers. */
+    readonly replays: number;
+    readonly splitKeys: number;
+    readonly notOnceFresh: number;
+    readonly duplicates: number;
+    readonly overshoot: number;
+    /** In-process runs: engine writes per request, keyed and plain. */
+    readonly engineWrites?: EngineWrites;
+    /** Why not counted, when not. */
+    readonly engineWritesNotCounted?: string;
+    /** A guarantee weaker than exactly-once that this PASS cannot show (Momento). */
+    readonly guarantee?: string;
+  };
+  readonly verdict: Verdict;
+  readonly reasons: string[];
+}
+
 export interface BackendSection {
   readonly backend: string;
   readonly status: 'ran' | 'skipped';
@@ -65,8 +148,10 @@ export interface BackendSection {
   readonly engine?: string;
   readonly caveats: string[];
   readonly scenarios: ScenarioFigures[];
+  /** Steps and retries (`STEP_SCENARIO_NAMES`). */
+  readonly stepScenarios: StepScenarioFigures[];
   /** Scenarios not run, with why (e.g. a deployed API in the other mode). */
-  readonly notRun: { scenario: ScenarioName; reason: string }[];
+  readonly notRun: { scenario: ScenarioName | StepScenarioName; reason: string }[];
   /** Cold start of the deployed bundle in fresh processes (in-process runs with cold samples). */
   cold?: ColdFigures;
   /** Why there are no cold figures, when they were asked for. */
@@ -113,6 +198,80 @@ function rows(report: ComparisonReport): string[][] {
     }
   }
   return out;
+}
+
+const STEP_COLUMNS = [
+  'backend', 'scenario', 'ops/s', 'p50 ms', 'p99 ms', 'accepted', 'rejected', 'errors', 'final', 'chain', 'replays', 'writes/req', 'unkeyed w/req', 'verdict',
+];
+const STEP_RIGHT_ALIGNED = new Set([2, 3, 4, 5, 6, 7, 8, 10, 11, 12]);
+
+function stepRows(report: ComparisonReport): string[][] {
+  const out: string[][] = [];
+  for (const section of report.backends) {
+    for (const s of section.stepScenarios ?? []) {
+      const w = s.retry?.engineWrites;
+      out.push([
+        s.backend, s.scenario, s.opsPerSecond.toFixed(0), ms(s.latencyMs.p50), ms(s.latencyMs.p99),
+        String(s.accepted), String(s.rejected), String(s.errors), `${s.final}/${s.expectedFinal}`,
+        s.steps ? (s.steps.chainProblem === null ? 'ok' : 'BROKEN') : '–',
+        s.retry ? String(s.retry.replays) : '–',
+        w ? w.keyedPerRequest.toFixed(2) : '–',
+        w ? w.unkeyedPerRequest.toFixed(2) : '–',
+        `${s.verdict}${s.retry?.guarantee ? '*' : ''}`,
+      ]);
+    }
+  }
+  return out;
+}
+
+/** Footnotes of the steps table: the weaker guarantees its verdicts cannot show. */
+function stepNotes(report: ComparisonReport): string[] {
+  const notes = new Map<string, string>();
+  for (const section of report.backends) {
+    for (const s of section.stepScenarios ?? []) if (s.retry?.guarantee) notes.set(s.backend, s.retry.guarantee);
+  }
+  return [...notes].map(([backend, note]) => `* ${backend} retry: ${note}`);
+}
+
+const STEPS_LEGEND = [
+  '`final` is the value read back against what it must be (the sum of the accepted steps; the keys that should apply); ' +
+    '`chain`: the 200s\' transitions (counter − by) → counter form one path from 0 to the final value (a serial order of the changes exists); ' +
+    '`replays`: answers with `Idempotent-Replayed: true`; `writes/req`: chunks the handler containers wrote towards the engine, ' +
+    'counted at a TCP proxy, per keyed request, and `unkeyed w/req` the same for as many plain +1 requests just before (same mode, same containers, another hot id): ' +
+    'an approximation of engine round trips (the retry scenarios run on fresh containers, one per caller, so a container has one request in flight; ' +
+    'a request written in several pieces counts more than once), the keyed overhead is the difference. ' +
+    'The retry rows\' timings include that proxy hop. Mixed steps fail on a wrong final value, a broken chain, an answer whose by differs from the one sent, ' +
+    'and (conditional) a value outside [0, maximum] or a rejection not coded LIMIT_REACHED (up) / FLOOR_REACHED (down); ' +
+    'retries fail unless both answers of a key carry the same counter and exactly one is fresh, the stored value equals the keys applied, ' +
+    'no value belongs to two keys and (conditional) nothing exceeds the maximum. Any error fails both.',
+];
+
+/** The steps and retries table as fixed-width text, footnotes included (empty when none ran). */
+export function formatStepsTable(report: ComparisonReport): string {
+  const body = stepRows(report);
+  if (body.length === 0) return '';
+  const widths = STEP_COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (STEP_RIGHT_ALIGNED.has(i) ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(STEP_COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line), ...stepNotes(report)].join('\n');
+}
+
+function stepsMarkdown(report: ComparisonReport): string[] {
+  const body = stepRows(report);
+  if (body.length === 0) return [];
+  const align = STEP_COLUMNS.map((_, i) => (STEP_RIGHT_ALIGNED.has(i) ? '---:' : '---'));
+  const notes = stepNotes(report).map((n) => `\\${n}`);
+  return [
+    '## Steps and retries',
+    '',
+    `One hot id per scenario. Mixed steps: ${report.options.stepRequests} requests with \`?by=\` drawn from {+1, +5, −3, +100, −50}. ` +
+      `Retries: ${report.options.retryKeys} fresh \`Idempotency-Key\`s on +1, each sent twice concurrently.`,
+    '',
+    ...STEPS_LEGEND,
+    '',
+    [STEP_COLUMNS, align, ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
+    '',
+    ...(notes.length ? [notes.join('\n\n'), ''] : []),
+  ];
 }
 
 const COLD_COLUMNS = ['backend', 'bundle KiB', 'module load ms', 'init ms', 'first request ms', 'samples'];
@@ -188,6 +347,7 @@ export function renderMarkdown(report: ComparisonReport): string {
     '',
     '![Latency](latency.svg)',
     '',
+    ...stepsMarkdown(report),
     ...coldMarkdown(report),
     '## Backends',
     '',
@@ -199,7 +359,7 @@ export function renderMarkdown(report: ComparisonReport): string {
       continue;
     }
     lines.push(`Engine: ${b.engine}`, '');
-    for (const s of b.scenarios.filter((x) => x.verdict === 'FAIL')) {
+    for (const s of [...b.scenarios, ...b.stepScenarios ?? []].filter((x) => x.verdict === 'FAIL')) {
       lines.push(`- **${s.scenario} FAILED**: ${s.reasons.join('; ')}`);
     }
     for (const n of b.notRun) lines.push(`- ${n.scenario} not run: ${n.reason}`);

@@ -5,51 +5,9 @@
  */
 import { call, Counters, hammer } from './conformance';
 import { uniqueNamespace } from '../../local/backends/fixture';
+import { chainProblem, Transition } from '../../local/compare-verdicts';
 import { runWorkload } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
-
-/** One accepted change as its answer reports it. */
-export interface Transition {
-  readonly by: number;
-  readonly counter: number;
-}
-
-/**
- * True when the transitions `(counter − by) → counter` can be chained into
- * one path from `start` to `end` that uses each exactly once: what a serial
- * order of atomic changes produces. A lost update (two changes from the same
- * value) or a value nobody produced leaves an edge that no path can use.
- * Hierholzer's algorithm builds the path; the degrees are checked first so
- * the failure says why.
- */
-export function chainProblem(start: number, end: number, transitions: readonly Transition[]): string | undefined {
-  const out = new Map<number, number[]>();
-  const balance = new Map<number, number>();
-  for (const { by, counter } of transitions) {
-    const from = counter - by;
-    (out.get(from) ?? out.set(from, []).get(from)!).push(counter);
-    balance.set(from, (balance.get(from) ?? 0) + 1);
-    balance.set(counter, (balance.get(counter) ?? 0) - 1);
-  }
-  if (transitions.length === 0) return start === end ? undefined : `no transitions, but ${start} ≠ ${end}`;
-  for (const [value, b] of balance) {
-    const expected = start === end ? 0 : value === start ? 1 : value === end ? -1 : 0;
-    if (b !== expected) return `value ${value} is left ${b > 0 ? b : -b} time(s) more ${b > 0 ? 'than it is reached' : 'than it is left'} (expected balance ${expected})`;
-  }
-  if (start !== end && (balance.get(start) ?? 0) !== 1) return `the path does not start at ${start}`;
-  // Hierholzer, iterative.
-  const stack = [start];
-  const path: number[] = [];
-  while (stack.length > 0) {
-    const v = stack[stack.length - 1];
-    const next = out.get(v);
-    if (next && next.length > 0) stack.push(next.pop()!);
-    else path.push(stack.pop()!);
-  }
-  if (path.length !== transitions.length + 1) return `only ${path.length - 1} of ${transitions.length} transitions chain from ${start}`;
-  if (path[0] !== end) return `the chain ends at ${path[0]}, not at ${end}`;
-  return undefined;
-}
 
 const MIXED_STEPS = [1, 5, -3, 100, -50];
 

@@ -2,19 +2,21 @@
  * `npm run compare` in small: every registered backend on its real engine,
  * through the bundled handlers, with tiny request counts; then the same tool
  * over HTTP against the local server. Checks the report files and that the
- * JSON holds every backend's figures and verdicts.
+ * JSON holds every backend's figures and verdicts, the steps and retries
+ * included; and that every verdict fails on the broken run it exists to catch.
  */
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { availableFixtures } from '../../local/backends';
 import { uniqueNamespace } from '../../local/backends/fixture';
-import { judge, optionsFromArgs, runComparison } from '../../local/compare';
-import { ComparisonReport, SCENARIO_NAMES } from '../../local/report';
+import { judge, judgeRetries, judgeSteps, optionsFromArgs, runComparison } from '../../local/compare';
+import { chainProblem, SentAnswer } from '../../local/compare-verdicts';
+import { ComparisonReport, formatStepsTable, SCENARIO_NAMES, STEP_SCENARIO_NAMES } from '../../local/report';
 import { startLocalServer } from '../../local/server';
 
 const backends = availableFixtures();
-const SMALL = { concurrency: 4, requests: 40, max: 5, ids: 4, containers: 2, warmup: 8, silent: true } as const;
+const SMALL = { concurrency: 4, requests: 40, max: 5, ids: 4, stepRequests: 40, retryKeys: 20, containers: 2, warmup: 8, silent: true } as const;
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'compare-'));
@@ -36,7 +38,7 @@ function inBucketOfRank(h: { boundsMs: (number | null)[]; counts: number[] }, ms
   return false;
 }
 
-test('in-process comparison of every registered backend: report.md/json and both SVGs written, every scenario PASS', async () => {
+test('in-process comparison of every registered backend: report.md/json and both SVGs written, every scenario PASS, steps and retries included', async () => {
   const out = tmpDir();
   const { report, files } = await runComparison({ ...SMALL, out });
   for (const file of [files.markdown, files.json, files.throughputSvg, files.latencySvg]) {
@@ -79,9 +81,51 @@ test('in-process comparison of every registered backend: report.md/json and both
       }
     }
   }
+  for (const backend of backends) {
+    const section = json.backends.find((b) => b.backend === backend)!;
+    expect(section.stepScenarios.map((s) => s.scenario)).toEqual([...STEP_SCENARIO_NAMES]);
+    for (const s of section.stepScenarios) {
+      expect({ backend, scenario: s.scenario, verdict: s.verdict, reasons: s.reasons }).toEqual({ backend, scenario: s.scenario, verdict: 'PASS', reasons: [] });
+      expect(s.errors).toBe(0);
+      expect(s.final).toBe(s.expectedFinal);
+      if (s.scenario.endsWith('mixed-step')) {
+        expect(s.requests).toBe(40);
+        expect(s.steps).toMatchObject({ values: [1, 5, -3, 100, -50], chainProblem: null, byMismatches: 0, outOfRange: 0, wrongCodes: 0 });
+        if (s.conditional) {
+          // Maximum 5: +100 never fits, so some 409s are LIMIT_REACHED; -50 never fits above 0.
+          expect(s.rejectedBy.LIMIT_REACHED).toBeGreaterThan(0);
+          expect(s.rejectedBy.FLOOR_REACHED).toBeGreaterThan(0);
+          expect(s.final).toBeLessThanOrEqual(5);
+        }
+      } else {
+        // 20 keys × 2 on one hot id; conditional maximum 5: 5 keys apply, 15 are rejected twice.
+        const applied = s.conditional ? 5 : 20;
+        expect({ backend, scenario: s.scenario, accepted: s.accepted, rejected: s.rejected, final: s.final, replays: s.retry?.replays })
+          .toEqual({ backend, scenario: s.scenario, accepted: 2 * applied, rejected: 40 - 2 * applied, final: applied, replays: applied });
+        // Engine writes counted at the proxy, keyed and plain (at least one chunk per request).
+        const writes = s.retry!.engineWrites!;
+        expect({ backend, scenario: s.scenario, counted: writes !== undefined, reason: s.retry!.engineWritesNotCounted })
+          .toEqual({ backend, scenario: s.scenario, counted: true, reason: undefined });
+        expect(writes.requests).toBe(40);
+        expect(writes.unkeyedPerRequest).toBeGreaterThanOrEqual(1);
+        expect(writes.keyedPerRequest).toBeGreaterThan(0);
+        expect(writes.keyedChunks).toBe(Math.round(writes.keyedPerRequest * 40));
+      }
+    }
+  }
   expect(report.verdict).toBe('PASS');
+  // The printed steps table: its columns and a row per backend and scenario.
+  const table = formatStepsTable(report);
+  for (const column of ['chain', 'replays', 'writes/req', 'unkeyed w/req', 'verdict']) expect(table.split('\n')[0]).toContain(column);
+  for (const backend of backends) {
+    for (const scenario of STEP_SCENARIO_NAMES) expect(table).toMatch(new RegExp(`^${backend} +${scenario} .*PASS`, 'm'));
+  }
+  if (backends.includes('momento')) expect(table).toMatch(/^momento +unconditional-retry .*PASS\*$/m);
+  if (backends.includes('momento')) expect(table).toMatch(/^\* momento retry: .*weaker than exactly-once/m);
   const markdown = fs.readFileSync(files.markdown, 'utf8');
   for (const backend of backends) expect(markdown).toContain(`| ${backend} | unconditional-hot |`);
+  expect(markdown).toContain('## Steps and retries');
+  for (const backend of backends) expect(markdown).toContain(`| ${backend} | unconditional-retry |`);
   for (const svg of [files.throughputSvg, files.latencySvg]) {
     const text = fs.readFileSync(svg, 'utf8');
     expect(text.startsWith('<svg xmlns="http://www.w3.org/2000/svg"')).toBe(true);
@@ -99,7 +143,13 @@ test('over HTTP (--url/--api-key) against the local server in conditional mode: 
     expect(section.status).toBe('ran');
     expect(section.scenarios.map((s) => [s.scenario, s.verdict, s.maximum]))
       .toEqual([['conditional-hot', 'PASS', 5], ['conditional-spread', 'PASS', 5]]);
-    expect(section.notRun.map((n) => n.scenario)).toEqual(['unconditional-hot', 'unconditional-spread']);
+    // ?by= and Idempotency-Key go over HTTP too; nothing counts engine writes there.
+    expect(section.stepScenarios.map((s) => [s.scenario, s.verdict, s.reasons])).toEqual([['conditional-mixed-step', 'PASS', []], ['conditional-retry', 'PASS', []]]);
+    const retry = section.stepScenarios[1];
+    expect({ final: retry.final, replays: retry.retry?.replays, writes: retry.retry?.engineWrites })
+      .toEqual({ final: 5, replays: 5, writes: undefined });
+    expect(retry.retry?.engineWritesNotCounted).toMatch(/HTTP/);
+    expect(section.notRun.map((n) => n.scenario)).toEqual(['unconditional-hot', 'unconditional-spread', 'unconditional-mixed-step', 'unconditional-retry']);
     expect(report.target).toBe(server.url);
     expect(JSON.stringify(report)).not.toContain(server.apiKey);
   } finally {
@@ -148,9 +198,107 @@ describe('verdicts fail on what they must', () => {
   });
 });
 
+describe('step and retry verdicts fail on what they must', () => {
+  const ok = (sent: number, counter: number, replayed?: string): SentAnswer => ({ sent, status: 200, by: sent, counter, replayed });
+  const no = (sent: number, code: string): SentAnswer => ({ sent, status: 409, by: sent, code });
+
+  test('the chain check: a serial order passes; two changes from one value, or a value nobody produced, fail', () => {
+    expect(chainProblem(0, 3, [{ by: 5, counter: 5 }, { by: -3, counter: 2 }, { by: 1, counter: 3 }])).toBeUndefined();
+    expect(chainProblem(0, 5, [{ by: 5, counter: 5 }, { by: 1, counter: 1 }])).toBeDefined();
+    expect(chainProblem(0, 6, [{ by: 5, counter: 5 }, { by: 1, counter: 7 }])).toBeDefined();
+  });
+
+  test('clean mixed steps pass in both modes', () => {
+    expect(judgeSteps(false, undefined, [ok(5, 5), ok(-50, -45), ok(100, 55), ok(1, 56)], 56).reasons).toEqual([]);
+    expect(judgeSteps(true, 10, [ok(5, 5), no(100, 'LIMIT_REACHED'), no(-50, 'FLOOR_REACHED'), ok(-3, 2), ok(1, 3)], 3).reasons).toEqual([]);
+  });
+
+  test('a lost update: two steps applied from the same value, the stored value short of their sum', () => {
+    const v = judgeSteps(false, undefined, [ok(5, 5), ok(1, 1)], 5);
+    expect(v.expectedFinal).toBe(6);
+    expect(v.reasons.join()).toMatch(/stored 5, but the accepted steps sum to 6/);
+    expect(v.reasons.join()).toMatch(/do not chain/);
+  });
+
+  test('a chain that breaks fails even when the stored value equals the sum of the steps', () => {
+    // 0 → 5, 5 → 6 and 5 → 2: the -3 was applied to a value the +1 had already left.
+    const v = judgeSteps(false, undefined, [ok(5, 5), ok(1, 6), ok(-3, 2)], 3);
+    expect(v.expectedFinal).toBe(3);
+    expect(v.chain).toBeDefined();
+    expect(v.reasons).toHaveLength(1);
+    expect(v.reasons[0]).toMatch(/do not chain into one serial path from 0 to 3/);
+  });
+
+  test('an answer carrying another by than the one sent fails', () => {
+    const v = judgeSteps(false, undefined, [ok(5, 5), { ...ok(1, 6), by: 5 }], 6);
+    expect(v.byMismatches).toBe(1);
+    expect(v.reasons.join()).toMatch(/another by than the one sent/);
+  });
+
+  test('conditional: a value above the maximum, a stored value above it, and a rejection with the wrong code each fail', () => {
+    expect(judgeSteps(true, 5, [ok(5, 5), ok(1, 6)], 6).reasons.join()).toMatch(/2 answered or stored value\(s\) outside \[0, 5\]/);
+    expect(judgeSteps(true, 5, [ok(5, 5), ok(-3, 2), ok(-3, -1)], -1).reasons.join()).toMatch(/outside \[0, 5\]/);
+    expect(judgeSteps(true, 5, [ok(5, 5), no(-50, 'LIMIT_REACHED')], 5).reasons.join()).toMatch(/1 rejection\(s\) with the wrong code/);
+    expect(judgeSteps(true, 5, [ok(5, 5), no(1, 'FLOOR_REACHED')], 5).wrongCodes).toBe(1);
+  });
+
+  test('unconditional: a rejection or an error fails', () => {
+    expect(judgeSteps(false, undefined, [ok(5, 5), no(1, 'LIMIT_REACHED')], 5).reasons.join()).toMatch(/rejection\(s\) in unconditional mode/);
+    expect(judgeSteps(false, undefined, [ok(5, 5), { sent: 1, status: 503 }], 5).reasons.join()).toMatch(/1 error answer/);
+  });
+
+  const keys = (...pairs: SentAnswer[][]) => new Map(pairs.map((answers, i) => [`k${i}`, answers]));
+
+  test('clean retries pass in both modes', () => {
+    expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 2, 'true'), ok(1, 2, 'false')]), 2).reasons).toEqual([]);
+    const atMaximum = keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [no(1, 'LIMIT_REACHED'), no(1, 'LIMIT_REACHED')]);
+    const v = judgeRetries(true, 1, atMaximum, 1);
+    expect(v.reasons).toEqual([]);
+    expect({ applied: v.applied, replays: v.replays }).toEqual({ applied: 1, replays: 1 });
+  });
+
+  test('a double-applied key (both answers fresh, two values, the store one ahead) fails', () => {
+    const v = judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 2, 'false')]), 2);
+    expect({ notOnceFresh: v.notOnceFresh, splitKeys: v.splitKeys }).toEqual({ notOnceFresh: 1, splitKeys: 1 });
+    expect(v.reasons.join()).toMatch(/stored 2, but 1 key\(s\) applied/);
+    expect(v.reasons.join()).toMatch(/without exactly one Idempotent-Replayed: false/);
+  });
+
+  test('a replay answering another value than the original fails', () => {
+    const v = judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 2, 'false'), ok(1, 1, 'true')]), 2);
+    expect(v.splitKeys).toBe(1);
+    expect(v.reasons.join()).toMatch(/1 key\(s\) whose two answers differ/);
+  });
+
+  test('a lost update among keys (every key answered, the store short) and one value for two keys fail', () => {
+    const lost = judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 2, 'false'), ok(1, 2, 'true')]), 1);
+    expect(lost.reasons.join()).toMatch(/stored 1, but 2 key\(s\) applied/);
+    const shared = judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 1, 'false'), ok(1, 1, 'true')]), 2);
+    expect(shared.duplicates).toBe(1);
+    expect(shared.reasons.join()).toMatch(/1 value\(s\) carried by more than one key/);
+  });
+
+  test('conditional: a key applied above the maximum, a spurious rejection and a wrong rejection code each fail', () => {
+    const over = judgeRetries(true, 1, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 2, 'false'), ok(1, 2, 'true')]), 2);
+    expect(over.overshoot).toBe(3);
+    expect(over.reasons.join()).toMatch(/applied beyond the maximum.*above the maximum/);
+    const spurious = judgeRetries(true, 2, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [no(1, 'LIMIT_REACHED'), no(1, 'LIMIT_REACHED')]), 1);
+    expect(spurious.reasons.join()).toMatch(/1 key\(s\) not applied that should have been/);
+    const floor = judgeRetries(true, 1, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [no(1, 'FLOOR_REACHED'), no(1, 'LIMIT_REACHED')]), 1);
+    expect(floor.reasons.join()).toMatch(/1 rejection\(s\) that are not LIMIT_REACHED/);
+  });
+
+  test('an error or a key answered once fails', () => {
+    expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false'), { sent: 1, status: 503 }]), 1).reasons.join()).toMatch(/1 error answer/);
+    expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false')]), 1).reasons.join()).toMatch(/without exactly two answers/);
+  });
+});
+
 test('flags: defaults, --backends validation, unknown flags rejected, --out resolved', () => {
   const defaults = optionsFromArgs([], {});
-  expect(defaults).toMatchObject({ concurrency: 16, max: 200, ids: 20, containers: 8, backends: undefined, url: undefined });
+  expect(defaults).toMatchObject({
+    concurrency: 16, max: 200, ids: 20, stepRequests: 1000, retryKeys: 200, containers: 8, backends: undefined, url: undefined,
+  });
   expect(defaults.out).toMatch(/reports[/\\]\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
   expect(optionsFromArgs(['--backends', 'redis,tidb', '--requests=100', '--out', 'x'], { API_KEY: 'k' })).toMatchObject({
     backends: ['redis', 'tidb'], requests: 100, out: path.resolve('x'), apiKey: 'k',
@@ -158,4 +306,6 @@ test('flags: defaults, --backends validation, unknown flags rejected, --out reso
   expect(() => optionsFromArgs(['--backends', 'mysql'])).toThrow(/Unknown backend/);
   expect(() => optionsFromArgs(['--concurency', '4'])).toThrow(/Unknown flag --concurency/);
   expect(() => optionsFromArgs(['--requests', '0'])).toThrow(/at least 1/);
+  expect(optionsFromArgs(['--step-requests', '50', '--retry-keys', '7'])).toMatchObject({ stepRequests: 50, retryKeys: 7 });
+  expect(() => optionsFromArgs(['--retry-keys', '0'])).toThrow(/--retry-keys must be at least 1/);
 });
