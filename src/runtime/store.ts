@@ -19,7 +19,7 @@ export interface CounterStore {
    *   evaluated by the datastore atomically with the write, and a rejected
    *   change writes nothing. Contention between writers is never a rejection.
    * - Without a maximum every change is applied, except one whose result
-   *   would leave JavaScript's safe integers (`StepOutOfRangeError`, nothing
+   *   would leave JavaScript's safe integers (`InvalidStepError`, nothing
    *   written).
    * - With `change.idempotency` the key is checked and recorded in the same
    *   atomic operation as the change: a key already recorded (and not

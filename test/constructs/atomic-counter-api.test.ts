@@ -122,6 +122,7 @@ describe('AtomicCounterApi', () => {
       USE_CONDITIONAL_WRITES: 'true',
       MAX_COUNTER_VALUE: max,
       COUNTER_DEPLOYMENT: 'Test/Api/DynamoCounter',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
     });
     expect(environmentOf(t, /^Atomic counter on DynamoDB/)).toEqual(dynamoEnv('7'));
     const t2 = synth((s) => new AtomicCounterApi(s, 'Api', { conditionalWrites: true, maxCounterValue: 7, dynamo: { maxCounterValue: 3 } }));

@@ -86,7 +86,7 @@ describe('example stack, every backend configured', () => {
     for (const counter of stack.counters) {
       const variables = resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;
       const deployment = `AtomicCounterExample/${counter.counterFunction.node.scope!.node.id}`;
-      const want = { ...expected[counter.backend], ...mode, COUNTER_DEPLOYMENT: deployment };
+      const want = { ...expected[counter.backend], ...mode, COUNTER_DEPLOYMENT: deployment, IDEMPOTENCY_RETENTION_SECONDS: '86400' };
       expect({ backend: counter.backend, variables }).toEqual({ backend: counter.backend, variables: want });
     }
   });
@@ -129,18 +129,19 @@ describe('example stack, every backend configured', () => {
     }
   });
 
-  test('one metric filter per backend, each on its own function\'s log group, into AtomicCounter/<Backend>AtomicCounter', () => {
+  test('two metric filters per backend (value and change), each on its own function\'s log group, into AtomicCounter/<Backend>AtomicCounter[Change]', () => {
     const filters = Object.values(template.findResources('AWS::Logs::MetricFilter'));
-    expect(filters).toHaveLength(ALL_BACKENDS.length);
+    expect(filters).toHaveLength(2 * ALL_BACKENDS.length);
     for (const counter of stack.counters) {
       const fn = resources[logicalId(stack, counter.counterFunction)];
       const logGroupRef = fn.Properties.LoggingConfig.LogGroup;
       expect(logGroupRef).toEqual({ Ref: logicalId(stack, counter.logGroup) });
       const own = filters.filter((f) => JSON.stringify(f.Properties.LogGroupName) === JSON.stringify(logGroupRef));
-      expect(own).toHaveLength(1);
-      expect(own[0].Properties.MetricTransformations).toEqual([
+      expect(own).toHaveLength(2);
+      expect(own.map((f) => f.Properties.MetricTransformations[0])).toEqual(expect.arrayContaining([
         expect.objectContaining({ MetricNamespace: 'AtomicCounter', MetricName: counter.counterMetricName, MetricValue: '$.counter' }),
-      ]);
+        expect.objectContaining({ MetricNamespace: 'AtomicCounter', MetricName: `${counter.counterMetricName}Change`, MetricValue: '$.by' }),
+      ]));
     }
   });
 

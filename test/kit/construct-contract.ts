@@ -93,19 +93,28 @@ export function describeConstructContract(backend: BackendName): void {
       expect(group).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 }, DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
     });
 
-    test('metric filter: on that log group, $.counter → AtomicCounter/<Backend>AtomicCounter, dimension Deployment', () => {
+    test('metric filters: on that log group, $.counter → AtomicCounter/<Backend>AtomicCounter and $.by → …Change, dimension Deployment', () => {
       const filters = Object.values<any>(template.findResources('AWS::Logs::MetricFilter'));
-      expect(filters).toHaveLength(1);
-      expect(filters[0].Properties).toEqual({
+      expect(filters).toHaveLength(2);
+      expect(filters.map((f) => f.Properties)).toEqual(expect.arrayContaining([{
         LogGroupName: { Ref: logGroupId },
-        FilterPattern: '{ $.counter >= 0 }',
+        FilterPattern: '{ ($.counter >= 0) || ($.counter < 0) }',
         MetricTransformations: [{
           MetricNamespace: 'AtomicCounter',
           MetricName: counter.counterMetricName,
           MetricValue: '$.counter',
           Dimensions: [{ Key: 'Deployment', Value: '$.deployment' }],
         }],
-      });
+      }, {
+        LogGroupName: { Ref: logGroupId },
+        FilterPattern: '{ ($.accepted IS TRUE) && (($.by > 0) || ($.by < 0)) }',
+        MetricTransformations: [{
+          MetricNamespace: 'AtomicCounter',
+          MetricName: `${counter.counterMetricName}Change`,
+          MetricValue: '$.by',
+          Dimensions: [{ Key: 'Deployment', Value: '$.deployment' }],
+        }],
+      }]));
       expect(counter.counterMetricName).toMatch(/^[A-Z][A-Za-z]*AtomicCounter$/);
       expect(counter.metricCounterValue().dimensions).toEqual({ Deployment: 'Test/Counter' });
     });
