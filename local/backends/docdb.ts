@@ -28,7 +28,12 @@ export function docdbEnv(engine: Engine, namespace: string): Record<string, stri
   };
 }
 
-/** DocumentDB on a MongoDB-wire engine: a database per namespace, prepared by the real setup logic. */
+/**
+ * DocumentDB on a MongoDB-wire engine: a database per namespace, prepared by
+ * the real setup logic (the counters collection, the keys collection and its
+ * TTL index). Key records live in their own collection, so `keys` lists
+ * counter ids only; `dispose` drops the database, key records included.
+ */
 export const docdbFixture: BackendFixture = {
   backend: 'docdb',
   entry: DOCDB_BUNDLES.counter,
@@ -43,6 +48,14 @@ export const docdbFixture: BackendFixture = {
       await client.close();
     }
     return env;
+  },
+  async dispose(engine, namespace) {
+    const client = await createDocDbClient(readDocDbConfig(docdbEnv(engine, namespace), FIXTURE_TIMEOUTS));
+    try {
+      await client.db(namespace).dropDatabase();
+    } finally {
+      await client.close();
+    }
   },
   async keys(engine, namespace) {
     const env = docdbEnv(engine, namespace);

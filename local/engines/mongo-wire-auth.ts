@@ -69,6 +69,8 @@ const DATABASE_ROLES = new Set(['readWrite', 'read', 'dbAdmin', 'userAdmin', 'db
 const OPEN_COMMANDS = new Set([
   'hello', 'isMaster', 'ismaster', 'ping', 'buildInfo', 'buildinfo', 'saslStart', 'saslContinue', 'endSessions',
   'connectionStatus', 'getParameter', 'killCursors', 'getMore', 'logout',
+  // Ending a transaction writes nothing the user was not already allowed to write.
+  'commitTransaction', 'abortTransaction',
 ]);
 const READ_COMMANDS = new Set(['find', 'count', 'distinct', 'aggregate', 'listCollections', 'listIndexes']);
 const WRITE_COMMANDS = new Set(['insert', 'update', 'delete', 'findAndModify', 'findandmodify', 'create', 'createIndexes', 'dropIndexes', 'drop']);

@@ -22,9 +22,20 @@ export async function answersMongoPing(uri: string): Promise<boolean> {
   }
 }
 
-/** Starts our in-process MongoDB-wire test server (bson + mingo, unique indexes enforced). */
-export async function startMongoWireServer(options: { username?: string; password?: string } = {}): Promise<MongoEngine> {
-  const server = await MongoWireServer.start({ host: '127.0.0.1', ...options });
+/**
+ * A session transaction left open by a client that can no longer reach the
+ * server (its replies lost, its container killed) holds its locks until the
+ * server ends it: DocumentDB after one minute. The local engine ends it
+ * after this long, so a test that cuts a transaction mid-flight and retries
+ * its key or counter finishes in seconds. Longer than any store call.
+ */
+export const LOCAL_TRANSACTION_LIFETIME_MS = 8_000;
+
+/** Starts our in-process MongoDB-wire test server (bson + mingo, unique indexes and transactions). */
+export async function startMongoWireServer(
+  options: { username?: string; password?: string; transactionLifetimeMs?: number } = {},
+): Promise<MongoEngine> {
+  const server = await MongoWireServer.start({ host: '127.0.0.1', transactionLifetimeMs: LOCAL_TRANSACTION_LIFETIME_MS, ...options });
   return { name: 'MongoDB-wire test server', origin: 'started', url: server.uri, server, stop: () => server.stop() };
 }
 

@@ -1,7 +1,8 @@
 /**
  * DocumentDB-specific behaviour beyond the shared conformance suite: what a
  * counter does before setup, the setup custom resource, credentials, the
- * duplicate-key retry, round trips and the 503 path. Real `mongodb` driver
+ * duplicate-key retry, round trips and the 503 path. Steps and keys:
+ * docdb-steps-keys.test.ts. Real `mongodb` driver
  * over the wire against MONGODB_URI or our in-process MongoDB-wire server.
  */
 import { CommandStartedEvent, MongoClient, MongoServerError } from 'mongodb';
@@ -14,7 +15,7 @@ import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/doc
 import { connectionFor, createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
 import { DocDbCounterStore, retryDuplicateKeyOnce } from '../../src/backends/docdb/runtime/docdb-counter-store';
-import { CredentialsRejectedError, LimitReachedError } from '../../src/runtime/errors';
+import { CredentialsRejectedError, FloorReachedError, LimitReachedError } from '../../src/runtime/errors';
 import { call, hammer, useBackend } from '../kit/conformance';
 
 const SETUP_ENTRY = DOCDB_BUNDLES.setup;
@@ -55,23 +56,30 @@ describe('docdb against a MongoDB-wire engine', () => {
 
     // Setup afterwards finds the implicitly created collection and keeps its counters.
     const out = await setupHandler(docdbEnv(ctx().engine, namespace))({ RequestType: 'Create', ResourceProperties: {} });
-    expect(out.Data).toEqual({ database: namespace, collection: DOCDB_DEFAULTS.collection, idIndex: '_id_' });
+    expect(out.Data).toEqual({
+      database: namespace, collection: DOCDB_DEFAULTS.collection, idIndex: '_id_', keysCollection: `${DOCDB_DEFAULTS.collection}_keys`, keyExpiryIndex: 'expiresAt_ttl',
+    });
     expect((await call(handlers[0], 'GET', 'docdb', 'early')).body.counter).toBe(20);
   });
 
-  test('the setup handler creates the collection with its unique _id index, and is idempotent on Create, Update and Delete', async () => {
+  test('the setup handler creates the collection with its unique _id index, the keys collection with its TTL index, and is idempotent on Create, Update and Delete', async () => {
     const namespace = uniqueNamespace('t_docdb_setup');
     const setup = setupHandler(docdbEnv(ctx().engine, namespace));
     const properties = { Database: namespace, Collection: 'tallies' };
 
     const created = await setup({ RequestType: 'Create', ResourceProperties: properties });
-    expect(created).toEqual({ PhysicalResourceId: `docdb:${namespace}/tallies`, Data: { database: namespace, collection: 'tallies', idIndex: '_id_' } });
+    expect(created).toEqual({
+      PhysicalResourceId: `docdb:${namespace}/tallies`,
+      Data: { database: namespace, collection: 'tallies', idIndex: '_id_', keysCollection: 'tallies_keys', keyExpiryIndex: 'expiresAt_ttl' },
+    });
     const client = new MongoClient(ctx().engine.url);
     clients.push(client);
     const collections = await client.db(namespace).listCollections({}, { nameOnly: true }).toArray();
-    expect(collections.map((c) => c.name)).toContain('tallies');
+    expect(collections.map((c) => c.name).sort()).toEqual(['tallies', 'tallies_keys']);
     const indexes = await client.db(namespace).collection('tallies').listIndexes().toArray();
     expect(indexes).toEqual(expect.arrayContaining([expect.objectContaining({ name: '_id_', key: { _id: 1 } })]));
+    const keyIndexes = await client.db(namespace).collection('tallies_keys').listIndexes().toArray();
+    expect(keyIndexes).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'expiresAt_ttl', key: { expiresAt: 1 }, expireAfterSeconds: 0 })]));
     // The index is unique: a second document with the same id is refused.
     await client.db(namespace).collection('tallies').insertOne({ _id: 'x' as any, counter: 5 });
     await expect(client.db(namespace).collection('tallies').insertOne({ _id: 'x' as any, counter: 1 })).rejects.toMatchObject({ code: 11000 });
@@ -83,7 +91,7 @@ describe('docdb against a MongoDB-wire engine', () => {
     expect(await client.db(namespace).collection('tallies').findOne({ _id: 'x' as any })).toEqual({ _id: 'x', counter: 5 });
   });
 
-  test('a pre-existing counter at the maximum is a 409 that costs exactly two findAndModify round trips and writes nothing; a 200 costs one', async () => {
+  test('round trips: a 200 is one findAndModify; a 409 at the maximum is two (the retry proves it); a refused decrement is one (no upsert); nothing written', async () => {
     const namespace = uniqueNamespace('t_docdb_trips');
     const counters = await rawCollection(namespace);
     await counters.insertMany([{ _id: 'full', counter: 7 }, { _id: 'room', counter: 3 }]);
@@ -94,14 +102,20 @@ describe('docdb against a MongoDB-wire engine', () => {
     try {
       await store.read('room'); // connect and authenticate before counting
       sent.length = 0;
-      await expect(store.incrementBelow('room', 7)).resolves.toBe(4);
+      await expect(store.apply('room', { by: 1, maximum: 7 })).resolves.toEqual({ counter: 4, replayed: false });
       expect(sent).toEqual(['findAndModify']);
       sent.length = 0;
-      const rejection = store.incrementBelow('full', 7);
+      const rejection = store.apply('full', { by: 1, maximum: 7 });
       await expect(rejection).rejects.toBeInstanceOf(LimitReachedError);
       await expect(rejection).rejects.toMatchObject({ maxCounterValue: 7 });
       expect(sent).toEqual(['findAndModify', 'findAndModify']);
+      sent.length = 0;
+      // A decrement may never insert: no upsert, so "nothing matched" is the 409 at once, even for a counter never written.
+      await expect(store.apply('room', { by: -5, maximum: 7 })).rejects.toBeInstanceOf(FloorReachedError);
+      await expect(store.apply('never', { by: -1, maximum: 7 })).rejects.toBeInstanceOf(FloorReachedError);
+      expect(sent).toEqual(['findAndModify', 'findAndModify']);
       expect(await counters.findOne({ _id: 'full' })).toEqual({ _id: 'full', counter: 7 });
+      expect(await counters.findOne({ _id: 'room' })).toEqual({ _id: 'room', counter: 4 });
       expect(await counters.countDocuments({})).toBe(2);
     } finally {
       await store.close();
@@ -115,9 +129,9 @@ describe('docdb against a MongoDB-wire engine', () => {
     client.on('commandStarted', (e: CommandStartedEvent) => commands.push(e.command));
     const store = new DocDbCounterStore(client, { database: namespace, collection: DOCDB_DEFAULTS.collection });
     try {
-      await store.increment('opts');
+      await store.apply('opts', { by: 3 });
       const write = commands.find((c) => c.findAndModify);
-      expect(write).toMatchObject({ upsert: true, new: true, update: { $inc: { counter: 1 } }, writeConcern: { w: 'majority' } });
+      expect(write).toMatchObject({ upsert: true, new: true, update: { $inc: { counter: 3 } }, writeConcern: { w: 'majority' } });
       expect(write?.txnNumber).toBeUndefined();
       expect(client.readPreference.mode).toBe('primary');
     } finally {
@@ -143,15 +157,15 @@ describe('docdb credentials', () => {
     expect(options).toMatchObject({ tls: false, directConnection: true, retryWrites: false, authSource: 'admin' });
     const store = new DocDbCounterStore(new MongoClient(url, options), config);
     try {
-      expect(await store.increment('auth')).toBe(1);
-      expect(await store.increment('auth')).toBe(2);
+      expect(await store.apply('auth', { by: 1 })).toEqual({ counter: 1, replayed: false });
+      expect(await store.apply('auth', { by: 1 })).toEqual({ counter: 2, replayed: false });
     } finally {
       await store.close();
     }
     const wrong = new DocDbCounterStore(new MongoClient(url, connectionFor(config, { username: 'counteradmin', password: password + 'x' }).options), config);
     try {
       // Code 18 becomes the typed error the pipeline answers by re-reading the secret (rotation).
-      const rejected = wrong.increment('auth');
+      const rejected = wrong.apply('auth', { by: 1 });
       await expect(rejected).rejects.toBeInstanceOf(CredentialsRejectedError);
       await expect(rejected).rejects.toMatchObject({ cause: { code: 18 } });
     } finally {
@@ -171,32 +185,26 @@ describe('docdb when the server is down', () => {
 });
 
 describe('the duplicate-key decision (the race an engine running each command in one step never produces)', () => {
+  const limit = () => new LimitReachedError(10);
+
   test('a first-increment collision is retried once and its value returned (no 409)', async () => {
     let attempts = 0;
     const value = await retryDuplicateKeyOnce(async () => {
       attempts++;
       if (attempts === 1) throw duplicateKey();
       return 2;
-    }, 10);
+    }, limit);
     expect({ value, attempts }).toEqual({ value: 2, attempts: 2 });
   });
 
-  test('a collision on the retry as well is the 409 in conditional mode', async () => {
+  test('a collision on the retry as well is the rejection the caller names (409, or 400 outside the safe integers)', async () => {
     let attempts = 0;
     const outcome = retryDuplicateKeyOnce(async () => {
       attempts++;
       throw duplicateKey();
-    }, 10);
+    }, limit);
     await expect(outcome).rejects.toBeInstanceOf(LimitReachedError);
     expect(attempts).toBe(2);
-  });
-
-  test('in unconditional mode a second collision is an error, never a 409', async () => {
-    const outcome = retryDuplicateKeyOnce(async () => {
-      throw duplicateKey();
-    });
-    await expect(outcome).rejects.toMatchObject({ code: 11000 });
-    await expect(outcome).rejects.not.toBeInstanceOf(LimitReachedError);
   });
 
   test('other errors are not retried', async () => {
@@ -204,7 +212,7 @@ describe('the duplicate-key decision (the race an engine running each command in
     await expect(retryDuplicateKeyOnce(async () => {
       attempts++;
       throw new MongoServerError({ ok: 0, code: 2, errmsg: 'BadValue' });
-    }, 10)).rejects.toMatchObject({ code: 2 });
+    }, limit)).rejects.toMatchObject({ code: 2 });
     expect(attempts).toBe(1);
   });
 });

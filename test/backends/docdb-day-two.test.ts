@@ -96,7 +96,7 @@ describe('the application user', () => {
     }) as unknown as SetupHandler;
     const properties = { Database: database, Collection: 'counters', AppUserSecret: APP_ARN };
     const created = await setup({ RequestType: 'Create', ResourceProperties: properties });
-    expect(created.Data).toEqual({ database, collection: 'counters', idIndex: '_id_', appUser: 'counterapp' });
+    expect(created.Data).toEqual({ database, collection: 'counters', idIndex: '_id_', keysCollection: 'counters_keys', keyExpiryIndex: 'expiresAt_ttl', appUser: 'counterapp' });
     const info = await master.db('admin').command({ usersInfo: { user: 'counterapp', db: 'admin' } });
     expect(info.users).toEqual([expect.objectContaining({ user: 'counterapp', roles: [{ role: 'readWrite', db: database }] })]);
 

@@ -94,6 +94,7 @@ describe('DocDbCounter (created cluster)', () => {
         ...endpoint,
         USE_CONDITIONAL_WRITES: 'true',
         MAX_COUNTER_VALUE: '5',
+        IDEMPOTENCY_RETENTION_SECONDS: '86400',
         COUNTER_DEPLOYMENT: 'Stack/DocDb',
       },
     });
@@ -239,6 +240,7 @@ describe('DocDbCounter (existing cluster)', () => {
       ...endpoint,
       USE_CONDITIONAL_WRITES: 'false',
       MAX_COUNTER_VALUE: '10',
+      IDEMPOTENCY_RETENTION_SECONDS: '86400',
       COUNTER_DEPLOYMENT: 'Stack/DocDb',
     });
     // The given (administrator) secret goes to the setup function only.
@@ -268,6 +270,9 @@ describe('DocDbCounter (existing cluster)', () => {
     expect(() => synth({ backupRetention: Duration.days(40) })).toThrow(/`backupRetention`/);
     expect(() => synth({ databaseName: 'a.b' })).toThrow(/`databaseName`/);
     expect(() => synth({ collectionName: 'system.x' })).toThrow(/`collectionName`/);
+    // Its keys collection, `<name>_keys`, must fit too.
+    expect(() => synth({ collectionName: 'c'.repeat(116) })).toThrow(/`collectionName` must be 1-115 characters/);
+    expect(() => synth({ collectionName: 'c'.repeat(115) })).not.toThrow();
     expect(() => synth({ appUsername: 'bad name' })).toThrow(/`appUsername`/);
     expect(() => synth({ appUsername: 'counteradmin' })).toThrow(/`appUsername` must differ/);
   });

@@ -1,12 +1,14 @@
 /**
  * Conformance tests for the in-process MongoDB wire-protocol server, driven by the
  * real `mongodb` driver over TCP. They pin the behaviours our DocumentDB counter
- * relies on: unique-index enforcement (E11000), upsert semantics and atomic
- * findAndModify under concurrency.
+ * relies on: unique-index enforcement (E11000), upsert semantics, atomic
+ * findAndModify under concurrency, and transactions as DocumentDB runs them
+ * (snapshot isolation, write conflicts, waiting plain writes, aborts, the
+ * lifetime, DocumentDB's refusals) and TTL indexes.
  */
 import * as net from 'net';
 import { deserialize, serialize } from 'bson';
-import { MongoBulkWriteError, MongoClient, MongoServerError } from 'mongodb';
+import { ClientSession, MongoBulkWriteError, MongoClient, MongoServerError } from 'mongodb';
 import { MongoWireServer } from '../../local/engines/mongo-wire-server';
 
 let server: MongoWireServer;
@@ -47,7 +49,7 @@ afterAll(async () => {
 
 describe('protocol and admin commands', () => {
   test('uri, ping, buildInfo, unknown command', async () => {
-    expect(server.uri).toBe(`mongodb://127.0.0.1:${server.port}/?directConnection=true`);
+    expect(server.uri).toBe(`mongodb://127.0.0.1:${server.port}/?directConnection=true&retryWrites=false`);
     expect(server.port).toBeGreaterThan(0);
     const admin = client.db('admin');
     expect(await admin.command({ ping: 1 })).toMatchObject({ ok: 1 });
@@ -467,6 +469,223 @@ describe('failCommand fail point (injected errors, dropped connections, held rep
       expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
     } finally {
       await impatient.close();
+    }
+  });
+});
+
+describe('transactions (as DocumentDB 5.0 runs them)', () => {
+  /** A collection that exists (DocumentDB cannot use a missing one in a transaction), with one document. */
+  async function seeded(name = 'c') {
+    const db = freshDb();
+    const coll = db.collection<{ _id: string; n: number }>(name);
+    await coll.insertOne({ _id: 'a', n: 0 });
+    return coll;
+  }
+  /** A session as a DocumentDB client must open it: no causal consistency. */
+  const session = () => client.startSession({ causalConsistency: false });
+  const end = async (...sessions: ClientSession[]) => {
+    for (const s of sessions) await s.endSession();
+  };
+
+  test('hello reports the primary of replica set rs0, which is what lets the driver run transactions', async () => {
+    const hello = await client.db('admin').command({ hello: 1 });
+    expect(hello).toMatchObject({ isWritablePrimary: true, secondary: false, setName: 'rs0', hosts: [server.address], primary: server.address, me: server.address, logicalSessionTimeoutMinutes: 30 });
+    expect(hello.operationTime).toBeDefined();
+  });
+
+  test('commit makes every write visible at once; until then readers outside see the last committed version; abort restores it', async () => {
+    const coll = await seeded();
+    await coll.insertOne({ _id: 'b', n: 0 });
+    const s = session();
+    try {
+      s.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } }, { session: s });
+      await coll.insertOne({ _id: 'new', n: 7 }, { session: s });
+      await coll.deleteOne({ _id: 'b' }, { session: s });
+      // Inside: its own writes. Outside: nothing of them.
+      expect(await coll.find({}, { session: s }).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 1 }, { _id: 'new', n: 7 }]);
+      expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 0 }, { _id: 'b', n: 0 }]);
+      await s.commitTransaction();
+      expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 1 }, { _id: 'new', n: 7 }]);
+
+      s.startTransaction();
+      await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 100 } }, { session: s });
+      await coll.insertOne({ _id: 'gone', n: 1 }, { session: s });
+      await s.abortTransaction();
+      expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 1 }, { _id: 'new', n: 7 }]);
+      expect(server.transactions.open.size).toBe(0);
+    } finally {
+      await end(s);
+    }
+  });
+
+  test('snapshot isolation: a transaction reads the data as of its first command; writing a document committed since is a WriteConflict (TransientTransactionError)', async () => {
+    const coll = await seeded();
+    const s = session();
+    try {
+      s.startTransaction();
+      expect(await coll.findOne({ _id: 'a' }, { session: s })).toEqual({ _id: 'a', n: 0 }); // the snapshot starts here
+      await coll.updateOne({ _id: 'a' }, { $set: { n: 5 } }); // committed by someone else
+      await coll.insertOne({ _id: 'late', n: 1 });
+      expect(await coll.findOne({ _id: 'a' }, { session: s })).toEqual({ _id: 'a', n: 0 });
+      expect(await coll.findOne({ _id: 'late' }, { session: s })).toBeNull();
+      const err = await serverError(coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } }, { session: s }));
+      expect({ code: err.code, transient: err.hasErrorLabel('TransientTransactionError') }).toEqual({ code: 112, transient: true });
+      // The conflict aborted the transaction on the server: its next command is refused.
+      const gone = await serverError(coll.findOne({ _id: 'a' }, { session: s }));
+      expect({ code: gone.code, transient: gone.hasErrorLabel('TransientTransactionError') }).toEqual({ code: 251, transient: true });
+      await s.abortTransaction();
+      expect(await coll.findOne({ _id: 'a' })).toEqual({ _id: 'a', n: 5 });
+    } finally {
+      await end(s);
+    }
+  });
+
+  test('first writer wins: a second transaction writing (or inserting) a document another open transaction wrote gets WriteConflict; after the commit a new one succeeds (or gets E11000)', async () => {
+    const coll = await seeded();
+    const [s1, s2] = [session(), session()];
+    try {
+      s1.startTransaction();
+      s2.startTransaction();
+      await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { session: s1 });
+      await coll.insertOne({ _id: 'k', n: 1 }, { session: s1 });
+      const onDoc = await serverError(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { session: s2 }));
+      expect({ code: onDoc.code, transient: onDoc.hasErrorLabel('TransientTransactionError') }).toEqual({ code: 112, transient: true });
+      await s2.abortTransaction();
+      s2.startTransaction();
+      const onKey = await serverError(coll.findOneAndUpdate({ _id: 'k' }, { $setOnInsert: { n: 2 } }, { upsert: true, session: s2 }));
+      expect(onKey.code).toBe(112);
+      await s2.abortTransaction();
+      await s1.commitTransaction();
+
+      s2.startTransaction();
+      expect(await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { session: s2, returnDocument: 'after' })).toEqual({ _id: 'a', n: 2 });
+      expect(await coll.findOneAndUpdate({ _id: 'k' }, { $setOnInsert: { n: 2 } }, { upsert: true, session: s2, returnDocument: 'before' })).toEqual({ _id: 'k', n: 1 });
+      const dup = await serverError(coll.insertOne({ _id: 'k', n: 3 }, { session: s2 }));
+      expect(dup.code).toBe(11000);
+      // An E11000 aborts the transaction, as on MongoDB: nothing of it is committed.
+      await s2.abortTransaction();
+      expect(await coll.find({}).sort({ _id: 1 }).toArray()).toEqual([{ _id: 'a', n: 1 }, { _id: 'k', n: 1 }]);
+    } finally {
+      await end(s1, s2);
+    }
+  });
+
+  test('a plain write to a document a transaction holds waits until the transaction ends, then applies on the committed version', async () => {
+    const coll = await seeded();
+    const s = session();
+    try {
+      s.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 10 } }, { session: s });
+      const waitsBefore = server.lockWaits;
+      let done = false;
+      const plain = coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { returnDocument: 'after' }).then((d) => { done = true; return d; });
+      await waitFor(() => server.lockWaits > waitsBefore);
+      await new Promise((r) => setTimeout(r, 100));
+      expect(done).toBe(false);
+      // A plain write to another document does not wait.
+      await coll.insertOne({ _id: 'other', n: 0 });
+      await s.commitTransaction();
+      expect(await plain).toEqual({ _id: 'a', n: 11 });
+
+      // Aborted instead: the waiting write applies on the version before the transaction.
+      s.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $set: { n: 1000 } }, { session: s });
+      const second = coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { returnDocument: 'after' });
+      await new Promise((r) => setTimeout(r, 50));
+      await s.abortTransaction();
+      expect(await second).toEqual({ _id: 'a', n: 12 });
+    } finally {
+      await end(s);
+    }
+  });
+
+  test('DocumentDB\'s refusals: retryable writes (301), causal consistency (303), a missing collection or DDL in a transaction (263), a commit that is not in progress (251, even after it committed)', async () => {
+    const coll = await seeded();
+    // A write with a transaction number outside a transaction is a retryable write: not on DocumentDB before 8.0.2.
+    const retrying = new MongoClient(server.uri.replace('retryWrites=false', 'retryWrites=true'));
+    try {
+      const err = await serverError(retrying.db(coll.dbName).collection(coll.collectionName).insertOne({ n: 1 }));
+      expect({ code: err.code, message: err.message }).toEqual({ code: 301, message: 'Retryable writes are not supported' });
+    } finally {
+      await retrying.close();
+    }
+    // The driver's default for an explicit session is causal consistency: its second read asks for afterClusterTime.
+    const causal = client.startSession();
+    try {
+      await coll.findOne({}, { session: causal });
+      expect((await serverError(coll.findOne({}, { session: causal }))).code).toBe(303);
+    } finally {
+      await causal.endSession();
+    }
+    const s = session();
+    try {
+      s.startTransaction();
+      expect((await serverError(coll.db.collection('missing').insertOne({ n: 1 }, { session: s }))).code).toBe(263);
+      await s.abortTransaction();
+      s.startTransaction();
+      expect((await serverError(coll.db.command({ createIndexes: coll.collectionName, indexes: [{ key: { n: 1 }, name: 'n_1' }] }, { session: s }))).code).toBe(263);
+      await s.abortTransaction();
+      s.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } }, { session: s });
+      await s.commitTransaction();
+      // The driver's own retry of a commit (after a lost reply) would get this: DocumentDB has no retryable commit.
+      const again = await serverError(client.db('admin').command({ commitTransaction: 1, lsid: s.id, txnNumber: s.serverSession!.txnNumber, autocommit: false } as any));
+      expect(again.code).toBe(251);
+      expect(await coll.findOne({ _id: 'a' })).toEqual({ _id: 'a', n: 1 });
+    } finally {
+      await end(s);
+    }
+  });
+
+  test('a transaction open longer than its lifetime is aborted and its locks released; ending the session aborts it too', async () => {
+    const short = await MongoWireServer.start({ transactionLifetimeMs: 300 });
+    const c = new MongoClient(short.uri);
+    try {
+      const coll = c.db('life').collection<{ _id: string; n: number }>('c');
+      await coll.insertOne({ _id: 'a', n: 0 });
+      const s = c.startSession({ causalConsistency: false });
+      s.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } }, { session: s });
+      // A plain write waits for the lock: here until the lifetime ends the transaction.
+      const started = Date.now();
+      expect(await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 10 } }, { returnDocument: 'after' })).toEqual({ _id: 'a', n: 10 });
+      expect(Date.now() - started).toBeGreaterThanOrEqual(200);
+      expect((await serverError(s.commitTransaction())).code).toBe(251);
+      await s.endSession();
+
+      const t = c.startSession({ causalConsistency: false });
+      t.startTransaction();
+      await coll.updateOne({ _id: 'a' }, { $inc: { n: 1 } }, { session: t });
+      expect(short.transactions.open.size).toBe(1);
+      await c.db('admin').command({ endSessions: [t.id] });
+      expect(short.transactions.open.size).toBe(0);
+      expect(await coll.findOne({ _id: 'a' })).toEqual({ _id: 'a', n: 10 });
+      await t.endSession();
+    } finally {
+      await c.close();
+      await short.stop();
+    }
+  });
+
+  test('TTL index: created and listed with expireAfterSeconds; the monitor deletes expired documents, except one a transaction holds', async () => {
+    const db = freshDb();
+    const keys = db.collection<{ _id: string; expiresAt: Date | string }>('keys');
+    expect(await keys.createIndex({ expiresAt: 1 }, { name: 'expiresAt_ttl', expireAfterSeconds: 0 })).toBe('expiresAt_ttl');
+    expect(await keys.listIndexes().toArray()).toEqual(expect.arrayContaining([expect.objectContaining({ name: 'expiresAt_ttl', key: { expiresAt: 1 }, expireAfterSeconds: 0 })]));
+    const past = new Date(Date.now() - 1000);
+    await keys.insertMany([{ _id: 'old', expiresAt: past }, { _id: 'held', expiresAt: past }, { _id: 'new', expiresAt: new Date(Date.now() + 60_000) }, { _id: 'text', expiresAt: 'not a date' }]);
+    const s = session();
+    try {
+      s.startTransaction();
+      await keys.updateOne({ _id: 'held' }, { $set: { expiresAt: new Date(past.getTime() - 1) } }, { session: s });
+      expect(server.runTtlMonitor()).toBe(1);
+      expect((await keys.find({}).toArray()).map((d) => d._id).sort()).toEqual(['held', 'new', 'text']);
+      await s.abortTransaction();
+      expect(server.runTtlMonitor()).toBe(1);
+      expect((await keys.find({}).toArray()).map((d) => d._id).sort()).toEqual(['new', 'text']);
+    } finally {
+      await end(s);
     }
   });
 });

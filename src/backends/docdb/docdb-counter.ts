@@ -105,7 +105,9 @@ export interface DocDbCounterProps extends CounterOptions {
   readonly databaseName?: string;
 
   /**
-   * Collection holding the counters (one document per counter id).
+   * Collection holding the counters (one document per counter id). The key
+   * records of exactly-once changes (`Idempotency-Key`) live next to it, in
+   * `<collectionName>_keys`.
    * @default "counters"
    */
   readonly collectionName?: string;
@@ -121,10 +123,12 @@ const CLUSTER_DEFAULTS = {
 };
 
 /**
- * An atomic counter on Amazon DocumentDB: one `findAndModify` per increment
- * (`$inc` with upsert, returning the new document; in conditional mode the
- * filter also requires `counter < max`, and at the maximum the upsert
- * collides with the unique `_id` index: the 409).
+ * An atomic counter on Amazon DocumentDB: one `findAndModify` per change
+ * (`$inc` by the step, returning the new document; the filter also requires
+ * the value the step may start from, so a change past the maximum, below 0
+ * or outside the safe integers is rejected with nothing written). A change
+ * with an `Idempotency-Key` runs in one transaction that records the key
+ * with the change.
  *
  * Creates a TLS-only, encrypted cluster with generated master credentials in
  * Secrets Manager (or uses an existing cluster endpoint and secret), a
@@ -157,7 +161,7 @@ export class DocDbCounter extends CounterBase {
   public readonly collectionName: string;
   /** The function run by the setup custom resource. */
   public readonly setupFunction: lambda.Function;
-  /** The setup custom resource (`Custom::DocDbSetup`): database and collection. */
+  /** The setup custom resource (`Custom::DocDbSetup`): database, collections, TTL index, application user. */
   public readonly setup: CustomResource;
 
   constructor(scope: Construct, id: string, props: DocDbCounterProps) {
@@ -248,7 +252,7 @@ export class DocDbCounter extends CounterBase {
     // Setup: database and collection, idempotent; a failure fails the deployment.
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
       entry: DOCDB_BUNDLES.setup,
-      description: 'Creates the DocumentDB database, collection and application user of the atomic counter if missing',
+      description: 'Creates the DocumentDB database, collections, TTL index and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
       properties: {
@@ -268,7 +272,7 @@ export class DocDbCounter extends CounterBase {
 
     this.counterFunction = createCounterFunction(this, props, {
       entry: DOCDB_BUNDLES.counter,
-      description: 'Atomic counter on DocumentDB (findAndModify $inc upsert)',
+      description: 'Atomic counter on DocumentDB (findAndModify $inc; keyed changes in a transaction)',
       environment: counterEnv,
       // The application user's secret only: never the master secret.
       secret: this.appUserSecret,
@@ -313,8 +317,9 @@ function validate(scope: Construct, props: DocDbCounterProps): void {
     fail(`\`databaseName\` must be 1-63 characters without / \\ . space " $ (got "${db}")`);
   }
   const coll = props.collectionName;
-  if (coll !== undefined && !Token.isUnresolved(coll) && (!/^[^$\u0000]{1,120}$/.test(coll) || coll.startsWith('system.'))) {
-    fail(`\`collectionName\` must be 1-120 characters without $ and not start with "system." (got "${coll}")`);
+  // 115, so that the keys collection `<collectionName>_keys` stays within the 120 characters allowed before.
+  if (coll !== undefined && !Token.isUnresolved(coll) && (!/^[^$\u0000]{1,115}$/.test(coll) || coll.startsWith('system.'))) {
+    fail(`\`collectionName\` must be 1-115 characters without $ and not start with "system." (got "${coll}")`);
   }
   check.throwIfInvalid();
 }

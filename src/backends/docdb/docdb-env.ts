@@ -52,11 +52,14 @@ export const DOCDB_ENV = {
   SOCKET_TIMEOUT_MS: 'DOCDB_SOCKET_TIMEOUT_MS',
   /**
    * Bound on one whole store call — server selection, connecting, the
-   * operation and its retries (a first-increment race, a WriteConflict) —
-   * after which the request answers 503. The driver's own timeouts bound
-   * each step; this bounds their sum, so the function always answers before
-   * its timeout. Like any timeout it is ambiguous: a write still in flight
-   * may land. Default 6000 ms.
+   * operation and its retries (a first-increment race, a WriteConflict; for
+   * a keyed change, the transaction and its retries) — after which the
+   * request answers 503. The driver's own timeouts bound each step; this
+   * bounds their sum, so the function always answers before its timeout.
+   * The store applies the smaller of this and server selection + connect +
+   * 3 socket timeouts (see `docdbCallBudgetMs`). Like any timeout it is
+   * ambiguous: an unkeyed write still in flight may land (a keyed one is
+   * resolved by its key). Default 6000 ms.
    */
   OPERATION_TIMEOUT_MS: 'DOCDB_OPERATION_TIMEOUT_MS',
   /**
@@ -119,6 +122,27 @@ export const DOCDB_SETUP_PROPERTIES = {
 export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
 
 /**
+ * A key record (exactly-once changes), in the keys collection next to the
+ * counters: `{_id: <Idempotency-Key>, id, by, counter, expiresAt}`. The key
+ * is the `_id` (unique, so a key is recorded once per namespace); `id` and
+ * `by` are what it is bound to, `counter` the value its change produced,
+ * `expiresAt` when it stops counting (the store checks it; a TTL index
+ * deletes the record some time later).
+ */
+export const DOCDB_KEY_FIELDS = { KEY: '_id', ID: 'id', BY: 'by', COUNTER: 'counter', EXPIRES_AT: 'expiresAt' } as const;
+
+/** Suffix of the keys collection's name (the construct keeps collection names short enough for it). */
+export const DOCDB_KEYS_SUFFIX = '_keys';
+
+/** The keys collection of a counters collection: `<collection>_keys`, in the same database. */
+export function docdbKeysCollection(collection: string): string {
+  return `${collection}${DOCDB_KEYS_SUFFIX}`;
+}
+
+/** Name of the TTL index on the key records' `expiresAt` (created by the setup). */
+export const DOCDB_KEY_EXPIRY_INDEX = 'expiresAt_ttl';
+
+/**
  * The counter function's driver timeouts when the environment sets none
  * (runtime/docdb-config.ts `COUNTER_TIMEOUTS` is this object).
  */
@@ -129,13 +153,31 @@ export const DOCDB_COUNTER_TIMEOUT_DEFAULTS = {
   operationTimeoutMs: 6000,
 } as const;
 
+/** Attempts of an unkeyed change, each bounded by the socket timeout: the first, the duplicate-key retry, the WriteConflict retries. */
+export const DOCDB_UNKEYED_ATTEMPTS = 2 + DOCDB_DEFAULTS.writeConflictRetries;
+
+/**
+ * The bound the store puts on one whole call (`withinDeadline`): the
+ * operation timeout, or server selection + connect + every attempt of an
+ * unkeyed change each running to the socket timeout, whichever is less.
+ * An unkeyed change never needs more than the second term. A keyed change
+ * (a transaction retried on conflicts) has no such natural bound, so this
+ * budget is what cuts it off: the worst case of both is the same.
+ */
+export function docdbCallBudgetMs(
+  t: { serverSelectionTimeoutMs: number; connectTimeoutMs: number; socketTimeoutMs: number; operationTimeoutMs: number },
+): number {
+  return Math.min(t.operationTimeoutMs, t.serverSelectionTimeoutMs + t.connectTimeoutMs + DOCDB_UNKEYED_ATTEMPTS * t.socketTimeoutMs);
+}
+
 /**
  * Worst case of one request: the secret read (first request of a
- * container), then the store call, which the store cuts off at the
- * operation timeout (`OPERATION_TIMEOUT_MS`) — or sooner, when server
- * selection, a fresh connection and every attempt (the first, the
- * duplicate-key retry of an upsert race, the WriteConflict retries), each
- * running to its own bound, add up to less.
+ * container), then the store call, which the store cuts off at its budget
+ * (`docdbCallBudgetMs`): the operation timeout (`OPERATION_TIMEOUT_MS`) —
+ * or, when less, server selection, a fresh connection and every attempt of
+ * an unkeyed change (the first, the duplicate-key retry of an upsert race,
+ * the WriteConflict retries), each running to its own bound. A keyed change
+ * (a transaction and its retries) gets the same budget.
  */
 export function docdbWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const socketMs = envMs(env, DOCDB_ENV.SOCKET_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.socketTimeoutMs);
@@ -143,11 +185,13 @@ export function docdbWorstCase(env: Readonly<Record<string, string | undefined>>
   const connectMs = envMs(env, DOCDB_ENV.CONNECT_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.connectTimeoutMs);
   const operationMs = envMs(env, DOCDB_ENV.OPERATION_TIMEOUT_MS, DOCDB_COUNTER_TIMEOUT_DEFAULTS.operationTimeoutMs);
   if (socketMs === undefined || selectionMs === undefined || connectMs === undefined || operationMs === undefined) return undefined;
-  const attempts = 2 + DOCDB_DEFAULTS.writeConflictRetries;
-  const stepsMs = selectionMs + connectMs + attempts * socketMs;
+  const attempts = DOCDB_UNKEYED_ATTEMPTS;
+  const budgetMs = docdbCallBudgetMs({
+    serverSelectionTimeoutMs: selectionMs, connectTimeoutMs: connectMs, socketTimeoutMs: socketMs, operationTimeoutMs: operationMs,
+  });
   return worstCaseOf({
     'secret read': env[DOCDB_ENV.SECRET_ARN] ? secretReadWorstCaseMs() : 0,
-    ...(operationMs < stepsMs
+    ...(budgetMs === operationMs
       ? { 'operation timeout': operationMs }
       : { 'server selection': selectionMs, 'connect': connectMs, [`${attempts} attempts × socket timeout`]: attempts * socketMs }),
   });

@@ -7,6 +7,7 @@ import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } fro
 const AUTHENTICATION_FAILED = 18;
 const WRITE_CONFLICT = 112;
 const DUPLICATE_KEY = 11000;
+const NO_SUCH_TRANSACTION = 251;
 
 /**
  * Server error codes that mean "not now": no usable primary (failover,
@@ -22,6 +23,7 @@ const UNAVAILABLE_CODES = new Set([
   89, // NetworkTimeout
   91, // ShutdownInProgress
   112, // WriteConflict (after the store's own retry)
+  251, // NoSuchTransaction (a transaction that expired or was aborted, after the store's retries)
   134, // ReadConcernMajorityNotAvailableYet
   189, // PrimarySteppedDown
   262, // ExceededTimeLimit
@@ -51,6 +53,19 @@ export function isWriteConflict(err: unknown): boolean {
 /** E11000: an insert (an upsert's) collided with the `_id` index; see `retryDuplicateKeyOnce`. */
 export function isDuplicateKeyError(err: unknown): boolean {
   return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
+}
+
+/**
+ * An error inside a transaction (before its commit) after which the whole
+ * transaction may run again: a write conflict, a transaction the server no
+ * longer has (aborted, expired: 251), anything the server or the driver
+ * labels `TransientTransactionError` (a network error or a failed server
+ * selection inside a transaction, say). No commit was sent, so nothing of
+ * it was applied.
+ */
+export function isTransactionRetryable(err: unknown): boolean {
+  if (!(err instanceof MongoError)) return false;
+  return err.code === WRITE_CONFLICT || err.code === NO_SUCH_TRANSACTION || err.hasErrorLabel('TransientTransactionError');
 }
 
 /** Transient: worth a 503 (the client may retry), never a 500. */

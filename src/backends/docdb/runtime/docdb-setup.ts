@@ -1,7 +1,7 @@
 import { MongoClient, MongoServerError } from 'mongodb';
 import { SetupHandlerOptions } from '../../../runtime/custom-resource';
 import { readJsonSecret } from '../../../runtime/secrets';
-import { DOCDB_FIELDS, DOCDB_SETUP_PROPERTIES } from '../docdb-env';
+import { DOCDB_FIELDS, DOCDB_KEY_EXPIRY_INDEX, DOCDB_KEY_FIELDS, DOCDB_SETUP_PROPERTIES, docdbKeysCollection } from '../docdb-env';
 import { createDocDbClient, DocDbCredentials, readCredentials } from './docdb-client';
 import { DocDbConfig, DocDbTimeouts } from './docdb-config';
 
@@ -23,31 +23,52 @@ export interface CounterCollectionInfo {
   readonly collection: string;
   /** Name of the unique index on the counter id. */
   readonly idIndex: string;
+  /** The collection of key records (exactly-once changes). */
+  readonly keysCollection: string;
+  /** Name of the TTL index that deletes expired key records. */
+  readonly keyExpiryIndex: string;
 }
 
-/**
- * Creates the database and the counters collection, and checks the unique
- * index on the counter id. Idempotent: an existing collection is kept, with
- * its counters.
- *
- * The counter id is the `_id`, whose unique index MongoDB and DocumentDB
- * create with every collection and never let anyone drop, so there is no
- * further index to create: the setup verifies it is there. The collection is
- * created here, once, so that the counter path never performs DDL: the first
- * increment of a fresh deployment would otherwise create it implicitly.
- * (DocumentDB creates a database with its first collection.)
- */
-export async function ensureCounterCollection(client: MongoClient, database: string, collection: string): Promise<CounterCollectionInfo> {
-  const db = client.db(database);
+/** Creates a collection unless it exists (DocumentDB creates a database with its first collection). */
+async function ensureCollection(client: MongoClient, database: string, collection: string): Promise<void> {
   try {
-    await db.createCollection(collection);
+    await client.db(database).createCollection(collection);
   } catch (err) {
     if (!(err instanceof MongoServerError && err.code === NAMESPACE_EXISTS)) throw err;
   }
+}
+
+/**
+ * Creates the database, the counters collection and the keys collection,
+ * checks the unique index on the counter id and creates the TTL index on
+ * the key records' expiry. Idempotent: existing collections are kept, with
+ * their documents, and an identical index is left as it is.
+ *
+ * The counter id is the `_id`, whose unique index MongoDB and DocumentDB
+ * create with every collection and never let anyone drop, so the counters
+ * need no further index: the setup verifies it is there. The same holds for
+ * the key records (the key is their `_id`). Both collections are created
+ * here, once: the counter path never performs DDL, and DocumentDB cannot
+ * create a collection inside a transaction (nor use a missing one), which
+ * the keyed path runs in.
+ *
+ * The TTL index (`expireAfterSeconds: 0` on `expiresAt`) only reclaims
+ * storage, some time after a record expired: DocumentDB does not promise
+ * when. The store itself treats a record past `expiresAt` as absent.
+ */
+export async function ensureCounterCollection(client: MongoClient, database: string, collection: string): Promise<CounterCollectionInfo> {
+  const db = client.db(database);
+  const keysCollection = docdbKeysCollection(collection);
+  await ensureCollection(client, database, collection);
+  await ensureCollection(client, database, keysCollection);
   const indexes = await db.collection(collection).listIndexes().toArray();
   const idIndex = indexes.find((i) => Object.keys(i.key ?? {}).length === 1 && i.key?.[DOCDB_FIELDS.ID] === 1);
   if (!idIndex) throw new Error(`${database}.${collection} has no index on ${DOCDB_FIELDS.ID}`);
-  return { database, collection, idIndex: String(idIndex.name) };
+  const keyExpiryIndex = await db.collection(keysCollection).createIndex(
+    { [DOCDB_KEY_FIELDS.EXPIRES_AT]: 1 },
+    { name: DOCDB_KEY_EXPIRY_INDEX, expireAfterSeconds: 0 },
+  );
+  return { database, collection, idIndex: String(idIndex.name), keysCollection, keyExpiryIndex };
 }
 
 /** DocumentDB and MongoDB keep users in `admin`. */
@@ -89,9 +110,9 @@ function target(config: DocDbConfig, properties: Record<string, unknown>): { dat
 }
 
 /**
- * The setup custom resource: creates the counters collection (and checks
- * its `_id` index), then, when the construct created an application user's
- * secret, that user. Logs in as the master user (`DOCDB_SECRET_ARN`): only
+ * The setup custom resource: creates the counters and keys collections
+ * (checks the `_id` index, creates the keys' TTL index), then, when the
+ * construct created an application user's secret, that user. Logs in as the master user (`DOCDB_SECRET_ARN`): only
  * this function may read that secret.
  */
 export function docdbSetup(config: DocDbConfig): SetupHandlerOptions {
