@@ -47,7 +47,12 @@ describe('MomentoCounter', () => {
 
   test('cache name, TTL, CAS budget, mode and Idempotency-Key retention are props', () => {
     const t = synth({
-      cacheName: 'votes', ttl: Duration.hours(2), casMaxAttempts: 20, casTimeBudget: Duration.seconds(2), conditionalWrites: true, maxCounterValue: 300,
+      cacheName: 'votes',
+      ttl: Duration.hours(2),
+      casMaxAttempts: 20,
+      casTimeBudget: Duration.seconds(2),
+      conditionalWrites: true,
+      maxCounterValue: 300,
       idempotencyRetention: Duration.hours(1),
     });
     expect(environmentOf(t, /^Atomic counter on Momento/)).toEqual({
