@@ -7,6 +7,7 @@ import {
   CacheClient,
   CacheDelete,
   CacheGet,
+  CacheGetBatch,
   CacheIncrement,
   CacheSet,
   CacheSetIfAbsent,
@@ -112,6 +113,36 @@ describe('data plane', () => {
     await client.set(CACHE, key, 'x');
     expect(await client.delete(CACHE, key)).toBeInstanceOf(CacheDelete.Success);
     expect(await valueOf(client, key)).toBeUndefined();
+  });
+
+  test('getBatch answers each key in the order asked: Hit with its value or Miss (expired items are misses)', async () => {
+    const [a, b, gone] = [freshKey(), freshKey(), freshKey()];
+    await client.set(CACHE, a, 'one');
+    await client.set(CACHE, b, 'two');
+    await client.set(CACHE, gone, 'x', { ttl: 0.05 });
+    await new Promise((r) => setTimeout(r, 100));
+    const resp = await client.getBatch(CACHE, [b, freshKey(), a, gone]);
+    expect(resp).toBeInstanceOf(CacheGetBatch.Success);
+    const results = (resp as CacheGetBatch.Success).results();
+    expect(results.map((r) => (r instanceof CacheGet.Hit ? r.valueString() : r.constructor.name))).toEqual(['two', 'Miss', 'one', 'Miss']);
+    const missing = await client.getBatch('no-such-cache', [a]);
+    expect(missing).toBeInstanceOf(CacheGetBatch.Error);
+    expect((missing as CacheGetBatch.Error).errorCode()).toBe(MomentoErrorCode.CACHE_NOT_FOUND_ERROR);
+  });
+
+  test('an item over the 1 MB default limit is refused as LIMIT_EXCEEDED (item size), before any condition is looked at', async () => {
+    const key = freshKey();
+    const big = 'x'.repeat(1024 * 1024);
+    const set = await client.set(CACHE, key, big);
+    expect(set).toBeInstanceOf(CacheSet.Error);
+    expect((set as CacheSet.Error).errorCode()).toBe(MomentoErrorCode.LIMIT_EXCEEDED_ERROR);
+    expect((set as CacheSet.Error).message()).toMatch(/item size/i);
+    const setIf = await client.setIfAbsent(CACHE, key, big);
+    expect(setIf).toBeInstanceOf(CacheSetIfAbsent.Error);
+    expect((setIf as CacheSetIfAbsent.Error).errorCode()).toBe(MomentoErrorCode.LIMIT_EXCEEDED_ERROR);
+    expect(await valueOf(client, key)).toBeUndefined();
+    // Just under the limit (key included) is stored.
+    expect(await client.set(CACHE, key, 'x'.repeat(1024 * 1024 - key.length))).toBeInstanceOf(CacheSet.Success);
   });
 
   test('a data call on a missing cache is a CacheNotFound error', async () => {
@@ -220,6 +251,14 @@ describe('increment', () => {
     expect(resp).toBeInstanceOf(CacheIncrement.Error);
     expect((resp as CacheIncrement.Error).errorCode()).toBe(MomentoErrorCode.FAILED_PRECONDITION_ERROR);
     expect(await valueOf(client, key)).toBe('abc');
+  });
+
+  test('on a JSON document (a counter holding pending keyed changes) is a FAILED_PRECONDITION error', async () => {
+    const key = freshKey();
+    await client.set(CACHE, key, '{"v":3,"k":[]}');
+    const resp = await client.increment(CACHE, key, 1);
+    expect((resp as CacheIncrement.Error).errorCode()).toBe(MomentoErrorCode.FAILED_PRECONDITION_ERROR);
+    expect(await valueOf(client, key)).toBe('{"v":3,"k":[]}');
   });
 
   test('past int64 range is an error', async () => {
