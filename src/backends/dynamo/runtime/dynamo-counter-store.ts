@@ -310,6 +310,10 @@ export class DynamoCounterStore implements CounterStore {
    */
   private async resolve(id: string, key: string, recordId: string, expiresAtMs: number, deadline: number): Promise<number> {
     const marker = markerName(key, expiresAtMs);
+    const unread = () => new BackendUnavailableError(
+      'DynamoDB: the keyed change is applied and recorded, but its value could not be read in time; the same Idempotency-Key answers it',
+      { retryAfterSeconds: 1 },
+    );
     for (let round = 1; round <= 3; round++) {
       if (Date.now() >= deadline) break;
       const item = await this.getItem(id, deadline);
@@ -322,12 +326,9 @@ export class DynamoCounterStore implements CounterStore {
       const record = await this.getItem(recordId, deadline);
       if (Number(record?.[A.EXPIRES_AT_MS]?.N) === expiresAtMs && record?.[A.RESULT]?.N !== undefined) return Number(record[A.RESULT].N);
       // Neither: not expected while the key is retained. Look again shortly.
-      await this.backOff(round, deadline);
+      if (round < 3) await this.backOff(round, deadline, unread);
     }
-    throw new BackendUnavailableError(
-      'DynamoDB: the keyed change is recorded but its value could not be read in time; the same Idempotency-Key answers it',
-      { retryAfterSeconds: 1 },
-    );
+    throw unread();
   }
 
   /**
@@ -381,16 +382,20 @@ export class DynamoCounterStore implements CounterStore {
     return out.Item;
   }
 
-  /** Jittered exponential back-off after a conflict; 503 if it would end past the deadline. */
-  private async backOff(attempt: number, deadline: number): Promise<void> {
+  /**
+   * Jittered exponential back-off (0 to 2^attempt ms, at most 32); past the
+   * deadline it throws instead: by default the 503 of a transaction that was
+   * never applied.
+   */
+  private async backOff(attempt: number, deadline: number, expired: () => Error = () => this.outOfBudget(attempt)): Promise<void> {
     const delay = Math.random() * Math.min(DYNAMO_DEFAULTS.conflictBackoffCapMs, 2 ** attempt);
-    if (Date.now() + delay >= deadline) throw this.outOfBudget(attempt);
+    if (Date.now() + delay >= deadline) throw expired();
     await sleep(delay);
   }
 
   private outOfBudget(attempts: number): BackendUnavailableError {
     return new BackendUnavailableError(
-      `DynamoDB: a keyed change conflicted with concurrent writes ${attempts} time(s) within its ${this.keyedBudgetMs} ms budget; nothing was applied`,
+      `DynamoDB: a keyed change was cancelled by concurrent writes ${attempts} time(s) within its ${this.keyedBudgetMs} ms budget; nothing was applied`,
       { retryAfterSeconds: 1 },
     );
   }
