@@ -3,7 +3,8 @@
  * handler) against the client-side approach Momento's docs describe (get,
  * then `setIfPresentAndNotEqual(v+1, max)`, or `setIfAbsent` for a new key,
  * answering "race condition, try again" on a collision), on the same load:
- * 20 clients × 50 conditional increments of one id, maximum 300.
+ * 20 clients × 50 conditional increments of one id, maximum 300. And what a
+ * change with an Idempotency-Key costs, alone and on a contended id.
  */
 import { CacheClient, CacheGet, CacheSetIfAbsent, CacheSetIfPresentAndNotEqual, Configurations, CredentialProvider } from '@gomomento/sdk';
 import { uniqueNamespace } from '../../local/backends/fixture';
@@ -85,6 +86,60 @@ test('a retry budget of one attempt turns lost races into 503 BACKEND_UNAVAILABL
   // Accepted increments are exactly the stored ones: nothing lost, nothing doubled.
   expect(new Set(accepted.map((a) => a.body.counter)).size).toBe(accepted.length);
   expect((await call(handlers[0], 'GET', 'momento', 'budget')).body.counter).toBe(accepted.length);
+});
+
+describe('Idempotency-Key changes: round trips and contention', () => {
+  /** Keyed POSTs spread over `callers` concurrent callers and `handlers`; every answer is checked. */
+  async function keyedLoad(id: string, callers: number, total: number, keyOf: (i: number) => string, handlers: Awaited<ReturnType<ReturnType<typeof ctx>['containers']>>) {
+    resetRpcCounts();
+    const answers: Array<{ status: number; counter: number; replayed: string | undefined }> = [];
+    const result = await runWorkload({
+      total,
+      concurrency: callers,
+      call: async (i, caller) => {
+        const a = await call(handlers[caller % handlers.length], 'POST', 'momento', id, { key: keyOf(i) });
+        answers.push({ status: a.status, counter: a.body.counter, replayed: a.headers['Idempotent-Replayed'] });
+        return { status: a.status, counter: a.body.counter };
+      },
+    });
+    const rpc = rpcCounts();
+    if (!rpc) throw new Error('momento contention: the RPC counts need the in-process Momento server; unset MOMENTO_LOCAL_URL');
+    return { result, answers, rpc: { ...rpc } };
+  }
+
+  test('uncontended: a keyed change is 4 calls (read, claim, write, outcome copy) plus one getBatch per 16 changes; unkeyed ones stay 1', async () => {
+    const handlers = await ctx().containers({ conditional: false }, 1);
+    const { result, answers, rpc } = await keyedLoad('alone', 1, 160, (i) => `alone-${i}`, handlers);
+    expect(result.statuses).toEqual({ 200: 160 });
+    expect(answers.map((a) => a.counter)).toEqual(Array.from({ length: 160 }, (_, i) => i + 1));
+    expect(rpc).toEqual({ Get: 160, SetIf: 480, GetBatch: expect.any(Number) });
+    expect(rpc.GetBatch).toBeLessThanOrEqual(10);
+    const keyedMs = result.durationMs / 160;
+    resetRpcCounts();
+    const plain = await hammer(handlers, 'momento', 'alone', 1, 160);
+    // The first one after the keyed run turns the item back into a decimal.
+    expect(rpcCounts()).toEqual({ Increment: 160, Get: 1, GetBatch: 1, SetIf: 1 });
+    console.log(
+      `momento keyed, 1 caller: ${(1000 / keyedMs).toFixed(0)} changes/s (${keyedMs.toFixed(1)} ms each), ` +
+      `RPCs per change ${((rpc.Get + rpc.SetIf + rpc.GetBatch) / 160).toFixed(2)}; unkeyed +1: ${(160000 / plain.durationMs).toFixed(0)}/s`,
+    );
+  });
+
+  test(`contended: ${CLIENTS} clients × 25 keyed changes (distinct keys) of one id → exactly ${CLIENTS * 25}, one value per key, none lost to a race`, async () => {
+    const handlers = await ctx().containers({ conditional: false }, CLIENTS);
+    const total = CLIENTS * 25;
+    const { result, answers, rpc } = await keyedLoad('contended-keys', CLIENTS, total, (i) => `contended-${i}`, handlers);
+    expect(result.statuses).toEqual({ 200: total });
+    expect(answers.every((a) => a.replayed === 'false')).toBe(true);
+    expect([...answers.map((a) => a.counter)].sort((a, b) => a - b)).toEqual(Array.from({ length: total }, (_, i) => i + 1));
+    // Each accepted change is one stored write of the item plus one claim and one outcome copy: every further SetIf is a lost race.
+    const itemWrites = rpc.SetIf - 2 * total;
+    console.log(
+      `momento keyed, ${CLIENTS} clients on one id: ${(total / (result.durationMs / 1000)).toFixed(0)} changes/s, ` +
+      `item writes (CAS attempts) per change ${(itemWrites / total).toFixed(2)}, RPCs per change ${((rpc.Get + rpc.SetIf + (rpc.GetBatch ?? 0)) / total).toFixed(1)} ` +
+      `(Get ${rpc.Get}, SetIf ${rpc.SetIf}, GetBatch ${rpc.GetBatch ?? 0}), p99 ${result.p99.toFixed(0)} ms`,
+    );
+  });
 });
 
 /**
