@@ -202,11 +202,11 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     expect(await store.apply('x', keyed('old', 1))).toEqual({ counter: 1, replayed: true });
 
     // A short retention, no sweep in between: the key counts again once its time is up.
-    expect(await store.apply('y', keyed('brief', 1, undefined, 1))).toEqual({ counter: 1, replayed: false });
-    expect(await store.apply('y', keyed('brief', 1, undefined, 1))).toEqual({ counter: 1, replayed: true });
+    expect(await store.apply('y', keyed('short-lived', 1, undefined, 1))).toEqual({ counter: 1, replayed: false });
+    expect(await store.apply('y', keyed('short-lived', 1, undefined, 1))).toEqual({ counter: 1, replayed: true });
     await new Promise((r) => setTimeout(r, 1100));
-    expect(await keyRecords(db).countDocuments({ _id: 'brief' })).toBe(1);
-    expect(await store.apply('y', keyed('brief', 1, undefined, 1))).toEqual({ counter: 2, replayed: false });
+    expect(await keyRecords(db).countDocuments({ _id: 'short-lived' })).toBe(1);
+    expect(await store.apply('y', keyed('short-lived', 1, undefined, 1))).toEqual({ counter: 2, replayed: false });
   });
 
   test('contention across containers: one key sent by 24 requests over 4 containers applies once (the others conflict, retry, replay); 120 keys on one hot id over 4 containers count 120', async () => {
