@@ -243,13 +243,14 @@ describe('states a request leaves when it dies between two calls', () => {
     expect(await store().read(id)).toBe(5);
   });
 
-  test('an entry is dropped only once its record holds the outcome: a pending one (request died) and an evicted one stay', async () => {
+  test('an entry is dropped only once its record holds the outcome: copied there first when its request died before doing so; an evicted record\'s entry, or one of another use of the key, stays', async () => {
     const s = store();
     const id = freshId('drop-rule');
     const exp = Date.now() + HOUR * 1000;
-    const rows: Array<[string, number, number, number]> = [['pending', 1, 1, exp], ['evicted', 1, 2, exp]];
+    const rows: Array<[string, number, number, number]> = [['pending', 1, 1, exp], ['evicted', 1, 2, exp], ['other-use', 1, 3, exp]];
     await put(record('pending'), JSON.stringify({ id, by: 1, exp }));
-    for (let i = 3; i <= MOMENTO_DEFAULTS.pendingEntriesPruneAt + 2; i++) {
+    await put(record('other-use'), JSON.stringify({ id, by: 1, exp: exp + 5000 }));
+    for (let i = 4; i <= MOMENTO_DEFAULTS.pendingEntriesPruneAt + 2; i++) {
       rows.push([`done-${i}`, 1, i, exp]);
       await put(record(`done-${i}`), JSON.stringify({ id, by: 1, exp, counter: i }));
     }
@@ -257,8 +258,11 @@ describe('states a request leaves when it dies between two calls', () => {
     await put(id, JSON.stringify({ v, k: rows, e: 'epoch', d: 4 }));
     expect(await s.apply(id, keyed('next'))).toEqual({ counter: v + 1, replayed: false });
     const item = await json(id);
-    expect(item.k.map((row: unknown[]) => row[0])).toEqual(['pending', 'evicted', 'next']);
+    expect(item.k.map((row: unknown[]) => row[0])).toEqual(['evicted', 'other-use', 'next']);
     expect(item).toMatchObject({ v: v + 1, e: 'epoch', d: 5 });
+    // The dead request's outcome is in its record now; the other use's record is untouched.
+    expect(await json(record('pending'))).toEqual({ id, by: 1, exp, counter: 1 });
+    expect(await json(record('other-use'))).toEqual({ id, by: 1, exp: exp + 5000 });
     // The evicted record's entry still makes its retry a replay.
     expect(await s.apply(id, keyed('evicted'))).toEqual({ counter: 2, replayed: true });
   });
@@ -346,8 +350,7 @@ describe('injected races: a request whose record read is older than another requ
   test('item structured when B first read it, and still structured (same epoch) after the drop: the drop count tells B to read the record again', async () => {
     const id = freshId('race-structured');
     const exp = Date.now() + HOUR * 1000;
-    // A pending entry whose record never got its outcome keeps the item structured through C's drop.
-    await put(record(`${id}-stuck`), JSON.stringify({ id, by: 1, exp }));
+    // An entry whose record was evicted keeps the item structured through C's drop.
     await put(id, JSON.stringify({ v: 1, k: [[`${id}-stuck`, 1, 1, exp]], e: 'same-epoch', d: 0 }));
     const { a, b } = await race(id, 'raced-2');
     expect(a).toEqual({ counter: 2, replayed: false });

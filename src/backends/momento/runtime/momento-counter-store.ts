@@ -251,7 +251,7 @@ export class MomentoCounterStore implements CounterStore {
     const pending = liveEntries(first);
     const [record, settled] = await Promise.all([
       this.claim(idempotency, id, by, deadline),
-      pending.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt ? this.settledEntries(pending) : Promise.resolve(new Set<string>()),
+      pending.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt ? this.settledEntries(id, pending, deadline) : Promise.resolve(new Set<string>()),
     ]);
     if (record.counter !== undefined) return { counter: record.counter, replayed: true };
     return this.compareAndSwap(id, by, maximum, deadline, { first, keyed: { idempotency, record }, settled });
@@ -344,7 +344,7 @@ export class MomentoCounterStore implements CounterStore {
       // pending entries (or any, for an unconditional change: dropping them
       // all makes the item a decimal again, one round trip for the next one).
       if (!settled && live.size > 0 && (options.dropAll || live.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt)) {
-        settled = await this.settledEntries(live);
+        settled = await this.settledEntries(id, live, deadline);
       }
       const entries = new Map([...live].filter(([key, [, , exp]]) => !settled?.has(settledId(key, exp))));
       const drops = entries.size < live.size ? item.drops + 1 : item.drops;
@@ -410,8 +410,18 @@ export class MomentoCounterStore implements CounterStore {
    * the retention's end.
    */
   private async settle(key: string, record: KeyRecord, counter: number, deadline: number): Promise<void> {
+    if (record.counter !== undefined || Date.now() >= deadline) return;
+    await this.copyOutcome(key, record, counter);
+  }
+
+  /**
+   * `setIfEqual(record, record + counter)`: true when stored, false when the
+   * record changed (another request copied the outcome first) or its
+   * retention has ended; a failed call throws.
+   */
+  private async copyOutcome(key: string, record: KeyRecord, counter: number): Promise<boolean> {
     const now = Date.now();
-    if (record.counter !== undefined || record.exp <= now || now >= deadline) return;
+    if (record.exp <= now) return false;
     const text = JSON.stringify({ id: record.id, by: record.by, exp: record.exp, counter });
     // The record keeps its expiry: the TTL left, in whole seconds (the SDK's
     // unit), rounded up; `exp` inside is the exact bound.
@@ -419,27 +429,46 @@ export class MomentoCounterStore implements CounterStore {
     const name = KEY_RECORD_PREFIX + key;
     const resp = await this.call((abortSignal) => this.client.setIfEqual(this.config.cacheName, name, text, record.raw, { ttl, abortSignal }));
     if (!(resp instanceof CacheSetIfEqual.Stored || resp instanceof CacheSetIfEqual.NotStored)) throw this.error('setIfEqual (key record outcome)', resp as CacheSetIfEqual.Error);
+    return resp instanceof CacheSetIfEqual.Stored;
   }
 
   /**
    * Which entries may be dropped: those whose outcome is in their key record
    * (the record of the same use of the key: same expiry), asked with one
-   * `getBatch`. An entry whose record is missing stays: the record may have
-   * been evicted, and the entry is then the only trace that the change was
-   * applied. Returns `settledId`s.
+   * `getBatch`. A record of the same use still without its outcome (the
+   * request that applied the change died before copying it, or is about to
+   * copy it) gets it from the entry here, as that request would have
+   * written it; the entry may then be dropped too. An entry whose record is
+   * missing stays: the record may have been evicted, and the entry is then
+   * the only trace that the change was applied. Returns `settledId`s.
    */
-  private async settledEntries(entries: ReadonlyMap<string, Entry>): Promise<Set<string>> {
+  private async settledEntries(id: string, entries: ReadonlyMap<string, Entry>, deadline: number): Promise<Set<string>> {
     const keys = [...entries.keys()];
     const names = keys.map((k) => KEY_RECORD_PREFIX + k);
     const resp = await this.call((abortSignal) => this.client.getBatch(this.config.cacheName, names, { abortSignal }));
     if (!(resp instanceof CacheGetBatch.Success)) throw this.error('getBatch (key records)', resp as CacheGetBatch.Error);
     const results = resp.results();
     const settled = new Set<string>();
+    const copies: Array<Promise<void>> = [];
     keys.forEach((key, i) => {
       const r = results[i];
-      const recorded = r instanceof CacheGet.Hit ? tryParseKeyRecord(r.valueString()) : undefined;
-      if (recorded?.counter !== undefined && recorded.exp === entries.get(key)![2]) settled.add(settledId(key, recorded.exp));
+      if (!(r instanceof CacheGet.Hit)) return;
+      const raw = r.valueString();
+      const recorded = tryParseKeyRecord(raw);
+      const [by, counter, exp] = entries.get(key)!;
+      if (!recorded || recorded.exp !== exp) return;
+      if (recorded.counter !== undefined) {
+        settled.add(settledId(key, exp));
+      } else if (recorded.id === id && recorded.by === by && Date.now() < deadline) {
+        copies.push(this.copyOutcome(key, { raw, ...recorded }, counter).then(
+          (stored) => {
+            if (stored) settled.add(settledId(key, exp));
+          },
+          () => undefined, // best effort: the entry stays
+        ));
+      }
     });
+    await Promise.all(copies);
     return settled;
   }
 
