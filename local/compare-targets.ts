@@ -163,14 +163,15 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
   dynamo: {
     cloud: [
       'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.',
-      'Keyed (Idempotency-Key): a TransactGetItems snapshot of the counter and the key record, then a TransactWriteItems compare-and-swap writing the counter and a key-record item: 2 round trips uncontended, retried when a concurrent change cancels it.',
+      'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired); ' +
+        'then the marker is read, copied into the key record and removed: 4 round trips uncontended, +1 per transaction conflict; a replay of a completed key is 1.',
     ],
     local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
   },
   redis: {
     cloud: [
       'Lua script on the primary: atomic. Replication to the replica is asynchronous: a failover can lose increments the primary acknowledged.',
-      'Keyed: one Lua script over the counter and its key record (one round trip).',
+      'Keyed: one Lua script over the counter and its key record: one round trip, contended or not.',
     ],
     local: ['One local redis-server: no replica, no TLS, no failover.'],
   },
@@ -178,21 +179,23 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
     cloud: [
       'Items carry a TTL and can expire or be evicted: a Momento counter is not durable storage.',
       'Conditional mode is a compare-and-swap loop (no server-side "increment below"): under contention on one id an accepted increment can cost several round trips (the tail latency of conditional-hot); once the maximum is reached a rejection is one read.',
-      'Keyed: a compare-and-swap over one item holding the value and the most recent keys; a weaker guarantee than exactly-once (see the retry note).',
+      'Keyed: a key-record item binds the key (setIfAbsent); one compare-and-swap (setIfEqual) writes the change together with the key\'s entry in the counter\'s item; ' +
+        'the outcome is then copied to the record: 4 calls uncontended, 2 more per race lost. A weaker guarantee than exactly-once (see the retry note).',
     ],
     local: ['The engine is an in-process gRPC server speaking Momento\'s protocol, in the load generator\'s process.'],
   },
   docdb: {
     cloud: [
       'findOneAndUpdate upsert with a unique index on the id: atomic per document on the primary.',
-      'Keyed: a multi-document transaction (key record insert + findOneAndUpdate).',
+      'Keyed: one multi-document transaction (the key record upserted, the counter\'s findOneAndUpdate, the value into the record, commit): ' +
+        '4 round trips uncontended; a conflicting transaction is aborted and run again after a back-off.',
     ],
     local: ['The engine is an in-process MongoDB-wire server (bson + mingo), not DocumentDB: each command runs in one event-loop turn in memory; DocumentDB storage, replication and locking are not exercised.'],
   },
   tidb: {
     cloud: [
       'One INSERT … ON DUPLICATE KEY UPDATE statement: atomic per row. TiDB is distributed (TiKV regions, Percolator transactions): hot-row contention behaves differently from a single server.',
-      'Keyed: one transaction (key row insert + upsert + update + commit).',
+      'Keyed: one pessimistic transaction (BEGIN, the key row claimed, the change, the value into the key row, COMMIT): 5 round trips; a replay 4; deadlocks and conflicts run it again.',
     ],
     local: ['MariaDB/MySQL stands in for TiDB (same protocol and SQL for the statement used).'],
   },
@@ -204,9 +207,10 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
  * show the limit.
  */
 export const RETRY_GUARANTEE: Partial<Record<BackendName, string>> = {
-  momento: 'Momento keys are weaker than exactly-once: a retry is recognised only while its key is among the last N keyed changes of the id, ' +
-    'within the item\'s TTL, and while the item is not evicted; after that the same key applies again. ' +
-    'This run\'s retries come within milliseconds, so its PASS does not exercise that limit.',
+  momento: 'Momento keys are weaker than exactly-once, because Momento is a cache: a key record evicted after its entry has left the counter\'s item makes the key new again ' +
+    '(a retry counts again); a counter item that expires (its TTL) or is evicted takes the counter and its pending entries with it; ' +
+    'and a rejected (409) key stays bound to its id and step for the retention. ' +
+    'This run\'s retries come within milliseconds on an engine that never evicts, so its PASS cannot show any of that (docs/momento.md).',
 };
 
 export async function inProcessTarget(session: BackendSession, options: CompareOptions): Promise<Target> {

@@ -180,7 +180,7 @@ export interface RetryVerdict {
   readonly keys: number;
   /** Keys whose change applied (answered 200). */
   readonly applied: number;
-  /** Keys the run should apply: all (unconditional), min(keys, maximum) (conditional). */
+  /** Keys the run should apply: all (unconditional), min(keys, maximum − start) (conditional). */
   readonly expectedApplied: number;
   /** Answers with `Idempotent-Replayed: true`. */
   readonly replays: number;
@@ -197,16 +197,17 @@ export interface RetryVerdict {
 }
 
 /**
- * The retry scenario's checks (one hot id that started at 0, +1 per key,
- * every key sent twice concurrently): the stored value is the number of keys
- * applied (and, conditional, min(keys, maximum): a rejected key that should
- * have fitted is a lost update); both answers of an applied key are 200 with
- * the same counter, exactly one of them fresh (`Idempotent-Replayed: false`);
- * no value is carried by two keys; conditional: nothing above the maximum,
- * a key not applied was rejected LIMIT_REACHED twice. Any error fails.
+ * The retry scenario's checks (one hot id at `start` before the keys, +1 per
+ * key, every key sent twice concurrently): the stored value is `start` plus
+ * the number of keys applied (and, conditional, min(keys, maximum − start)
+ * keys apply: a rejected key that should have fitted is a lost update); both
+ * answers of an applied key are 200 with the same counter, exactly one of
+ * them fresh (`Idempotent-Replayed: false`); no value is carried by two keys;
+ * conditional: nothing above the maximum, a key not applied was rejected
+ * LIMIT_REACHED twice. Any error fails.
  */
 export function judgeRetries(
-  conditional: boolean, maximum: number | undefined, byKey: ReadonlyMap<string, readonly SentAnswer[]>, final: number,
+  conditional: boolean, maximum: number | undefined, byKey: ReadonlyMap<string, readonly SentAnswer[]>, final: number, start = 0,
 ): RetryVerdict {
   const reasons: string[] = [];
   let applied = 0;
@@ -237,8 +238,8 @@ export function judgeRetries(
   if (conditional && final > maximum!) overshoot++;
   const duplicates = values.length - new Set(values).size;
   const keys = byKey.size;
-  const expectedApplied = conditional ? Math.min(keys, maximum!) : keys;
-  if (final !== applied) reasons.push(`stored ${final}, but ${applied} key(s) applied`);
+  const expectedApplied = conditional ? Math.max(0, Math.min(keys, maximum! - start)) : keys;
+  if (final !== start + applied) reasons.push(`stored ${final}, but ${applied} key(s) applied${start ? ` from ${start}` : ''}`);
   if (applied !== expectedApplied) {
     reasons.push(applied < expectedApplied
       ? `${expectedApplied - applied} key(s) not applied that should have been (lost update)`

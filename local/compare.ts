@@ -47,9 +47,9 @@ export interface CompareOptions {
   readonly max: number;
   /** Ids of the spread scenarios. @default 20 */
   readonly ids: number;
-  /** Requests of each mixed-step scenario (one hot id, `?by=` from {+1, +5, −3, +100, −50}). @default 1000 */
+  /** Requests of each mixed-step scenario (one hot id, `?by=` from {+1, +5, −3, +100, −50}). @default 500 */
   readonly stepRequests?: number;
-  /** Keys of each retry scenario (one hot id, each key sent twice concurrently). @default 200 */
+  /** Keys of each retry scenario (one hot id, each key sent twice concurrently). @default 60 */
   readonly retryKeys?: number;
   /** Handler containers per backend and mode (in-process). @default 8 */
   readonly containers: number;

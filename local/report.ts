@@ -75,7 +75,11 @@ export interface EngineWrites {
   readonly requests: number;
   readonly keyedChunks: number;
   readonly keyedPerRequest: number;
-  /** The same number of plain +1 requests without a key, same mode and containers, on another hot id, just before. */
+  /**
+   * The same number of plain +1 requests without a key, same mode and
+   * containers, on another hot id (conditional: starting where the keyed
+   * scenario's id starts), just before.
+   */
   readonly unkeyedChunks: number;
   readonly unkeyedPerRequest: number;
   /** Throughput and latency of those plain requests through the same proxy (the keyed scenario's own figures pass it too). */
@@ -106,7 +110,7 @@ export interface StepScenarioFigures {
   readonly errorStatuses: Record<string, number>;
   /** The value read back with GET. */
   readonly final: number;
-  /** What it must be: Σ by of the 200s (mixed steps), min(keys, maximum) or keys (retries). */
+  /** What it must be: Σ by of the 200s (mixed steps); start + keys, or start + min(keys, maximum − start) (retries). */
   readonly expectedFinal: number;
   /** Mixed steps only. */
   readonly steps?: {
@@ -120,6 +124,8 @@ export interface StepScenarioFigures {
   };
   /** Retries only. */
   readonly retry?: {
+    /** The hot id's value before the keys: 0, or (conditional) a plain step to maximum − keys/2 so that about half the keys fit. */
+    readonly start: number;
     readonly keys: number;
     readonly applied: number;
     /** `Idempotent-Replayed: true` answers. */
@@ -237,7 +243,7 @@ const STEPS_LEGEND = [
   '`final` is the value read back against what it must be (the sum of the accepted steps; the keys that should apply); ' +
     '`chain`: the 200s\' transitions (counter − by) → counter form one path from 0 to the final value (a serial order of the changes exists); ' +
     '`replays`: answers with `Idempotent-Replayed: true`; `writes/req`: chunks the handler containers wrote towards the engine, ' +
-    'counted at a TCP proxy, per keyed request, and `unkeyed w/req` the same for as many plain +1 requests just before (same mode, same containers, another hot id): ' +
+    'counted at a TCP proxy, per keyed request, and `unkeyed w/req` the same for as many plain +1 requests just before (same mode, same containers, another hot id, same start): ' +
     'an approximation of engine round trips (the retry scenarios run on fresh containers, one per caller, so a container has one request in flight; ' +
     'a request written in several pieces counts more than once), the keyed overhead is the difference. ' +
     'The retry rows\' timings include that proxy hop. Mixed steps fail on a wrong final value, a broken chain, an answer whose by differs from the one sent, ' +
@@ -264,7 +270,8 @@ function stepsMarkdown(report: ComparisonReport): string[] {
     '## Steps and retries',
     '',
     `One hot id per scenario. Mixed steps: ${report.options.stepRequests} requests with \`?by=\` drawn from {+1, +5, −3, +100, −50}. ` +
-      `Retries: ${report.options.retryKeys} fresh \`Idempotency-Key\`s on +1, each sent twice concurrently.`,
+      `Retries: ${report.options.retryKeys} fresh \`Idempotency-Key\`s on +1, each sent twice concurrently ` +
+      '(conditional: the id is first set by one plain step to the maximum − keys/2, so about half the keys fit and the rest are rejected twice).',
     '',
     ...STEPS_LEGEND,
     '',

@@ -255,6 +255,10 @@ describe('step and retry verdicts fail on what they must', () => {
     const v = judgeRetries(true, 1, atMaximum, 1);
     expect(v.reasons).toEqual([]);
     expect({ applied: v.applied, replays: v.replays }).toEqual({ applied: 1, replays: 1 });
+    // From a start value: 7 → 8 fits under the maximum 8, the second key does not.
+    const fromSeven = keys([ok(1, 8, 'true'), ok(1, 8, 'false')], [no(1, 'LIMIT_REACHED'), no(1, 'LIMIT_REACHED')]);
+    expect(judgeRetries(true, 8, fromSeven, 8, 7).reasons).toEqual([]);
+    expect(judgeRetries(true, 8, fromSeven, 9, 7).reasons.join()).toMatch(/stored 9, but 1 key\(s\) applied from 7/);
   });
 
   test('a double-applied key (both answers fresh, two values, the store one ahead) fails', () => {
@@ -297,7 +301,7 @@ describe('step and retry verdicts fail on what they must', () => {
 test('flags: defaults, --backends validation, unknown flags rejected, --out resolved', () => {
   const defaults = optionsFromArgs([], {});
   expect(defaults).toMatchObject({
-    concurrency: 16, max: 200, ids: 20, stepRequests: 1000, retryKeys: 200, containers: 8, backends: undefined, url: undefined,
+    concurrency: 16, max: 200, ids: 20, stepRequests: 500, retryKeys: 60, containers: 8, backends: undefined, url: undefined,
   });
   expect(defaults.out).toMatch(/reports[/\\]\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
   expect(optionsFromArgs(['--backends', 'redis,tidb', '--requests=100', '--out', 'x'], { API_KEY: 'k' })).toMatchObject({
