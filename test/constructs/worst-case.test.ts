@@ -26,7 +26,8 @@ describe('worst cases from the env contracts', () => {
     expect(dynamoWorstCase({})).toEqual({ totalMs: 3 * 2000 + 75 + 150, parts: { '3 attempts × request timeout': 6000, 'retry back-off': 225 } });
     expect(redisWorstCase({ REDIS_AUTH_SECRET_ARN: SECRET })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 1000 + 2000);
     expect(redisWorstCase({ REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '250' })?.parts.WAIT).toBe(250);
-    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'false' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 1100);
+    // Both modes: a keyed change runs the compare-and-swap loop whatever the mode.
+    expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'false' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 5000 + 1100 + 16);
     expect(momentoWorstCase({ MOMENTO_API_KEY_SECRET_ARN: SECRET, USE_CONDITIONAL_WRITES: 'true', MOMENTO_CAS_BUDGET_MS: '3000' })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 1000 + 3000 + 1100 + 16);
     expect(tidbWorstCase({ TIDB_SECRET_ARN: SECRET })?.totalMs).toBe(SECRET_READ_BOUNDS.requestTimeoutMs + 2500 + 2000 + 2500);
     // DocumentDB: the operation timeout bounds selection + connect + every attempt, whichever is less.
