@@ -4,8 +4,9 @@
  * metric keeps negative values and a second metric carries the step.
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
-import { Template } from 'aws-cdk-lib/assertions';
-import { AtomicCounterApi, DynamoCounter } from '../../src';
+import { Annotations as Found, Match, Template } from 'aws-cdk-lib/assertions';
+import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { AtomicCounterApi, DynamoCounter, MomentoCounter } from '../../src';
 import { COMMON_ENV } from '../../src/counter-env';
 
 function template(build: (stack: Stack) => void): Template {
@@ -69,4 +70,15 @@ describe('metrics', () => {
     expect(metric.statistic).toBe('Sum');
     expect(metric.dimensions).toEqual({ Deployment: 'Counters/D' });
   });
+});
+
+test('Momento: a retention above the 24-hour default TTL limit warns at synth; 24 hours does not', () => {
+  const build = (retention?: Duration) => {
+    const stack = new Stack(new App(), 'M');
+    const secret = secretsmanager.Secret.fromSecretCompleteArn(stack, 'S', 'arn:aws:secretsmanager:us-east-1:123456789012:secret:momento-AbCdEf');
+    new MomentoCounter(stack, 'C', { credentialsSecret: secret, idempotencyRetention: retention });
+    return Found.fromStack(stack);
+  };
+  build(Duration.hours(25)).hasWarning('/M/C', Match.stringLikeRegexp('above Momento\'s default 24-hour TTL limit'));
+  expect(build().findWarning('*', Match.stringLikeRegexp('TTL limit'))).toEqual([]);
 });

@@ -1,4 +1,4 @@
-import { CustomResource, Duration, Token } from 'aws-cdk-lib';
+import { Annotations, CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
@@ -7,6 +7,9 @@ import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../cou
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+
+/** Momento's default limit on an item's TTL (a service quota that support can raise). */
+const MOMENTO_MAX_DEFAULT_TTL_SECONDS = 24 * 60 * 60;
 
 /** Props of `MomentoCounter`. */
 export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOptions {
@@ -93,6 +96,13 @@ export class MomentoCounter extends CounterBase {
       check.check(casBudgetMs >= 1 && casBudgetMs < timeoutMs, `\`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
     }
     check.throwIfInvalid();
+    // Key records are cache items whose TTL is the retention: Momento's
+    // default account limit on an item's TTL is 24 hours (it can be raised).
+    if (!Token.isUnresolved(this.idempotencyRetentionSeconds) && this.idempotencyRetentionSeconds > MOMENTO_MAX_DEFAULT_TTL_SECONDS) {
+      Annotations.of(this).addWarningV2('cdk-atomic-counter:momentoRetentionAboveTtlLimit',
+        `idempotencyRetention (${this.idempotencyRetentionSeconds} s) is above Momento's default 24-hour TTL limit: unless the account's limit was raised, ` +
+        'every request with an Idempotency-Key will fail (500).');
+    }
     this.credentialsSecret = props.credentialsSecret;
 
     const placement = egressPlacement(props);
