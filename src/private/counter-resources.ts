@@ -37,7 +37,9 @@ export function resolveMode(props: CounterOptions): CounterMode {
     conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites,
     maxCounterValue: props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue,
     // Milliseconds first: toSeconds() would throw on 1.5 s before `checkCounterOptions` can say why.
-    idempotencyRetentionSeconds: props.idempotencyRetention ? props.idempotencyRetention.toMilliseconds() / 1000 : IDEMPOTENCY_DEFAULTS.retentionSeconds,
+    idempotencyRetentionSeconds: props.idempotencyRetention
+      ? props.idempotencyRetention.toMilliseconds() / 1000
+      : IDEMPOTENCY_DEFAULTS.retentionSeconds,
   };
 }
 
