@@ -6,7 +6,7 @@
  */
 import type { CompareOptions } from './compare';
 import { Answer, CountedTarget, PostOptions, RETRY_GUARANTEE, Target } from './compare-targets';
-import { IdTally, judge, judgeRetries, judgeSteps, SentAnswer } from './compare-verdicts';
+import { IdTally, judge, judgeRetries, judgeSteps, MIXED_STEPS, mixedStep, SentAnswer } from './compare-verdicts';
 import { ProgressBar } from './progress';
 import { EngineWrites, LatencyHistogram, ScenarioFigures, ScenarioName, StepScenarioFigures, StepScenarioName } from './report';
 import { oneLine } from './server';
@@ -86,15 +86,7 @@ export async function runScenario(
     ids: ids.length,
     ...(mode.conditional ? { maximum: mode.maximum } : {}),
     concurrency: options.concurrency,
-    durationMs: round(result.durationMs),
-    opsPerSecond: round(result.opsPerSecond),
-    latencyMs: {
-      p50: round(result.p50),
-      p95: round(result.p95),
-      p99: round(result.p99),
-      max: round(result.latencies[result.latencies.length - 1] ?? 0),
-      mean: round(result.latencies.reduce((a, b) => a + b, 0) / Math.max(1, result.latencies.length)),
-    },
+    ...timing(result),
     histogram: histogram(result.latencies),
     accepted: list.reduce((n, t) => n + t.accepted, 0),
     rejected: list.reduce((n, t) => n + t.rejected, 0),
@@ -111,14 +103,6 @@ export async function runScenario(
   };
   progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${figures.verdict}`);
   return figures;
-}
-
-/** The steps of the mixed-step scenarios. */
-export const MIXED_STEPS = [1, 5, -3, 100, -50] as const;
-
-/** Request i's step: every step in turn, shifted every 8 requests so concurrent callers do not send one step in lockstep. */
-export function mixedStep(i: number): number {
-  return MIXED_STEPS[(i * 7 + Math.floor(i / 8)) % MIXED_STEPS.length];
 }
 
 function timing(result: WorkloadResult) {

@@ -4,10 +4,10 @@
  * API over HTTP; the counting proxy that approximates engine round trips;
  * and the caveats the report prints for each.
  */
-import * as net from 'net';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession } from './backends/lifecycle';
 import type { CompareOptions } from './compare';
+import { engineAddress, startFaultProxy, throughProxy } from './engines/fault-proxy';
 import { loadCounterContainers, ProxyHandler, ProxyResult, proxyEvent } from './lambda-container';
 import { oneLine } from './server';
 import { BackendName } from '../src/runtime/store';
@@ -80,72 +80,6 @@ function postEvent(backend: string, id: string, options: PostOptions = {}): unkn
     options.key === undefined ? {} : { 'Idempotency-Key': options.key },
     options.by === undefined ? {} : { by: String(options.by) },
   );
-}
-
-/**
- * A TCP proxy that forwards both ways and counts what the clients write
- * towards the engine: one `data` event per chunk read. A chunk is roughly
- * one request to the engine (one command, one HTTP request, one SQL
- * statement, one set of gRPC frames); two requests written in the same
- * instant on one connection can arrive as one chunk, and a large one as
- * several, so the count approximates engine round trips, it does not equal
- * them.
- */
-export async function startCountingProxy(target: { host: string; port: number }) {
-  let chunks = 0;
-  let accepted = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer((client) => {
-    accepted++;
-    const upstream = net.connect(target.port, target.host);
-    for (const s of [client, upstream]) {
-      sockets.add(s);
-      s.on('error', () => undefined);
-      s.on('close', () => {
-        sockets.delete(s);
-        client.destroy();
-        upstream.destroy();
-      });
-    }
-    client.on('data', (chunk) => {
-      chunks++;
-      upstream.write(chunk);
-    });
-    upstream.on('data', (chunk) => client.write(chunk));
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
-  return {
-    address: `127.0.0.1:${port}`,
-    get chunks() {
-      return chunks;
-    },
-    get accepted() {
-      return accepted;
-    },
-    async close() {
-      for (const s of sockets) s.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
-
-/** `host:port` of an engine URL (`scheme://[user@]host:port/…` or bare `host:port`); undefined when it has none. */
-export function engineAddress(url: string): string | undefined {
-  try {
-    const host = new URL(url.includes('://') ? url : `tcp://${url}`).host;
-    return /:\d+$/.test(host) ? host : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** The environment with every occurrence of the engine's `host:port` replaced by the proxy's. */
-export function throughProxy(env: Record<string, string>, engine: string, proxy: string): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.split(engine).join(proxy)]));
 }
 
 export const GENERAL_CAVEATS_LOCAL = [
@@ -229,11 +163,10 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
     get: async (id) => answerOf(await containers.false[0](proxyEvent('GET', backend, id))),
     counted: async (conditional) => {
       const env = await session.prepare(namespace);
-      const address = engineAddress(engine.url);
-      if (address === undefined) return undefined;
-      const [host, port] = [address.slice(0, address.lastIndexOf(':')), Number(address.slice(address.lastIndexOf(':') + 1))];
-      const proxy = await startCountingProxy({ host: host.replace(/^\[|\]$/g, ''), port });
-      const proxied = throughProxy(env, address, proxy.address);
+      const target = engineAddress(engine.url);
+      if (target === undefined) return undefined;
+      const proxy = await startFaultProxy(target);
+      const proxied = throughProxy(env, target.address, proxy.address);
       if (Object.keys(env).every((k) => env[k] === proxied[k])) {
         // The environment names the engine some other way: nothing would pass the proxy.
         await proxy.close();
@@ -248,7 +181,7 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
       return {
         post: async (id, caller, post) => answerOf(await handlers[caller % handlers.length](postEvent(backend, id, post))),
         get engineWrites() {
-          return proxy.chunks;
+          return proxy.requestChunks;
         },
         get connections() {
           return proxy.accepted;

@@ -66,6 +66,14 @@ export interface Transition {
   readonly counter: number;
 }
 
+/** The steps of the mixed-step scenarios. */
+export const MIXED_STEPS = [1, 5, -3, 100, -50] as const;
+
+/** Request i's step: every step in turn, shifted every 8 requests so concurrent callers do not send one step in lockstep. */
+export function mixedStep(i: number): number {
+  return MIXED_STEPS[(i * 7 + Math.floor(i / 8)) % MIXED_STEPS.length];
+}
+
 /**
  * True when the transitions `(counter − by) → counter` can be chained into
  * one path from `start` to `end` that uses each exactly once: what a serial

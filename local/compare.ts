@@ -32,7 +32,8 @@ import { BACKEND_CAVEATS, GENERAL_CAVEATS_HTTP, GENERAL_CAVEATS_LOCAL, httpTarge
 import { bundlePath, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
-  BackendSection, ComparisonReport, formatColdTable, formatStepsTable, formatTable, ReportFiles, SCENARIO_NAMES, STEP_SCENARIO_NAMES, writeReport,
+  BackendSection, ComparisonReport, formatColdTable, formatStepsTable, formatTable, ReportFiles,
+  SCENARIO_NAMES, ScenarioName, STEP_SCENARIO_NAMES, StepScenarioName, writeReport,
 } from './report';
 import { oneLine } from './server';
 import { runWorkload } from './workload';
@@ -173,25 +174,21 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
           call: (i, caller) => target.post(mode.conditional, warmIds[i % warmIds.length], caller),
         });
       }
-      for (const scenario of SCENARIO_NAMES) {
+      // Each scenario runs in the mode its name starts with, when the target has that mode.
+      const modeOf = (scenario: ScenarioName | StepScenarioName) => {
         const conditional = scenario.startsWith('conditional');
         const mode = target.modes.find((m) => m.conditional === conditional);
-        if (!mode) {
-          section.notRun.push({ scenario, reason: `the API runs in ${conditional ? 'unconditional' : 'conditional'} mode` });
-          continue;
-        }
-        const label = `[${b + 1}/${backends.length}] ${backend} ${scenario}`;
-        section.scenarios.push(await runScenario(target, backend, scenario, mode, options, runTag, progress, label));
+        if (!mode) section.notRun.push({ scenario, reason: `the API runs in ${conditional ? 'unconditional' : 'conditional'} mode` });
+        return mode;
+      };
+      const label = (scenario: ScenarioName | StepScenarioName) => `[${b + 1}/${backends.length}] ${backend} ${scenario}`;
+      for (const scenario of SCENARIO_NAMES) {
+        const mode = modeOf(scenario);
+        if (mode) section.scenarios.push(await runScenario(target, backend, scenario, mode, options, runTag, progress, label(scenario)));
       }
       for (const scenario of STEP_SCENARIO_NAMES) {
-        const conditional = scenario.startsWith('conditional');
-        const mode = target.modes.find((m) => m.conditional === conditional);
-        if (!mode) {
-          section.notRun.push({ scenario, reason: `the API runs in ${conditional ? 'unconditional' : 'conditional'} mode` });
-          continue;
-        }
-        const label = `[${b + 1}/${backends.length}] ${backend} ${scenario}`;
-        section.stepScenarios.push(await runStepScenario(target, backend, scenario, mode, options, runTag, progress, label));
+        const mode = modeOf(scenario);
+        if (mode) section.stepScenarios.push(await runStepScenario(target, backend, scenario, mode, options, runTag, progress, label(scenario)));
       }
     } catch (err) {
       // A read-back that fails is a backend failure, not a crash of the whole comparison.

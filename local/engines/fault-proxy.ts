@@ -28,6 +28,8 @@ export interface FaultProxy {
   readonly open: number;
   /** Chunks dropped by `dropRepliesAfter` so far. */
   readonly droppedReplies: number;
+  /** Chunks forwarded from clients to the engine so far: about one per request sent (an approximation: TCP may merge or split writes). */
+  readonly requestChunks: number;
   setMode(mode: ProxyMode): void;
   /**
    * Every connection open now stops forwarding, silently, both ways (bytes
@@ -60,6 +62,7 @@ export async function startFaultProxy(target: { host: string; port: number }, in
   /** Engine → client chunks still forwarded before replies are dropped (Infinity: all). */
   let repliesLeft = Infinity;
   let droppedReplies = 0;
+  let requestChunks = 0;
   let onFirstDrop: (() => void) | undefined;
   const flows = new Set<Flow>();
 
@@ -88,7 +91,9 @@ export async function startFaultProxy(target: { host: string; port: number }, in
       if (!flow.blackholed) client.destroy();
     });
     client.on('data', (chunk) => {
-      if (!flow.blackholed) upstream.write(chunk);
+      if (flow.blackholed) return;
+      requestChunks++;
+      upstream.write(chunk);
     });
     upstream.on('data', (chunk) => {
       if (flow.blackholed) return;
@@ -123,6 +128,9 @@ export async function startFaultProxy(target: { host: string; port: number }, in
     },
     get droppedReplies() {
       return droppedReplies;
+    },
+    get requestChunks() {
+      return requestChunks;
     },
     dropRepliesAfter(n: number) {
       repliesLeft = n;
@@ -220,4 +228,26 @@ export async function startUnansweredConnects(): Promise<{ host: string; port: n
       await exited;
     },
   };
+}
+
+/**
+ * `host:port` of an engine URL (`redis://127.0.0.1:6379`, `127.0.0.1:4443`,
+ * `mysql://root@127.0.0.1:3306/`), with the host and port apart; undefined
+ * when the URL names no port.
+ */
+export function engineAddress(url: string): { address: string; host: string; port: number } | undefined {
+  let address: string;
+  try {
+    address = new URL(url.includes('://') ? url : `tcp://${url}`).host;
+  } catch {
+    return undefined;
+  }
+  const at = address.lastIndexOf(':');
+  if (!/:\d+$/.test(address)) return undefined;
+  return { address, host: address.slice(0, at).replace(/^\[|\]$/g, ''), port: Number(address.slice(at + 1)) };
+}
+
+/** A handler environment with every occurrence of the engine's `host:port` replaced by the proxy's. */
+export function throughProxy(env: Record<string, string>, engine: string, proxy: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.split(engine).join(proxy)]));
 }

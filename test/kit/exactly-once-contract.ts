@@ -6,7 +6,7 @@
 import { Answer, call, Counters } from './conformance';
 import { FAULT_TARGETS } from './fault-contract';
 import { uniqueNamespace } from '../../local/backends/fixture';
-import { startFaultProxy } from '../../local/engines/fault-proxy';
+import { engineAddress, FaultProxy, startFaultProxy, throughProxy } from '../../local/engines/fault-proxy';
 import { ContainerMode, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { COMMON_ENV } from '../../src/counter-env';
@@ -27,9 +27,21 @@ function shortTimeouts(backend: BackendName): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([name]) => /TIMEOUT|BUDGET/.test(name)));
 }
 
-/** The prepared environment with every `host:port` of the engine replaced by the proxy's. */
-function throughProxy(env: Record<string, string>, engine: string, proxy: string): Record<string, string> {
-  return Object.fromEntries(Object.entries(env).map(([k, v]) => [k, v.split(engine).join(proxy)]));
+/**
+ * A fault proxy in front of the engine and the prepared environment routed
+ * through it. Fails when the environment names the engine some other way:
+ * requests would bypass the proxy and nothing could be cut.
+ */
+async function proxied(engineUrl: string, env: Record<string, string>): Promise<{ proxy: FaultProxy; env: Record<string, string> }> {
+  const target = engineAddress(engineUrl);
+  if (!target) throw new Error(`the engine URL ${engineUrl} names no host:port to put a proxy in front of`);
+  const proxy = await startFaultProxy(target);
+  const routed = throughProxy(env, target.address, proxy.address);
+  if (Object.keys(env).every((k) => env[k] === routed[k])) {
+    await proxy.close();
+    throw new Error(`no variable of the prepared environment names ${target.address}: requests would bypass the proxy`);
+  }
+  return { proxy, env: routed };
 }
 
 /**
@@ -116,7 +128,6 @@ export function describeExactlyOnceContract(backend: BackendName, ctx: () => Cou
       const { engine } = ctx();
       const namespace = uniqueNamespace(`t_${backend}`);
       const env = await ctx().prepare(namespace);
-      const engineAddress = new URL(engine.url.includes('://') ? engine.url : `tcp://${engine.url}`).host;
       const [direct] = await ctx().containers({ conditional: false }, 1, namespace);
       let expected = 0;
       let resolvedAfterLoss = 0;
@@ -124,11 +135,10 @@ export function describeExactlyOnceContract(backend: BackendName, ctx: () => Cou
       // several round trips is cut after each of them in turn, until one
       // goes through untouched.
       for (let keep = 0; keep < 40; keep++) {
-        const proxy = await startFaultProxy({ host: engineAddress.split(':')[0], port: Number(engineAddress.split(':')[1]) });
+        const { proxy, env: routed } = await proxied(engine.url, env);
         const through: ProxyHandler[] = [];
         try {
-          const proxied = { ...throughProxy(env, engineAddress, proxy.address), ...shortTimeouts(backend) };
-          const [handler] = await ctx().containers({ conditional: false, env: proxied }, 1, namespace);
+          const [handler] = await ctx().containers({ conditional: false, env: { ...routed, ...shortTimeouts(backend) } }, 1, namespace);
           through.push(handler);
           // Warm: connect, authenticate and prepare through the proxy first.
           expect((await call(handler, 'POST', backend, 'ambiguous')).status).toBe(200);
@@ -165,11 +175,9 @@ export function describeExactlyOnceContract(backend: BackendName, ctx: () => Cou
     test('a container killed mid-request (the change reached the engine, no answer came): the retry on a fresh container answers the original once', async () => {
       const { engine } = ctx();
       const namespace = uniqueNamespace(`t_${backend}`);
-      const env = await ctx().prepare(namespace);
-      const engineAddress = new URL(engine.url.includes('://') ? engine.url : `tcp://${engine.url}`).host;
-      const proxy = await startFaultProxy({ host: engineAddress.split(':')[0], port: Number(engineAddress.split(':')[1]) });
+      const { proxy, env: routed } = await proxied(engine.url, await ctx().prepare(namespace));
       try {
-        const [handler] = await ctx().containers({ conditional: false, env: throughProxy(env, engineAddress, proxy.address) }, 1, namespace);
+        const [handler] = await ctx().containers({ conditional: false, env: routed }, 1, namespace);
         expect((await call(handler, 'POST', backend, 'killed')).status).toBe(200);
         // Drop every reply from now on; once the first is dropped the request is out: kill the container.
         const dropped = proxy.dropRepliesAfter(0);

@@ -5,11 +5,10 @@
  */
 import { call, Counters, hammer } from './conformance';
 import { uniqueNamespace } from '../../local/backends/fixture';
-import { chainProblem, Transition } from '../../local/compare-verdicts';
+import { chainProblem, MIXED_STEPS, mixedStep, Transition } from '../../local/compare-verdicts';
 import { runWorkload } from '../../local/workload';
 import type { BackendName } from '../../src/runtime/store';
 
-const MIXED_STEPS = [1, 5, -3, 100, -50];
 
 export interface StepsContractOptions {
   readonly mixedTotal?: number;
@@ -31,7 +30,7 @@ export function describeStepsContract(backend: BackendName, ctx: () => Counters,
         total: mixedTotal,
         concurrency: callers,
         call: async (i, caller) => {
-          const by = MIXED_STEPS[(i * 7 + Math.floor(i / 8)) % MIXED_STEPS.length];
+          const by = mixedStep(i);
           const answer = await call(handlers[caller % handlers.length], 'POST', backend, 'mixed', { by });
           if (answer.status === 200) {
             if (answer.body.by !== by) throw new Error(`answer carries by ${answer.body.by}, sent ${by}`);
