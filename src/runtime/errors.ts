@@ -148,3 +148,16 @@ export function isNetworkError(err: unknown, depth = 0): boolean {
 export function boundRejection(by: number, maximum: number, counter?: number): LimitReachedError | FloorReachedError {
   return by > 0 ? new LimitReachedError(maximum, counter, by) : new FloorReachedError(by, counter);
 }
+
+/**
+ * Why a store did not apply a change whose previous value was outside
+ * `allowedPrevious(by, maximum)`: with a maximum the 409 (`boundRejection`),
+ * without one the result would have left the safe integers (400
+ * `InvalidStepError`). `counter` is the stored value, when the datastore
+ * returned it.
+ */
+export function rejectionOf(by: number, maximum: number | undefined, counter?: number): CounterError {
+  if (maximum !== undefined) return boundRejection(by, maximum, counter);
+  const now = counter === undefined ? '' : ` (now ${counter})`;
+  return new InvalidStepError(`Adding ${by} to the counter${now} would leave the safe integers (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
+}

@@ -55,7 +55,7 @@ export interface CounterRequest {
 /** Longest `Idempotency-Key`, in characters (all ASCII). */
 export const MAX_IDEMPOTENCY_KEY_LENGTH = 255;
 /** 1–255 printable ASCII characters (space to tilde). */
-const IDEMPOTENCY_KEY = /^[\x20-\x7e]{1,255}$/;
+const IDEMPOTENCY_KEY = new RegExp(`^[\\x20-\\x7e]{1,${MAX_IDEMPOTENCY_KEY_LENGTH}}$`);
 /** A non-zero integer in plain decimal: no sign but `-`, no leading zeros, no exponent, no spaces. */
 const STEP = /^-?[1-9][0-9]{0,15}$/;
 

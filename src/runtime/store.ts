@@ -25,7 +25,11 @@ export interface CounterStore {
    *   atomic operation as the change: a key already recorded (and not
    *   expired) for the same id and step applies nothing and returns its
    *   recorded value with `replayed: true`; recorded for another id or step,
-   *   it throws `IdempotencyKeyReusedError`. A rejected change records no key.
+   *   it throws `IdempotencyKeyReusedError`. A rejected change records no
+   *   key, so a retry with the same id and step is evaluated afresh. (One
+   *   store binds earlier: Momento claims the key before its compare-and-swap
+   *   and keeps the claim after a rejection, so within the retention that key
+   *   answers 422 for another id or step; docs/momento.md.)
    */
   apply(id: string, change: CounterChange): Promise<ChangeResult>;
 
@@ -77,15 +81,6 @@ export interface ChangeResult {
 export const MAX_STEP = 1_000_000_000;
 
 /**
- * Whether `current + by` is allowed in conditional mode (the rule every store
- * evaluates on its datastore; exported for stores that compute it client-side
- * in a compare-and-swap and for tests). `current` of a missing counter is 0.
- */
-export function withinBounds(current: number, by: number, maximum: number): boolean {
-  return by > 0 ? current + by <= maximum : current + by >= 0;
-}
-
-/**
  * The range of *previous* values from which a change may be applied: the
  * condition a store writes as `lowest ≤ value ≤ highest` (inclusive).
  * Conditional: upward `value ≤ maximum − by`, downward `value ≥ −by`.
@@ -100,6 +95,15 @@ export function allowedPrevious(by: number, maximum?: number): { lowest: number;
   return by > 0
     ? { lowest: Number.MIN_SAFE_INTEGER, highest: maximum - by }
     : { lowest: -by, highest: Number.MAX_SAFE_INTEGER };
+}
+
+/**
+ * Whether a counter that does not exist yet (value 0) may take the change:
+ * decides whether a store's write may create the counter.
+ */
+export function zeroAllowed(by: number, maximum?: number): boolean {
+  const { lowest, highest } = allowedPrevious(by, maximum);
+  return lowest <= 0 && 0 <= highest;
 }
 
 /**

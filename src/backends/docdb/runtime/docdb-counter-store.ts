@@ -1,6 +1,6 @@
 import { ClientSession, Collection, MongoClient } from 'mongodb';
-import { BackendUnavailableError, boundRejection, IdempotencyKeyReusedError, InvalidStepError } from '../../../runtime/errors';
-import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding } from '../../../runtime/store';
+import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
+import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 import { docdbCallBudgetMs, DOCDB_DEFAULTS, DOCDB_FIELDS, docdbKeysCollection } from '../docdb-env';
 import { createDocDbClient } from './docdb-client';
 import { DocDbConfig } from './docdb-config';
@@ -150,18 +150,6 @@ export function boundFilter(by: number, maximum?: number): { counter: { $gte: nu
   return { counter: { $gte: lowest, $lte: highest } };
 }
 
-/** True when a counter that does not exist yet (value 0) may take the change. */
-export function zeroAllowed(by: number, maximum?: number): boolean {
-  const { lowest, highest } = allowedPrevious(by, maximum);
-  return lowest <= 0 && 0 <= highest;
-}
-
-/** The error of a change that may not apply: a bound (conditional mode) or leaving the safe integers. */
-export function rejection(by: number, maximum: number | undefined, counter?: number): Error {
-  if (maximum !== undefined) return boundRejection(by, maximum, counter);
-  return new InvalidStepError(`Adding ${by} would take the counter outside the safe integer range`);
-}
-
 /** One keyed attempt's outcome: an answer, a rejection, or "run the whole transaction again". */
 type KeyedOutcome =
   | { readonly kind: 'done'; readonly result: ChangeResult }
@@ -285,8 +273,8 @@ export class DocDbCounterStore implements CounterStore {
       if (doc) return Number(doc.counter);
       if (upsert) throw new Error('findOneAndUpdate with upsert returned no document');
       return undefined; // missing (0, not allowed) or out of range: nothing written
-    }), () => rejection(by, maximum));
-    if (value === undefined) throw rejection(by, maximum);
+    }), () => rejectionOf(by, maximum));
+    if (value === undefined) throw rejectionOf(by, maximum);
     return value;
   }
 
@@ -327,7 +315,7 @@ export class DocDbCounterStore implements CounterStore {
       deadline.check();
       const outcome = await this.keyedAttempt(id, by, maximum, idempotency, deadline);
       if (outcome.kind === 'done') return outcome.result;
-      if (outcome.kind === 'rejected') throw rejection(by, maximum, outcome.counter);
+      if (outcome.kind === 'rejected') throw rejectionOf(by, maximum, outcome.counter);
       // A conflict lasts as long as another transaction's few round trips:
       // back off exponentially with full jitter, so that contenders spread out.
       await pause(Math.random() * Math.min(KEYED_BACKOFF.capMs, KEYED_BACKOFF.baseMs * 2 ** attempt));

@@ -7,11 +7,11 @@ import {
   TransactWriteItemsCommand,
   UpdateItemCommand,
 } from '@aws-sdk/client-dynamodb';
-import { BackendUnavailableError, IdempotencyKeyReusedError } from '../../../runtime/errors';
-import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding } from '../../../runtime/store';
+import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
+import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_KEYS, dynamoKeyedBudgetMs } from '../dynamo-env';
 import { DynamoConfig } from './dynamo-config';
-import { isNotApplied, isRetryableReason, rejectionOf, toDynamoCounterError } from './dynamo-errors';
+import { isNotApplied, isRetryableReason, toDynamoCounterError } from './dynamo-errors';
 
 type Item = Record<string, AttributeValue>;
 
@@ -40,7 +40,7 @@ function boundCondition(by: number, maximum: number | undefined): { expression: 
   const { lowest, highest } = allowedPrevious(by, maximum);
   const range = '#c BETWEEN :lo AND :hi';
   return {
-    expression: lowest <= 0 && 0 <= highest ? `attribute_not_exists(#c) OR ${range}` : range,
+    expression: zeroAllowed(by, maximum) ? `attribute_not_exists(#c) OR ${range}` : range,
     values: { ':lo': num(lowest), ':hi': num(highest) },
   };
 }

@@ -1,5 +1,5 @@
 import type { CancellationReason } from '@aws-sdk/client-dynamodb';
-import { BackendUnavailableError, boundRejection, CounterError, InvalidStepError, isNetworkError } from '../../../runtime/errors';
+import { BackendUnavailableError, CounterError, isNetworkError } from '../../../runtime/errors';
 
 /**
  * Errors after which DynamoDB certainly did not apply the write: safe to
@@ -29,17 +29,6 @@ export function isNotApplied(err: unknown): boolean {
 /** True when a cancelled transaction may simply be sent again (nothing failed but timing). */
 export function isRetryableReason(reason: CancellationReason | undefined): boolean {
   return reason?.Code !== undefined && RETRYABLE_REASONS.has(reason.Code);
-}
-
-/**
- * The change's bound condition failed (nothing was written): in conditional
- * mode the 409 (`LimitReachedError` / `FloorReachedError`) with the current
- * value, without a maximum the result would have left the safe integers
- * (`InvalidStepError`). `current` is the stored value, 0 for a missing counter.
- */
-export function rejectionOf(by: number, maximum: number | undefined, current: number): CounterError {
-  if (maximum !== undefined) return boundRejection(by, maximum, current);
-  return new InvalidStepError(`Adding ${by} to the counter (now ${current}) would leave the range of safe integers (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
 }
 
 /**

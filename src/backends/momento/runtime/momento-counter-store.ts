@@ -1,6 +1,6 @@
 import { randomBytes } from 'crypto';
 import { CacheClient, CacheGet, CacheGetBatch, CacheIncrement, CacheSetIfAbsent, CacheSetIfEqual, MomentoErrorCode } from '@gomomento/sdk';
-import { BackendUnavailableError, boundRejection, IdempotencyKeyReusedError, InvalidStepError } from '../../../runtime/errors';
+import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding } from '../../../runtime/store';
 import { MOMENTO_DEFAULTS } from '../momento-env';
 import { createCacheClient, credentialProviderFor } from './momento-client';
@@ -337,8 +337,7 @@ export class MomentoCounterStore implements CounterStore {
         }
       }
       if (item.value < lowest || item.value > highest) {
-        if (maximum !== undefined) throw boundRejection(by, maximum, item.value);
-        throw new InvalidStepError(`Adding ${by} to ${item.value} would leave the safe integer range (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
+        throw rejectionOf(by, maximum, item.value);
       }
       // Unkeyed: asked here, once per request, when the item holds enough
       // pending entries (or any, for an unconditional change: dropping them
@@ -355,7 +354,8 @@ export class MomentoCounterStore implements CounterStore {
 
       const next = item.value + by;
       if (keyed) entries.set(keyed.idempotency.key, [by, next, keyed.record.exp]);
-      const text = itemText(next, entries, item.epoch ?? newEpoch(), drops);
+      // A plain decimal needs no epoch: draw one only for a structured item.
+      const text = entries.size === 0 ? String(next) : itemText(next, entries, item.epoch ?? newEpoch(), drops);
       // A write error is not retried: a SetIf that timed out may have been
       // stored, and a retry after re-reading would count it twice.
       if (item.raw === undefined) {
@@ -459,7 +459,7 @@ export class MomentoCounterStore implements CounterStore {
       if (!recorded || recorded.exp !== exp) return;
       if (recorded.counter !== undefined) {
         settled.add(settledId(key, exp));
-      } else if (recorded.id === id && recorded.by === by && Date.now() < deadline) {
+      } else if (sameBinding(recorded, id, by) && Date.now() < deadline) {
         copies.push(this.copyOutcome(key, { raw, ...recorded }, counter).then(
           (stored) => {
             if (stored) settled.add(settledId(key, exp));

@@ -1,5 +1,5 @@
 import Redis, { RedisOptions } from 'ioredis';
-import { boundRejection, IdempotencyKeyReusedError, InvalidStepError } from '../../../runtime/errors';
+import { IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
 import { allowedPrevious, ChangeResult, CounterChange, CounterStore, sameBinding } from '../../../runtime/store';
@@ -135,9 +135,7 @@ export class RedisCounterStore implements CounterStore {
         String(idempotency.retentionSeconds * 1000), id))) as ScriptAnswer;
     if (outcome === 1) return { counter: Number(value), replayed: false };
     if (outcome === 2) return replayOf(String(value), id, by);
-    const current = Number(value);
-    if (maximum !== undefined) throw boundRejection(by, maximum, current);
-    throw new InvalidStepError(`Adding ${by} to ${value} would leave the safe integer range (±${Number.MAX_SAFE_INTEGER}); nothing was written`);
+    throw rejectionOf(by, maximum, Number(value));
   }
 
   async read(id: string): Promise<number> {

@@ -1,6 +1,6 @@
 import { createPool, Pool, PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
-import { BackendUnavailableError, boundRejection, CounterError, IdempotencyKeyReusedError, InternalError, InvalidStepError } from '../../../runtime/errors';
-import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding } from '../../../runtime/store';
+import { BackendUnavailableError, CounterError, IdempotencyKeyReusedError, InternalError, rejectionOf } from '../../../runtime/errors';
+import { allowedPrevious, ChangeResult, CounterChange, CounterStore, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 import { keysTableOf, TIDB_COLUMNS, TIDB_KEY_COLUMNS } from '../tidb-env';
 import { poolOptions, resolveEndpoint, TiDbEndpoint } from './tidb-client';
 import { TiDbConfig } from './tidb-config';
@@ -148,15 +148,9 @@ export function changeStatement(sql: ReturnType<typeof counterSql>, id: string, 
 } {
   const { lowest, highest } = allowedPrevious(change.by, change.maximum);
   const bounds = [String(lowest), String(highest), String(change.by)];
-  return lowest <= 0 && highest >= 0
+  return zeroAllowed(change.by, change.maximum)
     ? { sql: sql.upsert, params: [id, String(change.by), ...bounds], outcome: upsertOutcome }
     : { sql: sql.update, params: [...bounds, id], outcome: updateOutcome };
-}
-
-/** The answer to a change the server did not apply: 409 in conditional mode, 400 for an unsafe result. */
-function rejection(change: CounterChange, counter: number): CounterError {
-  if (change.maximum !== undefined) return boundRejection(change.by, change.maximum, counter);
-  return new InvalidStepError(`Adding ${change.by} to the counter (${counter}) would take it outside ±${Number.MAX_SAFE_INTEGER}; nothing was written`);
 }
 
 /** What a statement of a keyed transaction may answer. */
@@ -197,7 +191,7 @@ export class TiDbCounterStore implements CounterStore {
     if (change.idempotency) return this.applyKeyed(id, change, change.idempotency);
     const statement = changeStatement(this.sql, id, change);
     const outcome = statement.outcome(await this.run<ResultSetHeader>(statement.sql, statement.params));
-    if (!outcome.applied) throw rejection(change, outcome.value);
+    if (!outcome.applied) throw rejectionOf(change.by, change.maximum, outcome.value);
     return { counter: outcome.value, replayed: false };
   }
 
@@ -306,7 +300,7 @@ export class TiDbCounterStore implements CounterStore {
     const outcome = statement.outcome(await step<ResultSetHeader>(statement.sql, statement.params));
     if (!outcome.applied) {
       await step(this.sql.rollback);
-      return rejection(change, outcome.value);
+      return rejectionOf(change.by, change.maximum, outcome.value);
     }
     await step(this.sql.recordValue, [String(outcome.value), key.key]);
     await step(this.sql.commit);
