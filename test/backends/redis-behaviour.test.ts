@@ -8,27 +8,19 @@
 import * as http from 'http';
 import * as vm from 'vm';
 import Redis from 'ioredis';
+import { redisContainer, useOwnRedisServers } from './redis-harness';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { redisFixture } from '../../local/backends/redis';
 import { waitUntil } from '../../local/engines/engine';
-import { acquireRedis, RedisServer, startRedisServer } from '../../local/engines/redis';
-import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
+import { acquireRedis } from '../../local/engines/redis';
+import { loadBundledHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { call } from '../kit/conformance';
 
 const ENTRY = REDIS_BUNDLES.counter;
 
-function container(url: string, prefix: string, mode: { conditional: boolean; maximum?: number }, extra: Record<string, string> = {}): ProxyHandler {
-  return loadBundledHandler(ENTRY, {
-    [REDIS_ENV.URL]: url,
-    [REDIS_ENV.KEY_PREFIX]: prefix,
-    USE_CONDITIONAL_WRITES: String(mode.conditional),
-    MAX_COUNTER_VALUE: String(mode.maximum ?? 10),
-    ATOMIC_COUNTER_LOG: 'off',
-    ...extra,
-  });
-}
+const container = redisContainer;
 
 async function keysUnder(client: Redis, prefix: string): Promise<string[]> {
   const keys: string[] = [];
@@ -111,22 +103,7 @@ describe('redis: ids are opaque keys (shared server, own prefix)', () => {
 });
 
 describe('redis: own servers (script cache, AUTH, replica)', () => {
-  const servers: RedisServer[] = [];
-  const clients: Redis[] = [];
-  afterAll(async () => {
-    clients.forEach((c) => c.disconnect());
-    await Promise.all(servers.map((s) => s.stop()));
-  });
-  async function server(options: Parameters<typeof startRedisServer>[0] = {}): Promise<RedisServer> {
-    const s = await startRedisServer(options);
-    servers.push(s);
-    return s;
-  }
-  function client(u: string): Redis {
-    const c = new Redis(u);
-    clients.push(c);
-    return c;
-  }
+  const { server, client, forget } = useOwnRedisServers();
 
   test('script cache flushed mid-run (as on a promoted replica): conditional increments carry on through the NOSCRIPT fallback', async () => {
     const s = await server();
@@ -229,7 +206,7 @@ describe('redis: own servers (script cache, AUTH, replica)', () => {
 
     // Replica gone: WAIT times out with 0 acknowledgements; the increment is applied and answered 200.
     await replica.stop();
-    servers.splice(servers.indexOf(replica), 1);
+    forget(replica);
     const shortTimeout = container(primary.url, 'w:', { conditional: false }, { [REDIS_ENV.WAIT_REPLICAS]: '1', [REDIS_ENV.WAIT_TIMEOUT_MS]: '50' });
     const before = Number(await client(primary.url).get('w:alone') ?? 0);
     const t0 = performance.now();

@@ -9,28 +9,22 @@
  * behaviour every backend shares.
  */
 import Redis from 'ioredis';
+import { redisContainer, useOwnRedisServers } from './redis-harness';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { redisFixture } from '../../local/backends/redis';
 import { Engine, waitUntil } from '../../local/engines/engine';
-import { acquireRedis, RedisServer, startRedisServer } from '../../local/engines/redis';
-import { closeContainers, loadBundledHandler, ProxyHandler, proxyEvent } from '../../local/lambda-container';
-import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { acquireRedis } from '../../local/engines/redis';
+import { closeContainers, ProxyHandler, proxyEvent } from '../../local/lambda-container';
+import { REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
 import { COMMON_ENV } from '../../src/counter-env';
 import { call } from '../kit/conformance';
 
-const ENTRY = REDIS_BUNDLES.counter;
 const MAX = Number.MAX_SAFE_INTEGER;
 
+/** Conditional exactly when a maximum is given. */
 function container(url: string, prefix: string, mode: { maximum?: number }, extra: Record<string, string> = {}): ProxyHandler {
-  return loadBundledHandler(ENTRY, {
-    [REDIS_ENV.URL]: url,
-    [REDIS_ENV.KEY_PREFIX]: prefix,
-    USE_CONDITIONAL_WRITES: String(mode.maximum !== undefined),
-    MAX_COUNTER_VALUE: String(mode.maximum ?? 10),
-    ATOMIC_COUNTER_LOG: 'off',
-    ...extra,
-  });
+  return redisContainer(url, prefix, { conditional: mode.maximum !== undefined, maximum: mode.maximum }, extra);
 }
 
 afterAll(async () => {
@@ -222,22 +216,7 @@ describe('redis steps and keys (shared server, own prefix)', () => {
 });
 
 describe('redis steps and keys (own servers)', () => {
-  const servers: RedisServer[] = [];
-  const clients: Redis[] = [];
-  afterAll(async () => {
-    clients.forEach((c) => c.disconnect());
-    await Promise.all(servers.map((s) => s.stop()));
-  });
-  async function server(options: Parameters<typeof startRedisServer>[0] = {}): Promise<RedisServer> {
-    const s = await startRedisServer(options);
-    servers.push(s);
-    return s;
-  }
-  function client(u: string): Redis {
-    const c = new Redis(u);
-    clients.push(c);
-    return c;
-  }
+  const { server, client } = useOwnRedisServers();
 
   test('expiry is checked on access, not by the background sweeper: with active expiry off, a key past its retention is new again and its record is replaced', async () => {
     const s = await server({ args: ['--enable-debug-command', 'yes'] });
