@@ -61,14 +61,20 @@ describe('id validation', () => {
   });
 });
 
-describe('pipeline', () => {
-  let lines: any[];
+/** The log lines written during each test of the calling describe block (parsed), in order. */
+function captureLogLines(): any[] {
+  const lines: any[] = [];
   let restore: (l: string) => void;
   beforeEach(() => {
-    lines = [];
+    lines.length = 0;
     restore = setLogSink((l) => lines.push(JSON.parse(l)));
   });
   afterEach(() => setLogSink(restore));
+  return lines;
+}
+
+describe('pipeline', () => {
+  const lines = captureLogLines();
 
   test('200 with the documented body, and one log line carrying the counter', async () => {
     const store = new MapStore();
@@ -269,13 +275,7 @@ describe('Idempotency-Key', () => {
 });
 
 describe('pipeline: steps and keys', () => {
-  let lines: any[];
-  let restore: (l: string) => void;
-  beforeEach(() => {
-    lines = [];
-    restore = setLogSink((l) => lines.push(JSON.parse(l)));
-  });
-  afterEach(() => setLogSink(restore));
+  const lines = captureLogLines();
 
   test('the store receives the step, the maximum and the key with the configured retention', async () => {
     const seen: CounterChange[] = [];
