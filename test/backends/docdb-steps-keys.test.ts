@@ -11,7 +11,7 @@ import { MongoWireServer } from '../../local/engines/mongo-wire-server';
 import { docdbCallBudgetMs, docdbKeysCollection } from '../../src/backends/docdb/docdb-env';
 import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
-import { DocDbCounterStore } from '../../src/backends/docdb/runtime/docdb-counter-store';
+import { DocDbCounterStore, KEYED_MAX_ATTEMPTS } from '../../src/backends/docdb/runtime/docdb-counter-store';
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { BackendUnavailableError, FloorReachedError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError } from '../../src/runtime/errors';
 import { ChangeResult, CounterChange } from '../../src/runtime/store';
@@ -242,6 +242,20 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     expect(await stored(db, 'r')).toBe(6);
     expect(await keyRecords(db).countDocuments({})).toBe(2);
   });
+
+  test('conflicts without end and no time budget: the keyed change gives up after KEYED_MAX_ATTEMPTS transactions with a 503, nothing applied', async () => {
+    const db = await database();
+    const config = readDocDbConfig({ DOCDB_URI: server.uri, DOCDB_DATABASE: db });
+    const client = await createDocDbClient(config);
+    const store = new DocDbCounterStore(client, { database: db, collection: COLLECTION });
+    open.push(store);
+    server.failCommand({ failCommands: ['update'], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 10_000 });
+    await expect(store.apply('endless', keyed('endless'))).rejects.toBeInstanceOf(BackendUnavailableError);
+    expect(server.failPoint.hits).toBe(KEYED_MAX_ATTEMPTS);
+    server.failCommand(undefined);
+    expect(await stored(db, 'endless')).toBeUndefined();
+    expect(await keyRecords(db).countDocuments({})).toBe(0);
+  }, 60_000);
 
   test('a commit answered with 251 (which DocumentDB also answers after a restart to a commit that happened): the transaction is ended and run again; the key decides, the change counts once', async () => {
     const db = await database();

@@ -160,6 +160,13 @@ const RETRY: KeyedOutcome = { kind: 'retry' };
 
 /** Back-off between attempts of a keyed change's transaction. */
 export const KEYED_BACKOFF = { baseMs: 10, capMs: 200 } as const;
+/**
+ * Transactions a keyed change runs at most: the time budget normally ends a
+ * run of conflicts first; this bounds it for a store built without one.
+ * Every attempt before the last ended with nothing applied (or a commit
+ * whose outcome the next attempt's key lookup settles), so giving up is a 503.
+ */
+export const KEYED_MAX_ATTEMPTS = 50;
 
 /**
  * DocumentDB (MongoDB API).
@@ -316,6 +323,9 @@ export class DocDbCounterStore implements CounterStore {
       const outcome = await this.keyedAttempt(id, by, maximum, idempotency, deadline);
       if (outcome.kind === 'done') return outcome.result;
       if (outcome.kind === 'rejected') throw rejectionOf(by, maximum, outcome.counter);
+      if (attempt + 1 >= KEYED_MAX_ATTEMPTS) {
+        throw new BackendUnavailableError(`DocumentDB: the keyed change conflicted ${KEYED_MAX_ATTEMPTS} times in a row; retry with the same Idempotency-Key`);
+      }
       // A conflict lasts as long as another transaction's few round trips:
       // back off exponentially with full jitter, so that contenders spread out.
       await pause(Math.random() * Math.min(KEYED_BACKOFF.capMs, KEYED_BACKOFF.baseMs * 2 ** attempt));
