@@ -45,6 +45,11 @@ function boundCondition(by: number, maximum: number | undefined): { expression: 
   };
 }
 
+/** The partition key of a key record: a control character first, so it is never a counter id. */
+function recordIdOf(key: string): string {
+  return DYNAMO_KEYS.RECORD_PREFIX + key;
+}
+
 /** Name of the marker attribute a keyed change leaves on its counter item. */
 export function markerName(key: string, expiresAtMs: number): string {
   return DYNAMO_KEYS.MARKER_PREFIX + key + DYNAMO_KEYS.MARKER_SEPARATOR + expiresAtMs.toString(36);
@@ -202,7 +207,7 @@ export class DynamoCounterStore implements CounterStore {
   /** The transaction, then the read of its marker (see the class comment). */
   private async applyKeyed(id: string, { by, maximum }: CounterChange, idempotency: IdempotencyOptions): Promise<ChangeResult> {
     const deadline = Date.now() + this.keyedBudgetMs;
-    const recordId = DYNAMO_KEYS.RECORD_PREFIX + idempotency.key;
+    const recordId = recordIdOf(idempotency.key);
     const bound = boundCondition(by, maximum);
     for (let attempt = 1; ; attempt++) {
       const now = Date.now();
@@ -259,14 +264,14 @@ export class DynamoCounterStore implements CounterStore {
           continue;
         }
         if (counterReason?.Code === 'ConditionalCheckFailed') {
-          const replayed = await this.recordedAfterAll(id, by, idempotency.key, recordId, deadline);
+          const replayed = await this.recordedAfterAll(id, by, idempotency.key, deadline);
           if (replayed) return replayed;
           throw rejectionOf(by, maximum, counterOf(counterReason.Item) ?? 0);
         }
         throw new Error(`DynamoDB cancelled the transaction: ${(err.CancellationReasons ?? []).map((r) => r.Code).join(', ')}`, { cause: err });
       }
       // Applied, and the key recorded with it. Learn the value this change produced.
-      return { counter: await this.resolve(id, idempotency.key, recordId, expiresAtMs, deadline), replayed: false };
+      return { counter: await this.resolve(id, idempotency.key, expiresAtMs, deadline), replayed: false };
     }
   }
 
@@ -283,7 +288,7 @@ export class DynamoCounterStore implements CounterStore {
     const result = record[A.RESULT]?.N;
     if (result !== undefined) return { counter: Number(result), replayed: true };
     // Its change is applied, its value still only in the marker (in flight, or its request died).
-    return { counter: await this.resolve(id, key, DYNAMO_KEYS.RECORD_PREFIX + key, expiresAtMs, deadline), replayed: true };
+    return { counter: await this.resolve(id, key, expiresAtMs, deadline), replayed: true };
   }
 
   /**
@@ -296,9 +301,9 @@ export class DynamoCounterStore implements CounterStore {
    * too (a key is never removed within its retention), and the rejection
    * stands (undefined). Past the deadline the reasons are taken as they are.
    */
-  private async recordedAfterAll(id: string, by: number, key: string, recordId: string, deadline: number): Promise<ChangeResult | undefined> {
+  private async recordedAfterAll(id: string, by: number, key: string, deadline: number): Promise<ChangeResult | undefined> {
     if (Date.now() >= deadline) return undefined;
-    const record = await this.getItem(recordId, deadline);
+    const record = await this.getItem(recordIdOf(key), deadline);
     return record && this.replay(id, by, key, record, deadline);
   }
 
@@ -308,7 +313,8 @@ export class DynamoCounterStore implements CounterStore {
    * Finding the marker, it copies the value into the record and then removes
    * the marker (and markers left behind by changes that never finished).
    */
-  private async resolve(id: string, key: string, recordId: string, expiresAtMs: number, deadline: number): Promise<number> {
+  private async resolve(id: string, key: string, expiresAtMs: number, deadline: number): Promise<number> {
+    const recordId = recordIdOf(key);
     const marker = markerName(key, expiresAtMs);
     const unread = () => new BackendUnavailableError(
       'DynamoDB: the keyed change is applied and recorded, but its value could not be read in time; the same Idempotency-Key answers it',
