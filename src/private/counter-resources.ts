@@ -9,6 +9,8 @@
 import * as path from 'path';
 import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -174,8 +176,7 @@ export function createCounterFunction(counter: CounterBase, props: CounterOption
     logGroup: counter.logGroup,
     environment,
   });
-  // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-  fn.secret?.grantRead(counterFunction);
+  if (fn.secret) grantSecretValueRead(fn.secret, counterFunction);
   if (fn.after) counterFunction.node.addDependency(fn.after);
   return counterFunction;
 }
@@ -222,7 +223,7 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     logGroup,
     environment: { ...options.environment, ...sourceMapEnvironment(props) },
   });
-  options.secret?.grantRead(setupFunction);
+  if (options.secret) grantSecretValueRead(options.secret, setupFunction);
   const provider = new cr.Provider(scope, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
   const resource = new CustomResource(scope, 'Setup', {
     serviceToken: provider.serviceToken,
@@ -230,6 +231,26 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     properties: options.properties,
   });
   return { setupFunction, resource };
+}
+
+/**
+ * What a function needs to read `secret`, and nothing more:
+ * `secretsmanager:GetSecretValue` on that secret (the handlers call nothing
+ * else: src/runtime/secrets.ts), plus `kms:Decrypt` through Secrets Manager
+ * when the secret is encrypted with a customer-managed key (import it with
+ * `Secret.fromSecretAttributes({ …, encryptionKey })`). `secret.grantRead`
+ * would add `secretsmanager:DescribeSecret`, which nothing uses. The
+ * resource is the one `grantRead` uses: the full ARN, or a secret imported by
+ * name or partial ARN with Secrets Manager's six-character suffix.
+ */
+export function grantSecretValueRead(secret: secretsmanager.ISecret, grantee: iam.IGrantable): void {
+  iam.Grant.addToPrincipalOrResource({
+    grantee,
+    actions: ['secretsmanager:GetSecretValue'],
+    resourceArns: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
+    resource: secret,
+  });
+  secret.encryptionKey?.grantDecrypt(new kms.ViaServicePrincipal(`secretsmanager.${Stack.of(secret).region}.amazonaws.com`, grantee.grantPrincipal));
 }
 
 /** An explicit log group with the counter's retention (also used by setup functions). */

@@ -117,10 +117,10 @@ describe('TiDbCounter', () => {
     const secretStatements = statements.filter((s: any) => JSON.stringify(s.Action).includes('secretsmanager'));
     expect(secretStatements).toHaveLength(2);
     for (const s of secretStatements) {
-      expect(s).toEqual({ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: SECRET_ARN });
+      expect(s).toEqual({ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN });
     }
     for (const s of statements) {
-      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:(GetSecretValue|DescribeSecret)|lambda:InvokeFunction|lambda:GetFunction)$/);
+      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:GetSecretValue|lambda:InvokeFunction|lambda:GetFunction)$/);
     }
   });
 

@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
+import { checkCounterOptions, createCounterFunction, createSetupResource, grantSecretValueRead } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 
 /** Props of `DocDbCounter`. */
@@ -268,7 +268,7 @@ export class DocDbCounter extends CounterBase {
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
     if (props.existingEndpoint?.securityGroup) this.setup.node.addDependency(props.existingEndpoint.securityGroup);
-    this.appUserSecret.grantRead(this.setupFunction);
+    grantSecretValueRead(this.appUserSecret, this.setupFunction);
 
     this.counterFunction = createCounterFunction(this, props, {
       entry: DOCDB_BUNDLES.counter,
