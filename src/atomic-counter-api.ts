@@ -102,7 +102,7 @@ export interface AtomicCounterApiProps {
    */
   readonly usagePlan?: UsagePlanLimits;
   /**
-   * Retention of the stage's access log.
+   * Retention of the stage's access log and execution log.
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly accessLogRetention?: logs.RetentionDays;
@@ -217,6 +217,13 @@ export class AtomicCounterApi extends Construct {
   public readonly usagePlan: apigw.UsagePlan;
   /** The stage's access log. */
   public readonly accessLogGroup: logs.LogGroup;
+  /**
+   * The stage's execution log (level ERROR): API Gateway's own lines about
+   * failures outside the handler, in the log group it writes to
+   * (`API-Gateway-Execution-Logs_<API id>/<stage>`), created with the access
+   * log's retention.
+   */
+  public readonly executionLogGroup: logs.LogGroup;
   /** The DynamoDB counter, when created from props. */
   public readonly dynamoCounter?: DynamoCounter;
   /** The Redis counter, when created from props. */
@@ -244,13 +251,20 @@ export class AtomicCounterApi extends Construct {
       retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
     });
     const cloudWatchRole = props.cloudWatchRole ?? true;
+    const stageName = props.stageName ?? 'prod';
     this.restApi = new apigw.RestApi(this, 'RestApi', {
       restApiName: props.restApiName ?? deploymentName(this, '-'),
       description: 'Atomic counter API (cdk-atomic-counter)',
       deployOptions: {
-        stageName: props.stageName ?? 'prod',
+        stageName,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
         accessLogFormat: accessLogFormat(),
+        // Execution logging at ERROR only: API Gateway's own account of a
+        // failure outside the handler ("Lambda invocation failed with status:
+        // 429", "Execution failed due to configuration error: …"), one line per
+        // failed request, no request or response data.
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
         tracingEnabled: false,
       },
       endpointTypes: [apigw.EndpointType.REGIONAL],
@@ -259,6 +273,14 @@ export class AtomicCounterApi extends Construct {
       cloudWatchRole,
       cloudWatchRoleRemovalPolicy: cloudWatchRole ? RemovalPolicy.RETAIN : undefined,
     });
+    // API Gateway writes execution logs to a log group of this fixed name,
+    // creating it (without a retention) if it does not exist: create it first,
+    // with the access log's retention.
+    this.executionLogGroup = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `API-Gateway-Execution-Logs_${this.restApi.restApiId}/${stageName}`,
+      retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
+    this.restApi.deploymentStage.node.addDependency(this.executionLogGroup);
     // TLS 1.2 or 1.3 only, on the API's own execute-api endpoint. A REST API
     // without a custom domain used to take no security policy at all (a new
     // regional API gets the legacy TLS_1_0); API Gateway's enhanced policies

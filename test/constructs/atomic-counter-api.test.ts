@@ -98,6 +98,21 @@ describe('AtomicCounterApi', () => {
     });
   });
 
+  test('execution logging at ERROR, into a log group the stack creates first (named as API Gateway names it, with a retention)', () => {
+    const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+    const [[stageId, stage]] = Object.entries<any>(t.findResources('AWS::ApiGateway::Stage'));
+    expect(stage.Properties.MethodSettings).toEqual([{ HttpMethod: '*', ResourcePath: '/*', LoggingLevel: 'ERROR', DataTraceEnabled: false }]);
+    const groups = t.findResources('AWS::Logs::LogGroup', { Properties: { LogGroupName: Match.anyValue() } });
+    const [[groupId, group]] = Object.entries<any>(groups);
+    const restApiId = Object.keys(t.findResources('AWS::ApiGateway::RestApi'))[0];
+    expect(group.Properties).toEqual({
+      LogGroupName: { 'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: restApiId }, '/prod']] },
+      RetentionInDays: 30,
+    });
+    expect(stage.DependsOn).toContain(groupId);
+    expect(stageId).toBeDefined();
+  });
+
   test('the REST API accepts TLS 1.2 and 1.3 only (an enhanced security policy, STRICT endpoint access)', () => {
     const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
     t.hasResourceProperties('AWS::ApiGateway::RestApi', {
