@@ -10,7 +10,6 @@ import * as path from 'path';
 import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
-import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -250,7 +249,19 @@ export function grantSecretValueRead(secret: secretsmanager.ISecret, grantee: ia
     resourceArns: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
     resource: secret,
   });
-  secret.encryptionKey?.grantDecrypt(new kms.ViaServicePrincipal(`secretsmanager.${Stack.of(secret).region}.amazonaws.com`, grantee.grantPrincipal));
+  // In the function's own policy: `encryptionKey.grantDecrypt(ViaServicePrincipal)`,
+  // which `grantRead` uses, writes only to the key's policy, and an imported
+  // key's policy is not the stack's, so the function got nothing. The key's
+  // policy must let the account's IAM policies grant it (KMS's default key
+  // policy does).
+  if (secret.encryptionKey) {
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['kms:Decrypt'],
+      resourceArns: [secret.encryptionKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(secret).region}.amazonaws.com` } },
+    });
+  }
 }
 
 /** An explicit log group with the counter's retention (also used by setup functions). */
