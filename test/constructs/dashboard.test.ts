@@ -1,10 +1,10 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import { AtomicCounterApi, AtomicCounterDashboard, DynamoCounter, ICounter, RedisCounter } from '../../src';
 
 /** The dashboard body with CloudFormation's Fn::Join flattened and tokens kept as JSON. */
@@ -119,7 +119,8 @@ describe('AtomicCounterDashboard', () => {
     expect(gateway).toContain(logGroupRef(api.accessLogGroup));
     // Fields the access log writes (atomic-counter-api.ts): the response type and Lambda's own status (429 = throttled).
     expect(gateway).toMatch(/by responseType, integrationServiceStatus, integrationError/);
-    const format = JSON.parse(Template.fromStack(stack).toJSON().Resources[stack.getLogicalId(api.restApi.deploymentStage.node.defaultChild as never)].Properties.AccessLogSetting.Format);
+    const stage = Template.fromStack(stack).toJSON().Resources[stack.getLogicalId(api.restApi.deploymentStage.node.defaultChild as never)];
+    const format = JSON.parse(stage.Properties.AccessLogSetting.Format);
     for (const field of ['responseType', 'integrationServiceStatus', 'integrationError', 'status']) expect(Object.keys(format)).toContain(field);
   });
 
