@@ -140,7 +140,9 @@ export class ControlTowerGuardRules implements IPolicyValidationPluginBeta1 {
 
   /** One cfn-guard run: the report synth gets (excluded findings removed), and the split behind it. */
   public check(templatePaths: string[]): { readonly report: PolicyValidationPluginReportBeta1; readonly result: GuardResult } {
-    const raw = this.guard.validate({ templatePaths });
+    // cfn-guard reads the templates only, never the construct tree: a check
+    // outside a synth (the tests) has no app to hand it.
+    const raw = this.guard.validate({ templatePaths } as IPolicyValidationContextBeta1);
     const result = applyExclusions(raw.violations, this.exclusions);
     const open = (rule: string, logicalId: string) => result.findings.some((f) => f.rule === rule && f.logicalId === logicalId);
     const violations = raw.violations
