@@ -1,8 +1,10 @@
 import { Annotations, ArnFormat, CfnOutput, SecretValue, Stack, StackProps } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as cloudwatchActions from 'aws-cdk-lib/aws-cloudwatch-actions';
 import * as kms from 'aws-cdk-lib/aws-kms';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import {
   AtomicCounterApi,
   AtomicCounterDashboard,
@@ -43,6 +45,8 @@ export class AtomicCounterExampleStack extends Stack {
   public readonly api: AtomicCounterApi;
   public readonly counters: ICounter[];
   public readonly dashboard: AtomicCounterDashboard;
+  /** Where the dashboard's alarms notify. */
+  public readonly alarmTopic: sns.Topic;
 
   constructor(scope: Construct, id: string, props: AtomicCounterExampleStackProps) {
     super(scope, id, props);
@@ -118,6 +122,15 @@ export class AtomicCounterExampleStack extends Stack {
 
     // The dashboard charts every counter the API serves (`api.counters`).
     this.dashboard = new AtomicCounterDashboard(this, 'Dashboard', { api: this.api });
+    // The dashboard's alarms (a Redis eviction) notify this topic: subscribe
+    // to it (AlarmTopicArn output). Encrypted with SNS's AWS-managed key,
+    // publishing over TLS only.
+    this.alarmTopic = new sns.Topic(this, 'AlarmTopic', {
+      displayName: 'Atomic counter alarms',
+      enforceSSL: true,
+      masterKey: kms.Alias.fromAliasName(this, 'SnsKey', 'alias/aws/sns'),
+    });
+    for (const alarm of this.dashboard.alarms) alarm.addAlarmAction(new cloudwatchActions.SnsAction(this.alarmTopic));
     // The library adds no outputs to a stack; the example's own, for calling the API.
     new CfnOutput(this, 'ApiUrl', { value: this.api.url, description: 'Base URL of the counter API (ends in /prod/)' });
     new CfnOutput(this, 'ApiKeyId', {
@@ -126,6 +139,7 @@ export class AtomicCounterExampleStack extends Stack {
     });
     new CfnOutput(this, 'DashboardName', { value: this.dashboard.dashboard.dashboardName, description: 'CloudWatch dashboard of the counters' });
     new CfnOutput(this, 'Backends', { value: this.api.backends.join(','), description: 'Backends served at /{backend}/{id}' });
+    new CfnOutput(this, 'AlarmTopicArn', { value: this.alarmTopic.topicArn, description: 'SNS topic of the dashboard\'s alarms: subscribe to it' });
 
     acknowledgeNagFindings({ api: this.api, counters, copiedSecrets });
   }

@@ -50,6 +50,14 @@ describe('example stack, every backend configured', () => {
     template.hasResourceProperties('Custom::VpcRestrictDefaultSG', { DefaultSecurityGroupId: { 'Fn::GetAtt': [vpcId, 'DefaultSecurityGroup'] } });
   });
 
+  test('the Redis eviction alarm notifies an encrypted SNS topic (CT.CLOUDWATCH.PR.1)', () => {
+    expect(stack.dashboard.alarms).toHaveLength(1);
+    const topicId = logicalId(stack, stack.alarmTopic);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: topicId }] });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    template.hasOutput('AlarmTopicArn', { Value: { Ref: topicId } });
+  });
+
   test('every log group is kept a year (CT.CLOUDWATCH.PR.2)', () => {
     const groups = Object.entries(template.findResources('AWS::Logs::LogGroup'));
     expect(groups.length).toBeGreaterThan(2 * ALL_BACKENDS.length);
@@ -141,7 +149,7 @@ describe('example stack, every backend configured', () => {
     template.hasResourceProperties('AWS::ApiGateway::UsagePlan', { ApiStages: [Match.objectLike({ Stage: Match.anyValue() })] });
     template.hasResourceProperties('AWS::ApiGateway::UsagePlanKey', { KeyType: 'API_KEY' });
     // The example's own outputs (the library adds none): the URL and the key id for calling the API.
-    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(['ApiKeyId', 'ApiUrl', 'Backends', 'DashboardName']);
+    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(['AlarmTopicArn', 'ApiKeyId', 'ApiUrl', 'Backends', 'DashboardName']);
     template.hasOutput('ApiKeyId', { Description: Match.stringLikeRegexp('get-api-key') });
   });
 
