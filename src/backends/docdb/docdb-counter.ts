@@ -9,6 +9,7 @@ import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-bas
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { claimStore } from '../../private/store-names';
 
 /** Props of `DocDbCounter`. */
 export interface DocDbCounterProps extends CounterOptions {
@@ -184,6 +185,9 @@ export class DocDbCounter extends CounterBase {
       this.endpointHostname = props.existingEndpoint.hostname;
       this.endpointPort = props.existingEndpoint.port ?? DOCDB_DEFAULTS.port;
       props.existingEndpoint.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(this.endpointPort), 'Atomic counter functions');
+      // A created cluster is this counter's alone; an existing one may serve several.
+      claimStore(this, ['docdb', this.endpointHostname, String(this.endpointPort), this.databaseName, this.collectionName],
+        `collection ${this.databaseName}.${this.collectionName} of the DocumentDB cluster ${this.endpointHostname}`);
     } else {
       this.cluster = new docdb.DatabaseCluster(this, 'Cluster', {
         vpc: props.vpc,

@@ -9,6 +9,7 @@ import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-bas
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { claimStore } from '../../private/store-names';
 
 /** The engine of a created ElastiCache replication group. */
 export enum RedisEngine {
@@ -216,6 +217,9 @@ export class RedisCounter extends CounterBase {
       tls = props.tls ?? true;
       this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), 'Redis endpoint');
       existing.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(port), 'Redis from the atomic counter function');
+      // A created replication group is this counter's alone; an existing endpoint may serve several.
+      const keyPrefix = props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix;
+      claimStore(this, ['redis', existing.hostname, String(port), keyPrefix], `keys "${keyPrefix}…" of the Redis endpoint ${existing.hostname}`);
     } else {
       const engine = props.engine ?? REDIS_COUNTER_DEFAULTS.engine;
       const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
