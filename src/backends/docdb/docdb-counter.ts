@@ -4,7 +4,7 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SETUP_PROPERTIES } from './docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
@@ -259,10 +259,12 @@ export class DocDbCounter extends CounterBase {
       description: 'Creates the DocumentDB database, collections, TTL index and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
+      // So does a new schema revision: a library upgrade that changes the setup runs it again.
       properties: {
         [DOCDB_SETUP_PROPERTIES.DATABASE]: this.databaseName,
         [DOCDB_SETUP_PROPERTIES.COLLECTION]: this.collectionName,
         [DOCDB_SETUP_PROPERTIES.APP_USER_SECRET]: this.appUserSecret.secretArn,
+        [DOCDB_SETUP_PROPERTIES.SCHEMA]: DOCDB_SCHEMA_VERSION,
       },
       environment: setupEnv,
       secret: this.credentialsSecret,

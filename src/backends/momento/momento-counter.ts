@@ -2,7 +2,7 @@ import { Annotations, CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SETUP_PROPERTIES } from './momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SCHEMA_VERSION, MOMENTO_SETUP_PROPERTIES } from './momento-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
@@ -134,7 +134,8 @@ export class MomentoCounter extends CounterBase {
       entry: MOMENTO_BUNDLES.setup,
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
-      properties: { [MOMENTO_SETUP_PROPERTIES.CACHE_NAME]: this.cacheName },
+      // A new schema revision re-runs the setup on an existing stack's next deployment.
+      properties: { [MOMENTO_SETUP_PROPERTIES.CACHE_NAME]: this.cacheName, [MOMENTO_SETUP_PROPERTIES.SCHEMA]: MOMENTO_SCHEMA_VERSION },
       environment: connectionEnv,
       secret: this.credentialsSecret,
       ...placement,
