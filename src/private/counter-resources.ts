@@ -9,6 +9,7 @@
 import * as path from 'path';
 import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
@@ -209,8 +210,10 @@ export interface SetupResources {
 /**
  * A backend's setup step (schema, index, cache) as a custom resource run
  * by aws-cdk-lib's Provider framework: Create and Update run the setup,
- * Delete leaves the data. The framework function logs to the same
- * explicit log group as the setup function.
+ * Delete leaves the data, and an Update a rollback sends succeeds even when
+ * the setup cannot run (it may read its own stack's status for that). The
+ * framework function logs to the same explicit log group as the setup
+ * function.
  */
 export function createSetupResource(scope: Construct, props: CounterOptions, options: SetupResourceOptions): SetupResources {
   checkEnvironmentSize(`${scope.node.path}: the setup function`, options.environment);
@@ -223,6 +226,9 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     environment: { ...options.environment, ...sourceMapEnvironment(props) },
   });
   options.secret?.grantRead(setupFunction);
+  // A failed Update asks whether the stack is rolling back (src/runtime/custom-resource.ts):
+  // its own stack's status only.
+  setupFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(scope).stackId] }));
   const provider = new cr.Provider(scope, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
   const resource = new CustomResource(scope, 'Setup', {
     serviceToken: provider.serviceToken,

@@ -17,15 +17,21 @@ const secret = (stack: Stack, name: string) =>
 
 const CASES: Array<{ backend: string; names: Record<string, string>; version: string; build: (stack: Stack) => void }> = [
   {
-    backend: 'momento', names: MOMENTO_SETUP_PROPERTIES, version: MOMENTO_SCHEMA_VERSION,
+    backend: 'momento',
+    names: MOMENTO_SETUP_PROPERTIES,
+    version: MOMENTO_SCHEMA_VERSION,
     build: (s) => new MomentoCounter(s, 'Counter', { credentialsSecret: secret(s, 'key') }),
   },
   {
-    backend: 'docdb', names: DOCDB_SETUP_PROPERTIES, version: DOCDB_SCHEMA_VERSION,
+    backend: 'docdb',
+    names: DOCDB_SETUP_PROPERTIES,
+    version: DOCDB_SCHEMA_VERSION,
     build: (s) => new DocDbCounter(s, 'Counter', { vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }) }),
   },
   {
-    backend: 'tidb', names: TIDB_SETUP_PROPERTIES, version: TIDB_SCHEMA_VERSION,
+    backend: 'tidb',
+    names: TIDB_SETUP_PROPERTIES,
+    version: TIDB_SCHEMA_VERSION,
     build: (s) => new TiDbCounter(s, 'Counter', { credentialsSecret: secret(s, 'conn'), databaseName: 'counters_db' }),
   },
 ];
@@ -56,4 +62,18 @@ test.each(CASES)('$backend setup resource carries its schema revision, so an upg
   expect(setupProperties(build).Schema).toBe(version);
   // The revisions as released: a change here is a change to the setup, made in the same commit.
   expect({ backend, version }).toEqual({ backend, version: { momento: '1', docdb: '2', tidb: '2' }[backend] });
+});
+
+/**
+ * Issue 19, item 7: a setup Update sent by a rollback succeeds even when the
+ * datastore is unreachable (src/runtime/custom-resource.ts); the handler
+ * tells a rollback by its own stack's status, and may read nothing else.
+ */
+test.each(CASES)('$backend setup function may read its own stack\'s status, and no other stack\'s', ({ build }) => {
+  const stack = new Stack(new App(), 'Test', { env: ENV });
+  build(stack);
+  const statements = Object.values<any>(Template.fromStack(stack).findResources('AWS::IAM::Policy'))
+    .flatMap((p) => p.Properties.PolicyDocument.Statement)
+    .filter((s: any) => JSON.stringify(s.Action).includes('cloudformation:'));
+  expect(statements).toEqual([{ Effect: 'Allow', Action: 'cloudformation:DescribeStacks', Resource: { Ref: 'AWS::StackId' } }]);
 });
