@@ -31,6 +31,21 @@ function functionSecurityGroupId(template: Template): string {
   return Object.keys(sgs)[0];
 }
 
+/**
+ * Every egress rule of the functions' security group (inline and separate
+ * resources), as `<port> → <destination>` (issue 19, item 8).
+ */
+function functionEgress(template: Template): string[] {
+  const fnSg = functionSecurityGroupId(template);
+  const inline = template.findResources('AWS::EC2::SecurityGroup')[fnSg].Properties.SecurityGroupEgress ?? [];
+  const separate = Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).map((r) => r.Properties)
+    .filter((p) => JSON.stringify(p.GroupId).includes(fnSg));
+  return [...inline, ...separate].map((r: any) => {
+    const to = r.CidrIp ?? (r.DestinationSecurityGroupId?.['Fn::GetAtt']?.[0] ?? r.DestinationSecurityGroupId);
+    return `${r.IpProtocol} ${r.FromPort}-${r.ToPort} → ${typeof to === 'string' ? to : JSON.stringify(to)}`;
+  }).sort();
+}
+
 describe('DocDbCounter (created cluster)', () => {
   const { template, counter, stack } = synth({ conditionalWrites: true, maxCounterValue: 5 });
 
@@ -176,6 +191,12 @@ describe('DocDbCounter (created cluster)', () => {
     }
   });
 
+  test('the functions\' security group sends only to the cluster\'s port (its group) and to HTTPS (Secrets Manager), nothing else', () => {
+    const cluster = Object.values(template.findResources('AWS::DocDB::DBCluster'))[0].Properties;
+    const clusterSg = cluster.VpcSecurityGroupIds[0]['Fn::GetAtt'][0];
+    expect(functionEgress(template)).toEqual([`tcp 27017-27017 → ${clusterSg}`, 'tcp 443-443 → 0.0.0.0/0']);
+  });
+
   test('a setup custom resource, after the cluster and before the counter function; every function on Node.js 24 or later', () => {
     template.hasResourceProperties('Custom::DocDbSetup', { Database: 'atomic_counter', Collection: 'counters' });
     const setup = template.findResources('Custom::DocDbSetup');
@@ -256,11 +277,18 @@ describe('DocDbCounter (existing cluster)', () => {
       ToPort: 27018,
       SourceSecurityGroupId: { 'Fn::GetAtt': [functionSecurityGroupId(template), 'GroupId'] },
     });
+    // Egress: the given group's port and HTTPS only.
+    expect(functionEgress(template)).toEqual(['tcp 27018-27018 → sg-0123456789abcdef0', 'tcp 443-443 → 0.0.0.0/0']);
     const given = template.findResources('AWS::IAM::Policy', {
       Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf' })]) } },
     });
     const setupRole = template.findResources('AWS::Lambda::Function')[setupFunction(template).id].Properties.Role['Fn::GetAtt'][0];
     expect(Object.values(given).map((p) => p.Properties.Roles)).toEqual([[{ Ref: setupRole }]]);
+  });
+
+  test('without the cluster\'s security group: egress to the endpoint\'s port and HTTPS only', () => {
+    const { template } = existing({ existingEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com' } });
+    expect(functionEgress(template)).toEqual(['tcp 27017-27017 → 0.0.0.0/0', 'tcp 443-443 → 0.0.0.0/0']);
   });
 
   test('conflicting or incomplete props fail at synth with a clear message', () => {

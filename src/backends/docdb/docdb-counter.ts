@@ -150,7 +150,11 @@ export class DocDbCounter extends CounterBase {
    * `readWrite` on the counter database and nothing else.
    */
   public readonly appUserSecret: secretsmanager.ISecret;
-  /** Security group of the counter and setup functions: the only source the cluster admits. */
+  /**
+   * Security group of the counter and setup functions: the only source the
+   * cluster admits. It sends only to the cluster's port and to HTTPS
+   * (Secrets Manager); add rules to it for anything else the functions need.
+   */
   public readonly functionSecurityGroup: ec2.SecurityGroup;
   /** Host name of the cluster endpoint the functions connect to. */
   public readonly endpointHostname: string;
@@ -176,15 +180,25 @@ export class DocDbCounter extends CounterBase {
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
       description: 'Atomic counter functions (DocumentDB clients)',
-      // Egress to the cluster and to Secrets Manager's HTTPS endpoint.
-      allowAllOutbound: true,
+      // Egress only to the cluster's port (below) and to HTTPS: Secrets
+      // Manager (and the setup's CloudFormation status call), through a NAT
+      // gateway or an interface endpoint.
+      allowAllOutbound: false,
     });
+    this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager over HTTPS');
 
     if (props.existingEndpoint) {
       this.credentialsSecret = props.credentialsSecret!;
       this.endpointHostname = props.existingEndpoint.hostname;
       this.endpointPort = props.existingEndpoint.port ?? DOCDB_DEFAULTS.port;
-      props.existingEndpoint.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(this.endpointPort), 'Atomic counter functions');
+      const endpointPort = ec2.Port.tcp(this.endpointPort);
+      if (props.existingEndpoint.securityGroup) {
+        // Ingress on the cluster's group from the functions' group, and the matching egress rule.
+        props.existingEndpoint.securityGroup.connections.allowFrom(this.functionSecurityGroup, endpointPort, 'Atomic counter functions');
+      } else {
+        // The cluster's group is not known here: its port, to any address in the VPC's routes.
+        this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), endpointPort, 'DocumentDB cluster endpoint');
+      }
       // A created cluster is this counter's alone; an existing one may serve several.
       claimStore(this, ['docdb', this.endpointHostname, String(this.endpointPort), this.databaseName, this.collectionName],
         `collection ${this.databaseName}.${this.collectionName} of the DocumentDB cluster ${this.endpointHostname}`);
