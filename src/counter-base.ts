@@ -72,8 +72,9 @@ export interface CounterOptions {
   readonly logRetention?: logs.RetentionDays;
 
   /**
-   * What happens to the function's log group when it leaves the stack.
-   * @default RemovalPolicy.RETAIN
+   * What happens to the function's (and the setup function's) log group
+   * when it leaves the stack.
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE - kept, except when the deployment that created it rolls back
    */
   readonly logRemovalPolicy?: RemovalPolicy;
 

@@ -7,7 +7,7 @@
  * entry, environment and placement.
  */
 import * as path from 'path';
-import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -17,6 +17,7 @@ import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct, IDependable } from 'constructs';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
+import { KEEP_UNLESS_CREATE_FAILED } from './removal';
 import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
 import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { checkEnvironmentSize } from '../deploy-checks';
@@ -242,7 +243,8 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
 export function createLogGroup(scope: Construct, id: string, props: CounterOptions): logs.LogGroup {
   return new logs.LogGroup(scope, id, {
     retention: props.logRetention ?? COUNTER_DEFAULTS.logRetention,
-    removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    // Kept for the record, but not left behind by a failed first deployment.
+    removalPolicy: props.logRemovalPolicy ?? KEEP_UNLESS_CREATE_FAILED,
   });
 }
 

@@ -82,7 +82,7 @@ describe('MomentoCounter', () => {
     // No other policy statement mentions Secrets Manager or any other resource.
     const all = policies.flatMap((p) => p.Properties.PolicyDocument.Statement);
     for (const s of all) {
-      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:(GetSecretValue|DescribeSecret)|lambda:InvokeFunction|lambda:GetFunction)$/);
+      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:(GetSecretValue|DescribeSecret)|lambda:InvokeFunction|lambda:GetFunction|cloudformation:DescribeStacks)$/);
     }
   });
 

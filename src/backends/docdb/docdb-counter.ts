@@ -1,4 +1,4 @@
-import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnResource, CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -9,6 +9,7 @@ import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-bas
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { credentialsRemovalPolicy, dependentRemovalPolicy, KEEP_UNLESS_CREATE_FAILED, warnRetainedStoreInOwnVpc } from '../../private/removal';
 import { claimStore } from '../../private/store-names';
 
 /** Props of `DocDbCounter`. */
@@ -74,10 +75,13 @@ export interface DocDbCounterProps extends CounterOptions {
    * What happens to the created cluster when it leaves the stack (only
    * without `existingEndpoint`). SNAPSHOT keeps the data as a final snapshot
    * and removes the cluster, so a VPC in the same stack can be deleted too
-   * (a retained cluster keeps its network interfaces in the VPC). The master
-   * and application user secrets follow the cluster: they are retained with
-   * SNAPSHOT or RETAIN (a restored snapshot keeps its users and passwords)
-   * and destroyed with DESTROY.
+   * (a retained cluster keeps its network interfaces in the VPC: synth warns
+   * when RETAIN meets a VPC of the same stack). The master and application
+   * user secrets follow the cluster: retained with SNAPSHOT or RETAIN (a
+   * restored snapshot keeps its users and passwords; with SNAPSHOT a failed
+   * first deployment deletes them), destroyed with DESTROY. The cluster's
+   * subnet group and security group are retained with a retained cluster
+   * (it still uses them) and deleted otherwise.
    * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -220,9 +224,14 @@ export class DocDbCounter extends CounterBase {
         removalPolicy: props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy,
       });
       this.credentialsSecret = this.cluster.secret!;
+      const clusterPolicy = props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy;
       // The master secret follows its cluster: a snapshot or a retained
       // cluster keeps the password, so it must keep the secret too.
-      (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(secretRemovalPolicy(props.removalPolicy));
+      (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(credentialsRemovalPolicy(clusterPolicy));
+      // aws-cdk-lib gives the cluster's security group the cluster's policy, not its
+      // subnet group: a retained cluster would make `cdk destroy` fail deleting it.
+      (this.cluster.node.findChild('Subnets') as CfnResource).applyRemovalPolicy(dependentRemovalPolicy(clusterPolicy));
+      warnRetainedStoreInOwnVpc(this, clusterPolicy, props.vpc, 'DocumentDB cluster');
       this.endpointHostname = this.cluster.clusterEndpoint.hostname;
       this.endpointPort = DOCDB_DEFAULTS.port;
       // The only way in: the cluster's port, from the functions' security group.
@@ -240,7 +249,10 @@ export class DocDbCounter extends CounterBase {
         // The characters DocumentDB refuses in passwords, plus the backslash.
         excludeCharacters: '"@/\\',
       },
-      removalPolicy: props.existingEndpoint ? RemovalPolicy.RETAIN : secretRemovalPolicy(props.removalPolicy),
+      // With an existing cluster the user outlives this stack (kept unless the first deployment fails).
+      removalPolicy: props.existingEndpoint
+        ? KEEP_UNLESS_CREATE_FAILED
+        : credentialsRemovalPolicy(props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy),
     });
 
     // Only the secrets' ARNs travel through the environment; the handlers
@@ -301,11 +313,6 @@ export class DocDbCounter extends CounterBase {
       ...placement,
     });
   }
-}
-
-/** A secret follows its cluster: SNAPSHOT (a secret has no snapshot) and RETAIN keep it. */
-function secretRemovalPolicy(clusterPolicy: RemovalPolicy | undefined): RemovalPolicy {
-  return (clusterPolicy ?? CLUSTER_DEFAULTS.removalPolicy) === RemovalPolicy.DESTROY ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
 }
 
 /** Every problem with the props, for one synth-time error. */
