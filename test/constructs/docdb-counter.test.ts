@@ -3,7 +3,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { DocDbCounter, DocDbCounterProps } from '../../src';
+import { readCredentials } from '../../src/backends/docdb/runtime/docdb-client';
 
 function synth(props: Partial<DocDbCounterProps> = {}, withVpc = true) {
   const app = new App();
@@ -23,6 +25,16 @@ function setupFunction(template: Template): { id: string; props: any } {
   const fns = template.findResources('AWS::Lambda::Function', { Properties: { Description: Match.stringLikeRegexp('^Creates the DocumentDB database') } });
   const [id] = Object.keys(fns);
   return { id, props: fns[id].Properties };
+}
+
+/** The target attachments of the master secret and of the application user's secret (created cluster). */
+function attachments(template: Template): { master: string; app: string; appSecret: string; masterSecret: string } {
+  const appSecret = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
+  const masterSecret = Object.keys(template.findResources('AWS::SecretsManager::Secret')).find((id) => id !== appSecret)!;
+  const all = Object.entries<any>(template.findResources('AWS::SecretsManager::SecretTargetAttachment'));
+  const of = (secret: string) => all.filter(([, r]) => r.Properties.SecretId.Ref === secret).map(([id]) => id);
+  expect([of(masterSecret), of(appSecret)].map((ids) => ids.length)).toEqual([1, 1]);
+  return { master: of(masterSecret)[0], app: of(appSecret)[0], appSecret, masterSecret };
 }
 
 function functionSecurityGroupId(template: Template): string {
@@ -92,8 +104,8 @@ describe('DocDbCounter (created cluster)', () => {
 
   test('the counter function logs in as the application user: its environment is exactly this, with the app secret only', () => {
     const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
-    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
-    expect(appSecretId).toBeDefined();
+    // The application user's secret as attached to the cluster (its ARN, once host and port are in it).
+    const { master: attachmentId, app: appSecretId } = attachments(template);
     const endpoint = {
       DOCDB_HOST: { 'Fn::GetAtt': [clusterId, 'Endpoint'] },
       DOCDB_PORT: '27017',
@@ -114,7 +126,6 @@ describe('DocDbCounter (created cluster)', () => {
       },
     });
     // The setup logs in as the master user (the cluster's attached secret) and manages the app user.
-    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
     expect(setupFunction(template).props.Environment).toEqual({
       Variables: { DOCDB_SECRET_ARN: { Ref: attachmentId }, DOCDB_APP_SECRET_ARN: { Ref: appSecretId }, ...endpoint },
     });
@@ -125,7 +136,7 @@ describe('DocDbCounter (created cluster)', () => {
   test('the application user\'s password is generated in its own secret; no environment variable holds a secret value or reference', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', {
       Description: Match.stringLikeRegexp('application user'),
-      GenerateSecretString: Match.objectLike({ GenerateStringKey: 'password', SecretStringTemplate: '{"username":"counterapp"}', PasswordLength: 32 }),
+      GenerateSecretString: Match.objectLike({ GenerateStringKey: 'password', PasswordLength: 32, ExcludeCharacters: '"@/\\' }),
     });
     for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) {
       const env = JSON.stringify(fn.Properties.Environment ?? {});
@@ -134,10 +145,7 @@ describe('DocDbCounter (created cluster)', () => {
   });
 
   test('IAM: only the setup function may read the master secret; the counter function reads the app user\'s secret and nothing else', () => {
-    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
-    const masterSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { GenerateSecretString: { SecretStringTemplate: '{"username":"counteradmin"}' } } }))[0];
-    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
-    expect(masterSecretId).toBeDefined();
+    const { master: attachmentId, masterSecret: masterSecretId, app: appSecretId } = attachments(template);
     const roleOf = (fnId: string) => template.findResources('AWS::Lambda::Function')[fnId].Properties.Role['Fn::GetAtt'][0];
     const counterRole = roleOf(counterFunction(template).id);
     const setupRole = roleOf(setupFunction(template).id);
@@ -305,5 +313,117 @@ describe('DocDbCounter (existing cluster)', () => {
     expect(() => synth({ collectionName: 'c'.repeat(115) })).not.toThrow();
     expect(() => synth({ appUsername: 'bad name' })).toThrow(/`appUsername`/);
     expect(() => synth({ appUsername: 'counteradmin' })).toThrow(/`appUsername` must differ/);
+  });
+});
+
+/**
+ * Issue 19, item 3: the application user's secret has the shape AWS's
+ * DocumentDB rotation functions read, keeps the keys the handler and the
+ * setup read, and can be rotated by AWS's own alternating-users function.
+ */
+describe('DocDbCounter: the application user\'s secret, rotatable by AWS', () => {
+  /** The secret's JSON template with each `{Ref: X}` written as `<X>` (the secret string CloudFormation would generate, minus the password). */
+  function secretTemplate(template: Template, secretId: string): Record<string, unknown> {
+    const raw = template.findResources('AWS::SecretsManager::Secret')[secretId].Properties.GenerateSecretString.SecretStringTemplate;
+    const text = typeof raw === 'string' ? raw : raw['Fn::Join'][1].map((part: any) => (typeof part === 'string' ? part : `<${part.Ref}>`)).join('');
+    return JSON.parse(text);
+  }
+
+  test('created cluster: username, engine "mongo", ssl, masterarn = the master secret; host, port and engine written by an attachment to the cluster', () => {
+    const { template } = synth();
+    const ids = attachments(template);
+    expect(secretTemplate(template, ids.appSecret)).toEqual({ username: 'counterapp', engine: 'mongo', ssl: true, masterarn: `<${ids.master}>` });
+    const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
+    template.hasResourceProperties('AWS::SecretsManager::SecretTargetAttachment', {
+      SecretId: { Ref: ids.appSecret }, TargetId: { Ref: clusterId }, TargetType: 'AWS::DocDB::DBCluster',
+    });
+    // The master secret gets its host the same way: AWS's rotation function requires both hosts to be equal.
+    template.hasResourceProperties('AWS::SecretsManager::SecretTargetAttachment', {
+      SecretId: { Ref: ids.masterSecret }, TargetId: { Ref: clusterId }, TargetType: 'AWS::DocDB::DBCluster',
+    });
+  });
+
+  test('existing cluster: host and port written into the secret, masterarn = the given secret', () => {
+    const stack = new Stack(new App(), 'Stack', { env: { account: '111111111111', region: 'eu-west-1' } });
+    const given = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf';
+    new DocDbCounter(stack, 'DocDb', {
+      vpc: new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 }),
+      existingEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018 },
+      credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(stack, 'Creds', given),
+      appUsername: 'votes',
+    });
+    const template = Template.fromStack(stack);
+    const [appSecret] = Object.keys(template.findResources('AWS::SecretsManager::Secret'));
+    expect(secretTemplate(template, appSecret)).toEqual({
+      username: 'votes', engine: 'mongo', ssl: true, masterarn: given, host: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018,
+    });
+    template.resourceCountIs('AWS::SecretsManager::SecretTargetAttachment', 0);
+  });
+
+  test('the handler and the setup still find what they read in that shape: username and password', () => {
+    const { template } = synth();
+    const ids = attachments(template);
+    const generated = { ...secretTemplate(template, ids.appSecret), host: 'h', port: 27017, dbClusterIdentifier: 'c', password: 'p@ss' };
+    expect(template.findResources('AWS::SecretsManager::Secret')[ids.appSecret].Properties.GenerateSecretString.GenerateStringKey).toBe('password');
+    expect(readCredentials(generated)).toEqual({ username: 'counterapp', password: 'p@ss' });
+  });
+
+  test('no rotation by default', () => {
+    const { template, counter } = synth();
+    template.resourceCountIs('AWS::SecretsManager::RotationSchedule', 0);
+    expect(counter.appUserRotation).toBeUndefined();
+  });
+
+  test('applicationUserRotation: AWS\'s hosted MongoDB multi-user rotation of the app secret, with the master secret, in the functions\' subnets, after the setup', () => {
+    const { template, counter, stack } = synth({ applicationUserRotation: Duration.days(30) });
+    const ids = attachments(template);
+    const rotationSg = stack.resolve(counter.rotationSecurityGroup!.securityGroupId);
+    const [schedule] = Object.values<any>(template.findResources('AWS::SecretsManager::RotationSchedule'));
+    const setupId = Object.keys(template.findResources('Custom::DocDbSetup'))[0];
+    expect(schedule.Properties).toEqual({
+      SecretId: { Ref: ids.appSecret },
+      RotationRules: { ScheduleExpression: 'rate(30 days)' },
+      HostedRotationLambda: {
+        RotationType: 'MongoDBMultiUser',
+        MasterSecretArn: { Ref: ids.master },
+        ExcludeCharacters: '"@/\\',
+        VpcSecurityGroupIds: rotationSg,
+        VpcSubnetIds: { 'Fn::Join': ['', [{ Ref: expect.stringMatching(/^VpcPrivateSubnet1/) }, ',', { Ref: expect.stringMatching(/^VpcPrivateSubnet2/) }]] },
+      },
+    });
+    expect(schedule.DependsOn).toEqual([setupId]);
+    expect(template.toJSON().Transform).toMatch(/^AWS::SecretsManager-/);
+  });
+
+  test('the rotation function\'s security group reaches only the cluster\'s port (admitted by the cluster\'s group) and HTTPS', () => {
+    const { template, counter, stack } = synth({ applicationUserRotation: Duration.days(30) });
+    const rotationSg = stack.resolve(counter.rotationSecurityGroup!.securityGroupId)['Fn::GetAtt'][0];
+    const sg = template.findResources('AWS::EC2::SecurityGroup')[rotationSg].Properties;
+    expect(sg.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })]);
+    const clusterSg = Object.values<any>(template.findResources('AWS::DocDB::DBCluster'))[0].Properties.VpcSecurityGroupIds[0]['Fn::GetAtt'][0];
+    template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      GroupId: { 'Fn::GetAtt': [rotationSg, 'GroupId'] }, DestinationSecurityGroupId: { 'Fn::GetAtt': [clusterSg, 'GroupId'] }, FromPort: 27017, ToPort: 27017,
+    });
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: { 'Fn::GetAtt': [clusterSg, 'GroupId'] }, SourceSecurityGroupId: { 'Fn::GetAtt': [rotationSg, 'GroupId'] }, FromPort: 27017, ToPort: 27017,
+    });
+  });
+
+  test('cdk-nag: rotation adds no finding, and the application user\'s secret is no longer unrotated (SMG4)', () => {
+    const findings = (props: Partial<DocDbCounterProps>) => {
+      const { stack } = synth(props);
+      const report = new AwsSolutionsChecks(stack.node.root).validateScope(stack.node.root);
+      return report.violations.flatMap((v) => v.violatingResources.map((r: any) => `${v.ruleName} ${r.constructPath ?? r.resourceLogicalId}`));
+    };
+    const without = findings({});
+    const withRotation = findings({ applicationUserRotation: Duration.days(30) });
+    expect(without).toContain('AwsSolutions-SMG4 Stack/DocDb/AppUserSecret/Resource');
+    expect(withRotation).toEqual(without.filter((f) => f !== 'AwsSolutions-SMG4 Stack/DocDb/AppUserSecret/Resource'));
+  });
+
+  test('a schedule Secrets Manager refuses, or an appUsername whose _clone is too long, fails at synth', () => {
+    expect(() => synth({ applicationUserRotation: Duration.hours(1) })).toThrow(/`applicationUserRotation` must be between 4 hours and 1000 days/);
+    expect(() => synth({ applicationUserRotation: Duration.days(30), appUsername: 'u'.repeat(58) })).toThrow(/`appUsername` must be at most 57 characters with `applicationUserRotation`/);
+    expect(() => synth({ appUsername: 'u'.repeat(58) })).not.toThrow();
   });
 });

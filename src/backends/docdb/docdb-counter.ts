@@ -1,4 +1,4 @@
-import { CfnResource, CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnResource, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -62,6 +62,24 @@ export interface DocDbCounterProps extends CounterOptions {
    * @default "counterapp"
    */
   readonly appUsername?: string;
+
+  /**
+   * Rotate the application user's password on this schedule, with AWS's
+   * own DocumentDB rotation function in the alternating-users scheme
+   * (Secrets Manager's hosted `MongoDBMultiUser` rotation): each rotation
+   * logs in with the master secret (`masterarn`), sets a new password on the
+   * other of the two users (`<appUsername>` and `<appUsername>_clone`, the
+   * second created by the first rotation with the same roles) and makes it
+   * current. Connections of the previous user keep working until the next
+   * rotation, and a counter container re-reads the secret when its login is
+   * refused. The rotation function runs in the functions' subnets, with its
+   * own security group that may reach only the cluster's port and HTTPS
+   * (Secrets Manager, through a NAT gateway or an interface endpoint).
+   * With `existingEndpoint`, `credentialsSecret` must hold the same `host`
+   * as `existingEndpoint.hostname` (AWS's function checks it).
+   * @default - no rotation (docs/operations.md, "Credential rotation", gives the one-off command)
+   */
+  readonly applicationUserRotation?: Duration;
 
   /**
    * How long the created cluster keeps its automated backups (1 to 35
@@ -149,11 +167,20 @@ export class DocDbCounter extends CounterBase {
   /** The master (administrator) credentials: read by the setup function only. */
   public readonly credentialsSecret: secretsmanager.ISecret;
   /**
-   * The application user's generated credentials (JSON `username`,
-   * `password`): the only secret the counter function reads. Its user has
-   * `readWrite` on the counter database and nothing else.
+   * The application user's generated credentials: the only secret the
+   * counter function reads. Its user has `readWrite` on the counter
+   * database and nothing else. The JSON has the shape AWS's DocumentDB
+   * rotation functions expect: `username`, `password`, `engine` ("mongo"),
+   * `host`, `port`, `ssl` (true) and `masterarn` (the master secret).
    */
   public readonly appUserSecret: secretsmanager.ISecret;
+  /** The rotation schedule of `appUserSecret`. @default - undefined without `applicationUserRotation` */
+  public readonly appUserRotation?: secretsmanager.RotationSchedule;
+  /**
+   * Security group of the rotation function: the cluster's port and HTTPS only.
+   * @default - undefined without `applicationUserRotation`
+   */
+  public readonly rotationSecurityGroup?: ec2.SecurityGroup;
   /**
    * Security group of the counter and setup functions: the only source the
    * cluster admits. It sends only to the cluster's port and to HTTPS
@@ -239,21 +266,31 @@ export class DocDbCounter extends CounterBase {
     }
 
     // The counter function's own user, created by the setup with readWrite
-    // on the counter database only. Its secret lives as long as the data.
-    this.appUserSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
+    // on the counter database only. Its secret lives as long as the data,
+    // in the shape AWS's rotation functions read: a created cluster writes
+    // `host`, `port` and `engine` into it through a target attachment (the
+    // master secret gets its `host` the same way, and the rotation function
+    // requires both to be equal); an existing cluster's are written here.
+    const appSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
       description: `DocumentDB application user of the atomic counter (readWrite on ${this.databaseName})`,
       generateSecretString: {
-        secretStringTemplate: JSON.stringify({ username: props.appUsername ?? DOCDB_DEFAULTS.appUsername }),
+        secretStringTemplate: Stack.of(this).toJsonString({
+          username: props.appUsername ?? DOCDB_DEFAULTS.appUsername,
+          engine: 'mongo',
+          ssl: true,
+          masterarn: this.credentialsSecret.secretArn,
+          ...(this.cluster ? {} : { host: this.endpointHostname, port: this.endpointPort }),
+        }),
         generateStringKey: 'password',
         passwordLength: 32,
-        // The characters DocumentDB refuses in passwords, plus the backslash.
-        excludeCharacters: '"@/\\',
+        excludeCharacters: APP_PASSWORD_EXCLUDED_CHARACTERS,
       },
       // With an existing cluster the user outlives this stack (kept unless the first deployment fails).
       removalPolicy: props.existingEndpoint
         ? KEEP_UNLESS_CREATE_FAILED
         : credentialsRemovalPolicy(props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy),
     });
+    this.appUserSecret = this.cluster ? appSecret.attach(this.cluster) : appSecret;
 
     // Only the secrets' ARNs travel through the environment; the handlers
     // read them once per container and pass the credentials to the driver.
@@ -300,6 +337,10 @@ export class DocDbCounter extends CounterBase {
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
     if (props.existingEndpoint?.securityGroup) this.setup.node.addDependency(props.existingEndpoint.securityGroup);
+    if (props.applicationUserRotation) {
+      ({ schedule: this.appUserRotation, securityGroup: this.rotationSecurityGroup } = this.rotateApplicationUser(
+        appSecret, props.applicationUserRotation, { vpc: props.vpc, vpcSubnets }, props.existingEndpoint?.securityGroup));
+    }
     this.appUserSecret.grantRead(this.setupFunction);
 
     this.counterFunction = createCounterFunction(this, props, {
@@ -313,7 +354,47 @@ export class DocDbCounter extends CounterBase {
       ...placement,
     });
   }
+
+  /**
+   * AWS's hosted DocumentDB rotation (alternating users), in the functions'
+   * subnets, with a security group of its own that reaches only the
+   * cluster's port and HTTPS (Secrets Manager).
+   */
+  private rotateApplicationUser(
+    secret: secretsmanager.Secret, every: Duration, placement: { vpc: ec2.IVpc; vpcSubnets: ec2.SubnetSelection },
+    existingGroup: ec2.ISecurityGroup | undefined,
+  ): { schedule: secretsmanager.RotationSchedule; securityGroup: ec2.SecurityGroup } {
+    const securityGroup = new ec2.SecurityGroup(this, 'RotationSecurityGroup', {
+      vpc: placement.vpc,
+      description: 'DocumentDB application user rotation (AWS hosted function)',
+      allowAllOutbound: false,
+    });
+    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager over HTTPS');
+    const port = ec2.Port.tcp(this.endpointPort);
+    const cluster = this.cluster?.connections ?? existingGroup?.connections;
+    if (cluster) cluster.allowFrom(securityGroup, port, 'Application user rotation');
+    else securityGroup.addEgressRule(ec2.Peer.anyIpv4(), port, 'DocumentDB cluster endpoint');
+    const schedule = secret.addRotationSchedule('Rotation', {
+      automaticallyAfter: every,
+      hostedRotation: secretsmanager.HostedRotation.mongoDbMultiUser({
+        masterSecret: this.credentialsSecret,
+        vpc: placement.vpc,
+        vpcSubnets: placement.vpcSubnets,
+        securityGroups: [securityGroup],
+        excludeCharacters: APP_PASSWORD_EXCLUDED_CHARACTERS,
+      }),
+    });
+    // The first rotation needs the user to exist: after the setup that creates it.
+    schedule.node.addDependency(this.setup);
+    return { schedule, securityGroup };
+  }
 }
+
+/** The characters DocumentDB refuses in passwords, plus the backslash: generated and rotated passwords alike. */
+const APP_PASSWORD_EXCLUDED_CHARACTERS = '"@/\\';
+
+/** Suffix AWS's alternating-users rotation adds to the second user's name. */
+const ROTATION_CLONE_SUFFIX = '_clone';
 
 /** Every problem with the props, for one synth-time error. */
 function validate(scope: Construct, props: DocDbCounterProps): void {
@@ -339,6 +420,14 @@ function validate(scope: Construct, props: DocDbCounterProps): void {
     fail(`\`appUsername\` must start with a letter and hold 1-63 letters, digits, _ or - (got "${user}")`);
   }
   if (user !== undefined && user === (props.masterUsername ?? CLUSTER_DEFAULTS.masterUsername)) fail('`appUsername` must differ from the master user name');
+  if (props.applicationUserRotation) {
+    const clone = (user ?? DOCDB_DEFAULTS.appUsername) + ROTATION_CLONE_SUFFIX;
+    if (!Token.isUnresolved(clone) && clone.length > 63) fail(`\`appUsername\` must be at most ${63 - ROTATION_CLONE_SUFFIX.length} characters with \`applicationUserRotation\` (the rotation adds a user "${clone}")`);
+    const rotationDays = props.applicationUserRotation.toHours({ integral: false }) / 24;
+    if (!Token.isUnresolved(rotationDays) && (rotationDays < 1 / 6 || rotationDays > 1000)) {
+      fail(`\`applicationUserRotation\` must be between 4 hours and 1000 days (Secrets Manager's limits); got ${props.applicationUserRotation.toHumanString()}`);
+    }
+  }
   const db = props.databaseName;
   if (db !== undefined && !Token.isUnresolved(db) && !/^[^/\\. "$\u0000]{1,63}$/.test(db)) {
     fail(`\`databaseName\` must be 1-63 characters without / \\ . space " $ (got "${db}")`);
