@@ -15,6 +15,7 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct, IDependable } from 'constructs';
+import { checkReservedConcurrency, recordReservation, reservedConcurrencyOf } from './concurrency';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
 import { KEEP_UNLESS_CREATE_FAILED } from './removal';
@@ -48,6 +49,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
 /** Records the problems of the props every counter shares. */
 export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
   check.integer('maxCounterValue', props.maxCounterValue, 1);
+  checkReservedConcurrency(check, props.reservedConcurrency);
   const retention = props.idempotencyRetention?.toMilliseconds();
   if (retention !== undefined && !Token.isUnresolved(retention)) {
     check.check(retention >= 1000 && retention % 1000 === 0, `\`idempotencyRetention\` must be whole seconds, at least 1 second (got ${retention} ms)`);
@@ -148,6 +150,11 @@ export interface CounterFunctionOptions extends FunctionPlacementOptions {
   readonly secret?: secretsmanager.ISecret;
   /** The function is created after this (e.g. the setup resource), so it answers only once the store is set up. */
   readonly after?: IDependable;
+  /**
+   * The backend's reservation when `reservedConcurrency` is not given,
+   * derived from its datastore's connection limit; none by default.
+   */
+  readonly defaultReservedConcurrency?: number;
 }
 
 /**
@@ -169,8 +176,11 @@ export function createCounterFunction(counter: CounterBase, props: CounterOption
   // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
   const timeoutMs = functionTimeoutMs(props);
   validateWorstCase(counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
+  const reservedConcurrentExecutions = reservedConcurrencyOf(props.reservedConcurrency, fn.defaultReservedConcurrency);
+  recordReservation(counter, reservedConcurrentExecutions);
   const counterFunction = new lambda.Function(counter, 'Function', {
     ...bundledFunctionProps(props, fn),
+    reservedConcurrentExecutions,
     memorySize: props.memorySize ?? COUNTER_DEFAULTS.memorySize,
     timeout: props.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
     logGroup: counter.logGroup,

@@ -104,8 +104,7 @@ describe('DocDbCounter (created cluster)', () => {
 
   test('the counter function logs in as the application user: its environment is exactly this, with the app secret only', () => {
     const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
-    // The application user's secret as attached to the cluster (its ARN, once host and port are in it).
-    const { master: attachmentId, app: appSecretId } = attachments(template);
+    const { master: attachmentId, appSecret: appSecretId } = attachments(template);
     const endpoint = {
       DOCDB_HOST: { 'Fn::GetAtt': [clusterId, 'Endpoint'] },
       DOCDB_PORT: '27017',
@@ -145,7 +144,7 @@ describe('DocDbCounter (created cluster)', () => {
   });
 
   test('IAM: only the setup function may read the master secret; the counter function reads the app user\'s secret and nothing else', () => {
-    const { master: attachmentId, masterSecret: masterSecretId, app: appSecretId } = attachments(template);
+    const { master: attachmentId, masterSecret: masterSecretId, appSecret: appSecretId } = attachments(template);
     const roleOf = (fnId: string) => template.findResources('AWS::Lambda::Function')[fnId].Properties.Role['Fn::GetAtt'][0];
     const counterRole = roleOf(counterFunction(template).id);
     const setupRole = roleOf(setupFunction(template).id);
@@ -391,7 +390,8 @@ describe('DocDbCounter: the application user\'s secret, rotatable by AWS', () =>
         VpcSubnetIds: { 'Fn::Join': ['', [{ Ref: expect.stringMatching(/^VpcPrivateSubnet1/) }, ',', { Ref: expect.stringMatching(/^VpcPrivateSubnet2/) }]] },
       },
     });
-    expect(schedule.DependsOn).toEqual([setupId]);
+    // After the setup created the user, and after the attachment wrote host and port into the secret.
+    expect(schedule.DependsOn.sort()).toEqual([ids.app, setupId].sort());
     expect(template.toJSON().Transform).toMatch(/^AWS::SecretsManager-/);
   });
 

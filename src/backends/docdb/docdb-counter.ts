@@ -290,7 +290,10 @@ export class DocDbCounter extends CounterBase {
         ? KEEP_UNLESS_CREATE_FAILED
         : credentialsRemovalPolicy(props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy),
     });
-    this.appUserSecret = this.cluster ? appSecret.attach(this.cluster) : appSecret;
+    // The functions read username and password only (the host comes from their environment), so they
+    // use the secret itself; the attachment has to exist before a rotation only (below).
+    const attached = this.cluster ? appSecret.attach(this.cluster) : undefined;
+    this.appUserSecret = appSecret;
 
     // Only the secrets' ARNs travel through the environment; the handlers
     // read them once per container and pass the credentials to the driver.
@@ -340,6 +343,8 @@ export class DocDbCounter extends CounterBase {
     if (props.applicationUserRotation) {
       ({ schedule: this.appUserRotation, securityGroup: this.rotationSecurityGroup } = this.rotateApplicationUser(
         appSecret, props.applicationUserRotation, { vpc: props.vpc, vpcSubnets }, props.existingEndpoint?.securityGroup));
+      // AWS's function reads host and port from the secret: after the attachment wrote them.
+      if (attached) this.appUserRotation.node.addDependency(attached);
     }
     this.appUserSecret.grantRead(this.setupFunction);
 
@@ -351,6 +356,8 @@ export class DocDbCounter extends CounterBase {
       secret: this.appUserSecret,
       // The counter answers only once the collection exists.
       after: this.setup,
+      // Bounded so that a burst cannot open more connections than the primary accepts.
+      defaultReservedConcurrency: DOCDB_DEFAULT_RESERVED_CONCURRENCY,
       ...placement,
     });
   }
@@ -389,6 +396,23 @@ export class DocDbCounter extends CounterBase {
     return { schedule, securityGroup };
   }
 }
+
+/**
+ * The counter function's default reserved concurrency, from the primary
+ * instance's connection limit: 500 connections for the smallest classes
+ * (db.t3.medium, db.t4g.medium: the default; AWS DocumentDB developer guide,
+ * "Quotas and limits", instance limits), which is also what an existing
+ * cluster of unknown class is assumed to be. Each container holds at most 2
+ * connections to the primary: one pooled connection (Lambda serves one
+ * request at a time and the store runs one operation at a time) and the
+ * driver's monitoring connection (the MongoDB driver polls from a FaaS
+ * environment, without a second RTT connection). A fifth of the limit is
+ * left for the setup, the rotation function and operators:
+ * 500 × 0.8 / 2 = 200. Larger classes allow more (README, "Reserved
+ * concurrency"), and 200 is also as much as a default account (1,000, of
+ * which 900 may be reserved) should give one function.
+ */
+const DOCDB_DEFAULT_RESERVED_CONCURRENCY = Math.floor((500 * 0.8) / 2);
 
 /** The characters DocumentDB refuses in passwords, plus the backslash: generated and rotated passwords alike. */
 const APP_PASSWORD_EXCLUDED_CHARACTERS = '"@/\\';
