@@ -324,15 +324,19 @@ describe('DocDbCounter: the application user\'s secret, rotatable by AWS', () =>
   /** The secret's JSON template with each `{Ref: X}` written as `<X>` (the secret string CloudFormation would generate, minus the password). */
   function secretTemplate(template: Template, secretId: string): Record<string, unknown> {
     const raw = template.findResources('AWS::SecretsManager::Secret')[secretId].Properties.GenerateSecretString.SecretStringTemplate;
-    const text = typeof raw === 'string' ? raw : raw['Fn::Join'][1].map((part: any) => (typeof part === 'string' ? part : `<${part.Ref}>`)).join('');
+    const token = (part: any) => (part.Ref ? `<${part.Ref}>` : `<${part['Fn::GetAtt'].join('.')}>`);
+    const text = typeof raw === 'string' ? raw : raw['Fn::Join'][1].map((part: any) => (typeof part === 'string' ? part : token(part))).join('');
     return JSON.parse(text);
   }
 
-  test('created cluster: username, engine "mongo", ssl, masterarn = the master secret; host, port and engine written by an attachment to the cluster', () => {
+  test('created cluster: username, engine "mongo", ssl, masterarn = the master secret, host and port; attached to the cluster like the master secret', () => {
     const { template } = synth();
     const ids = attachments(template);
-    expect(secretTemplate(template, ids.appSecret)).toEqual({ username: 'counterapp', engine: 'mongo', ssl: true, masterarn: `<${ids.master}>` });
     const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
+    // In the template (a regenerated secret string keeps them), and from the attachment as the master's host is.
+    expect(secretTemplate(template, ids.appSecret)).toEqual({
+      username: 'counterapp', engine: 'mongo', ssl: true, masterarn: `<${ids.master}>`, host: `<${clusterId}.Endpoint>`, port: 27017,
+    });
     template.hasResourceProperties('AWS::SecretsManager::SecretTargetAttachment', {
       SecretId: { Ref: ids.appSecret }, TargetId: { Ref: clusterId }, TargetType: 'AWS::DocDB::DBCluster',
     });

@@ -267,10 +267,12 @@ export class DocDbCounter extends CounterBase {
 
     // The counter function's own user, created by the setup with readWrite
     // on the counter database only. Its secret lives as long as the data,
-    // in the shape AWS's rotation functions read: a created cluster writes
-    // `host`, `port` and `engine` into it through a target attachment (the
-    // master secret gets its `host` the same way, and the rotation function
-    // requires both to be equal); an existing cluster's are written here.
+    // in the shape AWS's rotation functions read. `host` and `port` are in
+    // the template, because CloudFormation regenerates the whole secret
+    // string whenever the template changes (a new `appUsername`, say) and
+    // would drop keys written only later; a created cluster also attaches
+    // the secret, as it does the master secret, so both get `host` the same
+    // way (the rotation function requires them to be equal).
     const appSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
       description: `DocumentDB application user of the atomic counter (readWrite on ${this.databaseName})`,
       generateSecretString: {
@@ -279,7 +281,8 @@ export class DocDbCounter extends CounterBase {
           engine: 'mongo',
           ssl: true,
           masterarn: this.credentialsSecret.secretArn,
-          ...(this.cluster ? {} : { host: this.endpointHostname, port: this.endpointPort }),
+          host: this.endpointHostname,
+          port: this.endpointPort,
         }),
         generateStringKey: 'password',
         passwordLength: 32,
@@ -291,7 +294,7 @@ export class DocDbCounter extends CounterBase {
         : credentialsRemovalPolicy(props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy),
     });
     // The functions read username and password only (the host comes from their environment), so they
-    // use the secret itself; the attachment has to exist before a rotation only (below).
+    // use the secret itself; the attachment has to be done before a rotation only (below).
     const attached = this.cluster ? appSecret.attach(this.cluster) : undefined;
     this.appUserSecret = appSecret;
 

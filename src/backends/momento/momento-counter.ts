@@ -38,7 +38,7 @@ export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOp
    *
    * Earlier releases defaulted to `atomic-counter` for every deployment: a
    * deployment made with one keeps its counters only by setting
-   * `cacheName: 'atomic-counter'` (docs/operations.md, "Upgrading").
+   * `cacheName: 'atomic-counter'` (README, "Upgrading from a release with shared default names").
    * @default - derived from the deployment: `atomic-counter-<stack name and construct path>-<hash>` (lowercase, at most 64 characters), unique per stack name and construct path
    */
   readonly cacheName?: string;

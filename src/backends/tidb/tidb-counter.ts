@@ -59,7 +59,7 @@ export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptio
    *
    * Earlier releases defaulted to `counters` for every deployment: a
    * deployment made with one keeps its counters only by setting
-   * `tableName: 'counters'` (docs/operations.md, "Upgrading").
+   * `tableName: 'counters'` (README, "Upgrading from a release with shared default names").
    * @default - derived from the deployment: `counters_<stack name and construct path>_<hash>` (lowercase, at most 59 characters), unique per stack name and construct path
    */
   readonly tableName?: string;
