@@ -43,14 +43,19 @@ function storeSecurityGroupPolicies(t: Template, description: RegExp): string[] 
     .map((r) => `${r.DeletionPolicy ?? 'Delete'}/${r.UpdateReplacePolicy ?? 'Delete'}`);
 }
 
+/**
+ * For each store policy: the store's, that of what only serves it (subnet,
+ * security and parameter groups; DocumentDB's instances), and its secrets'.
+ */
+const POLICY_MATRIX = [
+  [undefined, 'Snapshot/Snapshot', 'Delete/Delete', 'RetainExceptOnCreate/Retain'],
+  [RemovalPolicy.RETAIN, 'Retain/Retain', 'Retain/Retain', 'Retain/Retain'],
+  [RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE, 'RetainExceptOnCreate/Retain', 'RetainExceptOnCreate/Retain', 'RetainExceptOnCreate/Retain'],
+  [RemovalPolicy.DESTROY, 'Delete/Delete', 'Delete/Delete', 'Delete/Delete'],
+] as const;
+
 describe('what only serves a store follows it, so cdk destroy never fails on a retained store', () => {
-  test.each([
-    // store policy, store, its subnet/security/parameter groups, its AUTH secret
-    [undefined, 'Snapshot/Snapshot', 'Delete/Delete', 'RetainExceptOnCreate/Retain'],
-    [RemovalPolicy.RETAIN, 'Retain/Retain', 'Retain/Retain', 'Retain/Retain'],
-    [RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE, 'RetainExceptOnCreate/Retain', 'RetainExceptOnCreate/Retain', 'RetainExceptOnCreate/Retain'],
-    [RemovalPolicy.DESTROY, 'Delete/Delete', 'Delete/Delete', 'Delete/Delete'],
-  ])('Redis, removalPolicy %p: replication group %s, its groups %s, secret %s', (removalPolicy, store, groups, secret) => {
+  test.each(POLICY_MATRIX)('Redis, removalPolicy %p: replication group %s, its groups %s, secret %s', (removalPolicy, store, groups, secret) => {
     const { t } = synth(redis, removalPolicy);
     expect(policiesOf(t, 'AWS::ElastiCache::ReplicationGroup')).toEqual([store]);
     expect(policiesOf(t, 'AWS::ElastiCache::SubnetGroup')).toEqual([groups]);
@@ -59,16 +64,10 @@ describe('what only serves a store follows it, so cdk destroy never fails on a r
     expect(policiesOf(t, 'AWS::SecretsManager::Secret')).toEqual([secret]);
   });
 
-  test.each([
-    // store policy, cluster, instances + subnet group + security group, master and application user secrets
-    [undefined, 'Snapshot/Snapshot', 'Delete/Delete', 'RetainExceptOnCreate/Retain'],
-    [RemovalPolicy.RETAIN, 'Retain/Retain', 'Retain/Retain', 'Retain/Retain'],
-    [RemovalPolicy.DESTROY, 'Delete/Delete', 'Delete/Delete', 'Delete/Delete'],
-  ])('DocumentDB, removalPolicy %p: cluster %s, its instances and groups %s, secrets %s', (removalPolicy, store, dependents, secrets) => {
+  test.each(POLICY_MATRIX)('DocumentDB, removalPolicy %p: cluster %s, its instances and groups %s, both secrets %s', (removalPolicy, store, dependents, secrets) => {
     const { t } = synth(docdb, removalPolicy);
     expect(policiesOf(t, 'AWS::DocDB::DBCluster')).toEqual([store]);
-    expect(policiesOf(t, 'AWS::DocDB::DBInstance')).toEqual([dependents]);
-    expect(policiesOf(t, 'AWS::DocDB::DBSubnetGroup')).toEqual([dependents]);
+    expect([...policiesOf(t, 'AWS::DocDB::DBInstance'), ...policiesOf(t, 'AWS::DocDB::DBSubnetGroup')]).toEqual([dependents, dependents]);
     expect(storeSecurityGroupPolicies(t, /^DocumentDB security group/)).toEqual([dependents]);
     expect(policiesOf(t, 'AWS::SecretsManager::Secret')).toEqual([secrets, secrets]);
   });

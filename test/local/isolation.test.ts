@@ -11,16 +11,14 @@ import { App, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { createPool, RowDataPacket } from 'mysql2/promise';
-import { BackendSession, openBackend } from '../../local/backends/lifecycle';
 import { runTiDbSetup, tidbEnv } from '../../local/backends/tidb';
-import { EngineUnavailableError } from '../../local/engines/engine';
 import { mysqlConnectionOptions } from '../../local/engines/mysql';
-import { closeContainers, loadCounterContainers, ProxyHandler } from '../../local/lambda-container';
+import { loadCounterContainers, ProxyHandler } from '../../local/lambda-container';
 import { MomentoCounter, TiDbCounter } from '../../src';
 import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
 import { keysTableOf, TIDB_COLUMNS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import type { BackendName } from '../../src/runtime/store';
-import { call } from '../kit/conformance';
+import { call, useBackend } from '../kit/conformance';
 import { environmentOf } from '../kit/template';
 
 const ENV = { account: '123456789012', region: 'eu-west-1' };
@@ -65,27 +63,6 @@ function withoutSecret(env: Record<string, string>): Record<string, string> {
   return Object.fromEntries(Object.entries(env).filter(([name]) => name !== MOMENTO_ENV.API_KEY_SECRET_ARN && name !== TIDB_ENV.SECRET_ARN));
 }
 
-/** Acquires a backend's engine for the file; a missing engine fails with the one line saying what to install. */
-function useEngine(backend: BackendName): () => BackendSession {
-  let session: BackendSession | undefined;
-  let failure: Error | undefined;
-  beforeAll(async () => {
-    try {
-      session = await openBackend(backend, { namespacePrefix: `iso_${backend}` });
-    } catch (err) {
-      failure = err instanceof EngineUnavailableError ? new Error(err.message) : (err as Error);
-    }
-  }, 120_000);
-  afterAll(async () => {
-    await closeContainers();
-    await session?.close();
-  });
-  return () => {
-    if (failure) throw failure;
-    return session!;
-  };
-}
-
 /**
  * The same traffic through both deployments' handlers: the same counter id
  * and the same keys. Each deployment counts only its own changes.
@@ -117,12 +94,12 @@ async function expectIsolated(backend: BackendName, a: ProxyHandler, b: ProxyHan
 }
 
 describe('Momento: two deployments on one API key (one local Momento server)', () => {
-  const engine = useEngine('momento');
+  const counters = useBackend('momento');
 
   test('each deployment has its own cache; counters and Idempotency-Keys never cross', async () => {
     const [a, b] = synthesizeTwo('momento');
     expect(a.counterEnv[MOMENTO_ENV.CACHE_NAME]).not.toBe(b.counterEnv[MOMENTO_ENV.CACHE_NAME]);
-    const session = engine();
+    const session = counters();
     const handlers: ProxyHandler[] = [];
     for (const d of [a, b]) {
       // The fixture runs the bundled setup handler for the cache the template names, on the one server.
@@ -140,13 +117,13 @@ describe('Momento: two deployments on one API key (one local Momento server)', (
 });
 
 describe('TiDB: two deployments on one cluster and database (one MariaDB)', () => {
-  const engine = useEngine('tidb');
+  const counters = useBackend('tidb');
 
   test('each deployment has its own tables; counters and Idempotency-Keys never cross', async () => {
     const [a, b] = synthesizeTwo('tidb');
     const tables = [a, b].map((d) => d.counterEnv[TIDB_ENV.TABLE]);
     expect(tables[0]).not.toBe(tables[1]);
-    const session = engine();
+    const session = counters();
     // One database both deployments use (as they would the secret's), dropped with the session.
     const database = `iso_${Date.now().toString(36)}`;
     await session.prepare(database);

@@ -107,7 +107,9 @@ export interface DocDbCounterProps extends CounterOptions {
   /**
    * An existing cluster to use instead of creating one (with
    * `credentialsSecret`): its cluster endpoint, port and, to have ingress
-   * from `functionSecurityGroup` added, its security group.
+   * from `functionSecurityGroup` added, its security group. Two counters on
+   * one cluster need different `databaseName`s or `collectionName`s: synth
+   * warns when two counters of one app share a collection.
    * @default - a new cluster is created
    */
   readonly existingEndpoint?: ExistingEndpoint;
