@@ -55,7 +55,8 @@ export const describeStackRollback: RollbackProbe = async (stackId) => {
   } catch {
     return undefined;
   }
-  const client = new sdk.CloudFormationClient({ maxAttempts: 2 });
+  // Bounded: in a VPC without a route to CloudFormation the call must not outlast the setup function.
+  const client = new sdk.CloudFormationClient({ maxAttempts: 2, requestHandler: { connectionTimeout: 2000, requestTimeout: 5000 } });
   try {
     const out = await client.send(new sdk.DescribeStacksCommand({ StackName: stackId }));
     const status = out.Stacks?.[0]?.StackStatus;
