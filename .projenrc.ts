@@ -10,6 +10,14 @@ import { UpdateSnapshot } from 'projen/lib/javascript';
  */
 const LAMBDA_NODE_MAJOR = 24;
 
+/**
+ * The oldest Node.js major the library, its tools and its tests support:
+ * `engines` says it, and CI runs the README's test command on it as well as
+ * on LAMBDA_NODE_MAJOR (.ci/run). Node.js 20 reached end of life on
+ * 2026-04-30 (the AWS SDK warns at every start on it).
+ */
+const MIN_NODE_MAJOR = 22;
+
 const project = new awscdk.AwsCdkConstructLibrary({
   name: 'cdk-atomic-counter',
   description: 'One atomic counter API on five datastores (DynamoDB, ElastiCache Redis, Momento, DocumentDB, TiDB): correct under concurrency, secure by default, runnable locally.',
@@ -26,6 +34,7 @@ const project = new awscdk.AwsCdkConstructLibrary({
   cdkVersion: '2.259.0',
   jsiiVersion: '~6.0.0',
   workflowNodeVersion: `${LAMBDA_NODE_MAJOR}.x`,
+  minNodeVersion: `${MIN_NODE_MAJOR}.0.0`,
   // The development tsconfig at the top level (tests, local tools, projenrc).
   tsconfigDevFile: 'tsconfig.dev.json',
   tsconfigDev: {
@@ -83,6 +92,16 @@ const project = new awscdk.AwsCdkConstructLibrary({
     '@seriousme/openapi-schema-validator@^2',
     // cdk-nag 3.x is a policy-validation plugin (needs aws-cdk-lib >= 2.257).
     'cdk-nag@^3',
+    // AWS Control Tower's proactive guard rules and the cfn-guard binary, as a
+    // policy-validation plugin: the example runs them at every synth and
+    // test/constructs/cfn-guard.test.ts on every example variant (issue 19,
+    // item 8). 0.0.x: pinned, a new rule set is a reviewed upgrade.
+    '@cdklabs/cdk-validator-cfnguard@0.0.62',
+    // The Node.js types of the OLDEST supported major (engines), not the
+    // newest: code the tests and local tools run on Node 22 must not use an
+    // API only Node 24 has. (projen derives the same from minNodeVersion;
+    // stated here so that the reason travels with the pin.)
+    `@types/node@^${MIN_NODE_MAJOR}`,
   ],
   jestOptions: {
     updateSnapshot: UpdateSnapshot.NEVER,

@@ -102,7 +102,7 @@ export interface AtomicCounterApiProps {
    */
   readonly usagePlan?: UsagePlanLimits;
   /**
-   * Retention of the stage's access log.
+   * Retention of the stage's access log and execution log.
    * @default logs.RetentionDays.ONE_MONTH
    */
   readonly accessLogRetention?: logs.RetentionDays;
@@ -120,6 +120,83 @@ export interface AtomicCounterApiProps {
    */
   readonly cloudWatchRole?: boolean;
 }
+
+/**
+ * Body of every 5XX API Gateway answers by itself (the function never ran, or
+ * its answer never came back): the handler's own 503 `BACKEND_UNAVAILABLE`
+ * body (`errorResponse` in src/runtime/http.ts, without the optional
+ * `backend`, which a gateway response cannot know). The runtime is bundled,
+ * not compiled into the library, hence the copy; a test keeps the two equal.
+ */
+const GATEWAY_UNAVAILABLE_BODY = '{"code":"BACKEND_UNAVAILABLE","error":"Backend unavailable, retry later"}';
+
+/** `Retry-After` of the gateway's 503s, in seconds: the handler's own default. */
+const GATEWAY_RETRY_AFTER_SECONDS = 1;
+
+/**
+ * The API Gateway answers that would otherwise reach a client as
+ * `500/502/504 {"message":"Internal server error"}` (or `"Endpoint request
+ * timed out"`), outside the HTTP contract, and why each happens (AWS:
+ * "Gateway response types for API Gateway" and Lambda's "Handling Lambda
+ * errors with an API Gateway API"):
+ *
+ * - `INTEGRATION_FAILURE` (default 504): Lambda's Invoke API refused the
+ *   call: the function is throttled (429 `TooManyRequestsException`: reserved
+ *   or account concurrency exhausted), or Lambda itself failed. API Gateway
+ *   answers 500 for these today.
+ * - `INTEGRATION_TIMEOUT` (default 504): no answer within the integration
+ *   timeout (29 s). Our functions answer well before (timeout ≤ 25 s, worst
+ *   case checked at synth), so this means the function never answered.
+ * - `DEFAULT_5XX`: every other 5XX API Gateway generates, among them the 502
+ *   for a function error (an init crash, a runtime timeout, an out-of-memory
+ *   kill: the handler never wrote its answer).
+ *
+ * Each answers the contract's 503 with `Retry-After`. The access log's
+ * `responseType`, `integrationError` and `integrationServiceStatus` tell them
+ * apart (docs/operations.md).
+ */
+const GATEWAY_UNAVAILABLE_RESPONSES: ReadonlyArray<{ readonly id: string; readonly type: apigw.ResponseType }> = [
+  { id: 'IntegrationFailure', type: apigw.ResponseType.INTEGRATION_FAILURE },
+  { id: 'IntegrationTimeout', type: apigw.ResponseType.INTEGRATION_TIMEOUT },
+  { id: 'Default5xx', type: apigw.ResponseType.DEFAULT_5XX },
+];
+
+/**
+ * The stage's access log line: aws-cdk-lib's standard JSON fields plus what
+ * tells an answer API Gateway produced itself from the function's own one.
+ * Values are substituted without JSON escaping; the error messages come from
+ * API Gateway and Lambda, not from the client.
+ */
+function accessLogFormat(): apigw.AccessLogFormat {
+  const standard = JSON.parse(apigw.AccessLogFormat.jsonWithStandardFields().toString()) as Record<string, string>;
+  return apigw.AccessLogFormat.custom(JSON.stringify({
+    ...standard,
+    // Set when API Gateway answered by itself: the gateway response type
+    // (INTEGRATION_FAILURE, INTEGRATION_TIMEOUT, THROTTLED, QUOTA_EXCEEDED, …) and its message.
+    responseType: '$context.error.responseType',
+    errorMessage: '$context.error.message',
+    // The status the function's own answer carried (Lambda proxy), e.g. 503 from the handler.
+    integrationStatus: '$context.integration.status',
+    // The status Lambda's Invoke API returned: 200, or 429 when the function was throttled.
+    integrationServiceStatus: '$context.integration.integrationStatus',
+    integrationError: '$context.integration.error',
+    integrationErrorMessage: '$context.integrationErrorMessage',
+    integrationLatency: '$context.integration.latency',
+    // Lambda's request id: the function's log lines for this request carry it.
+    integrationRequestId: '$context.integration.requestId',
+    responseLatency: '$context.responseLatency',
+    // What the REST API's security policy let through.
+    tlsVersion: '$context.tlsVersion',
+  }));
+}
+
+/**
+ * The REST API's TLS security policy: TLS 1.3 and 1.2, forward-secret
+ * suites only, with post-quantum hybrid key exchange where the client offers
+ * it (AWS: "Supported security policies", regional and private APIs). TLS 1.0
+ * and 1.1 are refused.
+ */
+const REST_API_SECURITY_POLICY = apigw.SecurityPolicy.TLS13_1_2_PFS_PQ_2025_09;
 
 /** Body of the 404 that replaces API Gateway's 403 "Missing Authentication Token". */
 // API Gateway substitutes $context variables verbatim (no JSON escaping): a
@@ -140,6 +217,13 @@ export class AtomicCounterApi extends Construct {
   public readonly usagePlan: apigw.UsagePlan;
   /** The stage's access log. */
   public readonly accessLogGroup: logs.LogGroup;
+  /**
+   * The stage's execution log (level ERROR): API Gateway's own lines about
+   * failures outside the handler, in the log group it writes to
+   * (`API-Gateway-Execution-Logs_<API id>/<stage>`), created with the access
+   * log's retention.
+   */
+  public readonly executionLogGroup: logs.LogGroup;
   /** The DynamoDB counter, when created from props. */
   public readonly dynamoCounter?: DynamoCounter;
   /** The Redis counter, when created from props. */
@@ -167,13 +251,20 @@ export class AtomicCounterApi extends Construct {
       retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
     });
     const cloudWatchRole = props.cloudWatchRole ?? true;
+    const stageName = props.stageName ?? 'prod';
     this.restApi = new apigw.RestApi(this, 'RestApi', {
       restApiName: props.restApiName ?? deploymentName(this, '-'),
       description: 'Atomic counter API (cdk-atomic-counter)',
       deployOptions: {
-        stageName: props.stageName ?? 'prod',
+        stageName,
         accessLogDestination: new apigw.LogGroupLogDestination(this.accessLogGroup),
-        accessLogFormat: apigw.AccessLogFormat.jsonWithStandardFields(),
+        accessLogFormat: accessLogFormat(),
+        // Execution logging at ERROR only: API Gateway's own account of a
+        // failure outside the handler ("Lambda invocation failed with status:
+        // 429", "Execution failed due to configuration error: …"), one line per
+        // failed request, no request or response data.
+        loggingLevel: apigw.MethodLoggingLevel.ERROR,
+        dataTraceEnabled: false,
         tracingEnabled: false,
       },
       endpointTypes: [apigw.EndpointType.REGIONAL],
@@ -182,6 +273,24 @@ export class AtomicCounterApi extends Construct {
       cloudWatchRole,
       cloudWatchRoleRemovalPolicy: cloudWatchRole ? RemovalPolicy.RETAIN : undefined,
     });
+    // API Gateway writes execution logs to a log group of this fixed name,
+    // creating it (without a retention) if it does not exist: create it first,
+    // with the access log's retention.
+    this.executionLogGroup = new logs.LogGroup(this, 'ExecutionLogs', {
+      logGroupName: `API-Gateway-Execution-Logs_${this.restApi.restApiId}/${stageName}`,
+      retention: props.accessLogRetention ?? logs.RetentionDays.ONE_MONTH,
+    });
+    this.restApi.deploymentStage.node.addDependency(this.executionLogGroup);
+    // TLS 1.2 or 1.3 only, on the API's own execute-api endpoint. A REST API
+    // without a custom domain used to take no security policy at all (a new
+    // regional API gets the legacy TLS_1_0); API Gateway's enhanced policies
+    // (SecurityPolicy_…) apply to the API itself and require an endpoint
+    // access mode. STRICT also rejects requests whose SNI host is not this
+    // API's (domain fronting). aws-cdk-lib 2.259's RestApi has no prop for
+    // either, hence the L1 properties. Upgrading a deployed API: docs/operations.md.
+    const cfnRestApi = this.restApi.node.defaultChild as apigw.CfnRestApi;
+    cfnRestApi.securityPolicy = REST_API_SECURITY_POLICY;
+    cfnRestApi.endpointAccessMode = apigw.EndpointAccessMode.STRICT;
     // RestApi always adds a CfnOutput (`Endpoint`) to the stack; a library
     // leaves a stack's outputs to its owner (`url` and `apiKey` are exposed).
     this.restApi.node.tryRemoveChild('Endpoint');
@@ -198,6 +307,16 @@ export class AtomicCounterApi extends Construct {
       statusCode: '404',
       templates: { 'application/json': NOT_FOUND_BODY },
     });
+    // Failures outside the handler answer the contract's 503 instead of API
+    // Gateway's bare 500/502/504 (see GATEWAY_UNAVAILABLE_RESPONSES).
+    for (const { id: responseId, type } of GATEWAY_UNAVAILABLE_RESPONSES) {
+      this.restApi.addGatewayResponse(responseId, {
+        type,
+        statusCode: '503',
+        responseHeaders: { 'Retry-After': `'${GATEWAY_RETRY_AFTER_SECONDS}'` },
+        templates: { 'application/json': GATEWAY_UNAVAILABLE_BODY },
+      });
+    }
     this.validator = this.restApi.addRequestValidator('PathValidator', {
       requestValidatorName: 'id-path-parameter',
       validateRequestParameters: true,

@@ -1,7 +1,8 @@
-import { Duration } from 'aws-cdk-lib';
+import { Duration, Fn } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import { Construct } from 'constructs';
 import { AtomicCounterApi } from './atomic-counter-api';
+import { RedisCounter } from './backends/redis/redis-counter';
 import { ICounter } from './counter-base';
 
 /** Props of `AtomicCounterDashboard`. */
@@ -16,8 +17,9 @@ export interface AtomicCounterDashboardProps {
 
   /**
    * Counters to chart, one row each: the counter value, the function's
-   * invocations, errors, throttles and duration p50/p99. A counter the
-   * `api` also serves is charted once.
+   * invocations, throttles and function errors, the handler's WARN/ERROR
+   * lines and duration p50/p99 (and, for Redis, evictions and memory). A
+   * counter the `api` also serves is charted once.
    * @default - only the counters `api` serves
    */
   readonly counters?: ICounter[];
@@ -39,16 +41,38 @@ export interface AtomicCounterDashboardProps {
 const WIDGET = { width: 6, height: 6 } as const;
 
 /**
- * One CloudWatch dashboard for the counter API: a row for the API (4XX, 5XX,
- * requests, latency p50/p99, by the API's own `ApiName`) and a row per backend (the counter value from
- * the backend's metric filter, and its function's invocations, errors,
- * throttles and duration p50/p99), so backends can be compared side by side.
+ * Logs Insights filter for the handlers' problem lines: every answer the
+ * handler gives for a failure is one JSON line with `level` WARN (503: the
+ * datastore or Secrets Manager) or ERROR (500: a misconfiguration).
+ */
+const PROBLEM_LINES = 'filter level = "WARN" or level = "ERROR"';
+
+/**
+ * One CloudWatch dashboard for the counter API, laid out for an outage:
+ *
+ * - the API: requests, 4XX, 5XX (every 503 and 500, the gateway's own
+ *   included) and latency; the 5XX API Gateway answered by itself, by
+ *   gateway response type (a throttled function, a crash, a timeout: from the
+ *   access log); the handlers' latest WARN/ERROR lines, all backends;
+ * - a row per backend: the counter value, the function's invocations, its
+ *   throttles and function errors (a crash or a runtime timeout: the
+ *   handler answers every datastore failure itself, so these count only what
+ *   it could not answer), the handler's WARN/ERROR lines per minute, and
+ *   duration p50/p99;
+ * - for a Redis counter with a replication group: evictions and memory use
+ *   per node, and an alarm on any eviction (exactly-once depends on key
+ *   records that an eviction would drop).
  */
 export class AtomicCounterDashboard extends Construct {
   /** The dashboard. */
   public readonly dashboard: cloudwatch.Dashboard;
   /** The counters charted, in row order. */
   public readonly counters: ICounter[];
+  /**
+   * The alarms the dashboard created: one per Redis replication group, on
+   * `Evictions` > 0 in a period (no actions: add yours, e.g. an SNS topic).
+   */
+  public readonly alarms: cloudwatch.Alarm[] = [];
 
   constructor(scope: Construct, id: string, props: AtomicCounterDashboardProps) {
     super(scope, id);
@@ -78,7 +102,7 @@ export class AtomicCounterDashboard extends Construct {
           ...WIDGET,
         }),
         new cloudwatch.GraphWidget({
-          title: 'API 5XX (includes 503 backend unavailable)',
+          title: 'API 5XX (includes 503 backend unavailable, from the handler or the gateway)',
           left: [api.metricServerError({ period, statistic: 'Sum', label: '5XX' })],
           ...WIDGET,
         }),
@@ -92,6 +116,33 @@ export class AtomicCounterDashboard extends Construct {
           ...WIDGET,
         }),
       );
+      this.dashboard.addWidgets(
+        new cloudwatch.LogQueryWidget({
+          title: 'API: 5XX answered by API Gateway itself, by gateway response (access log)',
+          logGroupNames: [props.api.accessLogGroup.logGroupName],
+          view: cloudwatch.LogQueryVisualizationType.TABLE,
+          queryLines: [
+            'filter status >= 500 and responseType != "-"',
+            'stats count(*) as answers by responseType, integrationServiceStatus, integrationError',
+            'sort answers desc',
+          ],
+          width: 12,
+          height: 6,
+        }),
+        ...(this.counters.length > 0 ? [new cloudwatch.LogQueryWidget({
+          title: 'Handlers: latest WARN (503) and ERROR (500) lines, all backends',
+          logGroupNames: this.counters.map((c) => c.logGroup.logGroupName),
+          view: cloudwatch.LogQueryVisualizationType.TABLE,
+          queryLines: [
+            'fields @timestamp, backend, level, statusCode, error, id',
+            PROBLEM_LINES,
+            'sort @timestamp desc',
+            'limit 50',
+          ],
+          width: 12,
+          height: 6,
+        })] : []),
+      );
     }
 
     for (const counter of this.counters) {
@@ -102,20 +153,31 @@ export class AtomicCounterDashboard extends Construct {
           title: `${counter.backend}: counter value (highest logged)`,
           // This deployment's series only (`Deployment`), not every stack's in the account and region.
           left: [counter.metricCounterValue({ period, label: counter.counterMetricName })],
-          ...WIDGET,
+          width: 4,
+          height: 6,
         }),
         new cloudwatch.GraphWidget({
           title: `${counter.backend}: invocations`,
           left: [fn.metricInvocations({ period, statistic: 'Sum', label: 'invocations' })],
-          ...WIDGET,
+          width: 4,
+          height: 6,
         }),
         new cloudwatch.GraphWidget({
-          title: `${counter.backend}: errors and throttles`,
+          title: `${counter.backend}: throttles and function errors (crash, runtime timeout: the gateway answers 503)`,
           left: [
-            fn.metricErrors({ period, statistic: 'Sum', label: 'errors' }),
             fn.metricThrottles({ period, statistic: 'Sum', label: 'throttles' }),
+            fn.metricErrors({ period, statistic: 'Sum', label: 'function errors' }),
           ],
-          ...WIDGET,
+          width: 6,
+          height: 6,
+        }),
+        new cloudwatch.LogQueryWidget({
+          title: `${counter.backend}: handler WARN (503) and ERROR (500) lines per minute`,
+          logGroupNames: [counter.logGroup.logGroupName],
+          view: cloudwatch.LogQueryVisualizationType.LINE,
+          queryLines: [PROBLEM_LINES, `stats count(*) as lines by bin(${period.toSeconds()}s)`],
+          width: 5,
+          height: 6,
         }),
         new cloudwatch.GraphWidget({
           title: `${counter.backend}: duration`,
@@ -124,10 +186,60 @@ export class AtomicCounterDashboard extends Construct {
             fn.metricDuration({ period, statistic: 'p99', label: 'p99' }),
           ],
           leftYAxis: { label: 'ms', showUnits: false },
-          ...WIDGET,
+          width: 5,
+          height: 6,
         }),
       );
+      if (counter instanceof RedisCounter && counter.replicationGroup) {
+        this.addRedisMemoryRow(counter, period);
+      }
     }
+  }
+
+  /**
+   * Evictions and memory of each node of the Redis counter's replication
+   * group (ElastiCache publishes them per node: dimension CacheClusterId =
+   * `<replication group id>-00<n>`), and the alarm on any eviction.
+   */
+  private addRedisMemoryRow(counter: RedisCounter, period: Duration): void {
+    const group = counter.replicationGroup!;
+    const nodes = group.numCacheClusters ?? 1;
+    const nodeMetric = (metricName: string, statistic: string, index: number) => new cloudwatch.Metric({
+      namespace: 'AWS/ElastiCache',
+      metricName,
+      dimensionsMap: { CacheClusterId: Fn.join('-', [group.ref, `00${index + 1}`]) },
+      statistic,
+      period,
+      label: `node ${index + 1}`,
+    });
+    const evictions = Array.from({ length: nodes }, (_, i) => nodeMetric('Evictions', 'Sum', i));
+    const memory = Array.from({ length: nodes }, (_, i) => nodeMetric('DatabaseMemoryUsagePercentage', 'Maximum', i));
+    const allEvictions = new cloudwatch.MathExpression({
+      expression: `SUM([${evictions.map((_, i) => `e${i}`).join(',')}])`,
+      usingMetrics: Object.fromEntries(evictions.map((m, i) => [`e${i}`, m])),
+      period,
+      label: 'evictions, all nodes',
+    });
+    const alarm = new cloudwatch.Alarm(this, `${counter.node.id}Evictions`, {
+      alarmDescription: `${counter.node.path}: ElastiCache evicted keys. An evicted Idempotency-Key record lets a retry count twice; the replication group must run with maxmemory-policy noeviction (docs/redis.md).`,
+      metric: allEvictions,
+      threshold: 0,
+      comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+      evaluationPeriods: 1,
+      treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
+    });
+    this.alarms.push(alarm);
+    this.dashboard.addWidgets(
+      new cloudwatch.AlarmWidget({ title: `${counter.backend}: evictions (alarm on any)`, alarm, width: 8, height: 6 }),
+      new cloudwatch.GraphWidget({ title: `${counter.backend}: evictions per node`, left: evictions, width: 8, height: 6 }),
+      new cloudwatch.GraphWidget({
+        title: `${counter.backend}: memory used (DatabaseMemoryUsagePercentage; noeviction refuses writes at 100 %)`,
+        left: memory,
+        leftYAxis: { min: 0, max: 100, label: '%', showUnits: false },
+        width: 8,
+        height: 6,
+      }),
+    );
   }
 }
 

@@ -4,6 +4,7 @@ import { App, Validations } from 'aws-cdk-lib';
 import { AwsSolutionsChecks } from 'cdk-nag';
 import { AtomicCounterExampleStack } from '../lib/atomic-counter-example-stack';
 import { ConfigError, ExampleConfig, loadExampleConfig } from '../lib/config';
+import { ControlTowerGuardRules } from '../lib/guard-rules';
 
 assertOneAwsCdkLib();
 const app = new App();
@@ -20,13 +21,17 @@ try {
 
 // Account-free: no env, so `cdk synth` needs no credentials and makes no
 // lookups; `cdk deploy` targets the account and region of the CLI's credentials.
-new AtomicCounterExampleStack(app, 'AtomicCounterExample', {
-  description: 'Atomic counter API on DynamoDB, ElastiCache Redis, Momento, DocumentDB and TiDB (cdk-atomic-counter example)',
+// The stack name (STACK_NAME or -c stackName=…) is also the deployment's
+// identity: a second copy in the same account needs no code change.
+new AtomicCounterExampleStack(app, config.stackName, {
+  description: 'Atomic counter API: one counter per datastore behind one REST API (cdk-atomic-counter example)',
   config,
 });
 
-// The AWS Solutions checks run on every synth: an unacknowledged finding fails it.
-Validations.of(app).addPlugins(new AwsSolutionsChecks(app));
+// The AWS Solutions checks and AWS Control Tower's proactive guard rules run
+// on every synth: an unacknowledged finding of either fails it (accepted
+// ones: lib/nag-acknowledgements.ts, lib/guard-rules.ts).
+Validations.of(app).addPlugins(new AwsSolutionsChecks(app), new ControlTowerGuardRules());
 
 /**
  * The app, the library and cdk-nag must load the same aws-cdk-lib: with two

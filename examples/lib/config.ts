@@ -7,25 +7,36 @@ import * as path from 'path';
  * `ConfigError` whose message is one line naming the variable or file.
  */
 export interface ExampleConfig {
+  /** STACK_NAME, or `-c stackName=…` (wins): the CloudFormation stack, and the deployment's identity. */
+  readonly stackName: string;
+  /** BACKENDS: the backends to deploy (a SaaS one also needs its credentials). */
+  readonly backends: ReadonlySet<BackendName>;
+  /** API_GATEWAY_CLOUDWATCH_ROLE: set the account's API Gateway CloudWatch Logs role (AtomicCounterApi's `cloudWatchRole`). */
+  readonly cloudWatchRole: boolean;
   /** USE_CONDITIONAL_WRITES */
   readonly conditionalWrites: boolean;
   /** MAX_COUNTER_VALUE */
   readonly maxCounterValue: number;
-  /** Momento: where its API key comes from, or why it is left out. */
-  readonly momento: CredentialSource<{ readonly cacheName: string }>;
+  /** Momento: where its API key comes from, or why it is left out; MOMENTO_CACHE_NAME when set (else the library's per-deployment default). */
+  readonly momento: CredentialSource<{ readonly cacheName?: string }>;
   /** TiDB: where its connection secret comes from, or why it is left out. */
   readonly tidb: CredentialSource;
   /** Lines to show as synth-time warnings (backends left out, plaintext opt-in). */
   readonly warnings: string[];
 }
 
+/** The example's backends, in the order the stack creates them. */
+export const BACKEND_NAMES = ['dynamo', 'redis', 'momento', 'docdb', 'tidb'] as const;
+export type BackendName = typeof BACKEND_NAMES[number];
+
 /**
  * Credentials of a SaaS backend: the name of an existing Secrets Manager
- * secret (the safe path), the JSON read from a local file (opt-in: it ends up
+ * secret (the safe path; with the ARN of the customer-managed KMS key that
+ * encrypts it, if any), the JSON read from a local file (opt-in: it ends up
  * in the template), or nothing (the backend is left out).
  */
 export type CredentialSource<Extra = {}> =
-  | ({ readonly kind: 'secretName'; readonly secretName: string } & Extra)
+  | ({ readonly kind: 'secretName'; readonly secretName: string; readonly kmsKeyArn?: string } & Extra)
   | ({ readonly kind: 'plaintextFile'; readonly file: string; readonly secretJson: string } & Extra)
   | { readonly kind: 'absent'; readonly reason: string };
 
@@ -43,8 +54,17 @@ export const PLAINTEXT_OPT_IN = 'allowPlaintextSecretsFromFiles';
 /** Credential files, in the example's root (gitignored). */
 export const CREDENTIAL_FILES = { momento: 'momento_key_info.json', tidb: 'tidb_info.json' } as const;
 
+/** CDK context key naming the stack (wins over STACK_NAME). */
+export const STACK_NAME_CONTEXT = 'stackName';
+
 /** Defaults of every variable (`.env.example` mirrors them). */
-export const CONFIG_DEFAULTS = { conditionalWrites: false, maxCounterValue: 10, momentoCacheName: 'atomic-counter' } as const;
+export const CONFIG_DEFAULTS = {
+  stackName: 'AtomicCounterExample',
+  backends: BACKEND_NAMES.join(','),
+  cloudWatchRole: true,
+  conditionalWrites: false,
+  maxCounterValue: 10,
+} as const;
 
 /** Where the configuration comes from. */
 export interface ConfigSources {
@@ -63,23 +83,48 @@ export function loadExampleConfig(sources: ConfigSources): ExampleConfig {
   const allowPlaintext = readContextBoolean(sources.context?.(PLAINTEXT_OPT_IN), PLAINTEXT_OPT_IN);
   const warnings: string[] = [];
 
+  const stackName = readStackName(sources.context?.(STACK_NAME_CONTEXT), vars.STACK_NAME);
+  const backends = readBackends(vars);
+  const cloudWatchRole = readBoolean(vars, 'API_GATEWAY_CLOUDWATCH_ROLE', CONFIG_DEFAULTS.cloudWatchRole);
   const conditionalWrites = readBoolean(vars, 'USE_CONDITIONAL_WRITES', CONFIG_DEFAULTS.conditionalWrites);
   const maxCounterValue = readPositiveInteger(vars, 'MAX_COUNTER_VALUE', CONFIG_DEFAULTS.maxCounterValue);
-  const cacheName = readString(vars, 'MOMENTO_CACHE_NAME', CONFIG_DEFAULTS.momentoCacheName);
-  if (!/^[A-Za-z0-9_.-]{1,255}$/.test(cacheName)) {
+  const cacheName = vars.MOMENTO_CACHE_NAME === undefined ? undefined : readString(vars, 'MOMENTO_CACHE_NAME', '');
+  if (cacheName !== undefined && !/^[A-Za-z0-9_.-]{1,255}$/.test(cacheName)) {
     throw new ConfigError(`MOMENTO_CACHE_NAME: "${cacheName}" is not a valid Momento cache name (letters, digits, "_", ".", "-")`);
   }
 
-  const momentoSource = readCredentials({
+  // A backend left out by BACKENDS needs no credentials, and gets no warning.
+  const leftOut = (backend: string): CredentialSource => ({ kind: 'absent', reason: `${backend} left out by BACKENDS` });
+  const momentoSource = backends.has('momento') ? readCredentials({
     dir: sources.dir, vars, allowPlaintext, warnings,
     backend: 'Momento', variable: 'MOMENTO_SECRET_NAME', file: CREDENTIAL_FILES.momento, validate: validateMomentoKey,
-  });
+  }) : leftOut('Momento');
   const momento = momentoSource.kind === 'absent' ? momentoSource : { ...momentoSource, cacheName };
-  const tidb = readCredentials({
+  const tidb = backends.has('tidb') ? readCredentials({
     dir: sources.dir, vars, allowPlaintext, warnings,
     backend: 'TiDB', variable: 'TIDB_SECRET_NAME', file: CREDENTIAL_FILES.tidb, validate: validateTiDbInfo,
-  });
-  return { conditionalWrites, maxCounterValue, momento, tidb, warnings };
+  }) : leftOut('TiDB');
+  return { stackName, backends, cloudWatchRole, conditionalWrites, maxCounterValue, momento, tidb, warnings };
+}
+
+/** `-c stackName=…` wins over STACK_NAME; CloudFormation's rule for stack names. */
+function readStackName(fromContext: unknown, fromEnv: string | undefined): string {
+  const [source, value] = fromContext !== undefined ? [`-c ${STACK_NAME_CONTEXT}`, String(fromContext)] : ['STACK_NAME', fromEnv];
+  if (value === undefined) return CONFIG_DEFAULTS.stackName;
+  if (!/^[A-Za-z][A-Za-z0-9-]{0,127}$/.test(value)) {
+    throw new ConfigError(`${source}: "${value}" is not a CloudFormation stack name (a letter, then up to 127 letters, digits or "-")`);
+  }
+  return value;
+}
+
+/** BACKENDS: a comma-separated subset of BACKEND_NAMES, at least one. */
+function readBackends(vars: Record<string, string | undefined>): ReadonlySet<BackendName> {
+  const value = vars.BACKENDS ?? CONFIG_DEFAULTS.backends;
+  const names = value.split(',').map((n) => n.trim()).filter((n) => n !== '');
+  const unknown = names.filter((n) => !(BACKEND_NAMES as readonly string[]).includes(n));
+  if (unknown.length > 0) throw new ConfigError(`BACKENDS: unknown backend "${unknown[0]}" (expected a comma-separated list of ${BACKEND_NAMES.join(', ')})`);
+  if (names.length === 0) throw new ConfigError(`BACKENDS: empty; list at least one of ${BACKEND_NAMES.join(', ')}`);
+  return new Set(names as BackendName[]);
 }
 
 interface CredentialOptions {
@@ -105,7 +150,15 @@ function readCredentials(o: CredentialOptions): CredentialSource {
     if (/-.{6}$/.test(secretName)) {
       throw new ConfigError(`${o.variable}: "${secretName}" ends in "-" plus six characters, which Secrets Manager takes for the random suffix of a full ARN (lookups by name then fail); rename the secret`);
     }
-    return { kind: 'secretName', secretName };
+    // The customer-managed key encrypting the secret, if any: the functions
+    // then also get kms:Decrypt on it (through Secrets Manager only).
+    const keyVariable = `${o.variable.replace(/_NAME$/, '')}_KMS_KEY_ARN`;
+    const kmsKeyArn = o.vars[keyVariable];
+    if (kmsKeyArn === undefined) return { kind: 'secretName', secretName };
+    if (!/^arn:aws[a-z-]*:kms:[a-z0-9-]+:\d{12}:key\/[A-Za-z0-9-]+$/.test(kmsKeyArn)) {
+      throw new ConfigError(`${keyVariable}: "${kmsKeyArn}" is not a KMS key ARN (arn:aws:kms:<region>:<account>:key/<key id>; an alias cannot be granted)`);
+    }
+    return { kind: 'secretName', secretName, kmsKeyArn };
   }
   const filePath = path.join(o.dir, o.file);
   if (!o.allowPlaintext) {

@@ -27,10 +27,6 @@ export function acknowledgeNagFindings(parts: {
       reason: 'The request validator validates the only request input, the {id} path parameter (and the handler validates its content); POST and GET carry no body, so there is no body model to validate.',
     },
     {
-      id: 'AwsSolutions-APIG6',
-      reason: 'The stage writes a JSON access log of every request to a log group with a retention, and each function logs one line per request. Execution logging stays off: API Gateway would write it to a log group it creates outside the stack, with no retention. (Access logging needs the account\'s API Gateway CloudWatch role as much as execution logging does; the API sets that role.)',
-    },
-    {
       id: 'AwsSolutions-APIG3',
       reason: 'Abuse is bounded by the API key and the usage plan throttle and quota. A WAF web ACL is an account-level cost and policy decision; associate one with the stage where required.',
     },

@@ -186,8 +186,7 @@ export function createCounterFunction(counter: CounterBase, props: CounterOption
     logGroup: counter.logGroup,
     environment,
   });
-  // Read-only (GetSecretValue, DescribeSecret, plus kms:Decrypt with a customer key), on this secret only.
-  fn.secret?.grantRead(counterFunction);
+  if (fn.secret) grantSecretValueRead(fn.secret, counterFunction);
   if (fn.after) counterFunction.node.addDependency(fn.after);
   return counterFunction;
 }
@@ -236,7 +235,7 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     logGroup,
     environment: { ...options.environment, ...sourceMapEnvironment(props) },
   });
-  options.secret?.grantRead(setupFunction);
+  if (options.secret) grantSecretValueRead(options.secret, setupFunction);
   // A failed Update asks whether the stack is rolling back (src/runtime/custom-resource.ts):
   // its own stack's status only.
   setupFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(scope).stackId] }));
@@ -247,6 +246,38 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     properties: options.properties,
   });
   return { setupFunction, resource };
+}
+
+/**
+ * What a function needs to read `secret`, and nothing more:
+ * `secretsmanager:GetSecretValue` on that secret (the handlers call nothing
+ * else: src/runtime/secrets.ts), plus `kms:Decrypt` through Secrets Manager
+ * when the secret is encrypted with a customer-managed key (import it with
+ * `Secret.fromSecretAttributes({ …, encryptionKey })`). `secret.grantRead`
+ * would add `secretsmanager:DescribeSecret`, which nothing uses. The
+ * resource is the one `grantRead` uses: the full ARN, or a secret imported by
+ * name or partial ARN with Secrets Manager's six-character suffix.
+ */
+export function grantSecretValueRead(secret: secretsmanager.ISecret, grantee: iam.IGrantable): void {
+  iam.Grant.addToPrincipalOrResource({
+    grantee,
+    actions: ['secretsmanager:GetSecretValue'],
+    resourceArns: [secret.secretFullArn ?? `${secret.secretArn}-??????`],
+    resource: secret,
+  });
+  // In the function's own policy: `encryptionKey.grantDecrypt(ViaServicePrincipal)`,
+  // which `grantRead` uses, writes only to the key's policy, and an imported
+  // key's policy is not the stack's, so the function got nothing. The key's
+  // policy must let the account's IAM policies grant it (KMS's default key
+  // policy does).
+  if (secret.encryptionKey) {
+    iam.Grant.addToPrincipal({
+      grantee,
+      actions: ['kms:Decrypt'],
+      resourceArns: [secret.encryptionKey.keyArn],
+      conditions: { StringEquals: { 'kms:ViaService': `secretsmanager.${Stack.of(secret).region}.amazonaws.com` } },
+    });
+  }
 }
 
 /** An explicit log group with the counter's retention (also used by setup functions). */

@@ -4,6 +4,8 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DynamoCounter } from '../../src';
+import { BackendUnavailableError } from '../../src/runtime/errors';
+import { errorResponse } from '../../src/runtime/http';
 import { environmentOf, lambdaRuntimes, nodeMajor } from '../kit/template';
 
 function synth(build: (stack: Stack) => void, env = true): Template {
@@ -48,6 +50,76 @@ describe('AtomicCounterApi', () => {
     const substituted = template.replace(/\$context\.([A-Za-z.]+)/g, (_m, name: string) => hostile[name] ?? 'v"\\');
     expect(() => JSON.parse(substituted)).not.toThrow();
     expect(JSON.parse(substituted)).toMatchObject({ code: 'NOT_FOUND' });
+  });
+
+  describe('failures outside the handler answer the contract\'s 503, never API Gateway\'s bare 500/502/504', () => {
+    /** The gateway responses of a synthesized API, by response type. */
+    function gatewayResponses(): Record<string, any> {
+      const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+      return Object.fromEntries(Object.values<any>(t.findResources('AWS::ApiGateway::GatewayResponse'))
+        .map((r) => [r.Properties.ResponseType, r.Properties]));
+    }
+
+    // INTEGRATION_FAILURE: Lambda refused the invocation (throttled: 429
+    // TooManyRequestsException); INTEGRATION_TIMEOUT: no answer in 29 s;
+    // DEFAULT_5XX: everything else, the 502 of a function error included.
+    test.each(['INTEGRATION_FAILURE', 'INTEGRATION_TIMEOUT', 'DEFAULT_5XX'])('%s → 503 BACKEND_UNAVAILABLE with Retry-After, the handler\'s own body', (type) => {
+      const response = gatewayResponses()[type];
+      expect(response).toBeDefined();
+      expect(response.StatusCode).toBe('503');
+      expect(response.ResponseParameters).toEqual({ 'gatewayresponse.header.Retry-After': "'1'" });
+      // The handler's own 503 (src/runtime/http.ts), less the backend a gateway response cannot know.
+      const handler = errorResponse(new BackendUnavailableError('engine down'), { backend: undefined });
+      expect(JSON.parse(response.ResponseTemplates['application/json'])).toEqual(JSON.parse(handler.body));
+      expect(handler.statusCode).toBe(503);
+      expect(handler.headers['Retry-After']).toBe('1');
+    });
+
+    test('API Gateway\'s own 4XX answers the contract lists as theirs are left alone (403 bad key, 429 usage plan)', () => {
+      expect(Object.keys(gatewayResponses()).sort()).toEqual(['DEFAULT_5XX', 'INTEGRATION_FAILURE', 'INTEGRATION_TIMEOUT', 'MISSING_AUTHENTICATION_TOKEN']);
+    });
+
+    test('the access log keeps the standard fields and records what tells these failures apart', () => {
+      const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+      const [stage] = Object.values<any>(t.findResources('AWS::ApiGateway::Stage'));
+      const format = JSON.parse(stage.Properties.AccessLogSetting.Format);
+      expect(format).toMatchObject(JSON.parse(apigw.AccessLogFormat.jsonWithStandardFields().toString()));
+      expect(format).toMatchObject({
+        responseType: '$context.error.responseType',
+        errorMessage: '$context.error.message',
+        integrationStatus: '$context.integration.status',
+        integrationServiceStatus: '$context.integration.integrationStatus',
+        integrationError: '$context.integration.error',
+        integrationErrorMessage: '$context.integrationErrorMessage',
+        integrationLatency: '$context.integration.latency',
+        integrationRequestId: '$context.integration.requestId',
+        responseLatency: '$context.responseLatency',
+      });
+    });
+  });
+
+  test('execution logging at ERROR, into a log group the stack creates first (named as API Gateway names it, with a retention)', () => {
+    const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+    const [[stageId, stage]] = Object.entries<any>(t.findResources('AWS::ApiGateway::Stage'));
+    expect(stage.Properties.MethodSettings).toEqual([{ HttpMethod: '*', ResourcePath: '/*', LoggingLevel: 'ERROR', DataTraceEnabled: false }]);
+    const groups = t.findResources('AWS::Logs::LogGroup', { Properties: { LogGroupName: Match.anyValue() } });
+    const [[groupId, group]] = Object.entries<any>(groups);
+    const restApiId = Object.keys(t.findResources('AWS::ApiGateway::RestApi'))[0];
+    expect(group.Properties).toEqual({
+      LogGroupName: { 'Fn::Join': ['', ['API-Gateway-Execution-Logs_', { Ref: restApiId }, '/prod']] },
+      RetentionInDays: 30,
+    });
+    expect(stage.DependsOn).toContain(groupId);
+    expect(stageId).toBeDefined();
+  });
+
+  test('the REST API accepts TLS 1.2 and 1.3 only (an enhanced security policy, STRICT endpoint access)', () => {
+    const t = synth((s) => new AtomicCounterApi(s, 'Api', { dynamo: {} }));
+    t.hasResourceProperties('AWS::ApiGateway::RestApi', {
+      SecurityPolicy: 'SecurityPolicy_TLS13_1_2_PFS_PQ_2025_09',
+      EndpointAccessMode: 'STRICT',
+      EndpointConfiguration: { Types: ['REGIONAL'] },
+    });
   });
 
   describe('API Gateway CloudWatch Logs role (access logging in a fresh account)', () => {

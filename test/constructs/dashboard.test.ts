@@ -1,10 +1,11 @@
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
+import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
-import { AtomicCounterApi, AtomicCounterDashboard, DynamoCounter, ICounter } from '../../src';
+import { AtomicCounterApi, AtomicCounterDashboard, DynamoCounter, ICounter, RedisCounter } from '../../src';
 
 /** The dashboard body with CloudFormation's Fn::Join flattened and tokens kept as JSON. */
 function dashboardBody(stack: Stack): { widgets: Widget[] } {
@@ -19,7 +20,7 @@ function dashboardBody(stack: Stack): { widgets: Widget[] } {
 
 interface Widget {
   type: string;
-  properties: { title?: string; markdown?: string; metrics?: unknown[][] };
+  properties: { title?: string; markdown?: string; metrics?: unknown[][]; query?: string; view?: string; annotations?: { alarms?: string[] } };
 }
 
 function newStack(): Stack {
@@ -56,7 +57,7 @@ function metricsOf(widgets: Widget[], title: RegExp): string[] {
 }
 
 describe('AtomicCounterDashboard', () => {
-  test('charts the API (requests, 4XX, 5XX, latency p50/p99) and each counter (value, invocations, errors, throttles, duration p50/p99)', () => {
+  test('charts the API (requests, 4XX, 5XX, latency p50/p99) and each counter (value, invocations, throttles, function errors, duration p50/p99)', () => {
     const stack = newStack();
     const api = new AtomicCounterApi(stack, 'Api');
     const dynamo = new DynamoCounter(stack, 'Dynamo');
@@ -84,13 +85,74 @@ describe('AtomicCounterDashboard', () => {
         JSON.stringify(['AtomicCounter', metricName, ...dimensions, { label: metricName, period: 60, stat: 'Maximum' }]),
       );
       expect(metricsOf(widgets, new RegExp(`^${backend}: invocations`))[0]).toMatch(/"AWS\/Lambda","Invocations","FunctionName"/);
-      const errorsAndThrottles = metricsOf(widgets, new RegExp(`^${backend}: errors and throttles`));
-      expect(errorsAndThrottles[0]).toMatch(/"AWS\/Lambda","Errors"/);
-      expect(errorsAndThrottles[1]).toMatch(/"AWS\/Lambda","Throttles"/);
+      const throttlesAndErrors = metricsOf(widgets, new RegExp(`^${backend}: throttles and function errors`));
+      expect(throttlesAndErrors[0]).toMatch(/"AWS\/Lambda","Throttles"/);
+      expect(throttlesAndErrors[1]).toMatch(/"AWS\/Lambda","Errors"/);
       const duration = metricsOf(widgets, new RegExp(`^${backend}: duration`));
       expect(duration[0]).toMatch(/"AWS\/Lambda","Duration".*"stat":"p50"/);
       expect(duration[1]).toMatch(/"AWS\/Lambda","Duration".*"stat":"p99"/);
     }
+  });
+
+  test('what an outage needs: the handlers\' WARN/ERROR lines (per backend and all together) and the 5XX the gateway answered itself, by response type', () => {
+    const stack = newStack();
+    const api = new AtomicCounterApi(stack, 'Api');
+    const dynamo = new DynamoCounter(stack, 'Dynamo');
+    api.addCounter(dynamo);
+    new AtomicCounterDashboard(stack, 'Dashboard', { api });
+    const { widgets } = dashboardBody(stack);
+    const logGroupRef = (group: { node: { defaultChild?: unknown } }) => `'${stack.getLogicalId(group.node.defaultChild as never)}'`;
+    const query = (title: RegExp) => {
+      const widget = widgets.find((w) => w.type === 'log' && title.test(w.properties.title ?? ''));
+      if (!widget) throw new Error(`no log widget titled ${title}`);
+      return widget.properties.query!;
+    };
+    // The handler writes level WARN for a 503 and ERROR for a 500 (src/runtime/log.ts).
+    const perBackend = query(/^dynamo: handler WARN \(503\) and ERROR \(500\) lines per minute/);
+    expect(perBackend).toContain('filter level = "WARN" or level = "ERROR"');
+    expect(perBackend).toMatch(/stats count\(\*\) as lines by bin\(60s\)/);
+    expect(perBackend).toContain(logGroupRef(dynamo.logGroup));
+    const latest = query(/^Handlers: latest WARN/);
+    expect(latest).toContain('filter level = "WARN" or level = "ERROR"');
+    expect(latest).toContain(logGroupRef(dynamo.logGroup));
+    const gateway = query(/^API: 5XX answered by API Gateway itself/);
+    expect(gateway).toContain(logGroupRef(api.accessLogGroup));
+    // Fields the access log writes (atomic-counter-api.ts): the response type and Lambda's own status (429 = throttled).
+    expect(gateway).toMatch(/by responseType, integrationServiceStatus, integrationError/);
+    const stage = Template.fromStack(stack).toJSON().Resources[stack.getLogicalId(api.restApi.deploymentStage.node.defaultChild as never)];
+    const format = JSON.parse(stage.Properties.AccessLogSetting.Format);
+    for (const field of ['responseType', 'integrationServiceStatus', 'integrationError', 'status']) expect(Object.keys(format)).toContain(field);
+  });
+
+  test('a Redis replication group gets evictions and memory per node, and an alarm on any eviction', () => {
+    const stack = newStack();
+    const vpc = new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+    const redis = new RedisCounter(stack, 'Redis', { vpc });
+    const dashboard = new AtomicCounterDashboard(stack, 'Dashboard', { counters: [redis] });
+    const t = Template.fromStack(stack);
+    const groupId = stack.getLogicalId(redis.replicationGroup!);
+    const nodes = redis.replicationGroup!.numCacheClusters!;
+    expect(nodes).toBeGreaterThanOrEqual(2);
+    const member = (n: number) => ({ 'Fn::Join': ['-', [{ Ref: groupId }, `00${n}`]] });
+    expect(dashboard.alarms).toHaveLength(1);
+    const [alarm] = Object.values<any>(t.findResources('AWS::CloudWatch::Alarm'));
+    expect(alarm.Properties).toMatchObject({ ComparisonOperator: 'GreaterThanThreshold', Threshold: 0, EvaluationPeriods: 1, TreatMissingData: 'notBreaching' });
+    const math = alarm.Properties.Metrics.find((m: any) => m.Expression);
+    expect(math.Expression).toBe(`SUM([${Array.from({ length: nodes }, (_, i) => `e${i}`).join(',')}])`);
+    const evictions = alarm.Properties.Metrics.filter((m: any) => m.MetricStat);
+    expect(evictions.map((m: any) => m.MetricStat.Metric)).toEqual(Array.from({ length: nodes }, (_, i) => ({
+      Namespace: 'AWS/ElastiCache', MetricName: 'Evictions', Dimensions: [{ Name: 'CacheClusterId', Value: member(i + 1) }],
+    })));
+    const { widgets } = dashboardBody(stack);
+    expect(metricsOf(widgets, /^redis: evictions per node/)).toHaveLength(nodes);
+    const memory = metricsOf(widgets, /^redis: memory used/);
+    expect(memory).toHaveLength(nodes);
+    expect(memory[0]).toMatch(/"AWS\/ElastiCache","DatabaseMemoryUsagePercentage","CacheClusterId"/);
+    expect(widgets.find((w) => /^redis: evictions \(alarm on any\)/.test(w.properties.title ?? ''))?.properties.annotations?.alarms).toHaveLength(1);
+    // Without a replication group (an existing endpoint) there is nothing to alarm on.
+    const other = newStack();
+    const existing = new RedisCounter(other, 'Redis', { vpc: new ec2.Vpc(other, 'Vpc', { maxAzs: 2, natGateways: 1 }), existingEndpoint: { hostname: 'redis.example.internal' } });
+    expect(new AtomicCounterDashboard(other, 'Dashboard', { counters: [existing] }).alarms).toEqual([]);
   });
 
   test("each backend's Lambda metrics point at that backend's own function", () => {

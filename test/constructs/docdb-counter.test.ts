@@ -154,7 +154,7 @@ describe('DocDbCounter (created cluster)', () => {
       const roles = policy.Properties.Roles.map((r: any) => r.Ref);
       for (const statement of policy.Properties.PolicyDocument.Statement) {
         if (![statement.Action].flat().some((a: string) => a.startsWith('secretsmanager:'))) continue;
-        expect([statement.Action].flat().sort()).toEqual(['secretsmanager:DescribeSecret', 'secretsmanager:GetSecretValue']);
+        expect([statement.Action].flat().sort()).toEqual(['secretsmanager:GetSecretValue']);
         grants.push({ roles, resource: JSON.stringify(statement.Resource) });
       }
     }

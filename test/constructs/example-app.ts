@@ -59,10 +59,19 @@ export function exampleDir(dotenv: string, files: { momento?: unknown; tidb?: un
   return dir;
 }
 
-/** The example stack as bin/ builds it, from a directory and context. */
-export function buildExample(dir: string, context: Record<string, unknown> = {}): { app: App; stack: StackType } {
+/** The example stack as bin/ builds it, from a directory, context and (process) environment. */
+export function buildExample(dir: string, context: Record<string, unknown> = {}, env: Record<string, string> = {}): { app: App; stack: StackType } {
   const app = new App({ context });
-  const exampleConfig = config.loadExampleConfig({ dir, env: {}, context: (key) => app.node.tryGetContext(key) });
-  const stack = new AtomicCounterExampleStack(app, 'AtomicCounterExample', { config: exampleConfig });
+  const exampleConfig = config.loadExampleConfig({ dir, env, context: (key) => app.node.tryGetContext(key) });
+  const stack = new AtomicCounterExampleStack(app, exampleConfig.stackName, { config: exampleConfig });
   return { app, stack };
 }
+
+/**
+ * The variants CI synthesizes (.ci/run) and the tests check: every backend,
+ * then each backend left out in turn (BACKENDS).
+ */
+export const EXAMPLE_VARIANTS: ReadonlyArray<{ readonly name: string; readonly backends: readonly string[] }> = [
+  { name: 'all', backends: config.BACKEND_NAMES },
+  ...config.BACKEND_NAMES.map((out) => ({ name: `without-${out}`, backends: config.BACKEND_NAMES.filter((b) => b !== out) })),
+];

@@ -3,7 +3,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
-import { buildExample, config, exampleDir, FAKE_CREDENTIALS, FULL_DOTENV } from './example-app';
+import { buildExample, config, EXAMPLE_VARIANTS, exampleDir, FAKE_CREDENTIALS, FULL_DOTENV } from './example-app';
 
 /** The backends the example serves when every credential is configured: all five. */
 const ALL_BACKENDS = ['dynamo', 'redis', 'momento', 'docdb', 'tidb'];
@@ -38,8 +38,38 @@ describe('example stack, every backend configured', () => {
     template.resourceCountIs('AWS::EC2::VPC', 1);
     template.resourceCountIs('AWS::EC2::NatGateway', 1);
     const subnets = Object.values(template.findResources('AWS::EC2::Subnet'));
-    expect(subnets.map((s) => s.Properties.MapPublicIpOnLaunch).sort()).toEqual([false, false, true, true]);
+    expect(subnets).toHaveLength(4);
+    // No public address on launch, public subnets included (the NAT gateway has its Elastic IP): CT.EC2.PR.11.
+    expect(subnets.map((s) => s.Properties.MapPublicIpOnLaunch)).toEqual([false, false, false, false]);
+    template.resourceCountIs('AWS::EC2::EIP', 1);
     template.hasResourceProperties('AWS::EC2::FlowLog', { TrafficType: 'REJECT' });
+  });
+
+  test('the VPC\'s default security group is stripped of its rules (restrictDefaultSecurityGroup)', () => {
+    const vpcId = logicalId(stack, stack.vpc!);
+    template.hasResourceProperties('Custom::VpcRestrictDefaultSG', { DefaultSecurityGroupId: { 'Fn::GetAtt': [vpcId, 'DefaultSecurityGroup'] } });
+  });
+
+  test('the Redis eviction alarm notifies an encrypted SNS topic (CT.CLOUDWATCH.PR.1)', () => {
+    expect(stack.dashboard.alarms).toHaveLength(1);
+    const topicId = logicalId(stack, stack.alarmTopic);
+    template.hasResourceProperties('AWS::CloudWatch::Alarm', { AlarmActions: [{ Ref: topicId }] });
+    template.hasResourceProperties('AWS::SNS::Topic', { KmsMasterKeyId: Match.anyValue() });
+    template.hasOutput('AlarmTopicArn', { Value: { Ref: topicId } });
+  });
+
+  test('every log group is kept a year (CT.CLOUDWATCH.PR.2)', () => {
+    const groups = Object.entries(template.findResources('AWS::Logs::LogGroup'));
+    expect(groups.length).toBeGreaterThan(2 * ALL_BACKENDS.length);
+    expect(groups.filter(([, g]) => g.Properties.RetentionInDays !== 365).map(([id]) => id)).toEqual([]);
+  });
+
+  test('no function may call secretsmanager:DescribeSecret (nothing uses it); each reads its secrets with GetSecretValue only', () => {
+    const actions = Object.values(template.findResources('AWS::IAM::Policy'))
+      .flatMap((p) => p.Properties.PolicyDocument.Statement).flatMap((st: any) => [st.Action].flat())
+      .filter((a: string) => a.startsWith('secretsmanager:'));
+    expect(actions.length).toBeGreaterThan(0);
+    expect([...new Set(actions)]).toEqual(['secretsmanager:GetSecretValue']);
   });
 
   test('one counter function per backend, each told the mode from .env', () => {
@@ -119,7 +149,7 @@ describe('example stack, every backend configured', () => {
     template.hasResourceProperties('AWS::ApiGateway::UsagePlan', { ApiStages: [Match.objectLike({ Stage: Match.anyValue() })] });
     template.hasResourceProperties('AWS::ApiGateway::UsagePlanKey', { KeyType: 'API_KEY' });
     // The example's own outputs (the library adds none): the URL and the key id for calling the API.
-    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(['ApiKeyId', 'ApiUrl', 'Backends', 'DashboardName']);
+    expect(Object.keys(template.toJSON().Outputs).sort()).toEqual(['AlarmTopicArn', 'ApiKeyId', 'ApiUrl', 'Backends', 'DashboardName']);
     template.hasOutput('ApiKeyId', { Description: Match.stringLikeRegexp('get-api-key') });
   });
 
@@ -166,6 +196,101 @@ describe('example stack, every backend configured', () => {
       expect(secret.Properties.GenerateSecretString).toBeDefined();
       expect(secret.Properties.SecretString).toBeUndefined();
     }
+  });
+});
+
+describe('example stack: any backend can be left out (BACKENDS), as CI synthesizes it', () => {
+  test.each(EXAMPLE_VARIANTS.filter((v) => v.name !== 'all').map((v) => [v.name, v.backends] as const))('%s: serves exactly the rest, and nothing of the one left out is in the template', (name, backends) => {
+    const { stack } = buildExample(exampleDir(FULL_DOTENV), {}, { BACKENDS: backends.join(',') });
+    expect(stack.api.backends.sort()).toEqual([...backends].sort());
+    const left = name.replace('without-', '');
+    const types = new Set(Object.values(Template.fromStack(stack).toJSON().Resources as Resources).map((r) => r.Type));
+    const own: Record<string, string[]> = {
+      docdb: ['AWS::DocDB::DBCluster', 'AWS::DocDB::DBInstance', 'AWS::DocDB::DBSubnetGroup', 'Custom::DocDbSetup'],
+      redis: ['AWS::ElastiCache::ReplicationGroup', 'AWS::ElastiCache::SubnetGroup'],
+      dynamo: ['AWS::DynamoDB::Table'],
+      momento: ['Custom::MomentoSetup'],
+      tidb: ['Custom::TiDbSetup'],
+    };
+    expect(own[left].filter((t) => types.has(t))).toEqual([]);
+    // A backend left out by BACKENDS is no warning; credentials it would need are not read.
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings.filter((w) => /left out/.test(w))).toEqual([]);
+  });
+
+  test('without Redis and DocumentDB there is no VPC (and no NAT gateway to pay for)', () => {
+    const { stack } = buildExample(exampleDir(FULL_DOTENV), {}, { BACKENDS: 'dynamo,momento,tidb' });
+    expect(stack.vpc).toBeUndefined();
+    Template.fromStack(stack).resourceCountIs('AWS::EC2::VPC', 0);
+    expect(stack.api.backends.sort()).toEqual(['dynamo', 'momento', 'tidb']);
+  });
+
+  test.each([
+    ['BACKENDS=dynamo,mysql', /^BACKENDS: unknown backend "mysql"/],
+    ['BACKENDS=,', /^BACKENDS: empty/],
+    ['API_GATEWAY_CLOUDWATCH_ROLE=no', /^API_GATEWAY_CLOUDWATCH_ROLE: expected true or false, got "no"$/],
+    ['STACK_NAME=1st', /^STACK_NAME: "1st" is not a CloudFormation stack name/],
+    ['MOMENTO_SECRET_NAME=m\nMOMENTO_SECRET_KMS_KEY_ARN=alias/secrets', /^MOMENTO_SECRET_KMS_KEY_ARN: "alias\/secrets" is not a KMS key ARN/],
+  ])('.env "%s" stops synth with one line naming it', (dotenv, message) => {
+    expectConfigError(() => buildExample(exampleDir(dotenv.replace('\\n', '\n'))), message);
+  });
+});
+
+describe('example stack: account, organisation and copies', () => {
+  test('API_GATEWAY_CLOUDWATCH_ROLE=false leaves the account-level API Gateway logging role alone (and synth says it is a prerequisite)', () => {
+    const { stack } = buildExample(exampleDir(`${FULL_DOTENV}\nAPI_GATEWAY_CLOUDWATCH_ROLE=false`));
+    const t = Template.fromStack(stack);
+    t.resourceCountIs('AWS::ApiGateway::Account', 0);
+    expect(JSON.stringify(t.findResources('AWS::IAM::Role'))).not.toContain('AmazonAPIGatewayPushToCloudWatchLogs');
+    const warnings = Annotations.fromStack(stack).findWarning('*', Match.anyValue()).map((w) => String(w.entry.data));
+    expect(warnings.filter((w) => /cloudWatchRole is false/.test(w))).toHaveLength(1);
+    // The default sets it.
+    Template.fromStack(buildExample(exampleDir(FULL_DOTENV)).stack).resourceCountIs('AWS::ApiGateway::Account', 1);
+  });
+
+  test('SaaS secrets encrypted with a customer-managed KMS key: the counter and setup functions may decrypt with that key, through Secrets Manager only', () => {
+    const keys = {
+      momento: 'arn:aws:kms:eu-west-1:123456789012:key/11111111-2222-3333-4444-555555555555',
+      tidb: 'arn:aws:kms:eu-west-1:123456789012:key/66666666-7777-8888-9999-000000000000',
+    };
+    const { stack } = buildExample(exampleDir([FULL_DOTENV, `MOMENTO_SECRET_KMS_KEY_ARN=${keys.momento}`, `TIDB_SECRET_KMS_KEY_ARN=${keys.tidb}`].join('\n')));
+    const t = Template.fromStack(stack);
+    const resources = t.toJSON().Resources as Resources;
+    for (const [backend, key] of Object.entries(keys)) {
+      const counter = stack.counters.find((c) => c.backend === backend)!;
+      const setup = counter.counterFunction.node.scope!.node.tryFindChild('SetupFunction') as { node: { defaultChild?: unknown } } | undefined;
+      expect(setup).toBeDefined();
+      for (const fn of [counter.counterFunction, setup!]) {
+        const role = resources[logicalId(stack, fn as never)].Properties.Role['Fn::GetAtt'][0];
+        const statements = Object.values(resources).filter((r) => r.Type === 'AWS::IAM::Policy' && r.Properties.Roles.some((x: any) => x.Ref === role))
+          .flatMap((p) => p.Properties.PolicyDocument.Statement);
+        const decrypt = statements.filter((st: any) => [st.Action].flat().includes('kms:Decrypt'));
+        expect(decrypt).toEqual([expect.objectContaining({
+          Effect: 'Allow',
+          Resource: key,
+          Condition: { StringEquals: { 'kms:ViaService': { 'Fn::Join': ['', ['secretsmanager.', { Ref: 'AWS::Region' }, '.amazonaws.com']] } } },
+        })]);
+        // And the secret itself, by name with Secrets Manager's suffix.
+        expect(JSON.stringify(statements.filter((st: any) => st.Action === 'secretsmanager:GetSecretValue'))).toContain(`:secret:atomic-counter/${backend}-??????`);
+      }
+    }
+    // Without a key ARN, no kms:Decrypt anywhere.
+    const plain = Template.fromStack(buildExample(exampleDir(FULL_DOTENV)).stack).toJSON();
+    expect(JSON.stringify(plain)).not.toContain('kms:Decrypt');
+  });
+
+  test('the stack name comes from STACK_NAME or -c stackName (which wins): a second copy is only a setting, with its own deployment identity', () => {
+    const fromEnv = buildExample(exampleDir(FULL_DOTENV), {}, { STACK_NAME: 'CountersStaging' }).stack;
+    expect(fromEnv.stackName).toBe('CountersStaging');
+    const fromContext = buildExample(exampleDir(`${FULL_DOTENV}\nSTACK_NAME=CountersStaging`), { stackName: 'CountersProd' }).stack;
+    expect(fromContext.stackName).toBe('CountersProd');
+    const deployments = [fromEnv, fromContext].map((stack) => {
+      const dynamo = stack.counters.find((c) => c.backend === 'dynamo')!;
+      const fn = Template.fromStack(stack).toJSON().Resources[logicalId(stack, dynamo.counterFunction)];
+      return fn.Properties.Environment.Variables.COUNTER_DEPLOYMENT;
+    });
+    expect(deployments).toEqual(['CountersStaging/Dynamo', 'CountersProd/Dynamo']);
+    expect(buildExample(exampleDir(FULL_DOTENV)).stack.stackName).toBe('AtomicCounterExample');
   });
 });
 
@@ -241,7 +366,8 @@ describe('example stack, configuration', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'env-example-'));
     fs.writeFileSync(path.join(dir, '.env'), text);
     expect(config.loadExampleConfig({ dir, env: {} })).toMatchObject({ conditionalWrites: false, maxCounterValue: 10 });
-    for (const variable of ['USE_CONDITIONAL_WRITES', 'MAX_COUNTER_VALUE', 'MOMENTO_CACHE_NAME', 'MOMENTO_SECRET_NAME', 'TIDB_SECRET_NAME']) {
+    for (const variable of ['STACK_NAME', 'BACKENDS', 'API_GATEWAY_CLOUDWATCH_ROLE', 'USE_CONDITIONAL_WRITES', 'MAX_COUNTER_VALUE', 'MOMENTO_CACHE_NAME',
+      'MOMENTO_SECRET_NAME', 'MOMENTO_SECRET_KMS_KEY_ARN', 'TIDB_SECRET_NAME', 'TIDB_SECRET_KMS_KEY_ARN']) {
       expect(text).toContain(variable);
     }
   });

@@ -77,12 +77,12 @@ describe('MomentoCounter', () => {
     // One grant for the counter function, one for the setup function.
     expect(secretStatements).toHaveLength(2);
     for (const s of secretStatements) {
-      expect(s).toEqual({ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: SECRET_ARN });
+      expect(s).toEqual({ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN });
     }
     // No other policy statement mentions Secrets Manager or any other resource.
     const all = policies.flatMap((p) => p.Properties.PolicyDocument.Statement);
     for (const s of all) {
-      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:(GetSecretValue|DescribeSecret)|lambda:InvokeFunction|lambda:GetFunction|cloudformation:DescribeStacks)$/);
+      for (const action of [s.Action].flat()) expect(action).toMatch(/^(secretsmanager:GetSecretValue|lambda:InvokeFunction|lambda:GetFunction|cloudformation:DescribeStacks)$/);
     }
   });
 

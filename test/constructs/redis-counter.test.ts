@@ -78,7 +78,7 @@ describe('RedisCounter (created replication group)', () => {
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
     expect(statements).toEqual([{
       Effect: 'Allow',
-      Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'],
+      Action: 'secretsmanager:GetSecretValue',
       Resource: { Ref: expect.stringMatching(/^CounterAuthSecret/) },
     }]);
   });
@@ -248,7 +248,7 @@ describe('RedisCounter (existing endpoint)', () => {
     const { t } = synth({ existingEndpoint: { hostname: 'my-redis.example.internal' } }, (s) => ({ credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'Auth', arn) }));
     expect(env(t)).toEqual({ ...DEFAULT_ENV, REDIS_HOST: 'my-redis.example.internal', REDIS_AUTH_SECRET_ARN: arn, REDIS_TLS: 'true', REDIS_PORT: '6379' });
     const statements = Object.values<any>(t.findResources('AWS::IAM::Policy')).flatMap((p) => p.Properties.PolicyDocument.Statement);
-    expect(statements).toEqual([{ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: arn }]);
+    expect(statements).toEqual([{ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: arn }]);
   });
 
   test.each([

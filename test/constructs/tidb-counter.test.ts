@@ -117,11 +117,11 @@ describe('TiDbCounter', () => {
     const secretStatements = statements.filter((s: any) => JSON.stringify(s.Action).includes('secretsmanager'));
     expect(secretStatements).toHaveLength(2);
     for (const s of secretStatements) {
-      expect(s).toEqual({ Effect: 'Allow', Action: ['secretsmanager:GetSecretValue', 'secretsmanager:DescribeSecret'], Resource: SECRET_ARN });
+      expect(s).toEqual({ Effect: 'Allow', Action: 'secretsmanager:GetSecretValue', Resource: SECRET_ARN });
     }
     // Beyond the secret: the provider invoking its setup function, and the setup reading its own
     // stack's status on a failed Update (scoped in test/constructs/setup-properties.test.ts).
-    const allowed = /^(secretsmanager:(GetSecretValue|DescribeSecret)|lambda:InvokeFunction|lambda:GetFunction|cloudformation:DescribeStacks)$/;
+    const allowed = /^(secretsmanager:GetSecretValue|lambda:InvokeFunction|lambda:GetFunction|cloudformation:DescribeStacks)$/;
     for (const s of statements) {
       for (const action of [s.Action].flat()) expect(action).toMatch(allowed);
     }

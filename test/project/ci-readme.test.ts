@@ -33,8 +33,30 @@ describe('examples/README.md build commands = what CI runs', () => {
     expect(CI).toContain('commands=$(.ci/readme-commands "$clone/examples/README.md" "$heading")');
     expect(CI).toMatch(/git clone [^\n]*"\$clone"/);
     expect(CI).toMatch(/bash -euo pipefail -c "\$commands"/);
-    expect(CI).toMatch(/cfn-lint --format parseable --regions "\$\{lint_regions\[@\]\}" -- "\$clone"\/examples\/cdk\.out\/\*\.template\.json/);
+    expect(CI).toContain('templates=("$clone"/examples/cdk.out/*.template.json)');
+    expect(CI).toMatch(/cfn-lint --format parseable --regions "\$\{lint_regions\[@\]\}" -- "\$\{templates\[@\]\}"/);
     expect(CI).toContain('lint_regions=(us-east-1 eu-west-1 ap-southeast-1)');
+  });
+
+  test('.ci/run also synthesizes the example with each backend left out in turn (BACKENDS), and lints those templates too', () => {
+    const config = fs.readFileSync(path.join(ROOT, 'examples', 'lib', 'config.ts'), 'utf8');
+    const names = JSON.parse(`[${/BACKEND_NAMES = \[([^\]]+)\]/.exec(config)![1].replace(/'/g, '"')}]`);
+    expect(CI).toContain(`backends=(${names.join(' ')})`);
+    expect(CI).toMatch(/BACKENDS="\$keep"[^\n]*\n\s*npx cdk synth --quiet -o "cdk\.out\.without-\$out"/);
+    expect(CI).toContain('templates+=("$clone"/examples/cdk.out.without-"$out"/*.template.json)');
+    // The guard rules run inside every synth (a policy validation plugin of the app).
+    expect(fs.readFileSync(path.join(ROOT, 'examples', 'bin', 'atomic-counter-example.ts'), 'utf8')).toMatch(/addPlugins\(.*new ControlTowerGuardRules\(\)/);
+  });
+
+  test('.ci/run runs the README\'s test command on Node.js 22 and 24, the majors package.json\'s engines and the Lambda runtime name', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    expect(pkg.engines).toEqual({ node: '>= 22.0.0' });
+    expect(CI).toContain('NODE22_BIN=$(install_node 22)');
+    expect(CI).toContain('NODE24_BIN=$(install_node 24)');
+    expect(CI).toContain('run_tests "$NODE22_BIN" node22');
+    expect(CI).toMatch(/^run_tests .* node24$/m);
+    expect(CI).toMatch(/PATH="\$bin:\$PATH" npx projen test/);
+    expect(fs.readFileSync(path.join(ROOT, 'README.md'), 'utf8')).toContain('Node.js 22 or later');
   });
 
   test('the documented commands build the handler bundles and lib/ before synthesizing (else cdk synth fails with CannotFindAsset)', () => {

@@ -7,7 +7,7 @@ import { Construct } from 'constructs';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
+import { checkCounterOptions, createCounterFunction, createSetupResource, grantSecretValueRead } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 import { credentialsRemovalPolicy, dependentRemovalPolicy, KEEP_UNLESS_CREATE_FAILED, warnRetainedStoreInOwnVpc } from '../../private/removal';
 import { claimStore } from '../../private/store-names';
@@ -351,7 +351,7 @@ export class DocDbCounter extends CounterBase {
       // AWS's function reads host and port from the secret: after the attachment wrote them.
       if (attached) this.appUserRotation.node.addDependency(attached);
     }
-    this.appUserSecret.grantRead(this.setupFunction);
+    grantSecretValueRead(this.appUserSecret, this.setupFunction);
 
     this.counterFunction = createCounterFunction(this, props, {
       entry: DOCDB_BUNDLES.counter,
