@@ -14,6 +14,7 @@
  */
 import {
   AttributeValue,
+  DeleteItemCommand,
   DynamoDBClient,
   GetItemCommand,
   PutItemCommand,
@@ -206,6 +207,14 @@ describe('dynamo: what a keyed change leaves in the table', () => {
       expect(await store.apply('shape', keyed(3, 'k-shape', 60))).toEqual({ counter: 3, replayed: true });
       expect(await ctx().fixture.keys(ctx().engine, t.TableName)).toEqual(['shape']);
       expect(await t.ids()).toEqual([RECORD('k-next'), RECORD('k-shape'), 'shape'].sort());
+
+      // The counter item deleted (a counter reset by hand) while the container still means to fold
+      // k-next's marker: the fold finds no marker, and nothing is folded or counted off.
+      await t.raw.send(new DeleteItemCommand({ TableName: t.TableName, Key: { [A.ID]: { S: 'shape' } } }));
+      expect(await store.apply('shape', keyed(1, 'k-reset', 60))).toEqual({ counter: 1, replayed: false });
+      expectMarkerBytesConsistent(await t.get('shape'));
+      expect(markersOf(await t.get('shape'))).toEqual([markerName('k-reset')]);
+      expect((await t.get(RECORD('k-next')))![A.RESULT]).toBeUndefined();
     } finally {
       await t.close();
     }
