@@ -17,6 +17,7 @@ import {
   DeleteItemCommand,
   DynamoDBClient,
   GetItemCommand,
+  ProvisionedThroughputExceededException,
   PutItemCommand,
   ScanCommand,
   TransactionCanceledException,
@@ -381,6 +382,52 @@ describe('dynamo: a keyed change interrupted after its transaction', () => {
   });
 });
 
+describe('dynamo: an item an earlier release filled with leaked markers', () => {
+  test('a counter item at DynamoDB\'s 400 KB limit (markers of requests that died long ago, their records gone): a keyed change folds some away and applies, the item shrinks', async () => {
+    const t = await table();
+    try {
+      const longAgo = Date.now() - 86_400_000;
+      const itemOf = (markers: number): Item => {
+        const item: Item = { [A.ID]: { S: 'full-item' }, [A.COUNTER]: { N: '5' } };
+        for (let i = 0; i < markers; i++) {
+          item[DYNAMO_KEYS.MARKER_PREFIX + `leaked-key-${String(i).padStart(8, '0')}-${'x'.repeat(20)}` + DYNAMO_KEYS.MARKER_SEPARATOR + (longAgo + i).toString(36)] = { N: String(i) };
+        }
+        return item;
+      };
+      // As full as DynamoDB takes it: the most markers a PutItem accepts.
+      let [fits, tooMany] = [1000, 20_000];
+      while (tooMany - fits > 1) {
+        const n = Math.floor((fits + tooMany) / 2);
+        try {
+          await t.put(itemOf(n));
+          fits = n;
+        } catch (err) {
+          if ((err as Error).name !== 'ValidationException') throw err;
+          tooMany = n;
+        }
+      }
+      await t.put(itemOf(fits));
+      const before = itemBytes(await t.get('full-item'));
+      console.log(`dynamo: counter item filled to ${before} bytes (as counted here) with ${fits} leaked markers`);
+      const codes: string[] = [];
+      const store = await t.store(async (command, send) => send(command).catch((err: Error) => {
+        if (err instanceof TransactionCanceledException) codes.push(err.CancellationReasons?.[0]?.Code ?? '');
+        throw err;
+      }));
+      // A long key: its marker alone would take the item past the limit.
+      const long = 'k-'.padEnd(200, 'y');
+      expect(await store.apply('full-item', keyed(1, long))).toEqual({ counter: 6, replayed: false });
+      expect(codes[0]).toBe('ValidationError');
+      expect(await store.apply('full-item', { by: 1 })).toEqual({ counter: 7, replayed: false });
+      expect(await store.apply('full-item', keyed(1, `${long}-2`))).toEqual({ counter: 8, replayed: false });
+      expect(await store.apply('full-item', keyed(1, long))).toEqual({ counter: 6, replayed: true });
+      expect(itemBytes(await t.get('full-item'))).toBeLessThan(before);
+    } finally {
+      await t.close();
+    }
+  }, 120_000);
+});
+
 describe('dynamo: key records and their retention', () => {
   test('an expired key record is replaced: the key applies afresh, bound to its new id and step', async () => {
     const t = await table();
@@ -535,6 +582,35 @@ describe('dynamo: conflicts (injected: DynamoDB Local serialises every call and 
       });
       expect(await store.apply('busy', { by: 1 })).toEqual({ counter: 1, replayed: false });
       expect(refused).toBe(6);
+    } finally {
+      await t.close();
+    }
+  });
+
+  test('a throttled call applied nothing: retried up to 3 attempts, then 503 with nothing applied (DynamoDB Local never throttles: injected)', async () => {
+    const t = await table();
+    try {
+      let throttled = 0;
+      let throttle = 2;
+      const store = await t.store(async (command, send) => {
+        if ((command instanceof UpdateItemCommand || command instanceof TransactWriteItemsCommand) && throttled < throttle) {
+          throttled++;
+          throw new ProvisionedThroughputExceededException({ message: 'injected: throttled', $metadata: {} });
+        }
+        return send(command);
+      });
+      expect(await store.apply('throttled', { by: 1 })).toEqual({ counter: 1, replayed: false });
+      expect(throttled).toBe(2);
+      throttled = 0;
+      expect(await store.apply('throttled', keyed(1, 'k-throttled'))).toEqual({ counter: 2, replayed: false });
+      expect(throttled).toBe(2);
+      throttled = 0;
+      throttle = 3;
+      await expect(store.apply('throttled', { by: 1 })).rejects.toBeInstanceOf(BackendUnavailableError);
+      throttled = 0;
+      await expect(store.apply('throttled', keyed(1, 'k-throttled-2'))).rejects.toBeInstanceOf(BackendUnavailableError);
+      expect(await store.read('throttled')).toBe(2);
+      expect(await t.get(RECORD('k-throttled-2'))).toBeUndefined();
     } finally {
       await t.close();
     }
