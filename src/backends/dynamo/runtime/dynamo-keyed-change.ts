@@ -199,7 +199,8 @@ export class DynamoKeyedChange {
         ),
       });
     } finally {
-      // Folds that did not commit are still to do.
+      // Folds that did not commit (or may not have: a lost reply) are still
+      // to do; one that did fails its condition next time and is dropped.
       this.remembered.add(id, plan.folds.map((f) => f.marker));
     }
   }
