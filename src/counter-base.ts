@@ -72,10 +72,27 @@ export interface CounterOptions {
   readonly logRetention?: logs.RetentionDays;
 
   /**
-   * What happens to the function's log group when it leaves the stack.
-   * @default RemovalPolicy.RETAIN
+   * What happens to the function's (and the setup function's) log group
+   * when it leaves the stack.
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE - kept, except when the deployment that created it rolls back
    */
   readonly logRemovalPolicy?: RemovalPolicy;
+
+  /**
+   * Reserved concurrency of the counter function: the most requests it
+   * serves at once, hence the most containers (and datastore connections)
+   * it opens; past it Lambda throttles, and the API answers the contract's
+   * `503` with `Retry-After`. The reservation is taken from the account's
+   * concurrency in the region, of which Lambda always keeps 100 unreserved:
+   * a new account whose quota is below the total plus 100 cannot deploy it
+   * (raise the quota, or set 0). `0` reserves nothing: the function draws on
+   * the account's unreserved pool without a cap (it does not stop the
+   * function, as Lambda's own `ReservedConcurrentExecutions: 0` would).
+   * Synth warns when the counters of one app reserve more than a default
+   * account allows (900).
+   * @default - the backend's: 200 for DocumentDB (derived from the smallest instance class's 500 connections); none for DynamoDB, Redis, Momento and TiDB (README, "Reserved concurrency")
+   */
+  readonly reservedConcurrency?: number;
 
   /**
    * Memory of the counter function, in MiB.

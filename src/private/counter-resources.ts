@@ -7,15 +7,18 @@
  * entry, environment and placement.
  */
 import * as path from 'path';
-import { CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
+import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct, IDependable } from 'constructs';
+import { checkReservedConcurrency, recordReservation, reservedConcurrencyOf } from './concurrency';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
+import { KEEP_UNLESS_CREATE_FAILED } from './removal';
 import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
 import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { checkEnvironmentSize } from '../deploy-checks';
@@ -46,6 +49,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
 /** Records the problems of the props every counter shares. */
 export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
   check.integer('maxCounterValue', props.maxCounterValue, 1);
+  checkReservedConcurrency(check, props.reservedConcurrency);
   const retention = props.idempotencyRetention?.toMilliseconds();
   if (retention !== undefined && !Token.isUnresolved(retention)) {
     check.check(retention >= 1000 && retention % 1000 === 0, `\`idempotencyRetention\` must be whole seconds, at least 1 second (got ${retention} ms)`);
@@ -146,6 +150,11 @@ export interface CounterFunctionOptions extends FunctionPlacementOptions {
   readonly secret?: secretsmanager.ISecret;
   /** The function is created after this (e.g. the setup resource), so it answers only once the store is set up. */
   readonly after?: IDependable;
+  /**
+   * The backend's reservation when `reservedConcurrency` is not given,
+   * derived from its datastore's connection limit; none by default.
+   */
+  readonly defaultReservedConcurrency?: number;
 }
 
 /**
@@ -167,8 +176,11 @@ export function createCounterFunction(counter: CounterBase, props: CounterOption
   // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
   const timeoutMs = functionTimeoutMs(props);
   validateWorstCase(counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
+  const reservedConcurrentExecutions = reservedConcurrencyOf(props.reservedConcurrency, fn.defaultReservedConcurrency);
+  recordReservation(counter, reservedConcurrentExecutions);
   const counterFunction = new lambda.Function(counter, 'Function', {
     ...bundledFunctionProps(props, fn),
+    reservedConcurrentExecutions,
     memorySize: props.memorySize ?? COUNTER_DEFAULTS.memorySize,
     timeout: props.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
     logGroup: counter.logGroup,
@@ -209,8 +221,10 @@ export interface SetupResources {
 /**
  * A backend's setup step (schema, index, cache) as a custom resource run
  * by aws-cdk-lib's Provider framework: Create and Update run the setup,
- * Delete leaves the data. The framework function logs to the same
- * explicit log group as the setup function.
+ * Delete leaves the data, and an Update a rollback sends succeeds even when
+ * the setup cannot run (it may read its own stack's status for that). The
+ * framework function logs to the same explicit log group as the setup
+ * function.
  */
 export function createSetupResource(scope: Construct, props: CounterOptions, options: SetupResourceOptions): SetupResources {
   checkEnvironmentSize(`${scope.node.path}: the setup function`, options.environment);
@@ -223,6 +237,9 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
     environment: { ...options.environment, ...sourceMapEnvironment(props) },
   });
   options.secret?.grantRead(setupFunction);
+  // A failed Update asks whether the stack is rolling back (src/runtime/custom-resource.ts):
+  // its own stack's status only.
+  setupFunction.addToRolePolicy(new iam.PolicyStatement({ actions: ['cloudformation:DescribeStacks'], resources: [Stack.of(scope).stackId] }));
   const provider = new cr.Provider(scope, 'SetupProvider', { onEventHandler: setupFunction, logGroup });
   const resource = new CustomResource(scope, 'Setup', {
     serviceToken: provider.serviceToken,
@@ -236,7 +253,8 @@ export function createSetupResource(scope: Construct, props: CounterOptions, opt
 export function createLogGroup(scope: Construct, id: string, props: CounterOptions): logs.LogGroup {
   return new logs.LogGroup(scope, id, {
     retention: props.logRetention ?? COUNTER_DEFAULTS.logRetention,
-    removalPolicy: props.logRemovalPolicy ?? RemovalPolicy.RETAIN,
+    // Kept for the record, but not left behind by a failed first deployment.
+    removalPolicy: props.logRemovalPolicy ?? KEEP_UNLESS_CREATE_FAILED,
   });
 }
 

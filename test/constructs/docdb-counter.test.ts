@@ -3,7 +3,9 @@ import { Match, Template } from 'aws-cdk-lib/assertions';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
+import { AwsSolutionsChecks } from 'cdk-nag';
 import { DocDbCounter, DocDbCounterProps } from '../../src';
+import { readCredentials } from '../../src/backends/docdb/runtime/docdb-client';
 
 function synth(props: Partial<DocDbCounterProps> = {}, withVpc = true) {
   const app = new App();
@@ -25,10 +27,35 @@ function setupFunction(template: Template): { id: string; props: any } {
   return { id, props: fns[id].Properties };
 }
 
+/** The target attachments of the master secret and of the application user's secret (created cluster). */
+function attachments(template: Template): { master: string; app: string; appSecret: string; masterSecret: string } {
+  const appSecret = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
+  const masterSecret = Object.keys(template.findResources('AWS::SecretsManager::Secret')).find((id) => id !== appSecret)!;
+  const all = Object.entries<any>(template.findResources('AWS::SecretsManager::SecretTargetAttachment'));
+  const of = (secret: string) => all.filter(([, r]) => r.Properties.SecretId.Ref === secret).map(([id]) => id);
+  expect([of(masterSecret), of(appSecret)].map((ids) => ids.length)).toEqual([1, 1]);
+  return { master: of(masterSecret)[0], app: of(appSecret)[0], appSecret, masterSecret };
+}
+
 function functionSecurityGroupId(template: Template): string {
   const sgs = template.findResources('AWS::EC2::SecurityGroup', { Properties: { GroupDescription: 'Atomic counter functions (DocumentDB clients)' } });
   expect(Object.keys(sgs)).toHaveLength(1);
   return Object.keys(sgs)[0];
+}
+
+/**
+ * Every egress rule of the functions' security group (inline and separate
+ * resources), as `<port> → <destination>` (issue 19, item 8).
+ */
+function functionEgress(template: Template): string[] {
+  const fnSg = functionSecurityGroupId(template);
+  const inline = template.findResources('AWS::EC2::SecurityGroup')[fnSg].Properties.SecurityGroupEgress ?? [];
+  const separate = Object.values(template.findResources('AWS::EC2::SecurityGroupEgress')).map((r) => r.Properties)
+    .filter((p) => JSON.stringify(p.GroupId).includes(fnSg));
+  return [...inline, ...separate].map((r: any) => {
+    const to = r.CidrIp ?? (r.DestinationSecurityGroupId?.['Fn::GetAtt']?.[0] ?? r.DestinationSecurityGroupId);
+    return `${r.IpProtocol} ${r.FromPort}-${r.ToPort} → ${typeof to === 'string' ? to : JSON.stringify(to)}`;
+  }).sort();
 }
 
 describe('DocDbCounter (created cluster)', () => {
@@ -77,8 +104,7 @@ describe('DocDbCounter (created cluster)', () => {
 
   test('the counter function logs in as the application user: its environment is exactly this, with the app secret only', () => {
     const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
-    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
-    expect(appSecretId).toBeDefined();
+    const { master: attachmentId, appSecret: appSecretId } = attachments(template);
     const endpoint = {
       DOCDB_HOST: { 'Fn::GetAtt': [clusterId, 'Endpoint'] },
       DOCDB_PORT: '27017',
@@ -99,7 +125,6 @@ describe('DocDbCounter (created cluster)', () => {
       },
     });
     // The setup logs in as the master user (the cluster's attached secret) and manages the app user.
-    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
     expect(setupFunction(template).props.Environment).toEqual({
       Variables: { DOCDB_SECRET_ARN: { Ref: attachmentId }, DOCDB_APP_SECRET_ARN: { Ref: appSecretId }, ...endpoint },
     });
@@ -110,7 +135,7 @@ describe('DocDbCounter (created cluster)', () => {
   test('the application user\'s password is generated in its own secret; no environment variable holds a secret value or reference', () => {
     template.hasResourceProperties('AWS::SecretsManager::Secret', {
       Description: Match.stringLikeRegexp('application user'),
-      GenerateSecretString: Match.objectLike({ GenerateStringKey: 'password', SecretStringTemplate: '{"username":"counterapp"}', PasswordLength: 32 }),
+      GenerateSecretString: Match.objectLike({ GenerateStringKey: 'password', PasswordLength: 32, ExcludeCharacters: '"@/\\' }),
     });
     for (const fn of Object.values(template.findResources('AWS::Lambda::Function'))) {
       const env = JSON.stringify(fn.Properties.Environment ?? {});
@@ -119,10 +144,7 @@ describe('DocDbCounter (created cluster)', () => {
   });
 
   test('IAM: only the setup function may read the master secret; the counter function reads the app user\'s secret and nothing else', () => {
-    const attachmentId = Object.keys(template.findResources('AWS::SecretsManager::SecretTargetAttachment'))[0];
-    const masterSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { GenerateSecretString: { SecretStringTemplate: '{"username":"counteradmin"}' } } }))[0];
-    const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret', { Properties: { Description: Match.stringLikeRegexp('application user') } }))[0];
-    expect(masterSecretId).toBeDefined();
+    const { master: attachmentId, masterSecret: masterSecretId, appSecret: appSecretId } = attachments(template);
     const roleOf = (fnId: string) => template.findResources('AWS::Lambda::Function')[fnId].Properties.Role['Fn::GetAtt'][0];
     const counterRole = roleOf(counterFunction(template).id);
     const setupRole = roleOf(setupFunction(template).id);
@@ -145,7 +167,8 @@ describe('DocDbCounter (created cluster)', () => {
 
   test('secrets follow their store: with the default SNAPSHOT both secrets are retained, with DESTROY both are deleted, RETAIN keeps them', () => {
     const policies = (t: Template) => Object.values(t.findResources('AWS::SecretsManager::Secret')).map((r) => [r.DeletionPolicy, r.UpdateReplacePolicy]);
-    expect(policies(template)).toEqual([['Retain', 'Retain'], ['Retain', 'Retain']]);
+    // Kept, except after a rolled-back first deployment (its cluster was empty).
+    expect(policies(template)).toEqual([['RetainExceptOnCreate', 'Retain'], ['RetainExceptOnCreate', 'Retain']]);
     const destroyed = synth({ removalPolicy: RemovalPolicy.DESTROY }).template;
     destroyed.hasResource('AWS::DocDB::DBCluster', { DeletionPolicy: 'Delete' });
     expect(policies(destroyed)).toEqual([['Delete', 'Delete'], ['Delete', 'Delete']]);
@@ -174,6 +197,12 @@ describe('DocDbCounter (created cluster)', () => {
     for (const fn of Object.values(inVpc)) {
       expect(fn.Properties.VpcConfig.SecurityGroupIds).toEqual([{ 'Fn::GetAtt': [fnSg, 'GroupId'] }]);
     }
+  });
+
+  test('the functions\' security group sends only to the cluster\'s port (its group) and to HTTPS (Secrets Manager), nothing else', () => {
+    const cluster = Object.values(template.findResources('AWS::DocDB::DBCluster'))[0].Properties;
+    const clusterSg = cluster.VpcSecurityGroupIds[0]['Fn::GetAtt'][0];
+    expect(functionEgress(template)).toEqual([`tcp 27017-27017 → ${clusterSg}`, 'tcp 443-443 → 0.0.0.0/0']);
   });
 
   test('a setup custom resource, after the cluster and before the counter function; every function on Node.js 24 or later', () => {
@@ -220,9 +249,10 @@ describe('DocDbCounter (existing cluster)', () => {
     const { template, counter } = existing();
     template.resourceCountIs('AWS::DocDB::DBCluster', 0);
     template.resourceCountIs('AWS::DocDB::DBInstance', 0);
-    // Only the application user's secret is created (retained: its user lives on in the existing cluster).
+    // Only the application user's secret is created (retained: its user lives on in the existing cluster;
+    // deleted only when the deployment that created it rolls back).
     template.resourceCountIs('AWS::SecretsManager::Secret', 1);
-    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'Retain' });
+    template.hasResource('AWS::SecretsManager::Secret', { DeletionPolicy: 'RetainExceptOnCreate', UpdateReplacePolicy: 'Retain' });
     const appSecretId = Object.keys(template.findResources('AWS::SecretsManager::Secret'))[0];
     expect(counter.cluster).toBeUndefined();
     expect([counter.endpointHostname, counter.endpointPort]).toEqual(['counters.cluster-abc.eu-west-1.docdb.amazonaws.com', 27018]);
@@ -256,11 +286,18 @@ describe('DocDbCounter (existing cluster)', () => {
       ToPort: 27018,
       SourceSecurityGroupId: { 'Fn::GetAtt': [functionSecurityGroupId(template), 'GroupId'] },
     });
+    // Egress: the given group's port and HTTPS only.
+    expect(functionEgress(template)).toEqual(['tcp 27018-27018 → sg-0123456789abcdef0', 'tcp 443-443 → 0.0.0.0/0']);
     const given = template.findResources('AWS::IAM::Policy', {
       Properties: { PolicyDocument: { Statement: Match.arrayWith([Match.objectLike({ Resource: 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf' })]) } },
     });
     const setupRole = template.findResources('AWS::Lambda::Function')[setupFunction(template).id].Properties.Role['Fn::GetAtt'][0];
     expect(Object.values(given).map((p) => p.Properties.Roles)).toEqual([[{ Ref: setupRole }]]);
+  });
+
+  test('without the cluster\'s security group: egress to the endpoint\'s port and HTTPS only', () => {
+    const { template } = existing({ existingEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com' } });
+    expect(functionEgress(template)).toEqual(['tcp 27017-27017 → 0.0.0.0/0', 'tcp 443-443 → 0.0.0.0/0']);
   });
 
   test('conflicting or incomplete props fail at synth with a clear message', () => {
@@ -275,5 +312,122 @@ describe('DocDbCounter (existing cluster)', () => {
     expect(() => synth({ collectionName: 'c'.repeat(115) })).not.toThrow();
     expect(() => synth({ appUsername: 'bad name' })).toThrow(/`appUsername`/);
     expect(() => synth({ appUsername: 'counteradmin' })).toThrow(/`appUsername` must differ/);
+  });
+});
+
+/**
+ * Issue 19, item 3: the application user's secret has the shape AWS's
+ * DocumentDB rotation functions read, keeps the keys the handler and the
+ * setup read, and can be rotated by AWS's own alternating-users function.
+ */
+describe('DocDbCounter: the application user\'s secret, rotatable by AWS', () => {
+  /** The secret's JSON template with each `{Ref: X}` written as `<X>` (the secret string CloudFormation would generate, minus the password). */
+  function secretTemplate(template: Template, secretId: string): Record<string, unknown> {
+    const raw = template.findResources('AWS::SecretsManager::Secret')[secretId].Properties.GenerateSecretString.SecretStringTemplate;
+    const token = (part: any) => (part.Ref ? `<${part.Ref}>` : `<${part['Fn::GetAtt'].join('.')}>`);
+    const text = typeof raw === 'string' ? raw : raw['Fn::Join'][1].map((part: any) => (typeof part === 'string' ? part : token(part))).join('');
+    return JSON.parse(text);
+  }
+
+  test('created cluster: username, engine "mongo", ssl, masterarn = the master secret, host and port; attached to the cluster like the master secret', () => {
+    const { template } = synth();
+    const ids = attachments(template);
+    const clusterId = Object.keys(template.findResources('AWS::DocDB::DBCluster'))[0];
+    // In the template (a regenerated secret string keeps them), and from the attachment as the master's host is.
+    expect(secretTemplate(template, ids.appSecret)).toEqual({
+      username: 'counterapp', engine: 'mongo', ssl: true, masterarn: `<${ids.master}>`, host: `<${clusterId}.Endpoint>`, port: 27017,
+    });
+    template.hasResourceProperties('AWS::SecretsManager::SecretTargetAttachment', {
+      SecretId: { Ref: ids.appSecret }, TargetId: { Ref: clusterId }, TargetType: 'AWS::DocDB::DBCluster',
+    });
+    // The master secret gets its host the same way: AWS's rotation function requires both hosts to be equal.
+    template.hasResourceProperties('AWS::SecretsManager::SecretTargetAttachment', {
+      SecretId: { Ref: ids.masterSecret }, TargetId: { Ref: clusterId }, TargetType: 'AWS::DocDB::DBCluster',
+    });
+  });
+
+  test('existing cluster: host and port written into the secret, masterarn = the given secret', () => {
+    const stack = new Stack(new App(), 'Stack', { env: { account: '111111111111', region: 'eu-west-1' } });
+    const given = 'arn:aws:secretsmanager:eu-west-1:111111111111:secret:docdb-creds-AbCdEf';
+    new DocDbCounter(stack, 'DocDb', {
+      vpc: new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 }),
+      existingEndpoint: { hostname: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018 },
+      credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(stack, 'Creds', given),
+      appUsername: 'votes',
+    });
+    const template = Template.fromStack(stack);
+    const [appSecret] = Object.keys(template.findResources('AWS::SecretsManager::Secret'));
+    expect(secretTemplate(template, appSecret)).toEqual({
+      username: 'votes', engine: 'mongo', ssl: true, masterarn: given, host: 'counters.cluster-abc.eu-west-1.docdb.amazonaws.com', port: 27018,
+    });
+    template.resourceCountIs('AWS::SecretsManager::SecretTargetAttachment', 0);
+  });
+
+  test('the handler and the setup still find what they read in that shape: username and password', () => {
+    const { template } = synth();
+    const ids = attachments(template);
+    const generated = { ...secretTemplate(template, ids.appSecret), host: 'h', port: 27017, dbClusterIdentifier: 'c', password: 'p@ss' };
+    expect(template.findResources('AWS::SecretsManager::Secret')[ids.appSecret].Properties.GenerateSecretString.GenerateStringKey).toBe('password');
+    expect(readCredentials(generated)).toEqual({ username: 'counterapp', password: 'p@ss' });
+  });
+
+  test('no rotation by default', () => {
+    const { template, counter } = synth();
+    template.resourceCountIs('AWS::SecretsManager::RotationSchedule', 0);
+    expect(counter.appUserRotation).toBeUndefined();
+  });
+
+  test('applicationUserRotation: AWS\'s hosted MongoDB multi-user rotation of the app secret, with the master secret, in the functions\' subnets, after the setup', () => {
+    const { template, counter, stack } = synth({ applicationUserRotation: Duration.days(30) });
+    const ids = attachments(template);
+    const rotationSg = stack.resolve(counter.rotationSecurityGroup!.securityGroupId);
+    const [schedule] = Object.values<any>(template.findResources('AWS::SecretsManager::RotationSchedule'));
+    const setupId = Object.keys(template.findResources('Custom::DocDbSetup'))[0];
+    expect(schedule.Properties).toEqual({
+      SecretId: { Ref: ids.appSecret },
+      RotationRules: { ScheduleExpression: 'rate(30 days)' },
+      HostedRotationLambda: {
+        RotationType: 'MongoDBMultiUser',
+        MasterSecretArn: { Ref: ids.master },
+        ExcludeCharacters: '"@/\\',
+        VpcSecurityGroupIds: rotationSg,
+        VpcSubnetIds: { 'Fn::Join': ['', [{ Ref: expect.stringMatching(/^VpcPrivateSubnet1/) }, ',', { Ref: expect.stringMatching(/^VpcPrivateSubnet2/) }]] },
+      },
+    });
+    // After the setup created the user, and after the attachment wrote host and port into the secret.
+    expect(schedule.DependsOn.sort()).toEqual([ids.app, setupId].sort());
+    expect(template.toJSON().Transform).toMatch(/^AWS::SecretsManager-/);
+  });
+
+  test('the rotation function\'s security group reaches only the cluster\'s port (admitted by the cluster\'s group) and HTTPS', () => {
+    const { template, counter, stack } = synth({ applicationUserRotation: Duration.days(30) });
+    const rotationSg = stack.resolve(counter.rotationSecurityGroup!.securityGroupId)['Fn::GetAtt'][0];
+    const sg = template.findResources('AWS::EC2::SecurityGroup')[rotationSg].Properties;
+    expect(sg.SecurityGroupEgress).toEqual([expect.objectContaining({ CidrIp: '0.0.0.0/0', IpProtocol: 'tcp', FromPort: 443, ToPort: 443 })]);
+    const clusterSg = Object.values<any>(template.findResources('AWS::DocDB::DBCluster'))[0].Properties.VpcSecurityGroupIds[0]['Fn::GetAtt'][0];
+    template.hasResourceProperties('AWS::EC2::SecurityGroupEgress', {
+      GroupId: { 'Fn::GetAtt': [rotationSg, 'GroupId'] }, DestinationSecurityGroupId: { 'Fn::GetAtt': [clusterSg, 'GroupId'] }, FromPort: 27017, ToPort: 27017,
+    });
+    template.hasResourceProperties('AWS::EC2::SecurityGroupIngress', {
+      GroupId: { 'Fn::GetAtt': [clusterSg, 'GroupId'] }, SourceSecurityGroupId: { 'Fn::GetAtt': [rotationSg, 'GroupId'] }, FromPort: 27017, ToPort: 27017,
+    });
+  });
+
+  test('cdk-nag: rotation adds no finding, and the application user\'s secret is no longer unrotated (SMG4)', () => {
+    const findings = (props: Partial<DocDbCounterProps>) => {
+      const { stack } = synth(props);
+      const report = new AwsSolutionsChecks(stack.node.root).validateScope(stack.node.root);
+      return report.violations.flatMap((v) => v.violatingResources.map((r: any) => `${v.ruleName} ${r.constructPath ?? r.resourceLogicalId}`));
+    };
+    const without = findings({});
+    const withRotation = findings({ applicationUserRotation: Duration.days(30) });
+    expect(without).toContain('AwsSolutions-SMG4 Stack/DocDb/AppUserSecret/Resource');
+    expect(withRotation).toEqual(without.filter((f) => f !== 'AwsSolutions-SMG4 Stack/DocDb/AppUserSecret/Resource'));
+  });
+
+  test('a schedule Secrets Manager refuses, or an appUsername whose _clone is too long, fails at synth', () => {
+    expect(() => synth({ applicationUserRotation: Duration.hours(1) })).toThrow(/`applicationUserRotation` must be between 4 hours and 1000 days/);
+    expect(() => synth({ applicationUserRotation: Duration.days(30), appUsername: 'u'.repeat(58) })).toThrow(/`appUsername` must be at most 57 characters with `applicationUserRotation`/);
+    expect(() => synth({ appUsername: 'u'.repeat(58) })).not.toThrow();
   });
 });

@@ -25,7 +25,8 @@ describe('DynamoCounter', () => {
         // Key records of Idempotency-Keys expire through TTL.
         TimeToLiveSpecification: { AttributeName: 'expiresAt', Enabled: true },
       },
-      DeletionPolicy: 'Retain',
+      // Kept, except when the deployment that created it rolls back (no empty table left behind).
+      DeletionPolicy: 'RetainExceptOnCreate',
       UpdateReplacePolicy: 'Retain',
     });
   });

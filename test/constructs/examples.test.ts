@@ -81,7 +81,7 @@ describe('example stack, every backend configured', () => {
         DOCDB_COLLECTION: any,
         NODE_EXTRA_CA_CERTS: '/var/runtime/ca-cert.pem',
       },
-      tidb: { TIDB_SECRET_ARN: any, TIDB_TABLE: 'counters', TIDB_TLS: 'true', TIDB_CONNECT_TIMEOUT_MS: '2000', TIDB_QUERY_TIMEOUT_MS: '2500' },
+      tidb: { TIDB_SECRET_ARN: any, TIDB_TABLE: 'counters_atomiccounterexample_tidb_c2cb8f81', TIDB_TLS: 'true', TIDB_CONNECT_TIMEOUT_MS: '2000', TIDB_QUERY_TIMEOUT_MS: '2500' },
     };
     for (const counter of stack.counters) {
       const variables = resources[logicalId(stack, counter.counterFunction)].Properties.Environment.Variables;

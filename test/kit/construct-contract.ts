@@ -88,9 +88,9 @@ export function describeConstructContract(backend: BackendName): void {
       });
     });
 
-    test('log group: explicit, 1 month retention, retained on delete', () => {
+    test('log group: explicit, 1 month retention, retained on delete (not after a rolled-back first deployment)', () => {
       const group = template.toJSON().Resources[logGroupId];
-      expect(group).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 }, DeletionPolicy: 'Retain', UpdateReplacePolicy: 'Retain' });
+      expect(group).toMatchObject({ Type: 'AWS::Logs::LogGroup', Properties: { RetentionInDays: 30 }, DeletionPolicy: 'RetainExceptOnCreate', UpdateReplacePolicy: 'Retain' });
     });
 
     test('metric filters: on that log group, $.counter → AtomicCounter/<Backend>AtomicCounter and $.by → …Change, dimension Deployment', () => {

@@ -1,14 +1,16 @@
-import { CustomResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnResource, CustomResource, Duration, RemovalPolicy, Stack, Token } from 'aws-cdk-lib';
 import * as docdb from 'aws-cdk-lib/aws-docdb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SETUP_PROPERTIES } from './docdb-env';
+import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction, createSetupResource } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { credentialsRemovalPolicy, dependentRemovalPolicy, KEEP_UNLESS_CREATE_FAILED, warnRetainedStoreInOwnVpc } from '../../private/removal';
+import { claimStore } from '../../private/store-names';
 
 /** Props of `DocDbCounter`. */
 export interface DocDbCounterProps extends CounterOptions {
@@ -62,6 +64,24 @@ export interface DocDbCounterProps extends CounterOptions {
   readonly appUsername?: string;
 
   /**
+   * Rotate the application user's password on this schedule, with AWS's
+   * own DocumentDB rotation function in the alternating-users scheme
+   * (Secrets Manager's hosted `MongoDBMultiUser` rotation): each rotation
+   * logs in with the master secret (`masterarn`), sets a new password on the
+   * other of the two users (`<appUsername>` and `<appUsername>_clone`, the
+   * second created by the first rotation with the same roles) and makes it
+   * current. Connections of the previous user keep working until the next
+   * rotation, and a counter container re-reads the secret when its login is
+   * refused. The rotation function runs in the functions' subnets, with its
+   * own security group that may reach only the cluster's port and HTTPS
+   * (Secrets Manager, through a NAT gateway or an interface endpoint).
+   * With `existingEndpoint`, `credentialsSecret` must hold the same `host`
+   * as `existingEndpoint.hostname` (AWS's function checks it).
+   * @default - no rotation (docs/operations.md, "Credential rotation", gives the one-off command)
+   */
+  readonly applicationUserRotation?: Duration;
+
+  /**
    * How long the created cluster keeps its automated backups (1 to 35
    * days; only without `existingEndpoint`). Backup storage up to the
    * cluster's size costs nothing extra.
@@ -73,10 +93,13 @@ export interface DocDbCounterProps extends CounterOptions {
    * What happens to the created cluster when it leaves the stack (only
    * without `existingEndpoint`). SNAPSHOT keeps the data as a final snapshot
    * and removes the cluster, so a VPC in the same stack can be deleted too
-   * (a retained cluster keeps its network interfaces in the VPC). The master
-   * and application user secrets follow the cluster: they are retained with
-   * SNAPSHOT or RETAIN (a restored snapshot keeps its users and passwords)
-   * and destroyed with DESTROY.
+   * (a retained cluster keeps its network interfaces in the VPC: synth warns
+   * when RETAIN meets a VPC of the same stack). The master and application
+   * user secrets follow the cluster: retained with SNAPSHOT or RETAIN (a
+   * restored snapshot keeps its users and passwords; with SNAPSHOT a failed
+   * first deployment deletes them), destroyed with DESTROY. The cluster's
+   * subnet group and security group are retained with a retained cluster
+   * (it still uses them) and deleted otherwise.
    * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -84,7 +107,9 @@ export interface DocDbCounterProps extends CounterOptions {
   /**
    * An existing cluster to use instead of creating one (with
    * `credentialsSecret`): its cluster endpoint, port and, to have ingress
-   * from `functionSecurityGroup` added, its security group.
+   * from `functionSecurityGroup` added, its security group. Two counters on
+   * one cluster need different `databaseName`s or `collectionName`s: synth
+   * warns when two counters of one app share a collection.
    * @default - a new cluster is created
    */
   readonly existingEndpoint?: ExistingEndpoint;
@@ -144,12 +169,25 @@ export class DocDbCounter extends CounterBase {
   /** The master (administrator) credentials: read by the setup function only. */
   public readonly credentialsSecret: secretsmanager.ISecret;
   /**
-   * The application user's generated credentials (JSON `username`,
-   * `password`): the only secret the counter function reads. Its user has
-   * `readWrite` on the counter database and nothing else.
+   * The application user's generated credentials: the only secret the
+   * counter function reads. Its user has `readWrite` on the counter
+   * database and nothing else. The JSON has the shape AWS's DocumentDB
+   * rotation functions expect: `username`, `password`, `engine` ("mongo"),
+   * `host`, `port`, `ssl` (true) and `masterarn` (the master secret).
    */
   public readonly appUserSecret: secretsmanager.ISecret;
-  /** Security group of the counter and setup functions: the only source the cluster admits. */
+  /** The rotation schedule of `appUserSecret`. @default - undefined without `applicationUserRotation` */
+  public readonly appUserRotation?: secretsmanager.RotationSchedule;
+  /**
+   * Security group of the rotation function: the cluster's port and HTTPS only.
+   * @default - undefined without `applicationUserRotation`
+   */
+  public readonly rotationSecurityGroup?: ec2.SecurityGroup;
+  /**
+   * Security group of the counter and setup functions: the only source the
+   * cluster admits. It sends only to the cluster's port and to HTTPS
+   * (Secrets Manager); add rules to it for anything else the functions need.
+   */
   public readonly functionSecurityGroup: ec2.SecurityGroup;
   /** Host name of the cluster endpoint the functions connect to. */
   public readonly endpointHostname: string;
@@ -175,15 +213,28 @@ export class DocDbCounter extends CounterBase {
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
       vpc: props.vpc,
       description: 'Atomic counter functions (DocumentDB clients)',
-      // Egress to the cluster and to Secrets Manager's HTTPS endpoint.
-      allowAllOutbound: true,
+      // Egress only to the cluster's port (below) and to HTTPS: Secrets
+      // Manager (and the setup's CloudFormation status call), through a NAT
+      // gateway or an interface endpoint.
+      allowAllOutbound: false,
     });
+    this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager over HTTPS');
 
     if (props.existingEndpoint) {
       this.credentialsSecret = props.credentialsSecret!;
       this.endpointHostname = props.existingEndpoint.hostname;
       this.endpointPort = props.existingEndpoint.port ?? DOCDB_DEFAULTS.port;
-      props.existingEndpoint.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(this.endpointPort), 'Atomic counter functions');
+      const endpointPort = ec2.Port.tcp(this.endpointPort);
+      if (props.existingEndpoint.securityGroup) {
+        // Ingress on the cluster's group from the functions' group, and the matching egress rule.
+        props.existingEndpoint.securityGroup.connections.allowFrom(this.functionSecurityGroup, endpointPort, 'Atomic counter functions');
+      } else {
+        // The cluster's group is not known here: its port, to any address in the VPC's routes.
+        this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), endpointPort, 'DocumentDB cluster endpoint');
+      }
+      // A created cluster is this counter's alone; an existing one may serve several.
+      claimStore(this, ['docdb', this.endpointHostname, String(this.endpointPort), this.databaseName, this.collectionName],
+        `collection ${this.databaseName}.${this.collectionName} of the DocumentDB cluster ${this.endpointHostname}`);
     } else {
       this.cluster = new docdb.DatabaseCluster(this, 'Cluster', {
         vpc: props.vpc,
@@ -202,9 +253,14 @@ export class DocDbCounter extends CounterBase {
         removalPolicy: props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy,
       });
       this.credentialsSecret = this.cluster.secret!;
+      const clusterPolicy = props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy;
       // The master secret follows its cluster: a snapshot or a retained
       // cluster keeps the password, so it must keep the secret too.
-      (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(secretRemovalPolicy(props.removalPolicy));
+      (this.cluster.node.findChild('Secret') as secretsmanager.Secret).applyRemovalPolicy(credentialsRemovalPolicy(clusterPolicy));
+      // aws-cdk-lib gives the cluster's security group the cluster's policy, not its
+      // subnet group: a retained cluster would make `cdk destroy` fail deleting it.
+      (this.cluster.node.findChild('Subnets') as CfnResource).applyRemovalPolicy(dependentRemovalPolicy(clusterPolicy));
+      warnRetainedStoreInOwnVpc(this, clusterPolicy, props.vpc, 'DocumentDB cluster');
       this.endpointHostname = this.cluster.clusterEndpoint.hostname;
       this.endpointPort = DOCDB_DEFAULTS.port;
       // The only way in: the cluster's port, from the functions' security group.
@@ -212,18 +268,37 @@ export class DocDbCounter extends CounterBase {
     }
 
     // The counter function's own user, created by the setup with readWrite
-    // on the counter database only. Its secret lives as long as the data.
-    this.appUserSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
+    // on the counter database only. Its secret lives as long as the data,
+    // in the shape AWS's rotation functions read. `host` and `port` are in
+    // the template, because CloudFormation regenerates the whole secret
+    // string whenever the template changes (a new `appUsername`, say) and
+    // would drop keys written only later; a created cluster also attaches
+    // the secret, as it does the master secret, so both get `host` the same
+    // way (the rotation function requires them to be equal).
+    const appSecret = new secretsmanager.Secret(this, 'AppUserSecret', {
       description: `DocumentDB application user of the atomic counter (readWrite on ${this.databaseName})`,
       generateSecretString: {
-        secretStringTemplate: JSON.stringify({ username: props.appUsername ?? DOCDB_DEFAULTS.appUsername }),
+        secretStringTemplate: Stack.of(this).toJsonString({
+          username: props.appUsername ?? DOCDB_DEFAULTS.appUsername,
+          engine: 'mongo',
+          ssl: true,
+          masterarn: this.credentialsSecret.secretArn,
+          host: this.endpointHostname,
+          port: this.endpointPort,
+        }),
         generateStringKey: 'password',
         passwordLength: 32,
-        // The characters DocumentDB refuses in passwords, plus the backslash.
-        excludeCharacters: '"@/\\',
+        excludeCharacters: APP_PASSWORD_EXCLUDED_CHARACTERS,
       },
-      removalPolicy: props.existingEndpoint ? RemovalPolicy.RETAIN : secretRemovalPolicy(props.removalPolicy),
+      // With an existing cluster the user outlives this stack (kept unless the first deployment fails).
+      removalPolicy: props.existingEndpoint
+        ? KEEP_UNLESS_CREATE_FAILED
+        : credentialsRemovalPolicy(props.removalPolicy ?? CLUSTER_DEFAULTS.removalPolicy),
     });
+    // The functions read username and password only (the host comes from their environment), so they
+    // use the secret itself; the attachment has to be done before a rotation only (below).
+    const attached = this.cluster ? appSecret.attach(this.cluster) : undefined;
+    this.appUserSecret = appSecret;
 
     // Only the secrets' ARNs travel through the environment; the handlers
     // read them once per container and pass the credentials to the driver.
@@ -255,10 +330,12 @@ export class DocDbCounter extends CounterBase {
       description: 'Creates the DocumentDB database, collections, TTL index and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
+      // So does a new schema revision: a library upgrade that changes the setup runs it again.
       properties: {
         [DOCDB_SETUP_PROPERTIES.DATABASE]: this.databaseName,
         [DOCDB_SETUP_PROPERTIES.COLLECTION]: this.collectionName,
         [DOCDB_SETUP_PROPERTIES.APP_USER_SECRET]: this.appUserSecret.secretArn,
+        [DOCDB_SETUP_PROPERTIES.SCHEMA]: DOCDB_SCHEMA_VERSION,
       },
       environment: setupEnv,
       secret: this.credentialsSecret,
@@ -268,6 +345,12 @@ export class DocDbCounter extends CounterBase {
     // The setup connects only once the instances, the attached secret and the ingress rule exist.
     if (this.cluster) this.setup.node.addDependency(this.cluster);
     if (props.existingEndpoint?.securityGroup) this.setup.node.addDependency(props.existingEndpoint.securityGroup);
+    if (props.applicationUserRotation) {
+      ({ schedule: this.appUserRotation, securityGroup: this.rotationSecurityGroup } = this.rotateApplicationUser(
+        appSecret, props.applicationUserRotation, { vpc: props.vpc, vpcSubnets }, props.existingEndpoint?.securityGroup));
+      // AWS's function reads host and port from the secret: after the attachment wrote them.
+      if (attached) this.appUserRotation.node.addDependency(attached);
+    }
     this.appUserSecret.grantRead(this.setupFunction);
 
     this.counterFunction = createCounterFunction(this, props, {
@@ -278,15 +361,69 @@ export class DocDbCounter extends CounterBase {
       secret: this.appUserSecret,
       // The counter answers only once the collection exists.
       after: this.setup,
+      // Bounded so that a burst cannot open more connections than the primary accepts.
+      defaultReservedConcurrency: DOCDB_DEFAULT_RESERVED_CONCURRENCY,
       ...placement,
     });
   }
+
+  /**
+   * AWS's hosted DocumentDB rotation (alternating users), in the functions'
+   * subnets, with a security group of its own that reaches only the
+   * cluster's port and HTTPS (Secrets Manager).
+   */
+  private rotateApplicationUser(
+    secret: secretsmanager.Secret, every: Duration, placement: { vpc: ec2.IVpc; vpcSubnets: ec2.SubnetSelection },
+    existingGroup: ec2.ISecurityGroup | undefined,
+  ): { schedule: secretsmanager.RotationSchedule; securityGroup: ec2.SecurityGroup } {
+    const securityGroup = new ec2.SecurityGroup(this, 'RotationSecurityGroup', {
+      vpc: placement.vpc,
+      description: 'DocumentDB application user rotation (AWS hosted function)',
+      allowAllOutbound: false,
+    });
+    securityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(443), 'Secrets Manager over HTTPS');
+    const port = ec2.Port.tcp(this.endpointPort);
+    const cluster = this.cluster?.connections ?? existingGroup?.connections;
+    if (cluster) cluster.allowFrom(securityGroup, port, 'Application user rotation');
+    else securityGroup.addEgressRule(ec2.Peer.anyIpv4(), port, 'DocumentDB cluster endpoint');
+    const schedule = secret.addRotationSchedule('Rotation', {
+      automaticallyAfter: every,
+      hostedRotation: secretsmanager.HostedRotation.mongoDbMultiUser({
+        masterSecret: this.credentialsSecret,
+        vpc: placement.vpc,
+        vpcSubnets: placement.vpcSubnets,
+        securityGroups: [securityGroup],
+        excludeCharacters: APP_PASSWORD_EXCLUDED_CHARACTERS,
+      }),
+    });
+    // The first rotation needs the user to exist: after the setup that creates it.
+    schedule.node.addDependency(this.setup);
+    return { schedule, securityGroup };
+  }
 }
 
-/** A secret follows its cluster: SNAPSHOT (a secret has no snapshot) and RETAIN keep it. */
-function secretRemovalPolicy(clusterPolicy: RemovalPolicy | undefined): RemovalPolicy {
-  return (clusterPolicy ?? CLUSTER_DEFAULTS.removalPolicy) === RemovalPolicy.DESTROY ? RemovalPolicy.DESTROY : RemovalPolicy.RETAIN;
-}
+/**
+ * The counter function's default reserved concurrency, from the primary
+ * instance's connection limit: 500 connections for the smallest classes
+ * (db.t3.medium, db.t4g.medium: the default; AWS DocumentDB developer guide,
+ * "Quotas and limits", instance limits), which is also what an existing
+ * cluster of unknown class is assumed to be. Each container holds at most 2
+ * connections to the primary: one pooled connection (Lambda serves one
+ * request at a time and the store runs one operation at a time) and the
+ * driver's monitoring connection (the MongoDB driver polls from a FaaS
+ * environment, without a second RTT connection). A fifth of the limit is
+ * left for the setup, the rotation function and operators:
+ * 500 × 0.8 / 2 = 200. Larger classes allow more (README, "Reserved
+ * concurrency"), and 200 is also as much as a default account (1,000, of
+ * which 900 may be reserved) should give one function.
+ */
+const DOCDB_DEFAULT_RESERVED_CONCURRENCY = Math.floor((500 * 0.8) / 2);
+
+/** The characters DocumentDB refuses in passwords, plus the backslash: generated and rotated passwords alike. */
+const APP_PASSWORD_EXCLUDED_CHARACTERS = '"@/\\';
+
+/** Suffix AWS's alternating-users rotation adds to the second user's name. */
+const ROTATION_CLONE_SUFFIX = '_clone';
 
 /** Every problem with the props, for one synth-time error. */
 function validate(scope: Construct, props: DocDbCounterProps): void {
@@ -312,6 +449,14 @@ function validate(scope: Construct, props: DocDbCounterProps): void {
     fail(`\`appUsername\` must start with a letter and hold 1-63 letters, digits, _ or - (got "${user}")`);
   }
   if (user !== undefined && user === (props.masterUsername ?? CLUSTER_DEFAULTS.masterUsername)) fail('`appUsername` must differ from the master user name');
+  if (props.applicationUserRotation) {
+    const clone = (user ?? DOCDB_DEFAULTS.appUsername) + ROTATION_CLONE_SUFFIX;
+    if (!Token.isUnresolved(clone) && clone.length > 63) fail(`\`appUsername\` must be at most ${63 - ROTATION_CLONE_SUFFIX.length} characters with \`applicationUserRotation\` (the rotation adds a user "${clone}")`);
+    const rotationDays = props.applicationUserRotation.toHours({ integral: false }) / 24;
+    if (!Token.isUnresolved(rotationDays) && (rotationDays < 1 / 6 || rotationDays > 1000)) {
+      fail(`\`applicationUserRotation\` must be between 4 hours and 1000 days (Secrets Manager's limits); got ${props.applicationUserRotation.toHumanString()}`);
+    }
+  }
   const db = props.databaseName;
   if (db !== undefined && !Token.isUnresolved(db) && !/^[^/\\. "$\u0000]{1,63}$/.test(db)) {
     fail(`\`databaseName\` must be 1-63 characters without / \\ . space " $ (got "${db}")`);

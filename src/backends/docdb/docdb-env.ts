@@ -111,7 +111,21 @@ export const DOCDB_SETUP_PROPERTIES = {
   COLLECTION: 'Collection',
   /** ARN of the application user's secret. */
   APP_USER_SECRET: 'AppUserSecret',
+  /**
+   * The schema revision the setup brings the database to
+   * (`DOCDB_SCHEMA_VERSION`): a new revision changes the property, so an
+   * existing stack's next deployment runs the (idempotent) setup again.
+   */
+  SCHEMA: 'Schema',
 } as const;
+
+/**
+ * Revision of what the setup creates (docs/architecture.md, "Setup
+ * versions": bump it in the change that changes the setup). 1: the counters
+ * collection and the application user. 2: the `Idempotency-Key` records
+ * collection and its TTL index.
+ */
+export const DOCDB_SCHEMA_VERSION = '2';
 
 /**
  * A counter document: `{_id: <counter id>, counter: <value>}`. The id is the

@@ -7,6 +7,7 @@ import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from './dynamo-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
 import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { KEEP_UNLESS_CREATE_FAILED } from '../../private/removal';
 
 /** Props of `DynamoCounter`. */
 export interface DynamoCounterProps extends CounterOptions {
@@ -30,7 +31,7 @@ export interface DynamoCounterProps extends CounterOptions {
 
   /**
    * What happens to the created table when it leaves the stack (only without `existingTable`).
-   * @default RemovalPolicy.RETAIN
+   * @default RemovalPolicy.RETAIN_ON_UPDATE_OR_DELETE - kept, except when the deployment that created it rolls back
    */
   readonly removalPolicy?: RemovalPolicy;
 }
@@ -61,7 +62,8 @@ export class DynamoCounter extends CounterBase {
       billingMode: dynamodb.BillingMode.PAY_PER_REQUEST,
       pointInTimeRecoverySpecification: { pointInTimeRecoveryEnabled: true },
       encryption: dynamodb.TableEncryption.AWS_MANAGED,
-      removalPolicy: props.removalPolicy ?? RemovalPolicy.RETAIN,
+      // Kept when it leaves the stack; a failed first deployment leaves no empty table behind.
+      removalPolicy: props.removalPolicy ?? KEEP_UNLESS_CREATE_FAILED,
       // Key records of Idempotency-Keys carry their end of retention here;
       // DynamoDB deletes them (free of write charges) some time after it.
       timeToLiveAttribute: DYNAMO_ATTRIBUTES.EXPIRES_AT,

@@ -2,11 +2,19 @@ import { Annotations, CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SETUP_PROPERTIES } from './momento-env';
+import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SCHEMA_VERSION, MOMENTO_SETUP_PROPERTIES } from './momento-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { claimStore, deploymentStoreName, secretIdentity } from '../../private/store-names';
+
+/**
+ * How a derived cache name is spelled: lowercase letters, digits and
+ * hyphens, a subset of every spelling Momento accepts, short enough to read
+ * in the console.
+ */
+const DERIVED_CACHE_NAME = { prefix: 'atomic-counter-', separator: '-', maxLength: 64 } as const;
 
 /** Momento's default limit on an item's TTL (a service quota that support can raise). */
 const MOMENTO_MAX_DEFAULT_TTL_SECONDS = 24 * 60 * 60;
@@ -23,9 +31,15 @@ export interface MomentoCounterProps extends CounterOptions, FunctionPlacementOp
   readonly credentialsSecret: secretsmanager.ISecret;
 
   /**
-   * Name of the Momento cache holding the counters. The setup custom
-   * resource creates it if it does not exist; deleting the stack leaves it.
-   * @default "atomic-counter"
+   * Name of the Momento cache holding the counters (and the key records of
+   * `Idempotency-Key`s). The setup custom resource creates it if it does
+   * not exist; deleting the stack leaves it. Two counters that use one API
+   * key must not share a cache: synth warns when two counters of one app do.
+   *
+   * Earlier releases defaulted to `atomic-counter` for every deployment: a
+   * deployment made with one keeps its counters only by setting
+   * `cacheName: 'atomic-counter'` (README, "Upgrading from a release with shared default names").
+   * @default - derived from the deployment: `atomic-counter-<stack name and construct path>-<hash>` (lowercase, at most 64 characters), unique per stack name and construct path
    */
   readonly cacheName?: string;
 
@@ -82,7 +96,8 @@ export class MomentoCounter extends CounterBase {
 
   constructor(scope: Construct, id: string, props: MomentoCounterProps) {
     super(scope, id, props, 'momento');
-    this.cacheName = props.cacheName ?? MOMENTO_DEFAULTS.cacheName;
+    // One cache per deployment unless told otherwise: two stacks on one API key never share counters or keys.
+    this.cacheName = props.cacheName ?? deploymentStoreName(this.deployment, DERIVED_CACHE_NAME);
     const ttlSeconds = props.ttl ? props.ttl.toMilliseconds() / 1000 : MOMENTO_DEFAULTS.ttlSeconds;
     const casMaxAttempts = props.casMaxAttempts ?? MOMENTO_DEFAULTS.casMaxAttempts;
     const casBudgetMs = props.casTimeBudget?.toMilliseconds() ?? MOMENTO_DEFAULTS.casBudgetMs;
@@ -104,6 +119,8 @@ export class MomentoCounter extends CounterBase {
         'every request with an Idempotency-Key will fail (500).');
     }
     this.credentialsSecret = props.credentialsSecret;
+    claimStore(this, ['momento', secretIdentity(this.credentialsSecret), this.cacheName],
+      `Momento cache "${this.cacheName}" of the API key in ${this.credentialsSecret.node.path}`);
 
     const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handler reads it once per container.
@@ -117,7 +134,8 @@ export class MomentoCounter extends CounterBase {
       entry: MOMENTO_BUNDLES.setup,
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
-      properties: { [MOMENTO_SETUP_PROPERTIES.CACHE_NAME]: this.cacheName },
+      // A new schema revision re-runs the setup on an existing stack's next deployment.
+      properties: { [MOMENTO_SETUP_PROPERTIES.CACHE_NAME]: this.cacheName, [MOMENTO_SETUP_PROPERTIES.SCHEMA]: MOMENTO_SCHEMA_VERSION },
       environment: connectionEnv,
       secret: this.credentialsSecret,
       ...placement,

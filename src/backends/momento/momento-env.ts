@@ -49,7 +49,19 @@ export const MOMENTO_ENV = {
 export const MOMENTO_SETUP_PROPERTIES = {
   /** The cache to create. Default `MOMENTO_DEFAULTS.cacheName`. */
   CACHE_NAME: 'CacheName',
+  /**
+   * The revision of what the setup creates (`MOMENTO_SCHEMA_VERSION`): a
+   * new revision changes the property, so an existing stack's next
+   * deployment runs the (idempotent) setup again.
+   */
+  SCHEMA: 'Schema',
 } as const;
+
+/**
+ * Revision of what the setup creates (docs/architecture.md, "Setup
+ * versions": bump it in the change that changes the setup). 1: the cache.
+ */
+export const MOMENTO_SCHEMA_VERSION = '1';
 
 /** Defaults shared by the construct and the handlers, in one place. */
 export const MOMENTO_DEFAULTS = {

@@ -1,14 +1,16 @@
-import { Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
+import { CfnResource, Duration, RemovalPolicy, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { REDIS_BUNDLES, REDIS_DEFAULTS, REDIS_ENV, REDIS_SECRET_FIELDS } from './redis-env';
+import { REDIS_BUNDLES, REDIS_DEFAULTS, REDIS_ENV, REDIS_MAXMEMORY_POLICY, REDIS_SECRET_FIELDS } from './redis-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { credentialsRemovalPolicy, dependentRemovalPolicy, warnRetainedStoreInOwnVpc } from '../../private/removal';
+import { claimStore } from '../../private/store-names';
 
 /** The engine of a created ElastiCache replication group. */
 export enum RedisEngine {
@@ -48,6 +50,13 @@ export interface RedisCounterProps extends CounterOptions {
    * An existing Redis/Valkey primary endpoint to use instead of creating a
    * replication group. Give its `securityGroup` to have ingress from
    * `functionSecurityGroup` added, or admit that group yourself.
+   *
+   * Its `maxmemory-policy` must be `noeviction` (on ElastiCache: a custom
+   * parameter group; the default groups use `volatile-lru`, which evicts
+   * exactly the `Idempotency-Key` records, since they carry a TTL and the
+   * counters do not, and a retry after an eviction counts twice). Two
+   * counters on one endpoint need different `keyPrefix`es: synth warns when
+   * two counters of one app share one.
    * @default - a replication group is created
    */
   readonly existingEndpoint?: ExistingEndpoint;
@@ -98,7 +107,11 @@ export interface RedisCounterProps extends CounterOptions {
   /**
    * What happens to the created replication group when it leaves the stack.
    * The generated AUTH secret follows it: kept with `SNAPSHOT` and `RETAIN`
-   * (a restored snapshot needs its token), deleted with `DESTROY`.
+   * (a restored snapshot needs its token; with `SNAPSHOT` a failed first
+   * deployment deletes it), deleted with `DESTROY`. Its subnet group,
+   * security group and parameter group are kept with a retained group (it
+   * still uses them) and deleted otherwise; synth warns when a retained
+   * group meets a VPC created in the same stack.
    * @default RemovalPolicy.SNAPSHOT
    */
   readonly removalPolicy?: RemovalPolicy;
@@ -175,6 +188,11 @@ export class RedisCounter extends CounterBase {
   public readonly replicationGroup?: elasticache.CfnReplicationGroup;
   /** The created subnet group. @default - undefined with an existing endpoint */
   public readonly subnetGroup?: elasticache.CfnSubnetGroup;
+  /**
+   * The created replication group's parameter group (`maxmemory-policy
+   * noeviction`). @default - undefined with an existing endpoint
+   */
+  public readonly parameterGroup?: elasticache.CfnParameterGroup;
   /** The secret holding the AUTH token (generated, or the given `credentialsSecret`). @default - undefined with an existing endpoint without AUTH */
   public readonly credentialsSecret?: secretsmanager.ISecret;
   /** The Secrets Manager interface endpoint. @default - undefined without `secretsManagerEndpoint` */
@@ -216,6 +234,9 @@ export class RedisCounter extends CounterBase {
       tls = props.tls ?? true;
       this.functionSecurityGroup.addEgressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(port), 'Redis endpoint');
       existing.securityGroup?.addIngressRule(this.functionSecurityGroup, ec2.Port.tcp(port), 'Redis from the atomic counter function');
+      // A created replication group is this counter's alone; an existing endpoint may serve several.
+      const keyPrefix = props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix;
+      claimStore(this, ['redis', existing.hostname, String(port), keyPrefix], `keys "${keyPrefix}…" of the Redis endpoint ${existing.hostname}`);
     } else {
       const engine = props.engine ?? REDIS_COUNTER_DEFAULTS.engine;
       const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
@@ -245,12 +266,29 @@ export class RedisCounter extends CounterBase {
       // The secret follows its store: a retained or snapshotted group keeps
       // its token (a restored snapshot needs it); SNAPSHOT is not a secret's policy.
       const removalPolicy = props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy;
-      secret.applyRemovalPolicy(removalPolicy === RemovalPolicy.SNAPSHOT ? RemovalPolicy.RETAIN : removalPolicy);
+      secret.applyRemovalPolicy(credentialsRemovalPolicy(removalPolicy));
 
       this.subnetGroup = new elasticache.CfnSubnetGroup(this, 'SubnetGroup', {
         description: 'Redis atomic counter',
         subnetIds: props.vpc.selectSubnets(vpcSubnets).subnetIds,
       });
+
+      // Never evict: the default groups' volatile-lru evicts exactly the
+      // Idempotency-Key records (they carry a TTL, counters do not), and a
+      // retry after an eviction would count twice. A full node now refuses
+      // writes (OOM), which the handler answers 503 with nothing applied.
+      const engineVersion = props.engineVersion ?? REDIS_COUNTER_DEFAULTS.engineVersion[engine];
+      this.parameterGroup = new elasticache.CfnParameterGroup(this, 'ParameterGroup', {
+        description: 'Redis atomic counter: maxmemory-policy noeviction (Idempotency-Key records must not be evicted)',
+        cacheParameterGroupFamily: parameterGroupFamily(engine, engineVersion),
+        properties: { [REDIS_MAXMEMORY_POLICY.parameter]: REDIS_MAXMEMORY_POLICY.value },
+      });
+
+      // What only serves the group goes with it, or stays while it stays (cdk destroy must not fail).
+      for (const dependent of [this.subnetGroup, this.parameterGroup, this.cacheSecurityGroup.node.defaultChild as CfnResource]) {
+        dependent.applyRemovalPolicy(dependentRemovalPolicy(removalPolicy));
+      }
+      warnRetainedStoreInOwnVpc(this, removalPolicy, props.vpc, 'Redis replication group');
 
       this.replicationGroup = new elasticache.CfnReplicationGroup(this, 'ReplicationGroup', {
         replicationGroupDescription: 'Redis atomic counter',
@@ -264,6 +302,7 @@ export class RedisCounter extends CounterBase {
         multiAzEnabled: replicas > 0,
         port,
         cacheSubnetGroupName: this.subnetGroup.ref,
+        cacheParameterGroupName: this.parameterGroup.ref,
         securityGroupIds: [this.cacheSecurityGroup.securityGroupId],
         atRestEncryptionEnabled: true,
         transitEncryptionEnabled: true,
@@ -273,7 +312,7 @@ export class RedisCounter extends CounterBase {
         autoMinorVersionUpgrade: true,
         snapshotRetentionLimit: 1,
       });
-      this.replicationGroup.applyRemovalPolicy(props.removalPolicy ?? REDIS_COUNTER_DEFAULTS.removalPolicy);
+      this.replicationGroup.applyRemovalPolicy(removalPolicy);
       this.endpointHostname = this.replicationGroup.attrPrimaryEndPointAddress;
       this.endpointPort = Token.asNumber(this.replicationGroup.attrPrimaryEndPointPort);
       portEnv = this.replicationGroup.attrPrimaryEndPointPort;
@@ -321,6 +360,16 @@ export class RedisCounter extends CounterBase {
   }
 }
 
+/**
+ * The ElastiCache parameter group family of an engine version: `redis7`
+ * (7.x), `redis6.x`, `redis5.0`, `redis4.0`, …; `valkey7`, `valkey8`, ….
+ */
+function parameterGroupFamily(engine: RedisEngine, engineVersion: string): string {
+  const major = Number.parseInt(engineVersion, 10);
+  if (engine === RedisEngine.VALKEY || major >= 7) return `${engine}${major}`;
+  return major === 6 ? 'redis6.x' : `redis${engineVersion.split('.').slice(0, 2).join('.')}`;
+}
+
 /** Every problem with the props, for one synth-time error. */
 function validate(scope: Construct, props: RedisCounterProps): PropsValidation {
   const check = checkCounterOptions(new PropsValidation(scope), props)
@@ -333,6 +382,10 @@ function validate(scope: Construct, props: RedisCounterProps): PropsValidation {
     .integer('replicas', props.replicas, 0, 5)
     .integer('waitForReplicas', props.waitForReplicas, 0)
     .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
+  const version = props.engineVersion;
+  // The parameter group's family is read from the version at synth.
+  check.check(version === undefined || (!Token.isUnresolved(version) && /^\d+\.\d+/.test(version)),
+    `\`engineVersion\` must be a literal "<major>.<minor>" such as "7.1" (the parameter group's family depends on it); got ${version}`);
   const replicas = props.replicas ?? REDIS_COUNTER_DEFAULTS.replicas;
   const wait = props.waitForReplicas ?? 0;
   if (props.existingEndpoint === undefined && !Token.isUnresolved(wait) && !Token.isUnresolved(replicas)) {

@@ -56,6 +56,15 @@ export const REDIS_DEFAULTS = {
   idleCheckMs: 20_000,
 } as const;
 
+/**
+ * The eviction policy a server must run with: a created replication group's
+ * parameter group sets it, an existing endpoint must (docs/operations.md).
+ * Any evicting policy can drop an `Idempotency-Key` record (it carries a
+ * TTL) and a retry after that counts twice; `noeviction` refuses writes
+ * when memory is full instead (OOM, answered 503 with nothing applied).
+ */
+export const REDIS_MAXMEMORY_POLICY = { parameter: 'maxmemory-policy', value: 'noeviction' } as const;
+
 /** Field names of the auth secret's JSON. */
 export const REDIS_SECRET_FIELDS = { AUTH_TOKEN: 'authToken', USERNAME: 'username' } as const;
 

@@ -7,6 +7,14 @@ import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../cou
 import { importedSecretNameProblem } from '../../deploy-checks';
 import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
+import { claimStore, deploymentStoreName, secretIdentity } from '../../private/store-names';
+
+/**
+ * How a derived table name is spelled: a lowercase identifier (TiDB and
+ * MySQL may fold or keep case depending on the server's settings), short
+ * enough for its key records table `<name>_keys`.
+ */
+const DERIVED_TABLE_NAME = { prefix: 'counters_', separator: '_', maxLength: TIDB_MAX_TABLE_LENGTH } as const;
 
 /** Props of `TiDbCounter`. */
 export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptions {
@@ -44,8 +52,15 @@ export interface TiDbCounterProps extends CounterOptions, FunctionPlacementOptio
   /**
    * Name of the counters table; the setup creates it when missing, and
    * `<tableName>_keys` beside it for the `Idempotency-Key` records.
-   * Letters, digits and underscores only, at most 59 characters.
-   * @default 'counters'
+   * Letters, digits and underscores only, at most 59 characters (so that
+   * `<tableName>_keys` is a valid 64-character identifier). Two counters on
+   * one cluster and database must not share a table: synth warns when two
+   * counters of one app do.
+   *
+   * Earlier releases defaulted to `counters` for every deployment: a
+   * deployment made with one keeps its counters only by setting
+   * `tableName: 'counters'` (README, "Upgrading from a release with shared default names").
+   * @default - derived from the deployment: `counters_<stack name and construct path>_<hash>` (lowercase, at most 59 characters), unique per stack name and construct path
    */
   readonly tableName?: string;
 
@@ -89,7 +104,8 @@ export class TiDbCounter extends CounterBase {
 
   constructor(scope: Construct, id: string, props: TiDbCounterProps) {
     super(scope, id, props, 'tidb');
-    this.tableName = props.tableName ?? TIDB_DEFAULTS.table;
+    // One table per deployment unless told otherwise: two stacks on one cluster never share counters or keys.
+    this.tableName = props.tableName ?? deploymentStoreName(this.deployment, DERIVED_TABLE_NAME);
     const database = props.databaseName;
     const connectMs = props.connectTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.connectTimeoutMs;
     const queryMs = props.queryTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.queryTimeoutMs;
@@ -108,6 +124,9 @@ export class TiDbCounter extends CounterBase {
     }
     check.throwIfInvalid();
     this.credentialsSecret = props.credentialsSecret;
+    const databaseLabel = database ?? '(the secret\'s database)';
+    claimStore(this, ['tidb', secretIdentity(this.credentialsSecret), databaseLabel, this.tableName],
+      `TiDB table ${databaseLabel}.${this.tableName} of the cluster in ${this.credentialsSecret.node.path}`);
 
     const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handlers read it once per container.

@@ -51,8 +51,9 @@ export const TIDB_SETUP_PROPERTIES = {
 } as const;
 
 /**
- * Revision of the tables the setup creates. 1: the counters table. 2: the
- * `Idempotency-Key` records table and a signed value column.
+ * Revision of the tables the setup creates (docs/architecture.md, "Setup
+ * versions": bump it in the change that changes the setup). 1: the counters
+ * table. 2: the `Idempotency-Key` records table and a signed value column.
  */
 export const TIDB_SCHEMA_VERSION = '2';
 
