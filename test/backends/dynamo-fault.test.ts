@@ -33,8 +33,22 @@ describe('dynamo: engine down or hung', () => {
     await engine?.stop();
   });
 
+  /**
+   * The first change of an id, sent again while it answers 503: on a loaded
+   * machine a freshly started DynamoDB Local can take longer than the short
+   * request timeout these tests use, which is not what they test. Returns
+   * how many times it was applied (a timed-out attempt may be applied too).
+   */
+  async function warm(id: string): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      const res = await call(handler, 'POST', 'dynamo', id);
+      if (res.status === 200 || attempt >= 10) return res.body.counter;
+    }
+  }
+
   test('a hung engine (SIGSTOP) → 503 after the request timeout; the engine back → 200 again', async () => {
-    expect((await call(handler, 'POST', 'dynamo', 'k')).body.counter).toBe(1);
+    const warmed = await warm('k');
+    expect(warmed).toBeGreaterThanOrEqual(1);
     const pid = engine.pid!;
     process.kill(pid, 'SIGSTOP');
     try {
@@ -51,11 +65,12 @@ describe('dynamo: engine down or hung', () => {
     // does not retry it, so it counts at most once.
     const after = await call(handler, 'POST', 'dynamo', 'k');
     expect(after.status).toBe(200);
-    expect([2, 3]).toContain(after.body.counter);
+    expect([warmed + 1, warmed + 2]).toContain(after.body.counter);
   });
 
   test('a keyed change on a hung engine → 503 after one request timeout; the same key afterwards counts it exactly once', async () => {
-    expect((await call(handler, 'POST', 'dynamo', 'keyed')).body.counter).toBe(1);
+    const warmed = await warm('keyed');
+    expect(warmed).toBeGreaterThanOrEqual(1);
     const pid = engine.pid!;
     process.kill(pid, 'SIGSTOP');
     try {
@@ -71,9 +86,9 @@ describe('dynamo: engine down or hung', () => {
     // The transaction may or may not have been applied when the engine
     // stopped; either way the retry with the key answers 6 and counts it once.
     const retry = await call(handler, 'POST', 'dynamo', 'keyed', { key: 'hung-1', by: 5 });
-    expect(retry).toMatchObject({ status: 200, body: { counter: 6 } });
+    expect(retry).toMatchObject({ status: 200, body: { counter: warmed + 5 } });
     expect((await call(handler, 'POST', 'dynamo', 'keyed', { key: 'hung-1', by: 5 })).headers['Idempotent-Replayed']).toBe('true');
-    expect((await call(handler, 'GET', 'dynamo', 'keyed')).body.counter).toBe(6);
+    expect((await call(handler, 'GET', 'dynamo', 'keyed')).body.counter).toBe(warmed + 5);
   });
 });
 

@@ -6,8 +6,9 @@ import { envMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
  * Attribute names. A counter item is `{id, counter}`; `counter` is a DynamoDB
- * reserved word, always aliased. While a keyed change is in flight its counter
- * item also carries one marker attribute (see `DYNAMO_KEYS`).
+ * reserved word, always aliased. Keyed changes add marker attributes (see
+ * `DYNAMO_KEYS`) and `markerBytes` to it, until their values are folded into
+ * their key records (docs/dynamo.md, "Exactly-once increments").
  *
  * An `Idempotency-Key` is a key record in the same table: `{id: <key record
  * id>, boundId, by, expiresAt, expiresAtMs, result}`. `expiresAt` (epoch
@@ -27,6 +28,12 @@ export const DYNAMO_ATTRIBUTES = {
   EXPIRES_AT: 'expiresAt',
   /** Key record: end of retention, epoch milliseconds: what the store checks. */
   EXPIRES_AT_MS: 'expiresAtMs',
+  /**
+   * Counter item: the bytes its markers take, as the store counts them (a
+   * marker's name plus the largest number DynamoDB stores); bounded by
+   * `DYNAMO_DEFAULTS.markerBytesCap` in the keyed transaction's condition.
+   */
+  MARKER_BYTES: 'markerBytes',
 } as const;
 
 /**
@@ -39,9 +46,11 @@ export const DYNAMO_KEYS = {
   /** A key record's partition key value is this prefix followed by the key. */
   RECORD_PREFIX: '\u0001key\u0001',
   /**
-   * A marker attribute on the counter item is named this prefix, the key,
-   * the separator and the key record's `expiresAtMs` in base 36; its value is
-   * the value the keyed change produced.
+   * A marker attribute on the counter item is named this prefix followed by
+   * the key; its value is the value the keyed change produced, until it is
+   * folded into the key record's `result`. (Markers written by earlier releases
+   * also carry the separator and the record's `expiresAtMs` in base 36; they
+   * are still read and folded.)
    */
   MARKER_PREFIX: '\u0001',
   MARKER_SEPARATOR: '\u0001',
@@ -71,17 +80,22 @@ export const DYNAMO_DEFAULTS = {
   /** Back-off before retry n (n = 1, 2): at most 1.5 × 25 × 2^n ms. */
   retryBaseMs: 25,
   /**
-   * Keyed changes: longest back-off after a transaction DynamoDB cancelled
-   * for a conflict (another write on the same item at the same moment).
+   * Longest back-off after a transaction DynamoDB cancelled for a conflict,
+   * or a write it refused because a transaction held the item.
    */
   conflictBackoffCapMs: 32,
   /**
-   * Keyed changes: a marker left on a counter item by a change that never
-   * finished is removed once its key has been expired this long.
+   * Keyed changes: the markers on one counter item take at most this many
+   * bytes (as `markerBytes` counts them); a keyed change that would pass it
+   * folds markers into their key records first.
    */
-  markerSweepGraceMs: 5 * 60_000,
-  /** Keyed changes: at most this many left-over markers are removed per change. */
-  markerSweepBatch: 20,
+  markerBytesCap: 2048,
+  /** Keyed changes: bytes counted for a marker's value (DynamoDB's largest number, 38 digits: 21 bytes). */
+  markerValueBytes: 21,
+  /** Keyed changes: at most this many markers are folded into their records by one transaction. */
+  foldsPerTransaction: 24,
+  /** Keyed changes: counter ids whose markers a container remembers, to fold them in its next keyed change there. */
+  rememberedIds: 512,
 } as const;
 
 /** Sum of the longest back-offs of the unkeyed path's retries (n = 1 … attempts − 1). */
@@ -92,21 +106,21 @@ function retryBackoffMs(): number {
 }
 
 /**
- * Time budget of a keyed change (`Idempotency-Key`): no call of it starts,
- * and no back-off ends, after this many milliseconds; a call that started
- * just before may still run for one request timeout. The budget is the
- * unkeyed worst case minus that one request timeout, so a keyed change's
- * worst case equals the unkeyed one (see `dynamoWorstCase`).
+ * Time budget of one request (a change, keyed or not, or a read): no call of
+ * it starts, and no back-off ends, after this many milliseconds; a call that
+ * started just before may still run for one request timeout. The budget is
+ * the worst case of three attempts minus that one request timeout, so a
+ * request's worst case is `dynamoWorstCase` whatever it retries.
  */
-export function dynamoKeyedBudgetMs(requestTimeoutMs: number): number {
+export function dynamoBudgetMs(requestTimeoutMs: number): number {
   return (DYNAMO_DEFAULTS.retryAttempts - 1) * requestTimeoutMs + retryBackoffMs();
 }
 
 /**
- * Worst case of one request. Unkeyed: every attempt is throttled only at the
- * end of its request timeout, plus the longest back-offs in between. Keyed:
- * the keyed budget plus one call that started just before it ran out, which
- * is the same total by construction (`dynamoKeyedBudgetMs`).
+ * Worst case of one request: three attempts each throttled only at the end
+ * of its request timeout, plus the longest back-offs in between; equally,
+ * the request's budget plus one call that started just before it ran out,
+ * the same total by construction (`dynamoBudgetMs`).
  */
 export function dynamoWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const requestMs = envMs(env, DYNAMO_ENV.REQUEST_TIMEOUT_MS, DYNAMO_DEFAULTS.requestTimeoutMs);

@@ -26,6 +26,16 @@ export function isNotApplied(err: unknown): boolean {
   return NOT_APPLIED.has((err as Error)?.name) || (err as { code?: string })?.code === 'ECONNREFUSED';
 }
 
+/**
+ * True for a single-item write DynamoDB refused because a transaction was
+ * under way on the item ("Operation was rejected because there is an
+ * ongoing transaction for the item"): nothing was applied, and the item is
+ * free again within milliseconds.
+ */
+export function isConflict(err: unknown): boolean {
+  return (err as Error)?.name === 'TransactionConflictException';
+}
+
 /** True when a cancelled transaction may simply be sent again (nothing failed but timing). */
 export function isRetryableReason(reason: CancellationReason | undefined): boolean {
   return reason?.Code !== undefined && RETRYABLE_REASONS.has(reason.Code);
