@@ -16,6 +16,11 @@ export const COMMON_ENV = {
   DEPLOYMENT: 'COUNTER_DEPLOYMENT',
   /** Integer ≥ 1: seconds an `Idempotency-Key` is remembered after its change was applied. */
   IDEMPOTENCY_RETENTION_SECONDS: 'IDEMPOTENCY_RETENTION_SECONDS',
+  /**
+   * Integer in [1, 64]: how many slots a change may go to (a sharded counter
+   * when > 1). Absent: 1, an unsharded counter, today's behaviour.
+   */
+  SHARDS: 'COUNTER_SHARDS',
 } as const;
 
 /** Default write mode and maximum, for the constructs and the handlers alike. */
@@ -23,3 +28,11 @@ export const MODE_DEFAULTS = { conditionalWrites: false, maxCounterValue: 10 } a
 
 /** How long an `Idempotency-Key` is remembered by default: 24 hours. */
 export const IDEMPOTENCY_DEFAULTS = { retentionSeconds: 24 * 60 * 60 } as const;
+
+/**
+ * Shard counts a counter may be configured with. 64 keeps the widest atomic
+ * operation a sharded store needs (every slot plus a key record in one
+ * DynamoDB transaction, at most 100 items) and a total's batched read
+ * (BatchGetItem: 100 keys) within one call.
+ */
+export const SHARD_LIMITS = { min: 1, max: 64, default: 1 } as const;

@@ -4,13 +4,15 @@
  * phase would; an invalid value fails the init with a clear message.
  */
 
-import { COMMON_ENV, IDEMPOTENCY_DEFAULTS, MODE_DEFAULTS } from '../counter-env';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS, MODE_DEFAULTS, SHARD_LIMITS } from '../counter-env';
 
 export interface CounterModeConfig {
   readonly conditionalWrites: boolean;
   readonly maxCounterValue: number;
   /** Seconds an `Idempotency-Key` is remembered. */
   readonly idempotencyRetentionSeconds?: number;
+  /** Slots a change may go to (`COUNTER_SHARDS`); 1 = an unsharded counter. @default 1 */
+  readonly shards?: number;
 }
 
 export type Env = Record<string, string | undefined>;
@@ -58,5 +60,13 @@ export function readModeConfig(env: Env): CounterModeConfig {
     conditionalWrites: readBoolean(env, COMMON_ENV.USE_CONDITIONAL_WRITES, MODE_DEFAULTS.conditionalWrites),
     maxCounterValue: readInteger(env, COMMON_ENV.MAX_COUNTER_VALUE, MODE_DEFAULTS.maxCounterValue, 1),
     idempotencyRetentionSeconds: readInteger(env, COMMON_ENV.IDEMPOTENCY_RETENTION_SECONDS, IDEMPOTENCY_DEFAULTS.retentionSeconds, 1),
+    shards: readShards(env),
   };
+}
+
+/** `COUNTER_SHARDS`: an integer within `SHARD_LIMITS`, 1 when absent. */
+export function readShards(env: Env): number {
+  const shards = readInteger(env, COMMON_ENV.SHARDS, SHARD_LIMITS.default, SHARD_LIMITS.min);
+  if (shards > SHARD_LIMITS.max) throw new ConfigError(`${COMMON_ENV.SHARDS} must be at most ${SHARD_LIMITS.max} (got ${shards})`);
+  return shards;
 }

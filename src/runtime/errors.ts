@@ -12,6 +12,7 @@ export type ErrorCode =
   | 'IDEMPOTENCY_KEY_REUSED'
   | 'NOT_FOUND'
   | 'BACKEND_UNAVAILABLE'
+  | 'THROTTLED'
   | 'INTERNAL';
 
 export abstract class CounterError extends Error {
@@ -93,6 +94,26 @@ export const BACKEND_UNAVAILABLE_MESSAGE = 'Backend unavailable, retry later';
 export class BackendUnavailableError extends CounterError {
   readonly code = 'BACKEND_UNAVAILABLE';
   readonly statusCode = 503;
+  /** Seconds the client should wait before retrying (`Retry-After`). */
+  readonly retryAfterSeconds: number;
+  constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {
+    super(message, options);
+    this.retryAfterSeconds = options?.retryAfterSeconds ?? 1;
+  }
+}
+
+/** The one public body text of every datastore-throttling 429. */
+export const THROTTLED_MESSAGE = 'The datastore is throttling this counter, retry later';
+
+/**
+ * The datastore refused the request for its rate (DynamoDB's throttling
+ * exceptions, a transaction cancelled for throttling, Momento's rate limits):
+ * nothing was applied, and the client may retry after `Retry-After`. (API
+ * Gateway's own throttles are 429s too, with API Gateway's body.)
+ */
+export class ThrottledError extends CounterError {
+  readonly code = 'THROTTLED';
+  readonly statusCode = 429;
   /** Seconds the client should wait before retrying (`Retry-After`). */
   readonly retryAfterSeconds: number;
   constructor(message: string, options?: { cause?: unknown; retryAfterSeconds?: number }) {

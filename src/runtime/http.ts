@@ -1,4 +1,4 @@
-import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, InternalError, LimitReachedError } from './errors';
+import { BACKEND_UNAVAILABLE_MESSAGE, BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, InternalError, LimitReachedError, THROTTLED_MESSAGE, ThrottledError } from './errors';
 
 /** What a Lambda proxy integration returns to API Gateway. */
 export interface HttpResponse {
@@ -32,6 +32,11 @@ export function errorResponse(err: unknown, context: Record<string, unknown> = {
     headers['Retry-After'] = String(error.retryAfterSeconds);
     // A fixed public message: the driver's text (addresses, SDK detail) goes to the log line only.
     body.error = BACKEND_UNAVAILABLE_MESSAGE;
+    body.backend = context.backend;
+  } else if (error instanceof ThrottledError) {
+    headers['Retry-After'] = String(error.retryAfterSeconds);
+    // Which limit and which slot go to the log line only, as for a 503.
+    body.error = THROTTLED_MESSAGE;
     body.backend = context.backend;
   } else if (error instanceof InternalError || error instanceof CredentialsRejectedError) {
     body.error = 'Internal error';

@@ -13,6 +13,8 @@ export interface RequestLogLine {
   counter?: number;
   /** The step of an increment (`?by=N`; 1 when not given). */
   by?: number;
+  /** A sharded counter: the slot that took the change (no `counter`: no single write knows the total). */
+  shard?: number;
   /** A keyed increment: true when the key had been applied before (nothing written now). */
   replayed?: boolean;
   accepted: boolean;

@@ -33,8 +33,12 @@ export interface CounterStore {
    */
   apply(id: string, change: CounterChange): Promise<ChangeResult>;
 
-  /** The stored value, 0 for a counter never written. */
-  read(id: string): Promise<number>;
+  /**
+   * The stored value, 0 for a counter never written. For a sharded counter
+   * the total over its slots, in one batched read where the datastore has one
+   * (see `src/runtime/shards.ts`); `shards` is the configured slot count.
+   */
+  read(id: string, shards?: number): Promise<number>;
 
   /**
    * Opens the client's connection ahead of the first request: the pipeline
@@ -61,6 +65,13 @@ export interface CounterChange {
   readonly maximum?: number;
   /** Exactly-once: the request's `Idempotency-Key` and how long it is remembered. */
   readonly idempotency?: IdempotencyOptions;
+  /**
+   * Slots the change may go to (the configured `COUNTER_SHARDS`). Absent or
+   * 1: an unsharded counter, stored and answered as always. More: a sharded
+   * counter (`src/runtime/shards.ts`): the change goes to one slot, and the
+   * result carries no `counter`.
+   */
+  readonly shards?: number;
 }
 
 export interface IdempotencyOptions {
@@ -71,8 +82,13 @@ export interface IdempotencyOptions {
 }
 
 export interface ChangeResult {
-  /** The value the change produced (for a replay: the value the original produced). */
-  readonly counter: number;
+  /**
+   * The value the change produced (for a replay: the value the original
+   * produced). Absent for a sharded counter: no single write knows the total.
+   */
+  readonly counter?: number;
+  /** A sharded counter: the slot that took the change (for a replay: absent). */
+  readonly shard?: number;
   /** True when the key had already been applied: nothing was written now. */
   readonly replayed: boolean;
 }

@@ -219,7 +219,7 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
 
     const results: ChangeResult[] = await Promise.all(Array.from({ length: 120 }, (_, i) => harnesses[i % 4].store.apply('hot', keyed(`h${i}`, 1))));
     expect(results.every((r) => !r.replayed)).toBe(true);
-    expect([...results.map((r) => r.counter)].sort((a, b) => a - b)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
+    expect([...results.map((r) => r.counter!)].sort((a, b) => a - b)).toEqual(Array.from({ length: 120 }, (_, i) => i + 1));
     expect(await stored(db, 'hot')).toBe(120);
     // The contention path was taken: transactions conflicted (112) and were retried.
     const conflicts = harnesses.flatMap((h) => h.failures).filter((c) => c === 112).length;

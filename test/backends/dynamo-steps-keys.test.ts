@@ -718,7 +718,7 @@ describe('dynamo: calls sent, counted and inspected at a proxy in front of Dynam
         expect(Object.keys(result.statuses).filter((status) => status !== '200' && status !== '503')).toEqual([]);
         // Every key, retried once the conflicts stop, answers one value: each applied exactly once.
         proxy.emulateConflicts(undefined);
-        const values = await Promise.all(Array.from({ length: 100 }, async (_, k) => (await store.apply(tag, keyed(1, `${tag}-${k}`, HOUR))).counter));
+        const values = await Promise.all(Array.from({ length: 100 }, async (_, k) => (await store.apply(tag, keyed(1, `${tag}-${k}`, HOUR))).counter!));
         expect([...values].sort((a, b) => a - b)).toEqual(Array.from({ length: 100 }, (_, k) => k + 1));
         expect(await store.read(tag)).toBe(100);
       }

@@ -31,7 +31,7 @@ describe('cdk-nag AwsSolutions on the example stack', () => {
 
   test('a new unacknowledged finding fails the check', () => {
     const { app, stack } = buildExample(exampleDir(FULL_DOTENV));
-    const sg = new ec2.SecurityGroup(stack, 'Wide', { vpc: stack.vpc, description: 'open to the world' });
+    const sg = new ec2.SecurityGroup(stack, 'Wide', { vpc: stack.vpc!, description: 'open to the world' });
     sg.addIngressRule(ec2.Peer.anyIpv4(), ec2.Port.tcp(22));
     const report = new AwsSolutionsChecks(app).validateScope(app);
     expect(report.success).toBe(false);

@@ -183,7 +183,7 @@ export class DynamoKeyedChange {
         } catch (err) {
           if (!(err instanceof TransactionCanceledException)) throw err;
           const outcome = await this.cancelled(c, plan, err);
-          if ('counter' in outcome) return outcome;
+          if ('replayed' in outcome) return outcome;
           plan = outcome;
           return AGAIN;
         }
