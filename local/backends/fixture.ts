@@ -41,6 +41,23 @@ export interface BackendFixture {
   bareClient(engine: Engine, env: Record<string, string>): Promise<BareClient>;
   /** Server-side port whose established connections the leak test counts. */
   serverPort?(engine: Engine): number | undefined;
+  /**
+   * Starts counting, on the engine side, the calls one prepared environment
+   * sends: top-level commands or requests as the engine receives them (a
+   * proxy in front of it, or the local server's own count), never TCP
+   * chunks. The round-trip figures of `npm run compare` come from it.
+   */
+  callCounter?(engine: Engine, env: Record<string, string>): Promise<CallCounter>;
+}
+
+/** Engine-side call counting for one environment (`BackendFixture.callCounter`). */
+export interface CallCounter {
+  /** The handler environment to use: `env` rerouted through the counting point. */
+  readonly env: Record<string, string>;
+  /** Calls the engine received from this environment since the last `reset`. */
+  count(): number;
+  reset(): void;
+  close(): Promise<void>;
 }
 
 /** Short unique namespace names: letters, digits and underscores only. */
