@@ -8,15 +8,15 @@
  * deadlock victim run again (the races are produced by a second session
  * holding locks, since the engine does not produce them on demand).
  */
+import * as vm from 'vm';
 import { Connection, createConnection, RowDataPacket } from 'mysql2/promise';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { mysqlConnectionOptions } from '../../local/engines/mysql';
 import { ContainerMode, ProxyHandler } from '../../local/lambda-container';
-import { changeStatement, counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
+import { BATCH, keyedBatch } from '../../src/backends/tidb/runtime/tidb-keyed-change';
 import { call, useBackend } from '../kit/conformance';
 
 const ctx = useBackend('tidb');
-const sql = counterSql('counters');
 
 /** A fresh database (both tables, by the setup handler) and `n` containers on it. */
 async function containers(mode: ContainerMode, n = 1, namespace = uniqueNamespace('t_tidb_sk')): Promise<{ database: string; handlers: ProxyHandler[] }> {
@@ -42,6 +42,26 @@ async function keyRecord(database: string, key: string): Promise<{ id: string; b
   const [r] = await rows(database,
     'SELECT counter_id, step, value, TIMESTAMPDIFF(MICROSECOND, UTC_TIMESTAMP(6), expires_at) / 1e6 AS left_s FROM counters_keys WHERE idempotency_key = ?', [key]);
   return r && { id: Buffer.from(r.counter_id).toString('utf8'), by: Number(r.step), value: Number(r.value), expiresInS: Number(r.left_s) };
+}
+
+/**
+ * The request log lines the bundled handlers write while `work` runs. They
+ * run in Node's own context, whose `process` is not the copy jest gives a test.
+ */
+async function captureLogLines(work: () => Promise<void>): Promise<Record<string, unknown>[]> {
+  const stdout: NodeJS.WriteStream = vm.runInThisContext('process').stdout;
+  const write = stdout.write;
+  const chunks: string[] = [];
+  stdout.write = ((chunk: string | Uint8Array) => {
+    chunks.push(String(chunk));
+    return true;
+  }) as typeof stdout.write;
+  try {
+    await work();
+  } finally {
+    stdout.write = write;
+  }
+  return chunks.join('').split('\n').filter((line) => line.startsWith('{')).map((line) => JSON.parse(line));
 }
 
 const pause = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -146,12 +166,10 @@ describe('Idempotency-Key: the records table and the transaction', () => {
       const key = `held-key-${outcome}`;
       const other = await session(database);
       try {
-        // The store's own statements, on a session of ours, left uncommitted.
-        await other.query(sql.begin);
-        await other.execute(sql.claimKey, [key, id, '1', 60, id, '1', 60]);
-        const statement = changeStatement(sql, id, { by: 1 });
-        await other.execute(statement.sql, statement.params);
-        await other.execute(sql.recordValue, ['1', key]);
+        // The store's own batch, on a session of ours, all but its COMMIT: left uncommitted.
+        for (const statement of keyedBatch('counters', id, { by: 1 }, { key, retentionSeconds: 60 }).slice(0, BATCH.COMMIT)) {
+          await other.query(statement);
+        }
         let settled = false;
         const pending = call(h, 'POST', 'tidb', id, { key }).finally(() => {
           settled = true;
@@ -178,7 +196,7 @@ describe('Idempotency-Key: the records table and the transaction', () => {
       await rows(database, "INSERT INTO counters_keys VALUES ('late', 'x', 1, 1, UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)");
       const [snapshot] = await reader.query<RowDataPacket[]>('SELECT * FROM counters_keys WHERE idempotency_key = ?', ['late']);
       expect(snapshot).toEqual([]);
-      const [current] = await reader.execute<RowDataPacket[]>(sql.recordedKey, ['late']);
+      const [current] = await reader.query<RowDataPacket[]>(keyedBatch('counters', 'x', { by: 1 }, { key: 'late', retentionSeconds: 60 })[BATCH.RECORD]);
       expect(current).toHaveLength(1);
       await reader.query('ROLLBACK');
     } finally {
@@ -215,10 +233,14 @@ describe('Idempotency-Key: the records table and the transaction', () => {
     expect(await call(h, 'POST', 'tidb', 'dl', { key: 'dl-key' })).toMatchObject({ status: 200, body: { counter: 2 }, headers: { 'Idempotent-Replayed': 'true' } });
   });
 
-  test('without the records table (a setup that never ran): a keyed change is a 500, nothing written; unkeyed changes go on', async () => {
-    const { database, handlers: [h] } = await containers({ conditional: false });
+  test('without the records table (a setup that never ran): a keyed change is a 503 whose log line names the table and the setup, nothing written; unkeyed changes go on', async () => {
+    const { database, handlers: [h] } = await containers({ conditional: false, quiet: false });
     await rows(database, 'DROP TABLE counters_keys');
-    expect(await call(h, 'POST', 'tidb', 'no-table', { key: 'k' })).toMatchObject({ status: 500, body: { code: 'INTERNAL' } });
+    const lines = await captureLogLines(async () => {
+      expect(await call(h, 'POST', 'tidb', 'no-table', { key: 'k' })).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    });
+    expect(lines).toEqual([expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/counters_keys does not exist.*setup/) })]);
+    expect(await ctx().fixture.keys(ctx().engine, database)).toEqual([]);
     expect(await call(h, 'POST', 'tidb', 'no-table')).toMatchObject({ status: 200, body: { counter: 1 } });
   });
 });

@@ -43,7 +43,7 @@ export class TiDbCounterStore implements CounterStore {
   private constructor(private readonly config: TiDbConfig, endpoint: TiDbEndpoint) {
     this.pool = new TiDbPool(poolOptions(config, endpoint), config.queryTimeoutMs, config.secretArn);
     this.sql = counterSql(config.table);
-    this.keyed = new TiDbKeyedChange(config, this.pool, this.sql);
+    this.keyed = new TiDbKeyedChange(config, endpoint);
   }
 
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
@@ -65,9 +65,9 @@ export class TiDbCounterStore implements CounterStore {
     await this.pool.close();
   }
 
-  /** Opens the pool's first connection now (init phase). */
+  /** Opens the first connection of both pools now (init phase). */
   async connect(): Promise<void> {
-    await this.pool.connect();
+    await Promise.all([this.pool.connect(), this.keyed.connect()]);
   }
 
   /**
@@ -101,7 +101,7 @@ export class TiDbCounterStore implements CounterStore {
       retryable: (err) => RETRYABLE_SERVER_ERRORS.has(errno(err) ?? -1),
       exhausted: (_, last) => last as Error,
     }).catch((err) => {
-      throw toTiDbCounterError(err, this.config.secretArn);
+      throw toTiDbCounterError(err, this.config.secretArn, this.config.table);
     });
   }
 }

@@ -1,4 +1,5 @@
 import { BackendUnavailableError, CredentialsRejectedError, isNetworkError } from '../../../runtime/errors';
+import { keysTableOf } from '../tidb-env';
 
 /**
  * Server errors after which the statement certainly was rolled back, so it
@@ -54,14 +55,26 @@ export function isUnavailable(err: unknown): boolean {
  */
 const AUTH_SERVER_ERRORS = new Set([1045, 1862]);
 
+/** The server's "table doesn't exist" (MySQL, MariaDB and TiDB alike). */
+const NO_SUCH_TABLE = 1146;
+
 /**
  * The one place a driver error becomes the pipeline's error: rejected credentials → `CredentialsRejectedError` (the
  * pipeline re-reads the secret, `secretArn`, and retries on a fresh pool);
+ * a missing table of the store (`table` or its key records table: the setup
+ * has not run, or not to the current schema) → a 503 whose log line says so;
  * "unavailable" → 503; anything else unchanged.
  */
-export function toTiDbCounterError(err: unknown, secretArn?: string): unknown {
+export function toTiDbCounterError(err: unknown, secretArn?: string, table?: string): unknown {
   if (err instanceof BackendUnavailableError || err instanceof CredentialsRejectedError) return err;
   const n = errno(err);
+  if (n === NO_SUCH_TABLE && table !== undefined) {
+    const message = String((err as Error).message);
+    const missing = [keysTableOf(table), table].find((name) => message.includes(`.${name}'`) || message.includes(`'${name}'`)) ?? table;
+    return new BackendUnavailableError(
+      `TiDB: the table ${missing} does not exist, so the setup custom resource (Custom::TiDbSetup) has not run on this database; `
+      + 'deploy the construct (or run its setup) to create it', { cause: err });
+  }
   if (n !== undefined && AUTH_SERVER_ERRORS.has(n)) {
     return new CredentialsRejectedError(`TiDB rejected the credentials (${n})`, { cause: err, secretArn });
   }

@@ -28,10 +28,19 @@ export class TiDbPool {
   /** Connections taken from the pool and not yet released or destroyed. */
   private readonly lent = new Set<PoolConnection>();
 
-  constructor(options: PoolOptions, private readonly pingTimeoutMs: number, private readonly secretArn?: string) {
+  /**
+   * @param sessionSql statements run on every new connection ahead of its
+   * first use, each on its own, their errors ignored (a setting the server
+   * does not know)
+   */
+  constructor(options: PoolOptions, private readonly pingTimeoutMs: number, private readonly secretArn?: string, sessionSql: readonly string[] = []) {
     this.pool = createPool(options);
-    // An idle connection that dies emits 'error' on itself; the pool drops it.
-    this.pool.pool.on('connection', (c) => c.on('error', () => undefined));
+    this.pool.pool.on('connection', (c) => {
+      // An idle connection that dies emits 'error' on itself; the pool drops it.
+      c.on('error', () => undefined);
+      // Queued on the connection before anything the store sends on it.
+      for (const sql of sessionSql) c.query(sql, () => undefined);
+    });
   }
 
   /** Opens the first connection now (init phase); a `take` meanwhile waits for it instead of opening another. */
@@ -90,6 +99,7 @@ export class TiDbPool {
   async close(): Promise<void> {
     for (const conn of this.lent) conn.destroy();
     this.lent.clear();
-    await this.pool.end();
+    // A connection still in its handshake makes `end()` reject with the handshake's error: nothing is left to release then.
+    await this.pool.end().catch(() => undefined);
   }
 }

@@ -1,11 +1,10 @@
 import { ResultSetHeader } from 'mysql2/promise';
 import { InternalError } from '../../../runtime/errors';
 import { allowedPrevious, CounterChange, zeroAllowed } from '../../../runtime/store';
-import { keysTableOf, TIDB_COLUMNS, TIDB_KEY_COLUMNS } from '../tidb-env';
+import { TIDB_COLUMNS } from '../tidb-env';
 
 const ID = TIDB_COLUMNS.ID;
 const VALUE = TIDB_COLUMNS.VALUE;
-const K = TIDB_KEY_COLUMNS;
 
 /**
  * Added to every value a statement reports through `LAST_INSERT_ID(expr)`.
@@ -42,14 +41,8 @@ export const REPORT_OFFSET = 9007199254740992n;
  * send a JS number as a DOUBLE), so every comparison and sum is BIGINT.
  */
 export function counterSql(table: string) {
-  const t = '`' + table + '`';
-  const k = '`' + keysTableOf(table) + '`';
-  const offset = String(REPORT_OFFSET);
-  const report = (expr: string) => `CAST(LAST_INSERT_ID(${expr} + ${offset}) AS SIGNED) - ${offset}`;
-  const bounded =
-    `IF(${VALUE} BETWEEN CAST(? AS SIGNED) AND CAST(? AS SIGNED), ` +
-    `${report(`${VALUE} + CAST(? AS SIGNED)`)}, ${report(VALUE)})`;
-  const expired = `${K.EXPIRES} <= UTC_TIMESTAMP(6)`;
+  const t = quoted(table);
+  const bounded = boundedValue('CAST(? AS SIGNED)', 'CAST(? AS SIGNED)', 'CAST(? AS SIGNED)');
   return {
     /**
      * When 0 is an allowed previous value (every unconditional change, an
@@ -57,7 +50,7 @@ export function counterSql(table: string) {
      * Parameters: id, by, lowest, highest, by.
      */
     upsert:
-      `INSERT INTO ${t} (${ID}, ${VALUE}) VALUES (?, ${report('CAST(? AS SIGNED)')}) ` +
+      `INSERT INTO ${t} (${ID}, ${VALUE}) VALUES (?, ${reported('CAST(? AS SIGNED)')}) ` +
       `ON DUPLICATE KEY UPDATE ${VALUE} = ${bounded}`,
     /**
      * When 0 is not allowed (a conditional decrement, a step above the
@@ -68,35 +61,28 @@ export function counterSql(table: string) {
      */
     update: `UPDATE ${t} SET ${VALUE} = ${bounded} WHERE ${ID} = ?`,
     read: `SELECT ${VALUE} FROM ${t} WHERE ${ID} = ?`,
-    /**
-     * A keyed change's transaction. `BEGIN PESSIMISTIC` (TiDB's syntax, in its
-     * executable-comment form, a plain `BEGIN` elsewhere) makes the
-     * transaction pessimistic whatever the cluster's `tidb_txn_mode`.
-     */
-    begin: 'BEGIN /*T! PESSIMISTIC */',
-    commit: 'COMMIT',
-    rollback: 'ROLLBACK',
-    /**
-     * Records the key (placeholder value 0, replaced before COMMIT), or takes
-     * over a record whose retention has ended. An unexpired record is left as
-     * it is: changed rows 0, and the statement still holds its row lock, so a
-     * concurrent request with the same key waits here until this transaction
-     * ends. `expires_at` is assigned last: the conditions before it read the
-     * old value whether the server evaluates assignments left to right
-     * (MySQL, MariaDB) or against the old row. Parameters: key, id, by,
-     * retention seconds, id, by, retention seconds.
-     */
-    claimKey:
-      `INSERT INTO ${k} (${K.KEY}, ${K.ID}, ${K.STEP}, ${K.VALUE}, ${K.EXPIRES}) ` +
-      'VALUES (?, ?, CAST(? AS SIGNED), 0, UTC_TIMESTAMP(6) + INTERVAL ? SECOND) ' +
-      `ON DUPLICATE KEY UPDATE ${K.ID} = IF(${expired}, ?, ${K.ID}), ` +
-      `${K.STEP} = IF(${expired}, CAST(? AS SIGNED), ${K.STEP}), ` +
-      `${K.EXPIRES} = IF(${expired}, UTC_TIMESTAMP(6) + INTERVAL ? SECOND, ${K.EXPIRES})`,
-    /** The unexpired record the claim found, read under the lock the claim holds (a current read). */
-    recordedKey: `SELECT ${K.ID}, ${K.STEP}, ${K.VALUE} FROM ${k} WHERE ${K.KEY} = ? FOR UPDATE`,
-    /** The value the change produced, into the record, before COMMIT. Parameters: value, key. */
-    recordValue: `UPDATE ${k} SET ${K.VALUE} = CAST(? AS SIGNED) WHERE ${K.KEY} = ?`,
   };
+}
+
+/** A validated identifier (database or table name), backtick-quoted. */
+export function quoted(identifier: string): string {
+  return '`' + identifier + '`';
+}
+
+/** `expr`'s value, reported through the OK packet's insert id (offset by `REPORT_OFFSET`). */
+function reported(expr: string): string {
+  const offset = String(REPORT_OFFSET);
+  return `CAST(LAST_INSERT_ID(${expr} + ${offset}) AS SIGNED) - ${offset}`;
+}
+
+/**
+ * The new value of a change on the locked row: `value + by` when the previous
+ * value is within `[lowest, highest]`, else the value itself (nothing
+ * written); either way reported through the insert id. The three operands
+ * are SQL expressions (placeholders or validated integer literals).
+ */
+export function boundedValue(lowest: string, highest: string, by: string): string {
+  return `IF(${VALUE} BETWEEN ${lowest} AND ${highest}, ${reported(`${VALUE} + ${by}`)}, ${reported(VALUE)})`;
 }
 
 /** A counter value from an insert id that carries `value + REPORT_OFFSET`. */
