@@ -19,8 +19,8 @@ const TRANSACTION_ATTEMPTS = 10;
 const TRANSACTION_BACKOFF: Backoff = { baseMs: 10, capMs: 160 };
 
 /** A request value as SQL: a hex literal of its UTF-8 bytes, whatever the bytes are (no quoting, no escaping). */
-export function hexLiteral(text: string): string {
-  return `X'${Buffer.from(text, 'utf8').toString('hex')}'`;
+export function hexLiteral(value: string): string {
+  return `X'${Buffer.from(value, 'utf8').toString('hex')}'`;
 }
 
 /** An integer as SQL: only a safe integer passes, in parentheses (a leading minus never meets another operator). */
