@@ -2,7 +2,7 @@ import { createPool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { changeStatement, counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
 import { TIDB_BUNDLES, TIDB_COLUMNS, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
-import { acquireMysql, mysqlConnectionOptions } from '../engines/mysql';
+import { acquireMysql, mysqlConnectionOptions, startMysqlCommandProxy } from '../engines/mysql';
 import { loadBundledHandler } from '../lambda-container';
 import { BackendFixture, urlPort } from './fixture';
 
@@ -75,4 +75,23 @@ export const tidbFixture: BackendFixture = {
     };
   },
   serverPort: (engine) => urlPort(engine.url, 3306),
+  /**
+   * MySQL-protocol commands (COM_QUERY, COM_STMT_EXECUTE, …) counted at a
+   * proxy in front of the engine, per command as the server receives it: a
+   * keyed change's multi-statement batch is one COM_QUERY. The handshake is
+   * not a command; a new connection's session settings are (they are sent
+   * once per connection, so a warm count does not see them).
+   */
+  async callCounter(engine, env) {
+    const { host, port } = mysqlConnectionOptions(engine.url);
+    const proxy = await startMysqlCommandProxy({ host, port });
+    const url = new URL(env[TIDB_ENV.URL]);
+    url.host = proxy.address;
+    return {
+      env: { ...env, [TIDB_ENV.URL]: url.toString() },
+      count: () => proxy.count(),
+      reset: () => proxy.reset(),
+      close: () => proxy.close(),
+    };
+  },
 };

@@ -1,5 +1,6 @@
 import { ChildProcess, spawn, spawnSync } from 'child_process';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
 import { createConnection } from 'mysql2/promise';
@@ -162,4 +163,109 @@ export async function acquireMysql(): Promise<Engine> {
     return { name: 'MariaDB/MySQL', origin: 'default-port', url: DEFAULT_URL, stop: async () => undefined };
   }
   return startMysqlServer();
+}
+
+/** MySQL-protocol command bytes a client sends (the first byte of a command packet). */
+export const MYSQL_COMMANDS: Readonly<Record<number, string>> = {
+  0x01: 'COM_QUIT',
+  0x02: 'COM_INIT_DB',
+  0x03: 'COM_QUERY',
+  0x0e: 'COM_PING',
+  0x11: 'COM_CHANGE_USER',
+  0x16: 'COM_STMT_PREPARE',
+  0x17: 'COM_STMT_EXECUTE',
+  0x19: 'COM_STMT_CLOSE',
+  0x1a: 'COM_STMT_RESET',
+  0x1f: 'COM_RESET_CONNECTION',
+};
+
+/** Commands the server sends no answer to: they cost no round trip. */
+const UNANSWERED = new Set(['COM_QUIT', 'COM_STMT_CLOSE']);
+
+/** One client command as the proxy saw it. */
+export interface MysqlCommand {
+  /** Which client connection (1-based, in accept order). */
+  readonly connection: number;
+  readonly command: string;
+  /** The SQL text of a COM_QUERY or COM_STMT_PREPARE. */
+  readonly sql?: string;
+}
+
+/** A MySQL-protocol proxy that counts the commands its clients send. */
+export interface MysqlCommandProxy {
+  /** `host:port` of the proxy. */
+  readonly address: string;
+  /** Every command since the last `reset`, in arrival order. */
+  commands(): MysqlCommand[];
+  /** Commands since the last `reset` that the server answers (round trips): all but COM_QUIT and COM_STMT_CLOSE. */
+  count(): number;
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of a MySQL-protocol server that parses the client's
+ * side of the wire protocol and records each command: a packet is a 3-byte
+ * little-endian length, a sequence id and the payload; every command starts
+ * a new exchange with sequence id 0 and its payload's first byte names it.
+ * The handshake (the client's packets answer the server's greeting, so their
+ * sequence ids start at 1) is not a command and is not counted. A payload
+ * of 2^24 − 1 bytes continues in the next packet (sequence id ≠ 0), so a long
+ * batch is still one command. Plain TCP only (local engines run without TLS).
+ */
+export async function startMysqlCommandProxy(target: { host: string; port: number }): Promise<MysqlCommandProxy> {
+  let seen: MysqlCommand[] = [];
+  let connections = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const connection = ++connections;
+    const upstream = net.connect(target.port, target.host);
+    sockets.add(client);
+    sockets.add(upstream);
+    let pending = Buffer.alloc(0);
+    client.on('data', (chunk) => {
+      upstream.write(chunk);
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length >= 4) {
+        const length = pending.readUIntLE(0, 3);
+        if (pending.length < 4 + length) break;
+        const sequence = pending[3];
+        const payload = pending.subarray(4, 4 + length);
+        pending = pending.subarray(4 + length);
+        if (sequence !== 0 || length === 0) continue;
+        const command = MYSQL_COMMANDS[payload[0]] ?? `COM_0x${payload[0].toString(16)}`;
+        const sql = command === 'COM_QUERY' || command === 'COM_STMT_PREPARE' ? payload.subarray(1).toString('utf8') : undefined;
+        seen.push({ connection, command, ...(sql === undefined ? {} : { sql }) });
+      }
+    });
+    upstream.on('data', (chunk) => client.write(chunk));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    client.on('error', end);
+    upstream.on('error', end);
+    client.on('close', end);
+    upstream.on('close', end);
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    address: `127.0.0.1:${port}`,
+    commands: () => [...seen],
+    count: () => seen.filter((c) => !UNANSWERED.has(c.command)).length,
+    reset() {
+      seen = [];
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }
