@@ -65,6 +65,8 @@ export async function startFaultProxy(target: { host: string; port: number }, in
   let requestChunks = 0;
   let onFirstDrop: (() => void) | undefined;
   const flows = new Set<Flow>();
+  /** Engine-side sockets of blackholed flows whose client went away: left open (no FIN reaches the engine) until `close`. */
+  const lingering = new Set<net.Socket>();
 
   const server = net.createServer((client) => {
     accepted++;
@@ -77,6 +79,7 @@ export async function startFaultProxy(target: { host: string; port: number }, in
     client.on('close', () => {
       forget();
       if (!flow.blackholed) flow.upstream?.destroy();
+      else if (flow.upstream) lingering.add(flow.upstream);
     });
     if (mode === 'hang-new') {
       // Accept and never answer: read and drop whatever arrives.
@@ -152,6 +155,8 @@ export async function startFaultProxy(target: { host: string; port: number }, in
         flow.upstream?.destroy();
       }
       flows.clear();
+      for (const upstream of lingering) upstream.destroy();
+      lingering.clear();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };

@@ -233,6 +233,23 @@ describe('Idempotency-Key: the records table and the transaction', () => {
     expect(await call(h, 'POST', 'tidb', 'dl', { key: 'dl-key' })).toMatchObject({ status: 200, body: { counter: 2 }, headers: { 'Idempotent-Replayed': 'true' } });
   });
 
+  test('without the counters table either (a setup that never ran at all): unkeyed and keyed changes and reads are 503s whose log lines name the table and the setup, never a 500', async () => {
+    const { database, handlers: [bare] } = await containers({ conditional: false, quiet: false });
+    await rows(database, 'DROP TABLE counters_keys');
+    await rows(database, 'DROP TABLE counters');
+    const lines = await captureLogLines(async () => {
+      for (const options of [{}, { key: 'k' }]) {
+        expect(await call(bare, 'POST', 'tidb', 'no-setup', options)).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+      }
+      expect(await call(bare, 'GET', 'tidb', 'no-setup')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    });
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/table counters does not exist.*setup/) }),
+      expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/table counters(_keys)? does not exist.*setup/) }),
+      expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/table counters does not exist.*setup/) }),
+    ]);
+  });
+
   test('without the records table (a setup that never ran): a keyed change is a 503 whose log line names the table and the setup, nothing written; unkeyed changes go on', async () => {
     const { database, handlers: [h] } = await containers({ conditional: false, quiet: false });
     await rows(database, 'DROP TABLE counters_keys');
