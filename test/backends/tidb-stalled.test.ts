@@ -70,7 +70,7 @@ test('the statement reaches the engine and its answer never comes: 503 within th
       await dropped;
       const keyed = await timed(() => call(handler, 'POST', 'tidb', 'stall', { key: 'lost-reply' }));
       const read = await timed(() => call(handler, 'GET', 'tidb', 'stall'));
-      proxy.dropRepliesAfter(Infinity);
+      void proxy.dropRepliesAfter(Infinity);
       for (const { answer, ms } of [unkeyed, keyed, read]) {
         expect({ conditional, answer }).toMatchObject({ conditional, answer: UNAVAILABLE });
         expect(ms).toBeLessThan(bound);
