@@ -74,3 +74,28 @@ describe('synth: worst case against the function timeout', () => {
       .toThrow(/^docdb: the store's worst-case answer time is 7500 ms \(secret read 1500 ms \+ operation timeout 6000 ms\); with a 1000 ms margin it exceeds the function timeout of 8000 ms/);
   });
 });
+
+describe('TiDB: one timeout rule (issue 19, item 9)', () => {
+  const tidb = (s: Stack, connectMs: number, queryMs: number, timeoutS: number) => new TiDbCounter(s, 'C', {
+    credentialsSecret: secret(s),
+    connectTimeout: Duration.millis(connectMs),
+    queryTimeout: Duration.millis(queryMs),
+    timeout: Duration.seconds(timeoutS),
+  });
+
+  test('connect 6.5 s, query 0.1 s, timeout 13 s: the worst case (1,500 + 100 + 6,500 + 100 ms, plus the 1,000 ms margin) fits, so it synthesizes; no second formula rejects it', () => {
+    expect(tidbWorstCase({ TIDB_SECRET_ARN: SECRET, TIDB_CONNECT_TIMEOUT_MS: '6500', TIDB_QUERY_TIMEOUT_MS: '100' })?.totalMs).toBe(8200);
+    expect(() => tidb(stack(), 6500, 100, 13)).not.toThrow();
+  });
+
+  test('connect 0.1 s, query 5 s, timeout 12 s: the worst case (11,600 ms + margin) does not fit, and synth says so in the worst case\'s words', () => {
+    expect(() => tidb(stack(), 100, 5000, 12))
+      .toThrow(/^tidb: the store's worst-case answer time is 11600 ms \(secret read 1500 ms \+ stale-connection ping 5000 ms \+ connect 100 ms \+ statement \(retries included\) 5000 ms\); with a 1000 ms margin it exceeds the function timeout of 12000 ms/);
+  });
+
+  test('the answer is the same at the edge on both sides: worst case + margin equal to the timeout synthesizes, 1 ms more does not', () => {
+    // 1,500 + 2 × 3,000 + 4,500 + 1,000 = 13,000 ms.
+    expect(() => tidb(stack(), 4500, 3000, 13)).not.toThrow();
+    expect(() => tidb(stack(), 4501, 3000, 13)).toThrow(/worst-case answer time is 12001 ms/);
+  });
+});

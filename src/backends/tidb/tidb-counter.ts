@@ -5,7 +5,7 @@ import { Construct } from 'constructs';
 import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_MAX_TABLE_LENGTH, TIDB_SCHEMA_VERSION, TIDB_SETUP_PROPERTIES } from './tidb-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement } from '../../private/counter-resources';
 import { PropsValidation } from '../../private/props';
 import { claimStore, deploymentStoreName, secretIdentity } from '../../private/store-names';
 
@@ -109,19 +109,16 @@ export class TiDbCounter extends CounterBase {
     const database = props.databaseName;
     const connectMs = props.connectTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.connectTimeoutMs;
     const queryMs = props.queryTimeout?.toMilliseconds() ?? TIDB_DEFAULTS.queryTimeoutMs;
-    const functionMs = functionTimeoutMs(props);
     const check = checkEgressPlacement(checkCounterOptions(new PropsValidation(this), props), props)
       .problem(identifierProblem('tableName', this.tableName) ?? tableLengthProblem(this.tableName))
       .problem(identifierProblem('databaseName', database))
       .problem(importedSecretNameProblem('credentialsSecret', props.credentialsSecret));
-    if (![connectMs, queryMs].some(Token.isUnresolved) && functionMs !== undefined) {
+    if (![connectMs, queryMs].some(Token.isUnresolved)) {
       check.check(connectMs >= 100 && queryMs >= 100, '`connectTimeout` and `queryTimeout` must be at least 100 ms');
-      // Worst case of one request: a stale connection's ping, a reconnect and
-      // the statement (with its retries inside its own budget). Keep it inside
-      // the function's timeout so the client gets a 503, not a Lambda timeout.
-      check.check(2 * (connectMs + queryMs) < functionMs,
-        `2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
     }
+    // How the two timeouts must fit the function's timeout is one rule, the
+    // store's worst case (`tidbWorstCase`), checked with every backend's by
+    // `createCounterFunction`.
     check.throwIfInvalid();
     this.credentialsSecret = props.credentialsSecret;
     const databaseLabel = database ?? '(the secret\'s database)';
