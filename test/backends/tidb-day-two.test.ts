@@ -9,7 +9,7 @@ import { runTiDbSetup, tidbEnv } from '../../local/backends/tidb';
 import { Engine } from '../../local/engines/engine';
 import { startFaultProxy } from '../../local/engines/fault-proxy';
 import { acquireMysql, mysqlConnectionOptions } from '../../local/engines/mysql';
-import { loadBundledHandler } from '../../local/lambda-container';
+import { closeContainers, loadBundledHandler } from '../../local/lambda-container';
 import { TIDB_BUNDLES, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { SECRET_READ_BOUNDS } from '../../src/timeouts';
 import { call } from '../kit/conformance';
@@ -31,6 +31,8 @@ beforeAll(async () => {
   root = await createConnection(mysqlConnectionOptions(engine.url));
 }, 120_000);
 afterAll(async () => {
+  // Every container this file loaded holds a pool (two, with the keyed one): closed, or jest cannot exit.
+  await closeContainers();
   await secrets?.close();
   for (const u of users) await root.query(`DROP USER IF EXISTS '${u}'@'%'`).catch(() => undefined);
   for (const d of databases) await root.query(`DROP DATABASE IF EXISTS \`${d}\``);
