@@ -250,6 +250,19 @@ describe('Idempotency-Key: the records table and the transaction', () => {
     ]);
   });
 
+  test('a database the setup never created: every request is a 503 whose log line says the setup has not run, never a 500', async () => {
+    const [h] = await ctx().containers({ conditional: false, quiet: false, env: { TIDB_DATABASE: uniqueNamespace('t_tidb_never') } });
+    const lines = await captureLogLines(async () => {
+      for (const options of [{}, { key: 'k' }]) {
+        expect(await call(h, 'POST', 'tidb', 'no-db', options)).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+      }
+    });
+    expect(lines).toEqual([
+      expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/database does not exist.*setup/) }),
+      expect.objectContaining({ level: 'WARN', statusCode: 503, error: expect.stringMatching(/database does not exist.*setup/) }),
+    ]);
+  });
+
   test('without the records table (a setup that never ran): a keyed change is a 503 whose log line names the table and the setup, nothing written; unkeyed changes go on', async () => {
     const { database, handlers: [h] } = await containers({ conditional: false, quiet: false });
     await rows(database, 'DROP TABLE counters_keys');

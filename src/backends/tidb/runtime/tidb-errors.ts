@@ -55,8 +55,9 @@ export function isUnavailable(err: unknown): boolean {
  */
 const AUTH_SERVER_ERRORS = new Set([1045, 1862]);
 
-/** The server's "table doesn't exist" (MySQL, MariaDB and TiDB alike). */
+/** The server's "table doesn't exist" and "unknown database" (MySQL, MariaDB and TiDB alike). */
 const NO_SUCH_TABLE = 1146;
+const NO_SUCH_DATABASE = 1049;
 
 /**
  * The one place a driver error becomes the pipeline's error: rejected credentials → `CredentialsRejectedError` (the
@@ -68,6 +69,11 @@ const NO_SUCH_TABLE = 1146;
 export function toTiDbCounterError(err: unknown, secretArn?: string, table?: string): unknown {
   if (err instanceof BackendUnavailableError || err instanceof CredentialsRejectedError) return err;
   const n = errno(err);
+  if (n === NO_SUCH_DATABASE) {
+    return new BackendUnavailableError(
+      'TiDB: the database does not exist, so the setup custom resource (Custom::TiDbSetup) has not run; '
+      + 'deploy the construct (or run its setup) to create it', { cause: err });
+  }
   if (n === NO_SUCH_TABLE && table !== undefined) {
     const message = String((err as Error).message);
     const missing = [keysTableOf(table), table].find((name) => message.includes(`.${name}'`) || message.includes(`'${name}'`)) ?? table;
