@@ -1,6 +1,6 @@
-import { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
+import { ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { rejectionOf } from '../../../runtime/errors';
-import { Backoff, Deadline, retry } from '../../../runtime/retry';
+import { Backoff } from '../../../runtime/retry';
 import { ChangeResult, CounterChange, CounterStore } from '../../../runtime/store';
 import { TIDB_COLUMNS } from '../tidb-env';
 import { poolOptions, resolveEndpoint, TiDbEndpoint } from './tidb-client';
@@ -78,11 +78,12 @@ export class TiDbCounterStore implements CounterStore {
    * applied and only the client can decide.
    */
   private async run<T>(sql: string, params: (string | number)[]): Promise<T> {
-    let first: PoolConnection | undefined = await this.pool.take();
-    const deadline = Deadline.after(this.config.queryTimeoutMs);
-    return retry(async () => {
-      const conn = first ?? await this.pool.take();
-      first = undefined;
+    const policy = {
+      backoff: STATEMENT_BACKOFF,
+      maxAttempts: RETRY_ATTEMPTS,
+      retryable: (err: unknown) => RETRYABLE_SERVER_ERRORS.has(errno(err) ?? -1),
+    };
+    return this.pool.retrying(this.config.queryTimeoutMs, policy, async (conn, deadline) => {
       try {
         // The bound covers the implicit PREPARE as well (mysql2's own `timeout`
         // option covers only the EXECUTE).
@@ -94,12 +95,6 @@ export class TiDbCounterStore implements CounterStore {
         else this.pool.destroy(conn);
         throw err;
       }
-    }, {
-      backoff: STATEMENT_BACKOFF,
-      maxAttempts: RETRY_ATTEMPTS,
-      deadline,
-      retryable: (err) => RETRYABLE_SERVER_ERRORS.has(errno(err) ?? -1),
-      exhausted: (_, last) => last as Error,
     }).catch((err) => {
       throw toTiDbCounterError(err, this.config.secretArn, this.config.table);
     });

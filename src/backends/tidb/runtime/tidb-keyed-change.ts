@@ -1,6 +1,6 @@
 import { PoolConnection, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { BackendUnavailableError, CounterError, IdempotencyKeyReusedError, InternalError, rejectionOf } from '../../../runtime/errors';
-import { Backoff, Deadline, retry } from '../../../runtime/retry';
+import { Backoff, Deadline } from '../../../runtime/retry';
 import { allowedPrevious, ChangeResult, CounterChange, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 import { keysTableOf, TIDB_COLUMNS, TIDB_KEY_COLUMNS } from '../tidb-env';
 import { poolOptions, TiDbEndpoint } from './tidb-client';
@@ -154,26 +154,20 @@ export class TiDbKeyedChange {
 
   async apply(id: string, change: CounterChange, key: IdempotencyOptions): Promise<ChangeResult> {
     const batch = keyedBatch(this.config.table, id, change, key).join(';\n');
-    const pool = this.pool;
-    let first: PoolConnection | undefined = await pool.take();
-    const deadline = Deadline.after(this.config.queryTimeoutMs);
-    const result = await retry<ChangeResult | CounterError>(async () => {
-      const conn = first ?? await pool.take();
-      first = undefined;
-      try {
-        const [results] = await answerBy(deadline, conn.query(batch));
-        pool.release(conn);
-        return batchAnswer(results as unknown[], id, change);
-      } catch (err) {
-        await this.abandon(pool, conn, err, deadline);
-        throw err;
-      }
-    }, {
+    const policy = {
       backoff: TRANSACTION_BACKOFF,
       maxAttempts: TRANSACTION_ATTEMPTS,
-      deadline,
-      retryable: (err) => RETRYABLE_TRANSACTION_ERRORS.has(errno(err) ?? -1),
-      exhausted: (_, last) => last as Error,
+      retryable: (err: unknown) => RETRYABLE_TRANSACTION_ERRORS.has(errno(err) ?? -1),
+    };
+    const result = await this.pool.retrying<ChangeResult | CounterError>(this.config.queryTimeoutMs, policy, async (conn, deadline) => {
+      try {
+        const [results] = await answerBy(deadline, conn.query(batch));
+        this.pool.release(conn);
+        return batchAnswer(results as unknown[], id, change);
+      } catch (err) {
+        await this.abandon(conn, err, deadline);
+        throw err;
+      }
     }).catch((err) => {
       throw this.keyedError(err);
     });
@@ -193,16 +187,16 @@ export class TiDbKeyedChange {
    * a dead or timed-out connection (or no time left for the ROLLBACK) is
    * destroyed, and the server rolls back on its own.
    */
-  private async abandon(pool: TiDbPool, conn: PoolConnection, err: unknown, deadline: Deadline): Promise<void> {
+  private async abandon(conn: PoolConnection, err: unknown, deadline: Deadline): Promise<void> {
     if (errno(err) === undefined || (err as { fatal?: boolean }).fatal || deadline.expired) {
-      pool.destroy(conn);
+      this.pool.destroy(conn);
       return;
     }
     try {
       await answerBy(deadline, conn.query('ROLLBACK'));
-      pool.release(conn);
+      this.pool.release(conn);
     } catch {
-      pool.destroy(conn);
+      this.pool.destroy(conn);
     }
   }
 

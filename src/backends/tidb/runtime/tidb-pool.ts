@@ -1,6 +1,6 @@
 import { createPool, Pool, PoolConnection, PoolOptions } from 'mysql2/promise';
 import { toTiDbCounterError } from './tidb-errors';
-import { Deadline, withinDeadline } from '../../../runtime/retry';
+import { Backoff, Deadline, retry, withinDeadline } from '../../../runtime/retry';
 
 /** A pooled connection idle longer than this is pinged before use (it may have died while the container was frozen). */
 const STALE_AFTER_MS = 20_000;
@@ -77,6 +77,27 @@ export class TiDbPool {
         if (attempt >= 2) throw toTiDbCounterError(err, this.secretArn);
       }
     }
+  }
+
+  /**
+   * Runs `attempt` on a connection until it succeeds, throws what `retryable`
+   * refuses, or runs out of attempts or budget (then its last error is
+   * thrown). The budget starts once the first connection is in hand (taking
+   * one has its own bounds: the ping and the connect timeout). `attempt`
+   * releases or destroys its connection.
+   */
+  async retrying<T>(
+    budgetMs: number,
+    policy: { readonly backoff: Backoff; readonly maxAttempts: number; readonly retryable: (err: unknown) => boolean },
+    attempt: (conn: PoolConnection, deadline: Deadline) => Promise<T>,
+  ): Promise<T> {
+    let first: PoolConnection | undefined = await this.take();
+    const deadline = Deadline.after(budgetMs);
+    return retry(async () => {
+      const conn = first ?? await this.take();
+      first = undefined;
+      return attempt(conn, deadline);
+    }, { ...policy, deadline, exhausted: (_, last) => last as Error });
   }
 
   /** Puts a connection back into the pool. */
