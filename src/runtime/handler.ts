@@ -57,6 +57,7 @@ export interface CounterHandlerOptions {
 export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
   const { backend } = options;
   const mode = options.mode ?? readModeConfig(options.env ?? process.env);
+  const shards = mode.shards ?? 1;
   const retentionSeconds = mode.idempotencyRetentionSeconds ?? IDEMPOTENCY_DEFAULTS.retentionSeconds;
   let store: Promise<CounterStore> | undefined;
   /** What `store` resolved to, while it stands: a request skips awaiting it. */
@@ -113,23 +114,26 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     }
     const s = current ?? await getStore();
     if (request.operation === 'read') {
-      const counter = await s.read(request.id);
+      const counter = await s.read(request.id, shards);
       log.counter = counter;
-      return jsonResponse(200, { id: request.id, counter, backend });
+      return jsonResponse(200, { id: request.id, counter, backend, ...(shards > 1 ? { shards } : {}) });
     }
     const change: CounterChange = {
       by: request.by,
       ...(mode.conditionalWrites ? { maximum: mode.maxCounterValue } : {}),
       ...(request.requestKey !== undefined ? { idempotency: { key: request.requestKey, retentionSeconds } } : {}),
+      ...(shards > 1 ? { shards } : {}),
     };
-    const { counter, replayed } = await s.apply(request.id, change);
-    log.counter = counter;
+    const { counter, replayed, shard } = await s.apply(request.id, change);
+    // A sharded change knows its slot, not the total (docs/openapi.json).
+    if (counter !== undefined) log.counter = counter;
+    if (shard !== undefined) log.shard = shard;
     // A replay applied nothing now: the original's line already counted it.
     log.accepted = !replayed;
     if (request.requestKey !== undefined) log.replayed = replayed;
     return jsonResponse(200, {
       id: request.id,
-      counter,
+      ...(counter !== undefined ? { counter } : { shards }),
       by: request.by,
       backend,
       useConditionalWrites: mode.conditionalWrites,
