@@ -46,7 +46,9 @@ test.each([...BACKENDS])('the %s counter carries its contract\'s name and metric
  */
 function typeErrors(source: string): string[] {
   const fileName = path.join(__dirname, '__contract_probe__.ts');
-  const options: ts.CompilerOptions = { target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, strict: true, skipLibCheck: true, noEmit: true, types: [] };
+  const options: ts.CompilerOptions = {
+    target: ts.ScriptTarget.ES2022, module: ts.ModuleKind.CommonJS, strict: true, skipLibCheck: true, noEmit: true, types: [],
+  };
   const host = ts.createCompilerHost(options);
   const getSourceFile = host.getSourceFile.bind(host);
   host.getSourceFile = (name, version, ...rest) => name === fileName
