@@ -26,8 +26,9 @@ test.each(ALL_BACKEND_CONTRACTS.map((c) => [c.name, c] as const))('%s: every fie
   expect(worst?.totalMs).toBeGreaterThan(0);
 });
 
-test('metric names are distinct across backends', () => {
+test('metric names: the published ones (README, "Default settings": `<Backend>AtomicCounter`), distinct across backends', () => {
   const names = ALL_BACKEND_CONTRACTS.map(counterMetricNameOf);
+  expect(names).toEqual(['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter', 'DocDbAtomicCounter', 'TiDbAtomicCounter']);
   expect(new Set(names).size).toBe(names.length);
 });
 
