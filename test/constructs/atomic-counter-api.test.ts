@@ -213,7 +213,10 @@ describe('AtomicCounterApi', () => {
       // A copy: the API's list changes only through addCounter.
       api.counters.pop();
       expect(api.counters).toEqual([counter]);
-      expect(() => api.addCounter(counter)).toThrow(/already serves a counter at \/dynamo/);
+      expect(() => api.addCounter(counter)).toThrow(/^Test\/Api: AtomicCounterApi already serves a counter at \/dynamo$/);
+      // A route segment the API cannot serve: refused the same way, before any resource is added.
+      const badRoute = Object.assign(Object.create(Object.getPrototypeOf(counter)), counter, { backend: 'Dynamo/2' });
+      expect(() => api.addCounter(badRoute)).toThrow(/^Test\/Api: invalid backend route segment: "Dynamo\/2"/);
     });
     t.resourceCountIs('AWS::ApiGateway::Method', 2);
     t.hasResourceProperties('AWS::Lambda::Permission', { Action: 'lambda:InvokeFunction', Principal: 'apigateway.amazonaws.com' });
