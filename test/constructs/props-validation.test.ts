@@ -8,6 +8,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DocDbCounter, DynamoCounter, MomentoCounter, RedisCounter, RedisEngine, TiDbCounter } from '../../src';
+import { notCreatedYet } from '../../src/private/counter-resources';
 import { thrown } from '../kit/template';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:creds-AbCdEf';
@@ -146,6 +147,11 @@ describe('synth-time checks join the props problems in one error', () => {
     expect(listed[0]).toBe('`instances` must be an integer from 1 to 16 (got 0)');
     expect(listed[1]).toMatch(/^Amazon DocumentDB is not offered in us-west-1 /);
     expect(listed[2]).toMatch(worstCase);
+  });
+
+  test('a stand-in for a value not created yet never reaches a template: resolving it fails the synth', () => {
+    const s = stack();
+    expect(() => s.resolve(notCreatedYet('the primary endpoint'))).toThrow(/the primary endpoint was checked before it existed and never replaced/);
   });
 
   test('nothing is created before the error: the stack holds no resource of the counter', () => {
