@@ -211,9 +211,15 @@ export class DocDbCounter extends CounterBase {
     const check = validate(this, props);
     // A created cluster: DocumentDB must be offered in the stack's region (when known).
     if (!props.existingEndpoint) checkDocDbRegion(check, this);
-    // The functions' environments, checked with the props before anything exists (a created cluster's endpoint and the secrets come later).
-    const preview = docdbEnvironments(this, props.existingEndpoint
-      ? { host: props.existingEndpoint.hostname, port: props.existingEndpoint.port ?? DOCDB_DEFAULTS.port, masterSecretArn: props.credentialsSecret?.secretArn ?? notCreatedYet('the credentials secret') }
+    // The functions' environments, checked with the props before anything
+    // exists (a created cluster's endpoint and the secrets come later).
+    const existing = props.existingEndpoint;
+    const preview = docdbEnvironments(this, existing
+      ? {
+        host: existing.hostname,
+        port: existing.port ?? DOCDB_DEFAULTS.port,
+        masterSecretArn: props.credentialsSecret?.secretArn ?? notCreatedYet('the credentials secret'),
+      }
       : { host: notCreatedYet('the cluster endpoint'), port: DOCDB_DEFAULTS.port, masterSecretArn: notCreatedYet('the master secret') },
     notCreatedYet('the application user\'s secret'));
     checkSetupFunction(check, preview.setup);
