@@ -9,7 +9,9 @@ import { FUNCTION_TIMEOUT_MARGIN_MS } from './timeouts';
  * `timeoutMs` undefined (a token) or an environment holding tokens: not
  * checkable, no problem.
  */
-export function worstCaseProblem(backend: Pick<BackendContract, 'worstCase'>, environment: EnvironmentMap, timeoutMs: number | undefined): string | undefined {
+export function worstCaseProblem(
+  backend: Pick<BackendContract, 'worstCase'>, environment: EnvironmentMap, timeoutMs: number | undefined,
+): string | undefined {
   if (timeoutMs === undefined || !Number.isFinite(timeoutMs)) return undefined;
   const worst = backend.worstCase(environment);
   if (!worst || worst.totalMs + FUNCTION_TIMEOUT_MARGIN_MS <= timeoutMs) return undefined;

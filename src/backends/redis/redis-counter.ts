@@ -224,7 +224,12 @@ export class RedisCounter extends CounterBase {
         tls: props.tls ?? true,
         secretArn: props.credentialsSecret?.secretArn,
       }
-      : { host: notCreatedYet('the primary endpoint'), port: notCreatedYet('the primary endpoint port'), tls: true, secretArn: notCreatedYet('the AUTH secret') }))
+      : {
+        host: notCreatedYet('the primary endpoint'),
+        port: notCreatedYet('the primary endpoint port'),
+        tls: true,
+        secretArn: notCreatedYet('the AUTH secret'),
+      }))
       .throwIfInvalid();
 
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
