@@ -358,12 +358,11 @@ export class AtomicCounterApi extends Construct {
    * per backend name.
    */
   public addCounter(counter: ICounter): void {
-    if (this.served.has(counter.backend)) {
-      throw new Error(`AtomicCounterApi already serves a counter at /${counter.backend}`);
-    }
-    if (!/^[a-z][a-z0-9-]*$/.test(counter.backend)) {
-      throw new Error(`Invalid backend route segment: "${counter.backend}"`);
-    }
+    // Like every synth-time check: one error, prefixed by the API's path, listing every problem.
+    new PropsValidation(this)
+      .check(!this.served.has(counter.backend), `AtomicCounterApi already serves a counter at /${counter.backend}`)
+      .check(/^[a-z][a-z0-9-]*$/.test(counter.backend), `invalid backend route segment: "${counter.backend}" (lowercase letters, digits and hyphens, starting with a letter)`)
+      .throwIfInvalid();
     this.served.set(counter.backend, counter);
     const idResource = this.restApi.root.addResource(counter.backend).addResource('{id}');
     const integration = new apigw.LambdaIntegration(counter.counterFunction, { proxy: true });

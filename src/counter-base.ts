@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { createChangeMetricFilter, createLogGroup, createMetricFilter, deploymentName, resolveMode } from './private/counter-resources';
-import { changeMetricNameOf, counterMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
+import { changeMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
 
 /**
  * A counter behind one route of the API: what `AtomicCounterApi.addCounter`
@@ -218,12 +218,16 @@ export abstract class CounterBase extends Construct implements ICounter {
   public readonly counterMetricDimensions?: { [name: string]: string };
 
   /**
-   * @param backend the route segment, e.g. `dynamo`: names the counter metric too
+   * The backend's facts come from its contract (`src/backends/<b>/<b>-contract.ts`),
+   * which each counter passes here and to `createCounterFunction`: the base
+   * knows no backend by name.
+   * @param backend the route segment, e.g. `dynamo`
+   * @param counterMetricName the counter metric's name, e.g. `DynamoAtomicCounter` (the change metric adds `Change`)
    */
-  protected constructor(scope: Construct, id: string, options: CounterOptions, backend: string) {
+  protected constructor(scope: Construct, id: string, options: CounterOptions, backend: string, counterMetricName: string) {
     super(scope, id);
     this.backend = backend;
-    this.counterMetricName = counterMetricNameOf(backend);
+    this.counterMetricName = counterMetricName;
     ({
       conditionalWrites: this.conditionalWrites,
       maxCounterValue: this.maxCounterValue,
@@ -234,7 +238,7 @@ export abstract class CounterBase extends Construct implements ICounter {
     // Neither depends on the backend: the subclass's function logs to this group.
     this.logGroup = createLogGroup(this, 'LogGroup', options);
     this.metricFilter = createMetricFilter(this, this.logGroup, this.counterMetricName);
-    this.changeMetricFilter = createChangeMetricFilter(this, this.logGroup, changeMetricNameOf(backend));
+    this.changeMetricFilter = createChangeMetricFilter(this, this.logGroup, changeMetricNameOf(counterMetricName));
   }
 
   /**
@@ -264,7 +268,7 @@ export abstract class CounterBase extends Construct implements ICounter {
   public metricCounterChange(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return new cloudwatch.Metric({
       namespace: METRIC_NAMESPACE,
-      metricName: changeMetricNameOf(this.backend),
+      metricName: changeMetricNameOf(this.counterMetricName),
       dimensionsMap: this.counterMetricDimensions,
       statistic: cloudwatch.Stats.SUM,
       ...props,
