@@ -50,6 +50,12 @@ export interface AtomicCounterApiProps {
    */
   readonly maxCounterValue?: number;
   /**
+   * Default shard count for the counters the API creates from props
+   * (`CounterOptions.shards`).
+   * @default 1
+   */
+  readonly shards?: number;
+  /**
    * Default `Idempotency-Key` retention for the counters the API creates
    * from props.
    * @default Duration.hours(24)
@@ -244,6 +250,7 @@ export class AtomicCounterApi extends Construct {
     this.counterDefaults = stripUndefined({
       conditionalWrites: props.conditionalWrites,
       maxCounterValue: props.maxCounterValue,
+      shards: props.shards,
       idempotencyRetention: props.idempotencyRetention,
     });
 

@@ -55,6 +55,19 @@ export interface CounterOptions {
   readonly maxCounterValue?: number;
 
   /**
+   * Shard records per counter id (an integer from 1 to 64), for an id hotter
+   * than one item, key, document or row can take (README, "Sharded
+   * counters"). With more than 1 a change goes to one shard and its `200`
+   * answer carries `shards` instead of the total (read it with `GET`);
+   * conditional mode still keeps the total within [0, `maxCounterValue`],
+   * and an `Idempotency-Key` still applies a change once. It may be changed
+   * on a live counter, up or down. Only backends that implement sharding
+   * accept a value above 1.
+   * @default 1
+   */
+  readonly shards?: number;
+
+  /**
    * How long an `Idempotency-Key` is remembered after its change was
    * applied: a request repeating the key within this window applies nothing
    * and answers what the first one answered; after it the key is new again.
@@ -210,6 +223,8 @@ export abstract class CounterBase extends Construct implements ICounter {
   public readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   public readonly maxCounterValue: number;
+  /** Shard records per counter id (1: unsharded). */
+  public readonly shards: number;
   /** How long an `Idempotency-Key` is remembered, in seconds. */
   public readonly idempotencyRetentionSeconds: number;
   /** `<stack name>/<construct path>`: the `Deployment` dimension of the counter metric. */
@@ -231,6 +246,7 @@ export abstract class CounterBase extends Construct implements ICounter {
     ({
       conditionalWrites: this.conditionalWrites,
       maxCounterValue: this.maxCounterValue,
+      shards: this.shards,
       idempotencyRetentionSeconds: this.idempotencyRetentionSeconds,
     } = resolveMode(options));
     this.deployment = deploymentName(this);

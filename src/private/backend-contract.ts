@@ -42,4 +42,10 @@ export interface BackendContract<B extends BackendName = BackendName> {
    * it into a 502. Undefined when a value is a token (not checkable).
    */
   readonly worstCase: (environment: EnvironmentMap) => WorstCase | undefined;
+  /**
+   * Whether the backend's store implements sharded counters (`shards` > 1,
+   * docs/sharding.md); a counter of a backend without it refuses `shards`
+   * at synth.
+   */
+  readonly sharded: boolean;
 }

@@ -21,7 +21,7 @@ import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defa
 import { PropsValidation } from './props';
 import { KEEP_UNLESS_CREATE_FAILED } from './removal';
 import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
-import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS, SHARD_LIMITS } from '../counter-env';
 import { environmentSizeProblem } from '../deploy-checks';
 import { worstCaseProblem } from '../worst-case';
 
@@ -31,6 +31,8 @@ export interface CounterMode {
   readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   readonly maxCounterValue: number;
+  /** Shard records per counter id. */
+  readonly shards: number;
   /** Seconds an Idempotency-Key is remembered. */
   readonly idempotencyRetentionSeconds: number;
 }
@@ -40,6 +42,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
   return {
     conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites,
     maxCounterValue: props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue,
+    shards: props.shards ?? SHARD_LIMITS.default,
     // Milliseconds first: toSeconds() would throw on 1.5 s before `checkCounterOptions` can say why.
     idempotencyRetentionSeconds: props.idempotencyRetention
       ? props.idempotencyRetention.toMilliseconds() / 1000
@@ -50,6 +53,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
 /** Records the problems of the props every counter shares. */
 export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
   check.integer('maxCounterValue', props.maxCounterValue, 1);
+  check.integer('shards', props.shards, SHARD_LIMITS.min, SHARD_LIMITS.max);
   checkReservedConcurrency(check, props.reservedConcurrency);
   const retention = props.idempotencyRetention?.toMilliseconds();
   if (retention !== undefined && !Token.isUnresolved(retention)) {
@@ -176,6 +180,8 @@ function counterFunctionEnvironment(counter: CounterBase, props: CounterOptions,
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(counter.maxCounterValue),
     [COMMON_ENV.IDEMPOTENCY_RETENTION_SECONDS]: String(counter.idempotencyRetentionSeconds),
     [COMMON_ENV.DEPLOYMENT]: counter.deployment,
+    // Unsharded counters keep the environment they always had.
+    ...(counter.shards !== 1 ? { [COMMON_ENV.SHARDS]: String(counter.shards) } : {}),
     ...sourceMapEnvironment(props),
   };
 }
@@ -195,6 +201,7 @@ export function checkCounterFunction(
   const full = counterFunctionEnvironment(counter, props, environment);
   return check
     .check(counter.backend === backend.name, `the counter serves /${counter.backend} but was given the contract of ${backend.name} (a bug in this library)`)
+    .check(counter.shards <= 1 || backend.sharded, `\`shards\` (${counter.shards}): the ${backend.name} backend does not implement sharded counters yet; leave \`shards\` at 1`)
     .problem(environmentSizeProblem('the counter function', full))
     .problem(worstCaseProblem(backend, full, functionTimeoutMs(props)));
 }

@@ -6,5 +6,6 @@ export const DOCDB_CONTRACT = {
   name: 'docdb',
   metricPrefix: 'DocDb',
   bundles: DOCDB_BUNDLES,
+  sharded: false,
   worstCase: docdbWorstCase,
 } as const satisfies BackendContract<'docdb'>;

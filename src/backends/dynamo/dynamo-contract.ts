@@ -6,5 +6,6 @@ export const DYNAMO_CONTRACT = {
   name: 'dynamo',
   metricPrefix: 'Dynamo',
   bundles: DYNAMO_BUNDLES,
+  sharded: false,
   worstCase: dynamoWorstCase,
 } as const satisfies BackendContract<'dynamo'>;
