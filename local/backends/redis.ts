@@ -3,7 +3,7 @@ import { BackendFixture, urlPort } from './fixture';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
 import { Engine } from '../engines/engine';
-import { acquireRedis } from '../engines/redis';
+import { acquireRedis, startRedisCommandProxy } from '../engines/redis';
 
 /**
  * Redis on a real `redis-server`: one key prefix per namespace, so tests and
@@ -53,4 +53,14 @@ export const redisFixture: BackendFixture = {
     };
   },
   serverPort: (engine) => urlPort(engine.url, 6379),
+  /** Top-level commands at a RESP-reading proxy (a script's inner commands are not calls). */
+  async callCounter(engine, env) {
+    const proxy = await startRedisCommandProxy(env[REDIS_ENV.URL] ?? engine.url);
+    return {
+      env: { ...env, [REDIS_ENV.URL]: proxy.url },
+      count: () => proxy.commands.length,
+      reset: () => proxy.reset(),
+      close: () => proxy.close(),
+    };
+  },
 };
