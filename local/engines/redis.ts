@@ -137,7 +137,7 @@ export async function startRedisCommandProxy(targetUrl: string): Promise<RedisCo
     const upstream = net.connect({ host: target.hostname, port: Number(target.port || 6379) });
     sockets.add(client);
     sockets.add(upstream);
-    let pending = Buffer.alloc(0);
+    let pending: Buffer = Buffer.alloc(0);
     client.on('data', (chunk: Buffer) => {
       pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let offset = 0;

@@ -4,8 +4,8 @@
  * split over TCP chunks or sent together in one chunk count once each.
  */
 import Redis from 'ioredis';
-import { acquireRedis, nextRedisCommand, startRedisCommandProxy } from '../../local/engines/redis';
 import { Engine } from '../../local/engines/engine';
+import { acquireRedis, nextRedisCommand, startRedisCommandProxy } from '../../local/engines/redis';
 
 let engine: Engine;
 beforeAll(async () => {
