@@ -1,6 +1,6 @@
-import { CounterModeConfig, Env, readModeConfig } from './config';
+import { ConfigError, CounterModeConfig, Env, readModeConfig } from './config';
 import { ContainerStore, StoreFactory } from './container-store';
-import { IDEMPOTENCY_DEFAULTS } from '../counter-env';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, LimitReachedError } from './errors';
 import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
@@ -56,6 +56,7 @@ export interface CounterHandlerOptions {
 export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
   const { backend } = options;
   const mode = options.mode ?? readModeConfig(options.env ?? process.env);
+  const shards = mode.shards ?? 1;
   const retentionSeconds = mode.idempotencyRetentionSeconds ?? IDEMPOTENCY_DEFAULTS.retentionSeconds;
   const container = new ContainerStore(options.createStore, options.connectAtInit ?? true);
 
@@ -80,24 +81,30 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
 
   const serve = async (request: CounterRequest, log: RequestLogLine): Promise<HttpResponse> => {
     const s = await container.acquire();
+    if (shards > 1 && s.sharded !== true) {
+      throw new ConfigError(`${COMMON_ENV.SHARDS}=${shards}, but the ${backend} store does not implement sharded counters`);
+    }
     if (request.operation === 'read') {
-      const counter = await s.read(request.id);
+      const counter = await s.read(request.id, shards);
       log.counter = counter;
-      return jsonResponse(200, { id: request.id, counter, backend });
+      return jsonResponse(200, { id: request.id, counter, backend, ...(shards > 1 ? { shards } : {}) });
     }
     const change: CounterChange = {
       by: request.by,
       ...(mode.conditionalWrites ? { maximum: mode.maxCounterValue } : {}),
       ...(request.requestKey !== undefined ? { idempotency: { key: request.requestKey, retentionSeconds } } : {}),
+      ...(shards > 1 ? { shards } : {}),
     };
-    const { counter, replayed } = await s.apply(request.id, change);
-    log.counter = counter;
+    const { counter, replayed, shard } = await s.apply(request.id, change);
+    // A sharded change knows its slot, not the total (docs/openapi.json).
+    if (counter !== undefined) log.counter = counter;
+    if (shard !== undefined) log.shard = shard;
     // A replay applied nothing now: the original's line already counted it.
     log.accepted = !replayed;
     if (request.requestKey !== undefined) log.replayed = replayed;
     return jsonResponse(200, {
       id: request.id,
-      counter,
+      ...(counter !== undefined ? { counter } : { shards }),
       by: request.by,
       backend,
       useConditionalWrites: mode.conditionalWrites,
