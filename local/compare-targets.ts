@@ -80,8 +80,9 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
   dynamo: {
     cloud: [
       'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.',
-      'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired); ' +
-        'then the marker is read, copied into the key record and removed: 4 round trips uncontended, +1 per transaction conflict; a replay of a completed key is 1.',
+      'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired), ' +
+        'folding earlier markers into their records; then one consistent GetItem reads the marker: 2 calls uncontended, +1 per transaction conflict; a replay is 1. ' +
+        'While a transaction is under way on the item, a plain update is refused (TransactionConflictException) and retried (docs/dynamo.md).',
     ],
     local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
   },

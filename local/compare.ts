@@ -336,6 +336,8 @@ async function main(): Promise<void> {
     for (const f of [...s.scenarios, ...s.stepScenarios].filter((x) => x.verdict === 'FAIL')) console.log(`FAIL     ${s.backend} ${f.scenario}: ${f.reasons.join('; ')}`);
     for (const n of s.notRun) console.log(`not run  ${s.backend} ${n.scenario}: ${n.reason}`);
     for (const r of s.roundTripReasons ?? []) console.log(`FAIL     ${s.backend} round trips: ${r}`);
+    const benchErrors = Object.entries(s.keyedVsUnkeyed?.errorStatuses ?? {});
+    if (benchErrors.length) console.log(`note     ${s.backend} keyed vs unkeyed bench: ${benchErrors.map(([st, n]) => `${n} × ${st}`).join(', ')} (not a verdict: a throughput run)`);
   }
   console.log('');
   console.log(`Verdict: ${report.verdict} in ${((performance.now() - started) / 1000).toFixed(0)} s`);

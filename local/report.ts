@@ -402,6 +402,8 @@ export function renderMarkdown(report: ComparisonReport): string {
     for (const n of b.notRun) lines.push(`- ${n.scenario} not run: ${n.reason}`);
     for (const r of b.roundTripReasons ?? []) lines.push(`- **round trips FAILED**: ${r}`);
     if (b.keyedVsUnkeyedError) lines.push(`- keyed vs unkeyed not measured: ${b.keyedVsUnkeyedError}`);
+    const benchErrors = Object.entries(b.keyedVsUnkeyed?.errorStatuses ?? {});
+    if (benchErrors.length) lines.push(`- keyed vs unkeyed bench: answers other than 200 (by status): ${benchErrors.map(([st, n]) => `${n} × ${st}`).join(', ')}`);
     if (b.coldError) lines.push(`- cold start not measured: ${b.coldError}`);
     for (const c of b.caveats) lines.push(`- ${c}`);
     lines.push('');
