@@ -290,22 +290,30 @@ const COST_LEGEND = 'Calls: datastore calls per change as the engine receives th
 
 /** Calls per change and keyed vs unkeyed throughput per backend, as fixed-width text (empty when no backend ran). */
 export function formatCostTable(report: ComparisonReport): string {
-  const body = costRows(report);
+  return firstColumnTable(COST_COLUMNS, costRows(report));
+}
+
+/** Fixed-width text with a rule under the header: the first column left-aligned, the others right (empty without rows). */
+function firstColumnTable(columns: string[], body: string[][]): string {
   if (body.length === 0) return '';
-  const widths = COST_COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
+  const widths = columns.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-  return [line(COST_COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  return [line(columns), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
 }
 
 function costMarkdown(report: ComparisonReport): string[] {
-  const body = costRows(report);
+  return firstColumnSection('What a change costs', COST_LEGEND, COST_COLUMNS, costRows(report));
+}
+
+/** A report section holding one table whose first column is left-aligned and the others right (nothing without rows). */
+function firstColumnSection(title: string, text: string, columns: string[], body: string[][]): string[] {
   if (body.length === 0) return [];
   return [
-    '## What a change costs',
+    `## ${title}`,
     '',
-    COST_LEGEND,
+    text,
     '',
-    [COST_COLUMNS, COST_COLUMNS.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
+    [columns, columns.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
     '',
   ];
 }
@@ -326,11 +334,7 @@ function coldRows(report: ComparisonReport): string[][] {
  * processes.
  */
 export function formatColdTable(report: ComparisonReport): string {
-  const body = coldRows(report);
-  if (body.length === 0) return '';
-  const widths = COLD_COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-  return [line(COLD_COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  return firstColumnTable(COLD_COLUMNS, coldRows(report));
 }
 
 /** The table as fixed-width text, for the terminal. */
@@ -347,18 +351,11 @@ function markdownTable(report: ComparisonReport): string {
 }
 
 function coldMarkdown(report: ComparisonReport): string[] {
-  const body = coldRows(report);
-  if (body.length === 0) return [];
-  return [
-    '## Cold start',
-    '',
+  return firstColumnSection('Cold start',
     'The deployed bundle in fresh Node.js processes, as Lambda starts a container (medians): `module load` is the bundle\'s `require`; ' +
       '`init` is what the pipeline starts while loading (secret read + connection, Lambda\'s init phase); `first request` is the first POST after it. ' +
       'Node.js start-up itself is excluded. `npx projen bench --cold` adds the minified no-source-map comparison.',
-    '',
-    [COLD_COLUMNS, COLD_COLUMNS.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
-    '',
-  ];
+    COLD_COLUMNS, coldRows(report));
 }
 
 export function renderMarkdown(report: ComparisonReport): string {
