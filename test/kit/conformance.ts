@@ -4,7 +4,7 @@
  * that would be deployed), loaded as several independent containers so the
  * increments arrive over many connections.
  */
-import { describeExactlyOnceContract } from './exactly-once-contract';
+import { describeExactlyOnceContract, ExactlyOnceContractOptions } from './exactly-once-contract';
 import { describeStepsContract } from './steps-contract';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { BackendSession, openBackend } from '../../local/backends/lifecycle';
@@ -55,6 +55,8 @@ export interface ConformanceOptions {
   readonly containers?: number;
   /** Warm invocations of the leak test. @default 5000 */
   readonly leakInvocations?: number;
+  /** Options of the exactly-once contract (e.g. the route of its mixed keyed/unkeyed test). */
+  readonly exactlyOnce?: Pick<ExactlyOnceContractOptions, 'contendedRoute'>;
 }
 
 export interface Counters {
@@ -156,7 +158,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
   describe(`${backend} conformance (bundled handler, real engine)`, () => {
     const ctx = useBackend(backend);
     describeStepsContract(backend, ctx, { callers: u.callers, containers: nContainers });
-    describeExactlyOnceContract(backend, ctx, { callers: u.callers, containers: nContainers });
+    describeExactlyOnceContract(backend, ctx, { callers: u.callers, containers: nContainers, ...options.exactlyOnce });
 
     test(`unconditional: ${u.callers} callers × ${u.total} increments on one id lose nothing`, async () => {
       const handlers = await ctx().containers({ conditional: false }, nContainers);
