@@ -2,12 +2,12 @@ import Redis, { RedisOptions } from 'ioredis';
 import { IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
-import { slotOrder } from '../../../runtime/shards';
+import { KnownWidths, slotOrder } from '../../../runtime/shards';
 import { allowedPrevious, ChangeResult, CounterChange, CounterStore, sameBinding } from '../../../runtime/store';
 import { REDIS_SECRET_FIELDS } from '../redis-env';
 import { RedisConfig } from './redis-config';
 import { isAuthReply, replyCode, toRedisCounterError } from './redis-errors';
-import { SHARDED_APPLY_KEYED_LUA, SHARDED_APPLY_LUA, SHARDED_READ_LUA, SHARDED_RECORD, widthKey } from './redis-shards';
+import { SHARDED_APPLY_KEYED_LUA, SHARDED_APPLY_LUA, SHARDED_READ_LUA, SHARDED_RECORD, shardKeys, slotKey, widthKey } from './redis-shards';
 
 /**
  * Appended to the key prefix to name a key record: `<prefix>\u0001k\u0001<key>`.
@@ -39,16 +39,17 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 `;
 
 /**
- * A counter once written with several shards (its width key exists) is no
- * longer one key: the unsharded scripts then write nothing and answer
- * `{3, ''}`, and the store applies the change with the sharded script
+ * A counter once written with several shards (its width key, KEYS[i], exists)
+ * is no longer one key: the unsharded scripts then write nothing and answer
+ * `{3, width}`, and the store applies the change with the sharded script
  * (redis-shards.ts) on slot 0, so the bound is checked on the total. A
- * counter never sharded has no width key: one EXISTS more inside the script,
+ * counter never sharded has no width key: one GET more inside the script,
  * and everything else as before.
  */
-const WIDE_CHECK_LUA = `
-if redis.call('EXISTS', KEYS[1] .. '\\031w') == 1 then
-  return {3, ''}
+const wideCheckLua = (i: number) => `
+local width = redis.call('GET', KEYS[${i}])
+if width then
+  return {3, width}
 end
 `;
 
@@ -57,13 +58,15 @@ end
  * a script to completion before serving any other command, so the read, the
  * bound check and the INCRBY are one atomic step. The answer is a distinct
  * result, `{1, new value}` or `{0, current value}`, never an error to be
- * recognised by its text. The id reaches the script only as KEYS[1].
+ * recognised by its text. The id reaches the script only as KEYS[1] (and
+ * KEYS[2], its width key).
  */
-const APPLY_LUA = `${WIDE_CHECK_LUA}${BOUNDED_CHANGE_LUA}return {1, value}
+const APPLY_LUA = `${wideCheckLua(2)}${BOUNDED_CHANGE_LUA}return {1, value}
 `;
 
 /**
- * A change with an Idempotency-Key: KEYS[2] is the key record, ARGV[4] its
+ * A change with an Idempotency-Key: KEYS[2] is the key record (KEYS[3] the
+ * width key, see wideCheckLua), ARGV[4] its
  * retention in milliseconds, ARGV[5] the id. The record is looked up first
  * (a replay answers even when the counter is now at its bound); present →
  * `{2, record}` and nothing written (the caller compares the binding). Else
@@ -80,7 +83,7 @@ local record = redis.call('GET', KEYS[2])
 if record then
   return {2, record}
 end
-${WIDE_CHECK_LUA}${BOUNDED_CHANGE_LUA}redis.call('SET', KEYS[2], ARGV[1] .. ':' .. string.format('%.0f', value) .. ':' .. ARGV[5], 'PX', ARGV[4])
+${wideCheckLua(3)}${BOUNDED_CHANGE_LUA}redis.call('SET', KEYS[2], ARGV[1] .. ':' .. string.format('%.0f', value) .. ':' .. ARGV[5], 'PX', ARGV[4])
 return {1, value}
 `;
 
@@ -92,16 +95,14 @@ return {1, value}
 type ScriptAnswer = [number, number | string];
 
 interface CounterRedis extends Redis {
-  counterApply(key: string, by: string, lowest: string, highest: string): Promise<ScriptAnswer>;
+  counterApply(key: string, widthKey: string, by: string, lowest: string, highest: string): Promise<ScriptAnswer>;
   counterApplyKeyed(
-    key: string, recordKey: string, by: string, lowest: string, highest: string, retentionMs: string, id: string,
+    key: string, recordKey: string, widthKey: string, by: string, lowest: string, highest: string, retentionMs: string, id: string,
   ): Promise<ScriptAnswer>;
-  counterShardApply(key: string, by: string, lowest: string, highest: string, shards: string, slot: string, bounded: string): Promise<ScriptAnswer>;
-  counterShardApplyKeyed(
-    key: string, recordKey: string, by: string, lowest: string, highest: string, shards: string, slot: string, bounded: string,
-    retentionMs: string, id: string,
-  ): Promise<ScriptAnswer>;
-  counterShardRead(key: string, shards: string): Promise<string>;
+  /** Sharded scripts take their key count first (it varies with the width): `numkeys, ...keys, ...args`. */
+  counterShardApply(...keysThenArgs: Array<string | number>): Promise<ScriptAnswer>;
+  counterShardApplyKeyed(...keysThenArgs: Array<string | number>): Promise<ScriptAnswer>;
+  counterShardRead(...keys: Array<string | number>): Promise<ScriptAnswer>;
 }
 
 /** A key record's content: "<by>:<value>:<id>". */
@@ -137,6 +138,8 @@ export class RedisCounterStore implements CounterStore {
   private connecting?: Promise<CounterRedis>;
   /** When the current connection last carried a command (or was opened). */
   private lastUsed = 0;
+  /** The widest each sharded id has been seen, so a script is passed all its slots the first time. */
+  private readonly widths = new KnownWidths();
 
   private constructor(private readonly config: RedisConfig) {}
 
@@ -166,13 +169,16 @@ export class RedisCounterStore implements CounterStore {
     }
     const { lowest, highest } = allowedPrevious(by, maximum);
     const [[outcome, value]] = await this.write((target) => (idempotency === undefined
-      ? (target as CounterRedis).counterApply(key, String(by), String(lowest), String(highest))
-      : (target as CounterRedis).counterApplyKeyed(key, this.recordKey(idempotency.key), String(by), String(lowest), String(highest),
+      ? (target as CounterRedis).counterApply(key, widthKey(key), String(by), String(lowest), String(highest))
+      : (target as CounterRedis).counterApplyKeyed(key, this.recordKey(idempotency.key), widthKey(key), String(by), String(lowest), String(highest),
         String(idempotency.retentionSeconds * 1000), id))) as [ScriptAnswer];
     if (outcome === 1) return { counter: Number(value), replayed: false };
     if (outcome === 2) return replayOf(String(value), id, by);
-    // Sharded by another container: nothing was written; apply on slot 0 (a second round trip).
-    if (outcome === 3) return this.applySharded(id, change, 1, 0);
+    if (outcome === 3) {
+      // Sharded by another container: nothing was written; apply on slot 0 (a second round trip).
+      this.widths.remember(id, Number(value));
+      return this.applySharded(id, change, 1, 0);
+    }
     throw rejectionOf(by, maximum, Number(value));
   }
 
@@ -180,35 +186,62 @@ export class RedisCounterStore implements CounterStore {
    * A change of a sharded counter on `slot` (in 0…shards−1), one script: in
    * conditional mode it checks the bound on the total of every slot, else
    * only that the slot stays a safe integer. Answers the slot, never a total.
+   * A conditional change passes every slot it knows of (max(N, the width
+   * this container has seen)); a counter found wider costs one more round
+   * trip, once per container and width (`KnownWidths`).
    */
   private async applySharded(id: string, change: CounterChange, shards: number, slot: number): Promise<ChangeResult> {
     const { by, maximum, idempotency } = change;
     const key = this.key(id);
     const { lowest, highest } = allowedPrevious(by, maximum);
-    const bounded = maximum === undefined ? '0' : '1';
-    const [[outcome, value]] = await this.write((target) => (idempotency === undefined
-      ? (target as CounterRedis).counterShardApply(key, String(by), String(lowest), String(highest), String(shards), String(slot), bounded)
-      : (target as CounterRedis).counterShardApplyKeyed(key, this.recordKey(idempotency.key), String(by), String(lowest), String(highest),
-        String(shards), String(slot), bounded, String(idempotency.retentionSeconds * 1000), id))) as [ScriptAnswer];
-    if (outcome === 1) return { shard: Number(value), replayed: false };
-    if (outcome === 2) return replayOf(String(value), id, by);
-    // Conditional: the total, read atomically. Unconditional: only the slot was read, so no value to report.
-    throw rejectionOf(by, maximum, maximum === undefined ? undefined : Number(value));
+    for (;;) {
+      const bounded = maximum !== undefined;
+      const keys = bounded
+        ? shardKeys(key, Math.max(shards, this.widths.get(id)))
+        : [slotKey(key, slot), widthKey(key)];
+      if (idempotency !== undefined) keys.push(this.recordKey(idempotency.key));
+      const slotCount = bounded ? keys.length - (idempotency ? 2 : 1) : 1;
+      const args = [String(by), String(lowest), String(highest), String(shards), String(slot), String(slotCount), bounded ? '1' : '0'];
+      if (idempotency !== undefined) args.push(String(idempotency.retentionSeconds * 1000), id);
+      const [[outcome, value]] = await this.write((target) => (idempotency === undefined
+        ? (target as CounterRedis).counterShardApply(keys.length, ...keys, ...args)
+        : (target as CounterRedis).counterShardApplyKeyed(keys.length, ...keys, ...args))) as [ScriptAnswer];
+      if (outcome === 1) {
+        this.widths.remember(id, shards);
+        return { shard: Number(value), replayed: false };
+      }
+      if (outcome === 2) return replayOf(String(value), id, by);
+      if (outcome === 4) {
+        // Wider than the slots passed (written by a container with a larger N): nothing written; pass them all.
+        this.widths.remember(id, Number(value));
+        continue;
+      }
+      // Conditional: the total, read atomically. Unconditional: only the slot was read, so no value to report.
+      throw rejectionOf(by, maximum, bounded ? Number(value) : undefined);
+    }
   }
 
   /**
    * The total, one round trip. Unsharded (`shards` 1): MGET of the counter
    * and its width key; a counter sharded by another container (the width
    * exists) costs a second round trip, the sharded read. Sharded: one
-   * read-only script that reads the width and sums every slot up to it.
+   * read-only script that reads the width and sums every slot (max(N, the
+   * width this container has seen); one more round trip when it finds the
+   * counter wider).
    */
   async read(id: string, shards = 1): Promise<number> {
     const key = this.key(id);
     if (shards <= 1) {
       const [value, wide] = await this.run((client) => client.mget(key, widthKey(key)));
       if (wide === null) return value === null ? 0 : Number(value);
+      this.widths.remember(id, Number(wide));
     }
-    return Number(await this.run((client) => client.counterShardRead(key, String(Math.max(1, shards)))));
+    for (;;) {
+      const keys = shardKeys(key, Math.max(shards, this.widths.get(id)));
+      const [outcome, value] = await this.run((client) => client.counterShardRead(keys.length, ...keys));
+      if (outcome !== 4) return Number(value);
+      this.widths.remember(id, Number(value));
+    }
   }
 
   async close(): Promise<void> {
@@ -355,11 +388,12 @@ export class RedisCounterStore implements CounterStore {
       })) as CounterRedis;
     // Errors surface through the commands; without a listener ioredis prints them.
     client.on('error', () => undefined);
-    client.defineCommand('counterApply', { numberOfKeys: 1, lua: APPLY_LUA });
-    client.defineCommand('counterApplyKeyed', { numberOfKeys: 2, lua: APPLY_KEYED_LUA });
-    client.defineCommand('counterShardApply', { numberOfKeys: 1, lua: SHARDED_APPLY_LUA });
-    client.defineCommand('counterShardApplyKeyed', { numberOfKeys: 2, lua: SHARDED_APPLY_KEYED_LUA });
-    client.defineCommand('counterShardRead', { numberOfKeys: 1, lua: SHARDED_READ_LUA });
+    client.defineCommand('counterApply', { numberOfKeys: 2, lua: APPLY_LUA });
+    client.defineCommand('counterApplyKeyed', { numberOfKeys: 3, lua: APPLY_KEYED_LUA });
+    // No numberOfKeys: the first argument is the key count.
+    client.defineCommand('counterShardApply', { lua: SHARDED_APPLY_LUA });
+    client.defineCommand('counterShardApplyKeyed', { lua: SHARDED_APPLY_KEYED_LUA });
+    client.defineCommand('counterShardRead', { lua: SHARDED_READ_LUA });
     // connect() rejects with a generic "Connection is closed."; the socket's
     // own error (refused, timed out, certificate rejected) arrives as an event.
     let socketError: unknown;
