@@ -10,8 +10,10 @@
  * changed by a container with another shard count.
  */
 import Redis from 'ioredis';
+import { redisContainer, useOwnRedisServers } from './redis-harness';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { redisFixture } from '../../local/backends/redis';
+import { waitUntil } from '../../local/engines/engine';
 import { ContainerMode, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { REDIS_ENV } from '../../src/backends/redis/redis-env';
@@ -320,4 +322,42 @@ describe('redis sharded counters (bundled handler, shared redis-server)', () => 
       expect(await bare.exists(prefix + 'odd', `${prefix}odd\u001fw`, prefix + KEY_RECORD_INFIX + 'k')).toBe(0);
     });
   });
+});
+
+describe('redis sharded counters: script cache and WAIT (own redis-servers)', () => {
+  const own = useOwnRedisServers();
+  const sharded = (url: string, prefix: string, shards: number, maximum?: number, extra: Record<string, string> = {}) =>
+    redisContainer(url, prefix, { conditional: maximum !== undefined, maximum }, { [COMMON_ENV.SHARDS]: String(shards), ...extra });
+
+  test('script cache flushed mid-run: sharded changes, keyed replays, the wider-than-known retry and reads carry on (NOSCRIPT → EVAL)', async () => {
+    const s = await own.server();
+    const bare = own.client(s.url);
+    const wide = sharded(s.url, 'f:', 8, 100);
+    const narrow = sharded(s.url, 'f:', 2, 100);
+    for (let i = 0; i < 20; i++) expect((await call(wide, 'POST', 'redis', 'x', { by: 2 })).status).toBe(200);
+    await bare.script('FLUSH');
+    expect(await call(narrow, 'POST', 'redis', 'x', { by: 50, key: 'a' })).toMatchObject({ status: 200, body: { shards: 2 } });
+    await bare.script('FLUSH');
+    expect(await call(narrow, 'POST', 'redis', 'x', { by: 50, key: 'a' })).toMatchObject({ status: 200, headers: { 'Idempotent-Replayed': 'true' } });
+    expect(await call(narrow, 'POST', 'redis', 'x', { by: 11 })).toMatchObject({ status: 409, body: { code: 'LIMIT_REACHED', counter: 90 } });
+    await bare.script('FLUSH');
+    expect(await call(narrow, 'GET', 'redis', 'x')).toMatchObject({ body: { counter: 90, shards: 2 } });
+    expect(await call(wide, 'GET', 'redis', 'x')).toMatchObject({ body: { counter: 90, shards: 8 } });
+  });
+
+  test('WAIT covers the sharded scripts: after each 200 the replica holds the same total, width and key record', async () => {
+    const primary = await own.server();
+    const replica = await own.server({ args: ['--replicaof', '127.0.0.1', String(primary.port)] });
+    const onReplica = own.client(replica.url);
+    await waitUntil('replica link', async () => /master_link_status:up/.test(await onReplica.info('replication')), 15_000);
+    const handler = sharded(primary.url, 'w:', 4, 1000, { [REDIS_ENV.WAIT_REPLICAS]: '1', [REDIS_ENV.WAIT_TIMEOUT_MS]: '1000' });
+    const slots = ['w:acked', 'w:acked\u001f1', 'w:acked\u001f2', 'w:acked\u001f3'];
+    for (let i = 1; i <= 30; i++) {
+      expect(await call(handler, 'POST', 'redis', 'acked', { by: 3, key: `wait-${i}` })).toMatchObject({ status: 200, body: { shards: 4 } });
+      expect(sum((await onReplica.mget(...slots)).map(Number))).toBe(3 * i);
+      expect(await onReplica.get('w:' + KEY_RECORD_INFIX + `wait-${i}`)).toMatch(/^3:s[0-3]:acked$/);
+    }
+    expect(await onReplica.get('w:acked\u001fw')).toBe('4');
+    expect(await call(handler, 'GET', 'redis', 'acked')).toMatchObject({ body: { counter: 90 } });
+  }, 60_000);
 });
