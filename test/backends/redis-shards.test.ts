@@ -13,6 +13,7 @@ import Redis from 'ioredis';
 import { redisContainer, useOwnRedisServers } from './redis-harness';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { redisFixture } from '../../local/backends/redis';
+import { MIXED_STEPS, mixedStep } from '../../local/compare-verdicts';
 import { waitUntil } from '../../local/engines/engine';
 import { ContainerMode, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
@@ -22,11 +23,6 @@ import { COMMON_ENV } from '../../src/counter-env';
 import type { BackendName } from '../../src/runtime/store';
 import { Answer, call, Counters, useBackend } from '../kit/conformance';
 
-/** The steps of issue 15's mixed chain. */
-const MIXED = [1, 5, -3, 100, -50] as const;
-function mixedStep(i: number): number {
-  return MIXED[(i * 7 + Math.floor(i / 8)) % MIXED.length];
-}
 
 /** A container mode with COUNTER_SHARDS set. */
 export function shardedMode(shards: number, mode: ContainerMode): ContainerMode {
@@ -172,14 +168,14 @@ export function describeShardsGuarantees(backend: BackendName, ctx: () => Counte
       });
     }
 
-    test(`unconditional: 1500 mixed steps {${MIXED.join(', ')}} → the total is the sum of every accepted step`, async () => {
+    test(`unconditional: 1500 mixed steps {${MIXED_STEPS.join(', ')}} → the total is the sum of every accepted step`, async () => {
       const handlers = await ctx().containers(unconditional, nContainers);
       const load = await shardedLoad(backend, handlers, 'mixed', { callers, total: 1500, step: mixedStep });
       expect(load.statuses).toEqual({ 200: 1500 });
       expect((await call(handlers[0], 'GET', backend, 'mixed')).body.counter).toBe(sum(load.accepted));
     });
 
-    test(`conditional, maximum 300: 1500 mixed steps {${MIXED.join(', ')}} → every accepted step accounted for, every total read within [0, 300]`, async () => {
+    test(`conditional, maximum 300: 1500 mixed steps {${MIXED_STEPS.join(', ')}} → every accepted step accounted for, every total read within [0, 300]`, async () => {
       const handlers = await ctx().containers(conditional(300), nContainers);
       const load = await shardedLoad(backend, handlers, 'mixed-capped', { callers, total: 1500, step: mixedStep });
       const final = (await call(handlers[0], 'GET', backend, 'mixed-capped')).body.counter;
