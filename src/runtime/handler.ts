@@ -1,5 +1,5 @@
-import { CounterModeConfig, Env, readModeConfig } from './config';
-import { IDEMPOTENCY_DEFAULTS } from '../counter-env';
+import { ConfigError, CounterModeConfig, Env, readModeConfig } from './config';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, LimitReachedError } from './errors';
 import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
@@ -113,6 +113,9 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
       throw err;
     }
     const s = current ?? await getStore();
+    if (shards > 1 && s.sharded !== true) {
+      throw new ConfigError(`${COMMON_ENV.SHARDS}=${shards}, but the ${backend} store does not implement sharded counters`);
+    }
     if (request.operation === 'read') {
       const counter = await s.read(request.id, shards);
       log.counter = counter;

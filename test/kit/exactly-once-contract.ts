@@ -46,11 +46,12 @@ async function proxied(engineUrl: string, env: Record<string, string>): Promise<
 
 /**
  * What a client does after a 503: wait `Retry-After` and send the same
- * request again, here for at most 20 s. (A change cut mid-flight may hold a
- * lock in the engine until the engine notices the dead connection.)
+ * request again, here for at most 40 s: generous, since on a busy machine
+ * the engine takes its time to notice the dead connection of a change cut
+ * mid-flight and release what it held (a lock, a transaction).
  */
 async function retryWhileUnavailable(send: () => Promise<Answer>): Promise<Answer> {
-  const deadline = Date.now() + 20_000;
+  const deadline = Date.now() + 40_000;
   for (;;) {
     const answer = await send();
     if (answer.status !== 503 || Date.now() > deadline) return answer;
