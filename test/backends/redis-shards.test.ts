@@ -17,7 +17,7 @@ import { MIXED_STEPS, mixedStep } from '../../local/compare-verdicts';
 import { waitUntil } from '../../local/engines/engine';
 import { ContainerMode, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
-import { REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { REDIS_ENV, redisWorstCase } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
 import { COMMON_ENV } from '../../src/counter-env';
 import type { BackendName } from '../../src/runtime/store';
@@ -356,4 +356,13 @@ describe('redis sharded counters: script cache and WAIT (own redis-servers)', ()
     expect(await onReplica.get('w:acked\u001fw')).toBe('4');
     expect(await call(handler, 'GET', 'redis', 'acked')).toMatchObject({ body: { counter: 90 } });
   }, 60_000);
+});
+
+describe('redis sharded counters: worst-case answer time', () => {
+  test('a sharded counter counts two scripts (each with its NOSCRIPT fallback and WAIT); an unsharded one is unchanged', () => {
+    const base = { REDIS_WAIT_REPLICAS: '1', REDIS_WAIT_TIMEOUT_MS: '100' };
+    expect(redisWorstCase(base)?.parts).toEqual({ 'idle-connection PING': 1000, 'connect': 1000, 'command + NOSCRIPT fallback': 2000, 'WAIT': 100 });
+    expect(redisWorstCase({ ...base, [COMMON_ENV.SHARDS]: '8' })?.parts)
+      .toEqual({ 'idle-connection PING': 1000, 'connect': 1000, '2 commands (sharded) + NOSCRIPT fallback': 4000, 'WAIT': 200 });
+  });
 });

@@ -1,4 +1,5 @@
 import Redis, { RedisOptions } from 'ioredis';
+import { SHARD_LIMITS } from '../../../counter-env';
 import { IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
@@ -140,6 +141,8 @@ export class RedisCounterStore implements CounterStore {
   private lastUsed = 0;
   /** The widest each sharded id has been seen, so a script is passed all its slots the first time. */
   private readonly widths = new KnownWidths();
+  /** The pipeline refuses `shards` > 1 for a store without this. */
+  readonly sharded = true;
 
   private constructor(private readonly config: RedisConfig) {}
 
@@ -152,12 +155,15 @@ export class RedisCounterStore implements CounterStore {
    * One change, one round trip: `INCR` for a plain unkeyed +1 (today's path:
    * it can leave the safe range only from a counter already at
    * 9,007,199,254,740,991, see docs/redis.md), else one script. A sharded
-   * change (`shards` > 1) is always one script (redis-shards.ts).
+   * change (`shards` > 1, or an id this container has seen sharded) is one
+   * script (redis-shards.ts), or a bare INCR on a slot for a plain +1. No
+   * request sends more than two commands one after the other (the worst
+   * case in redis-env.ts counts on it).
    */
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const { by, maximum, idempotency } = change;
     const shards = change.shards ?? 1;
-    if (shards > 1) {
+    if (shards > 1 || this.widths.get(id) > 1) {
       const slot = slotOrder(shards)[0];
       if (idempotency === undefined && maximum === undefined && by === 1 && this.widths.get(id) >= shards) {
         // The width is known to be ≥ N already (a script of this container
@@ -185,9 +191,10 @@ export class RedisCounterStore implements CounterStore {
     if (outcome === 1) return { counter: Number(value), replayed: false };
     if (outcome === 2) return replayOf(String(value), id, by);
     if (outcome === 3) {
-      // Sharded by another container: nothing was written; apply on slot 0 (a second round trip).
+      // Sharded by another container: nothing was written; apply on slot 0
+      // (a second round trip, passing every slot there can be, so it is the last).
       this.widths.remember(id, Number(value));
-      return this.applySharded(id, change, 1, 0);
+      return this.applySharded(id, change, 1, 0, true);
     }
     throw rejectionOf(by, maximum, Number(value));
   }
@@ -198,16 +205,18 @@ export class RedisCounterStore implements CounterStore {
    * only that the slot stays a safe integer. Answers the slot, never a total.
    * A conditional change passes every slot it knows of (max(N, the width
    * this container has seen)); a counter found wider costs one more round
-   * trip, once per container and width (`KnownWidths`).
+   * trip, once per container and width (`KnownWidths`), which passes every
+   * slot there can be (`SHARD_LIMITS.max`), so it cannot be found wider
+   * again. `allSlots`: pass them all at once.
    */
-  private async applySharded(id: string, change: CounterChange, shards: number, slot: number): Promise<ChangeResult> {
+  private async applySharded(id: string, change: CounterChange, shards: number, slot: number, allSlots = false): Promise<ChangeResult> {
     const { by, maximum, idempotency } = change;
     const key = this.key(id);
     const { lowest, highest } = allowedPrevious(by, maximum);
-    for (;;) {
+    for (let everySlot = allSlots; ; everySlot = true) {
       const bounded = maximum !== undefined;
       const keys = bounded
-        ? shardKeys(key, Math.max(shards, this.widths.get(id)))
+        ? shardKeys(key, everySlot ? SHARD_LIMITS.max : Math.max(shards, this.widths.get(id)))
         : [slotKey(key, slot), widthKey(key)];
       if (idempotency !== undefined) keys.push(this.recordKey(idempotency.key));
       const slotCount = bounded ? keys.length - (idempotency ? 2 : 1) : 1;
@@ -221,7 +230,7 @@ export class RedisCounterStore implements CounterStore {
         return { shard: Number(value), replayed: false };
       }
       if (outcome === 2) return replayOf(String(value), id, by);
-      if (outcome === 4) {
+      if (outcome === 4 && !everySlot) {
         // Wider than the slots passed (written by a container with a larger N): nothing written; pass them all.
         this.widths.remember(id, Number(value));
         continue;
@@ -236,20 +245,22 @@ export class RedisCounterStore implements CounterStore {
    * and its width key; a counter sharded by another container (the width
    * exists) costs a second round trip, the sharded read. Sharded: one
    * read-only script that reads the width and sums every slot (max(N, the
-   * width this container has seen); one more round trip when it finds the
-   * counter wider).
+   * width this container has seen); one more round trip, over every slot
+   * there can be, when it finds the counter wider).
    */
   async read(id: string, shards = 1): Promise<number> {
     const key = this.key(id);
-    if (shards <= 1) {
+    let everySlot = false;
+    if (shards <= 1 && this.widths.get(id) <= 1) {
       const [value, wide] = await this.run((client) => client.mget(key, widthKey(key)));
       if (wide === null) return value === null ? 0 : Number(value);
       this.widths.remember(id, Number(wide));
+      everySlot = true;
     }
-    for (;;) {
-      const keys = shardKeys(key, Math.max(shards, this.widths.get(id)));
+    for (; ; everySlot = true) {
+      const keys = shardKeys(key, everySlot ? SHARD_LIMITS.max : Math.max(shards, this.widths.get(id)));
       const [outcome, value] = await this.run((client) => client.counterShardRead(keys.length, ...keys));
-      if (outcome !== 4) return Number(value);
+      if (outcome !== 4 || everySlot) return Number(value);
       this.widths.remember(id, Number(value));
     }
   }
