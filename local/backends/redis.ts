@@ -2,6 +2,7 @@ import Redis from 'ioredis';
 import { BackendFixture, urlPort } from './fixture';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
+import { SLOT_SEPARATOR } from '../../src/backends/redis/runtime/redis-shards';
 import { Engine } from '../engines/engine';
 import { acquireRedis, startRedisCommandProxy } from '../engines/redis';
 
@@ -46,7 +47,9 @@ export const redisFixture: BackendFixture = {
     try {
       const found: string[] = [];
       for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) found.push(...(keys as string[]));
-      return found.map((k) => k.slice(namespace.length + 1)).filter((rest) => !rest.startsWith(KEY_RECORD_INFIX));
+      // A sharded counter's slot and width keys are `<id>\u001f…`: listed as their id, once.
+      const ids = found.map((k) => k.slice(namespace.length + 1)).filter((rest) => !rest.startsWith(KEY_RECORD_INFIX));
+      return [...new Set(ids.map((rest) => rest.split(SLOT_SEPARATOR)[0]))];
     } finally {
       client.disconnect();
     }
