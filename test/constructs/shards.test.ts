@@ -32,6 +32,19 @@ function build(backend: BackendName, props: CounterOptions): { stack: Stack; cou
   return { stack, counter };
 }
 
+/** The props a backend's counter needs beyond its defaults (a VPC, a secret). */
+function backendProps(backend: BackendName, stack: Stack): Record<string, unknown> {
+  const secret = (name: string) => secretsmanager.Secret.fromSecretCompleteArn(stack, name, `arn:aws:secretsmanager:eu-west-1:123456789012:secret:${name}-AbCdEf`);
+  const vpc = () => new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 });
+  return {
+    dynamo: () => ({}),
+    redis: () => ({ vpc: vpc() }),
+    momento: () => ({ credentialsSecret: secret('momento') }),
+    docdb: () => ({ vpc: vpc() }),
+    tidb: () => ({ credentialsSecret: secret('tidb') }),
+  }[backend]();
+}
+
 /** COUNTER_SHARDS of every function of the stack (undefined where unset). */
 function shardSettings(stack: Stack): Array<unknown> {
   return Object.values(functionEnvironments(Template.fromStack(stack))).map((f) => f.variables[COMMON_ENV.SHARDS]);
@@ -67,11 +80,15 @@ if (SHARDED.length > 0) {
     expect(others.filter((f) => f.variables[COMMON_ENV.SHARDS] !== undefined)).toEqual([]);
   });
 
-  test('AtomicCounterApi passes its shards default to the counters it creates; a backend\'s own props override it', () => {
-    const stack = new Stack(new App(), 'Test', { env: ENV });
-    const api = new AtomicCounterApi(stack, 'Api', { shards: 4, dynamo: {}, redis: { vpc: new ec2.Vpc(stack, 'Vpc', { maxAzs: 2, natGateways: 1 }), shards: 2 } } as any);
-    const served = [api.dynamoCounter, api.redisCounter].filter((c): c is NonNullable<typeof c> => c !== undefined);
-    expect(served.map((c) => [c.backend, c.shards])).toEqual([['dynamo', 4], ['redis', 2]]);
+  test.each(SHARDED)('%s: AtomicCounterApi passes its shards default to the counter it creates; the backend\'s own props override it', (backend) => {
+    const served = (apiShards: number, own?: number) => {
+      const stack = new Stack(new App(), 'Test', { env: ENV });
+      const props = { ...backendProps(backend, stack), ...(own === undefined ? {} : { shards: own }) };
+      const api = new AtomicCounterApi(stack, 'Api', { shards: apiShards, [backend]: props });
+      return (api.counters.find((c) => c.backend === backend) as CounterBase).shards;
+    };
+    expect(served(4)).toBe(4);
+    expect(served(4, 2)).toBe(2);
   });
 }
 

@@ -6,6 +6,6 @@ export const REDIS_CONTRACT = {
   name: 'redis',
   metricPrefix: 'Redis',
   bundles: REDIS_BUNDLES,
-  sharded: false,
+  sharded: true,
   worstCase: redisWorstCase,
 } as const satisfies BackendContract<'redis'>;
