@@ -27,6 +27,13 @@ type Doc = Document;
 export interface FailCommandOptions {
   /** Commands the fail point applies to (the driver's command names, e.g. `findAndModify`). */
   readonly failCommands: readonly string[];
+  /**
+   * Only commands on these collections (the command's target, e.g. the
+   * keys collection of `findAndModify: 'counters_keys'`). Not in MongoDB's
+   * fail point: it lets a test fail one step of a transaction that sends the
+   * same command to two collections. Unset: any target.
+   */
+  readonly collections?: readonly string[];
   /** Reply with this error code instead of running the command. */
   readonly errorCode?: number;
   /** Labels attached to that error reply (e.g. `TransientTransactionError`). */
@@ -109,10 +116,11 @@ export class FailPoint {
     return { count: 0, ok: 1 };
   }
 
-  /** What to do with command `name` (consumes one of the fail point's `times`). */
-  public take(name: string): FaultAction {
+  /** What to do with command `name` on `collection` (consumes one of the fail point's `times`). */
+  public take(name: string, collection?: string): FaultAction {
     const fp = this.active;
     if (!fp || fp.remaining <= 0 || !fp.failCommands.includes(name)) return { kind: 'none' };
+    if (fp.collections && (collection === undefined || !fp.collections.includes(collection))) return { kind: 'none' };
     fp.remaining--;
     this.hits++;
     const delayMs = fp.blockConnection ? Math.max(0, fp.blockTimeMS ?? 0) : 0;

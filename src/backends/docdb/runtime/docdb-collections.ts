@@ -14,6 +14,8 @@ export interface KeyRecord {
   /** The value the keyed change produced. */
   counter?: number;
   expiresAt: Date;
+  /** The token of the request that recorded the key (records of earlier releases have none). */
+  request?: string;
 }
 
 /** What a change may start from, as a filter on the counter field: `lowest ≤ value ≤ highest`. */

@@ -1,3 +1,4 @@
+import { randomBytes } from 'crypto';
 import { ClientSession, Collection, MongoClient } from 'mongodb';
 import { boundFilter, CounterDocument, KeyRecord } from './docdb-collections';
 import { isDuplicateKeyError, isTransactionRetryable } from './docdb-errors';
@@ -6,12 +7,21 @@ import { AGAIN, Deadline, retry } from '../../../runtime/retry';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 
 /** One keyed attempt's outcome: an answer, a rejection, or "run the whole transaction again". */
+type Done = { readonly kind: 'done'; readonly result: ChangeResult };
 type KeyedOutcome =
-  | { readonly kind: 'done'; readonly result: ChangeResult }
+  | Done
   | { readonly kind: 'rejected'; readonly counter?: number }
   | { readonly kind: 'retry' };
 
 const RETRY: KeyedOutcome = { kind: 'retry' };
+
+/** One request's keyed change: the change, its key, and the request's own token. */
+interface Attempt extends IdempotencyOptions {
+  readonly id: string;
+  readonly by: number;
+  readonly maximum?: number;
+  readonly request: string;
+}
 
 /** The 503 of a keyed change whose client has had its answer (the deadline passed). */
 const abandoned = () => new BackendUnavailableError('DocumentDB call abandoned at its deadline');
@@ -64,43 +74,22 @@ export class DocDbKeyedChange {
     }
   }
 
-  /**
-   * **Keyed change: one transaction on one session**, run again from the
-   * start whenever it fails before its commit with an error that says
-   * nothing of it was applied (a write conflict, a transient transaction
-   * error) — and also after a failed commit, because the key makes that safe:
-   *
-   * 1. `findOneAndUpdate({_id: key}, {$setOnInsert: {id, by, expiresAt}},
-   *    {upsert, returnDocument: 'before'})` on the keys collection. A live
-   *    record comes back: the change was applied before, so abort and
-   *    answer its value (`replayed`), or 422 if it was bound to another id
-   *    or step. Nothing (we inserted it) or an expired record: the key is
-   *    this transaction's.
-   * 2. The bounded `$inc` on the counter (`changeCounter`).
-   *    Rejected: abort (no key recorded) and 409 / 400.
-   * 3. `updateOne({_id: key}, {$set: {id, by, counter, expiresAt}})`: the
-   *    record carries the value the change produced (and replaces an
-   *    expired record).
-   * 4. `commitTransaction`: the key and the change become visible together.
-   *
-   * Why exactly once: the record and the change commit or vanish together
-   * (a transaction), and two transactions cannot both record one key — the
-   * second one's write of the record conflicts with the first's (both
-   * write it: an insert or step 3) and only one commits (snapshot
-   * isolation, first writer wins). A commit whose answer is lost (a
-   * network error, DocumentDB's 251 after an instance restart, which it
-   * documents can follow a successful commit) is retried as a new
-   * transaction: its step 1 finds the record if the commit happened (a
-   * replay of the value this very request produced) and applies the change
-   * if it did not. A transaction left open (a frozen container) holds its
-   * locks until DocumentDB aborts it (one minute); meanwhile requests for
-   * its key or its counter conflict, retry and, past the budget, answer 503.
-   */
   private async applyKeyed(id: string, { by, maximum }: CounterChange, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
-    const outcome = await retry(async () => {
+    // Every attempt of this request writes the same token: a record carrying it is this request's own change.
+    const request = randomBytes(12).toString('base64url');
+    const attempt: Attempt = { id, by, maximum, ...idempotency, request };
+    const outcome = await retry(async (n) => {
       deadline.check(abandoned);
-      const attempt = await this.keyedAttempt(id, by, maximum, idempotency, deadline);
-      return attempt.kind === 'retry' ? AGAIN : attempt;
+      if (n > 1) {
+        // After a conflict or a failed commit, the key is often recorded by now (by a duplicate
+        // of this request, or by this request's own commit): one plain read answers it without
+        // contending for the counter again.
+        const recorded = this.fromRecord(await this.keys.findOne({ _id: idempotency.key }), attempt, Date.now());
+        if (recorded) return recorded;
+        deadline.check(abandoned);
+      }
+      const answer = await this.keyedAttempt(attempt, deadline);
+      return answer.kind === 'retry' ? AGAIN : answer;
     }, {
       // A conflict lasts as long as another transaction's few round trips: contenders spread out.
       backoff: KEYED_BACKOFF,
@@ -114,63 +103,70 @@ export class DocDbKeyedChange {
     return outcome.result;
   }
 
-  private async keyedAttempt(
-    id: string, by: number, maximum: number | undefined, { key, retentionSeconds }: IdempotencyOptions, deadline: Deadline,
-  ): Promise<KeyedOutcome> {
+  /**
+   * One transaction (docs/docdb.md, "The transaction"): the bounded change
+   * first, then the key record with the value it produced, then the commit.
+   * A live record found in place of the insert is a replay (or a 422, or
+   * this request's own earlier commit): abort.
+   */
+  private async keyedAttempt(attempt: Attempt, deadline: Deadline): Promise<KeyedOutcome> {
+    const { id, by, maximum, key, retentionSeconds, request } = attempt;
     // DocumentDB has no causal consistency: a session must not ask for it.
     const session = this.client.startSession({ causalConsistency: false });
-    // Cut off at the deadline (the client gets its 503 now): abort at once rather than after the
-    // command in flight returns. An open transaction holds its locks until DocumentDB ends it
-    // (one minute), and a Lambda container may be frozen as soon as it has answered.
+    // Cut off at the deadline: abort at once, not after the command in flight returns (an open
+    // transaction holds its locks until DocumentDB ends it, one minute; a container may be frozen).
     const unhook = deadline.onExpire(() => void abort(session));
     try {
-      // DocumentDB runs every transaction at snapshot isolation; the client's write concern (majority) applies to the commit.
+      // Snapshot isolation (DocumentDB's only level); the client's write concern (majority) applies to the commit.
       session.startTransaction();
       const now = Date.now();
-      const expiresAt = new Date(now + retentionSeconds * 1000);
 
-      // 1. The key first: a replay answers before any bound is checked.
-      let recorded: KeyRecord | null;
+      // 1. The change, bounded.
+      const changed = await this.changeCounter(id, by, maximum, session);
+      if (changed.kind === 'retry') return RETRY;
+      deadline.check(abandoned);
+      if (changed.kind === 'rejected') {
+        // A key applied before still answers its 200 at the bound: look for it in the same snapshot.
+        const found = await this.readKey(key, session);
+        await abort(session);
+        return found === 'retry' ? RETRY : this.fromRecord(found, attempt, now) ?? { kind: 'rejected', counter: changed.counter };
+      }
+
+      // 2. The key record with the value the change produced: inserted unless the key is taken.
+      const record: Omit<KeyRecord, '_id'> = { id, by, counter: changed.counter, expiresAt: new Date(now + retentionSeconds * 1000), request };
+      let previous: KeyRecord | null;
       try {
-        recorded = await this.keys.findOneAndUpdate({ _id: key }, { $setOnInsert: { id, by, expiresAt } }, { upsert: true, returnDocument: 'before', session });
+        previous = await this.keys.findOneAndUpdate({ _id: key }, { $setOnInsert: record }, { upsert: true, returnDocument: 'before', session });
       } catch (err) {
-        // A record committed after this transaction's snapshot (an E11000 here), or one another open transaction holds.
+        // A record committed after this transaction's snapshot (E11000), or one another open transaction holds.
         if (isDuplicateKeyError(err) || isTransactionRetryable(err)) return RETRY;
         throw err;
       }
-      if (recorded && recorded.expiresAt.getTime() > now) {
+      const live = this.fromRecord(previous, attempt, now);
+      if (live) {
         await abort(session);
-        if (!sameBinding({ id: recorded.id, by: Number(recorded.by) }, id, by)) throw new IdempotencyKeyReusedError();
-        if (recorded.counter === undefined || recorded.counter === null) throw new Error(`key record ${key} holds no counter value`);
-        return { kind: 'done', result: { counter: Number(recorded.counter), replayed: true } };
+        return live;
       }
       deadline.check(abandoned);
-
-      // 2. The change, bounded.
-      const changed = await this.changeCounter(id, by, maximum, session);
-      if (changed.kind !== 'applied') {
-        await abort(session);
-        return changed.kind === 'rejected' ? { kind: 'rejected', counter: changed.counter } : RETRY;
+      if (previous) {
+        // An expired record the TTL monitor has not deleted yet: this transaction takes the key over.
+        try {
+          const replaced = await this.keys.updateOne({ _id: key }, { $set: record }, { session });
+          if (replaced.matchedCount !== 1) throw new Error(`key record ${key} vanished inside its transaction`);
+        } catch (err) {
+          if (isTransactionRetryable(err)) return RETRY;
+          throw err;
+        }
+        deadline.check(abandoned);
       }
-      deadline.check(abandoned);
 
-      // 3. The key records the value.
-      try {
-        const result = await this.keys.updateOne({ _id: key }, { $set: { id, by, counter: changed.counter, expiresAt } }, { session });
-        if (result.matchedCount !== 1) throw new Error(`key record ${key} vanished inside its transaction`);
-      } catch (err) {
-        if (isTransactionRetryable(err)) return RETRY;
-        throw err;
-      }
-      deadline.check(abandoned);
-
-      // 4. Both at once.
+      // 3. Both at once.
       try {
         await session.commitTransaction();
       } catch {
-        // Committed or not, the next attempt finds out from the key (see above). A commit that
-        // never arrived leaves the transaction open, holding its locks: end it (harmless after a
-        // commit that did happen, which an abort cannot undo).
+        // Committed or not, the next attempt finds out from the key (its own token if it did). A
+        // commit that never arrived leaves the transaction open, holding its locks: end it
+        // (harmless after a commit that did happen, which an abort cannot undo).
         await this.client.db('admin').command({ abortTransaction: 1 }, { session }).catch(() => undefined);
         return RETRY;
       }
@@ -182,20 +178,39 @@ export class DocDbKeyedChange {
     }
   }
 
+  /** The key record as the transaction's snapshot has it, or "run again" when it cannot be read now. */
+  private async readKey(key: string, session: ClientSession): Promise<KeyRecord | null | 'retry'> {
+    try {
+      return await this.keys.findOne({ _id: key }, { session });
+    } catch (err) {
+      if (isTransactionRetryable(err)) return 'retry';
+      throw err;
+    }
+  }
+
   /**
-   * Step 2 of a keyed change, inside its transaction, where an E11000 would
-   * end the transaction and a first-increment race could not be told from a
-   * bound: nothing is inserted unless the counter is missing.
-   *
-   * a. The bounded `$inc`, no upsert: it matched, the change is applied.
-   * b. Nothing matched: the counter is out of range, or missing. If a
-   *    missing counter (0) may not take the change either, that is the
-   *    rejection. Otherwise `$setOnInsert: {counter: by}` with upsert on
-   *    `{_id: id}` tells which, in the same snapshot: it returns the
-   *    document (out of range: a rejection, true at the snapshot, with the
-   *    value), or inserts the counter at `0 + by`.
-   * A collision in (b) — a document another transaction created after the
-   * snapshot — means "run the transaction again".
+   * What a key record found by an attempt answers: nothing when there is
+   * none or it expired (the key is free); this request's own change when it
+   * carries this request's token (its commit happened, the answer was
+   * lost); else a replay of the recorded value, or a 422 for another id or
+   * step.
+   */
+  private fromRecord(record: KeyRecord | null, attempt: Attempt, now: number): Done | undefined {
+    if (!record || record.expiresAt.getTime() <= now) return undefined;
+    if (!sameBinding({ id: record.id, by: Number(record.by) }, attempt.id, attempt.by)) throw new IdempotencyKeyReusedError();
+    if (record.counter === undefined || record.counter === null) throw new Error(`key record ${attempt.key} holds no counter value`);
+    return { kind: 'done', result: { counter: Number(record.counter), replayed: record.request !== attempt.request } };
+  }
+
+  /**
+   * The bounded change inside the transaction, where an E11000 would end
+   * the transaction: nothing is inserted unless the counter is missing.
+   * The bounded `$inc` (no upsert) matched: applied. Nothing matched and a
+   * missing counter may not take the change either: rejected. Otherwise
+   * `$setOnInsert: {counter: by}` with upsert tells, in the same snapshot,
+   * an out-of-range counter (returned: rejected, with its value) from a
+   * missing one (inserted at `0 + by`). A collision (a counter another
+   * transaction created after the snapshot) runs the transaction again.
    */
   private async changeCounter(id: string, by: number, maximum: number | undefined, session: ClientSession):
   Promise<{ kind: 'applied'; counter: number } | { kind: 'rejected'; counter?: number } | { kind: 'retry' }> {
