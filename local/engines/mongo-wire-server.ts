@@ -249,6 +249,12 @@ export class MongoWireServer implements CommandHost {
       case 'delay':
         // The command runs once the delay is over, even if the client gave up.
         return later(action.delayMs, () => this.execute(conn, body, false, send));
+      case 'after':
+        // The command runs and is applied; its reply is lost, or carries a write concern error.
+        return later(action.delayMs, () => this.execute(conn, body, false, (reply) => {
+          if (action.reply) send({ ...reply, ...action.reply });
+          else conn.socket.destroy();
+        }));
     }
   }
 

@@ -274,6 +274,25 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     expect(await h.store.apply('amb', keyed('k251', 4))).toEqual({ counter: 4, replayed: true });
   });
 
+  test.each([
+    ['its reply carries a writeConcernError (64)', { writeConcernError: { code: 64 } }],
+    ['its reply is lost (the connection closes after the commit ran)', { closeConnection: true, afterRun: true }],
+  ])('own commit recognised: the commit is applied but %s; the request retries and answers its own change, not a replay', async (_label, fault) => {
+    const db = await database();
+    const h = await container(db);
+    await counters(db).insertOne({ _id: 'own', counter: 10 });
+    server.failCommand({ failCommands: ['commitTransaction'], times: 1, ...fault });
+    const answer = await h.store.apply('own', keyed('mine', 1));
+    expect(server.failPoint.hits).toBe(1);
+    // The commit did happen: counted once, and this request's answer is its own change.
+    expect(answer).toEqual({ counter: 11, replayed: false });
+    expect(await stored(db, 'own')).toBe(11);
+    expect(await keyRecords(db).findOne({ _id: 'mine' })).toMatchObject({ id: 'own', by: 1, counter: 11 });
+    // Another request with the same key is a replay.
+    expect(await h.store.apply('own', keyed('mine', 1))).toEqual({ counter: 11, replayed: true });
+    expect(await stored(db, 'own')).toBe(11);
+  });
+
   test('cut off at the budget: 503 at once, and the transaction is aborted then (its locks freed), not a minute later', async () => {
     const db = await database();
     const { store } = await container(db, { DOCDB_OPERATION_TIMEOUT_MS: '400' });
