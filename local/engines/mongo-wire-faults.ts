@@ -122,7 +122,9 @@ export class FailPoint {
       errorLabels: Array.isArray(data.errorLabels) ? data.errorLabels.map(String) : undefined,
       closeConnection: !!data.closeConnection,
       afterRun: !!data.afterRun,
-      writeConcernError: isWriteConcernError(data.writeConcernError) ? { code: Number(data.writeConcernError.code), errmsg: data.writeConcernError.errmsg } : undefined,
+      writeConcernError: isWriteConcernError(data.writeConcernError)
+        ? { code: Number(data.writeConcernError.code), errmsg: data.writeConcernError.errmsg }
+        : undefined,
       blockConnection: !!data.blockConnection,
       blockTimeMS: data.blockTimeMS === undefined ? undefined : Number(data.blockTimeMS),
       times,
