@@ -309,11 +309,24 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     expect(await stored(db, 'slow')).toBe(1);
   });
 
-  test('before the setup has run (no keys collection): a keyed change fails (500, DocumentDB cannot use a missing collection in a transaction) and writes nothing', async () => {
+  test('before the setup has run: a keyed change answers 503 (not 500) naming the missing collections, and writes nothing; a store set up before keys existed names the keys collection only', async () => {
     const db = `sk_nosetup_${++dbCount}`;
     const { store } = await container(db);
-    await expect(store.apply('c', keyed('k'))).rejects.toMatchObject({ code: 263 });
+    const err = await store.apply('c', keyed('k')).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect(err.message).toBe(`DocumentDB setup has not run: collection ${db}.${COLLECTION} and ${db}.${KEYS} missing (keyed changes need both; run the setup custom resource, Custom::DocDbSetup)`);
     expect(await admin.db(db).listCollections().toArray()).toEqual([]);
+
+    // The previous schema: counters only (an unkeyed change creates its collection). Unkeyed changes work; keyed ones name the keys collection.
+    expect(await store.apply('c', { by: 1 })).toEqual({ counter: 1, replayed: false });
+    const keyedErr = await store.apply('c', keyed('k')).catch((e) => e);
+    expect(keyedErr).toBeInstanceOf(BackendUnavailableError);
+    expect(keyedErr.message).toMatch(new RegExp(`collection ${db}\\.${KEYS} missing`));
+    expect(keyedErr.message).not.toMatch(new RegExp(`${db}\\.${COLLECTION} `));
+    expect(await stored(db, 'c')).toBe(1);
+    // Once the setup has run, the same key applies.
+    await ensureCounterCollection(admin, db, COLLECTION);
+    expect(await store.apply('c', keyed('k'))).toEqual({ counter: 2, replayed: false });
   });
 });
 

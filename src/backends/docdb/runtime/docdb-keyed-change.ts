@@ -1,7 +1,7 @@
 import { randomBytes } from 'crypto';
-import { ClientSession, Collection, MongoClient } from 'mongodb';
+import { ClientSession, Collection, MongoClient, MongoServerError } from 'mongodb';
 import { boundFilter, CounterDocument, KeyRecord } from './docdb-collections';
-import { isDuplicateKeyError, isTransactionRetryable } from './docdb-errors';
+import { isDuplicateKeyError, isTransactionRetryable, isTransientError } from './docdb-errors';
 import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { AGAIN, Deadline, retry } from '../../../runtime/retry';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
@@ -54,7 +54,36 @@ export class DocDbKeyedChange {
 
   /** Applies the change once per key; `deadline` is the store call's budget. */
   async apply(id: string, change: CounterChange, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
-    return this.oneAtATime(id, () => this.applyKeyed(id, change, idempotency, deadline));
+    try {
+      return await this.oneAtATime(id, () => this.applyKeyed(id, change, idempotency, deadline));
+    } catch (err) {
+      throw await this.explainMissingSetup(err);
+    }
+  }
+
+  /**
+   * A store whose setup has not run (or ran before the keys collection
+   * existed) cannot run the keyed transaction: DocumentDB can neither create
+   * nor use a missing collection inside one. That is the deployment's state,
+   * not the request's fault: a 503 whose log line names what is missing,
+   * instead of a 500. Any other server error is returned unchanged; the
+   * check costs one `listCollections`, on this failure path only.
+   */
+  private async explainMissingSetup(err: unknown): Promise<unknown> {
+    if (!(err instanceof MongoServerError) || isTransientError(err)) return err;
+    let present: Set<string>;
+    try {
+      const names = [this.counters.collectionName, this.keys.collectionName];
+      const found = await this.client.db(this.keys.dbName).listCollections({ name: { $in: names } }, { nameOnly: true }).toArray();
+      present = new Set(found.map((c) => c.name));
+    } catch {
+      return err;
+    }
+    const missing = [this.counters, this.keys].filter((c) => !present.has(c.collectionName)).map((c) => `${c.dbName}.${c.collectionName}`);
+    if (!missing.length) return err;
+    return new BackendUnavailableError(
+      `DocumentDB setup has not run: collection ${missing.join(' and ')} missing (keyed changes need both; run the setup custom resource, Custom::DocDbSetup)`,
+      { cause: err });
   }
 
   /**
