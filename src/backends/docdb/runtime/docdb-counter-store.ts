@@ -31,7 +31,7 @@ export function docdbTimedOut(ms: number | undefined): () => Error {
  * The duplicate-key decision of an unkeyed upserting change: one retry
  * after an E11000, whose own E11000 proves the rejection. Why one retry
  * tells a first-increment race from an out-of-range value: docs/docdb.md,
- * "Steps and decrements".
+ * "Why it is atomic".
  */
 export async function retryDuplicateKeyOnce<T>(attempt: () => Promise<T>, rejected: () => Error): Promise<T> {
   return retry(attempt, {
