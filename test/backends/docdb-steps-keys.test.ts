@@ -189,6 +189,8 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     const { store } = await container(db);
     expect(await store.apply('a', keyed('bound', 2))).toEqual({ counter: 2, replayed: false });
     await expect(store.apply('a', keyed('bound', 3))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+    // The same id, the step's sign flipped: another change, so 422 too.
+    await expect(store.apply('a', keyed('bound', -2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     await expect(store.apply('b', keyed('bound', 2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     await expect(store.apply('b', keyed('bound', -2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     expect(await counters(db).find({}).toArray()).toEqual([{ _id: 'a', counter: 2 }]);
