@@ -5,7 +5,9 @@ import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { Engine } from '../engines/engine';
+import { engineAddress, throughProxy } from '../engines/fault-proxy';
 import { acquireMongo } from '../engines/mongo';
+import { startMongoCommandProxy } from '../engines/mongo-command-proxy';
 
 /**
  * The fixture's own connections (preparing a namespace, listing its keys)
@@ -77,6 +79,24 @@ export const docdbFixture: BackendFixture = {
         return Number(doc?.counter);
       },
       close: () => client.close(),
+    };
+  },
+  /**
+   * Commands counted at a proxy in front of the engine (`mongo-command-proxy.ts`):
+   * every command a change sends, transaction commands included; `hello`,
+   * `isMaster` and `ping` (monitoring heartbeats, the init-phase ping) are
+   * not counted.
+   */
+  async callCounter(engine, env) {
+    const address = engineAddress(engine.url);
+    if (!address) throw new Error(`docdb: no single host:port in ${engine.url} to put a counting proxy in front of`);
+    const proxy = await startMongoCommandProxy(address);
+    return {
+      env: throughProxy(env, address.address, proxy.address),
+      count: () => proxy.commands().length,
+      commands: () => proxy.commands(),
+      reset: () => proxy.reset(),
+      close: () => proxy.close(),
     };
   },
   serverPort(engine) {

@@ -232,7 +232,8 @@ export class MongoWireServer implements CommandHost {
 
   /** Runs an OP_MSG command, through the `failCommand` fail point, and sends its reply. */
   private dispatch(conn: Connection, body: Doc, send: (reply: Doc) => void): void {
-    const action = this.failPoint.take(Object.keys(body)[0] ?? '');
+    const name = Object.keys(body)[0] ?? '';
+    const action = this.failPoint.take(name, typeof body[name] === 'string' ? body[name] : undefined);
     const later = (delayMs: number, fn: () => void) => (delayMs > 0 ? void setTimeout(fn, delayMs) : fn());
     switch (action.kind) {
       case 'none':
@@ -248,6 +249,12 @@ export class MongoWireServer implements CommandHost {
       case 'delay':
         // The command runs once the delay is over, even if the client gave up.
         return later(action.delayMs, () => this.execute(conn, body, false, send));
+      case 'after':
+        // The command runs and is applied; its reply is lost, or carries a write concern error.
+        return later(action.delayMs, () => this.execute(conn, body, false, (reply) => {
+          if (action.reply) send({ ...reply, ...action.reply });
+          else conn.socket.destroy();
+        }));
     }
   }
 

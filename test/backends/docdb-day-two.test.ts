@@ -6,11 +6,13 @@
  * dropped silently (a frozen container behind a NAT). Times are printed and
  * asserted against the configured bounds, with slack.
  */
+import * as vm from 'vm';
 import { MongoClient } from 'mongodb';
 import { startFaultProxy } from '../../local/engines/fault-proxy';
 import { MongoWireServer } from '../../local/engines/mongo-wire-server';
 import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
 import { DOCDB_BUNDLES, DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
+import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../../src/runtime/errors';
 import { call } from '../kit/conformance';
 import { SecretsStandIn, startSecretsStandIn } from '../kit/secrets-stand-in';
@@ -183,6 +185,77 @@ describe('credential rotation', () => {
     }
     expect(secrets.reads).toBe(2);
     expect(await stored(database, 'r')).toBe(accepted); // nothing lost, nothing counted twice
+  });
+});
+
+describe('before the setup has run (issue 19, item 2)', () => {
+  test('a keyed request answers 503 with Retry-After (never 500), and its WARN log line names the missing keys collection; nothing is written', async () => {
+    const database = freshDb();
+    secrets = await startSecretsStandIn(APP_ARN, appUser(database, 'app-pass'));
+    // The previous schema: the counters collection only (a store set up before keys existed).
+    await master.db(database).createCollection('counters');
+    const handler = counterContainer(database, { ATOMIC_COUNTER_LOG: 'on' });
+    // The bundle writes to the real process's stdout, not to jest's copy of `process`.
+    const stdout: NodeJS.WriteStream = vm.runInThisContext('process').stdout;
+    const lines: string[] = [];
+    const write = stdout.write;
+    stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      lines.push(String(chunk));
+      return (write as (...a: unknown[]) => boolean).call(stdout, chunk, ...rest);
+    }) as typeof stdout.write;
+    let answer;
+    try {
+      answer = await call(handler, 'POST', 'docdb', 'x', { key: 'k-1' });
+    } finally {
+      stdout.write = write;
+    }
+    expect(answer).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE } });
+    expect(answer.headers['Retry-After']).toBeDefined();
+    const logged = lines.flatMap((l) => l.split('\n')).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l)).filter((l) => l.statusCode === 503);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]).toMatchObject({ level: 'WARN', code: 'BACKEND_UNAVAILABLE' });
+    expect(logged[0].error).toContain(`DocumentDB setup has not run: collection ${database}.counters_keys missing`);
+    expect(await stored(database, 'x')).toBeUndefined();
+    // Unkeyed requests keep working meanwhile.
+    expect(await call(handler, 'POST', 'docdb', 'x')).toMatchObject({ status: 200, body: { counter: 1 } });
+  });
+});
+
+describe('credential rotation with alternating users (AWS multi-user rotation)', () => {
+  test('the secret switches from user A to its clone B, then back to A with a new password: the warm container re-reads on the auth failure and keeps answering 200, nothing lost', async () => {
+    const database = freshDb();
+    const a = appUser(database, 'a-first');
+    const b = { username: `${a.username}_clone`, password: 'b-first' };
+    secrets = await startSecretsStandIn(APP_ARN, a);
+    await ensureCounterCollection(master, database, 'counters'); // keyed requests below: the setup's collections
+    const handler = counterContainer(database);
+    let accepted = 0;
+    const post = async () => expect(await call(handler, 'POST', 'docdb', 'alt', { key: `alt-${accepted + 1}` })).toMatchObject({ status: 200, body: { counter: ++accepted } });
+    for (let i = 0; i < 5; i++) await post();
+
+    // Rotation 1: the clone gets a password and the secret points at it; A stays valid.
+    engine.createUser(b.username, b.password, [{ role: 'readWrite', db: database }]);
+    secrets.setValue(b);
+    engine.dropConnections();
+    await new Promise((r) => setTimeout(r, 100));
+    await post(); // still A (cached): A's password is still valid, no re-read needed
+    expect(secrets.reads).toBe(1);
+    const fresh = counterContainer(database);
+    expect(await call(fresh, 'POST', 'docdb', 'alt', { key: `alt-${accepted + 1}` })).toMatchObject({ status: 200, body: { counter: ++accepted } });
+    expect(secrets.reads).toBe(2); // the new container read B
+
+    // Rotation 2: A gets a new password and the secret points back at A. The warm container's cached A fails on reconnect.
+    engine.setPassword(a.username, 'a-second');
+    secrets.setValue({ ...a, password: 'a-second' });
+    engine.dropConnections();
+    await new Promise((r) => setTimeout(r, 100));
+    await post(); // auth failure → re-read → new client as A → 200
+    expect(secrets.reads).toBe(3);
+    for (let i = 0; i < 5; i++) await post();
+    expect(secrets.reads).toBe(3);
+    // B still logs in until the next rotation changes it (the other container keeps working).
+    expect(await call(fresh, 'POST', 'docdb', 'alt', { key: `alt-${accepted + 1}` })).toMatchObject({ status: 200, body: { counter: ++accepted } });
+    expect(await stored(database, 'alt')).toBe(accepted);
   });
 });
 

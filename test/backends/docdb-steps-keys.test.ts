@@ -11,7 +11,8 @@ import { MongoWireServer } from '../../local/engines/mongo-wire-server';
 import { docdbCallBudgetMs, docdbKeysCollection } from '../../src/backends/docdb/docdb-env';
 import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
-import { DocDbCounterStore, KEYED_MAX_ATTEMPTS } from '../../src/backends/docdb/runtime/docdb-counter-store';
+import { DocDbCounterStore } from '../../src/backends/docdb/runtime/docdb-counter-store';
+import { KEYED_MAX_ATTEMPTS } from '../../src/backends/docdb/runtime/docdb-keyed-change';
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { BackendUnavailableError, FloorReachedError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError } from '../../src/runtime/errors';
 import { ChangeResult, CounterChange } from '../../src/runtime/store';
@@ -106,7 +107,7 @@ describe('steps without a key: one findAndModify, the bound in its filter', () =
 });
 
 describe('Idempotency-Key: one transaction records the key with the change', () => {
-  test('a new key on an existing counter: key, change, record, commit (4 round trips, one transaction, no causal consistency); the record holds id, by, value and expiry', async () => {
+  test('a new key on an existing counter: change, key record, commit (3 round trips, one transaction, no causal consistency); the record holds id, by, value and expiry', async () => {
     const db = await database();
     const h = await container(db);
     await counters(db).insertOne({ _id: 'c', counter: 41 });
@@ -114,9 +115,12 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     h.commands.length = 0;
     const before = Date.now();
     expect(await h.store.apply('c', keyed('order-1', 2, undefined, 3600))).toEqual({ counter: 43, replayed: false });
-    expect(h.sent).toEqual([`findAndModify:${KEYS}`, `findAndModify:${COLLECTION}`, `update:${KEYS}`, 'commitTransaction']);
+    expect(h.sent).toEqual([`findAndModify:${COLLECTION}`, `findAndModify:${KEYS}`, 'commitTransaction']);
     const [first, ...rest] = h.commands;
-    expect(first).toMatchObject({ startTransaction: true, autocommit: false, query: { _id: 'order-1' }, upsert: true, update: { $setOnInsert: { id: 'c', by: 2 } } });
+    expect(first).toMatchObject({ startTransaction: true, autocommit: false, query: { _id: 'c' }, update: { $inc: { counter: 2 } } });
+    expect(first.upsert).toBeFalsy();
+    // The key record is inserted with the value the change produced; a taken key is returned instead.
+    expect(rest[0]).toMatchObject({ query: { _id: 'order-1' }, upsert: true, new: false, update: { $setOnInsert: { id: 'c', by: 2, counter: 43 } } });
     for (const c of h.commands) {
       expect(c).toMatchObject({ autocommit: false, txnNumber: first.txnNumber, lsid: first.lsid });
       expect(c.readConcern?.afterClusterTime).toBeUndefined();
@@ -130,14 +134,14 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     expect(await counters(db).find({}).toArray()).toEqual([{ _id: 'c', counter: 43 }]);
   });
 
-  test('a replay is two round trips (the key, then abort), touches no counter, and answers the recorded value even after the counter moved', async () => {
+  test('a replay is three round trips (the change, the key found, abort), leaves the counter untouched, and answers the recorded value even after the counter moved', async () => {
     const db = await database();
     const h = await container(db);
     expect(await h.store.apply('c', keyed('k'))).toEqual({ counter: 1, replayed: false });
     expect(await h.store.apply('c', { by: 5 })).toEqual({ counter: 6, replayed: false });
     h.sent.length = 0;
     expect(await h.store.apply('c', keyed('k'))).toEqual({ counter: 1, replayed: true });
-    expect(h.sent).toEqual([`findAndModify:${KEYS}`, 'abortTransaction']);
+    expect(h.sent).toEqual([`findAndModify:${COLLECTION}`, `findAndModify:${KEYS}`, 'abortTransaction']);
     expect(await stored(db, 'c')).toBe(6);
   });
 
@@ -146,7 +150,7 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     const h = await container(db);
     h.sent.length = 0;
     expect(await h.store.apply('new', keyed('n1', 7))).toEqual({ counter: 7, replayed: false });
-    expect(h.sent).toEqual([`findAndModify:${KEYS}`, `findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, `update:${KEYS}`, 'commitTransaction']);
+    expect(h.sent).toEqual([`findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, `findAndModify:${KEYS}`, 'commitTransaction']);
     expect(h.failures).toEqual([]);
     expect(await stored(db, 'new')).toBe(7);
   });
@@ -159,11 +163,12 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     const limit = h.store.apply('full', keyed('up', 1, 10));
     await expect(limit).rejects.toBeInstanceOf(LimitReachedError);
     await expect(limit).rejects.toMatchObject({ counter: 10, maxCounterValue: 10 });
-    expect(h.sent).toEqual([`findAndModify:${KEYS}`, `findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, 'abortTransaction']);
+    // The key is still looked up, in the same snapshot: a key applied before answers its 200 at the bound.
+    expect(h.sent).toEqual([`findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, `find:${KEYS}`, 'abortTransaction']);
     h.sent.length = 0;
     // A decrement of a counter never written: 0 is not an allowed start, nothing to tell apart.
     await expect(h.store.apply('empty', keyed('down', -1, 10))).rejects.toBeInstanceOf(FloorReachedError);
-    expect(h.sent).toEqual([`findAndModify:${KEYS}`, `findAndModify:${COLLECTION}`, 'abortTransaction']);
+    expect(h.sent).toEqual([`findAndModify:${COLLECTION}`, `find:${KEYS}`, 'abortTransaction']);
     expect(await keyRecords(db).countDocuments({})).toBe(0);
     expect(await counters(db).find({}).toArray()).toEqual([{ _id: 'full', counter: 10 }]);
     // After a decrement the rejected key applies.
@@ -184,6 +189,8 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
     const { store } = await container(db);
     expect(await store.apply('a', keyed('bound', 2))).toEqual({ counter: 2, replayed: false });
     await expect(store.apply('a', keyed('bound', 3))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
+    // The same id, the step's sign flipped: another change, so 422 too.
+    await expect(store.apply('a', keyed('bound', -2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     await expect(store.apply('b', keyed('bound', 2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     await expect(store.apply('b', keyed('bound', -2))).rejects.toBeInstanceOf(IdempotencyKeyReusedError);
     expect(await counters(db).find({}).toArray()).toEqual([{ _id: 'a', counter: 2 }]);
@@ -233,10 +240,10 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
   test('an E11000 on the key (a record committed after the transaction\'s snapshot) or a WriteConflict on the record: the transaction runs again, the change counts once', async () => {
     const db = await database();
     const { store } = await container(db);
-    server.failCommand({ failCommands: ['findAndModify'], errorCode: 11000, times: 1 });
+    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], errorCode: 11000, times: 1 });
     expect(await store.apply('r', keyed('dupkey'))).toEqual({ counter: 1, replayed: false });
     expect(server.failPoint.hits).toBe(1);
-    server.failCommand({ failCommands: ['update'], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 2 });
+    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 2 });
     expect(await store.apply('r', keyed('conflict', 5))).toEqual({ counter: 6, replayed: false });
     expect(server.failPoint.hits).toBe(2);
     expect(await stored(db, 'r')).toBe(6);
@@ -249,7 +256,7 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     const client = await createDocDbClient(config);
     const store = new DocDbCounterStore(client, { database: db, collection: COLLECTION });
     open.push(store);
-    server.failCommand({ failCommands: ['update'], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 10_000 });
+    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 10_000 });
     await expect(store.apply('endless', keyed('endless'))).rejects.toBeInstanceOf(BackendUnavailableError);
     expect(server.failPoint.hits).toBe(KEYED_MAX_ATTEMPTS);
     server.failCommand(undefined);
@@ -264,16 +271,35 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     h.sent.length = 0;
     expect(await h.store.apply('amb', keyed('k251', 4))).toEqual({ counter: 4, replayed: false });
     // The failed commit's transaction was aborted (its locks freed) before the next attempt.
-    expect(h.sent.slice(0, 6)).toEqual([`findAndModify:${KEYS}`, `findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, `update:${KEYS}`, 'commitTransaction', 'abortTransaction']);
+    expect(h.sent.slice(0, 5)).toEqual([`findAndModify:${COLLECTION}`, `findAndModify:${COLLECTION}`, `findAndModify:${KEYS}`, 'commitTransaction', 'abortTransaction']);
     expect(await stored(db, 'amb')).toBe(4);
     expect(await h.store.apply('amb', keyed('k251', 4))).toEqual({ counter: 4, replayed: true });
+  });
+
+  test.each([
+    ['its reply carries a writeConcernError (64)', { writeConcernError: { code: 64 } }],
+    ['its reply is lost (the connection closes after the commit ran)', { closeConnection: true, afterRun: true }],
+  ])('own commit recognised: the commit is applied but %s; the request retries and answers its own change, not a replay', async (_label, fault) => {
+    const db = await database();
+    const h = await container(db);
+    await counters(db).insertOne({ _id: 'own', counter: 10 });
+    server.failCommand({ failCommands: ['commitTransaction'], times: 1, ...fault });
+    const answer = await h.store.apply('own', keyed('mine', 1));
+    expect(server.failPoint.hits).toBe(1);
+    // The commit did happen: counted once, and this request's answer is its own change.
+    expect(answer).toEqual({ counter: 11, replayed: false });
+    expect(await stored(db, 'own')).toBe(11);
+    expect(await keyRecords(db).findOne({ _id: 'mine' })).toMatchObject({ id: 'own', by: 1, counter: 11 });
+    // Another request with the same key is a replay.
+    expect(await h.store.apply('own', keyed('mine', 1))).toEqual({ counter: 11, replayed: true });
+    expect(await stored(db, 'own')).toBe(11);
   });
 
   test('cut off at the budget: 503 at once, and the transaction is aborted then (its locks freed), not a minute later', async () => {
     const db = await database();
     const { store } = await container(db, { DOCDB_OPERATION_TIMEOUT_MS: '400' });
     await counters(db).insertOne({ _id: 'slow', counter: 0 });
-    server.failCommand({ failCommands: ['update'], blockConnection: true, blockTimeMS: 1500, times: 1 });
+    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], blockConnection: true, blockTimeMS: 1500, times: 1 });
     const started = Date.now();
     await expect(store.apply('slow', keyed('cut'))).rejects.toBeInstanceOf(BackendUnavailableError);
     expect(Date.now() - started).toBeLessThan(1000);
@@ -285,11 +311,24 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     expect(await stored(db, 'slow')).toBe(1);
   });
 
-  test('before the setup has run (no keys collection): a keyed change fails (500, DocumentDB cannot use a missing collection in a transaction) and writes nothing', async () => {
+  test('before the setup has run: a keyed change answers 503 (not 500) naming the missing collections, and writes nothing; a store set up before keys existed names the keys collection only', async () => {
     const db = `sk_nosetup_${++dbCount}`;
     const { store } = await container(db);
-    await expect(store.apply('c', keyed('k'))).rejects.toMatchObject({ code: 263 });
+    const err = await store.apply('c', keyed('k')).catch((e) => e);
+    expect(err).toBeInstanceOf(BackendUnavailableError);
+    expect(err.message).toBe(`DocumentDB setup has not run: collection ${db}.${COLLECTION} and ${db}.${KEYS} missing (keyed changes need both; run the setup custom resource, Custom::DocDbSetup)`);
     expect(await admin.db(db).listCollections().toArray()).toEqual([]);
+
+    // The previous schema: counters only (an unkeyed change creates its collection). Unkeyed changes work; keyed ones name the keys collection.
+    expect(await store.apply('c', { by: 1 })).toEqual({ counter: 1, replayed: false });
+    const keyedErr = await store.apply('c', keyed('k')).catch((e) => e);
+    expect(keyedErr).toBeInstanceOf(BackendUnavailableError);
+    expect(keyedErr.message).toMatch(new RegExp(`collection ${db}\\.${KEYS} missing`));
+    expect(keyedErr.message).not.toMatch(new RegExp(`${db}\\.${COLLECTION} `));
+    expect(await stored(db, 'c')).toBe(1);
+    // Once the setup has run, the same key applies.
+    await ensureCounterCollection(admin, db, COLLECTION);
+    expect(await store.apply('c', keyed('k'))).toEqual({ counter: 2, replayed: false });
   });
 });
 

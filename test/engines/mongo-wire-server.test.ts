@@ -456,6 +456,27 @@ describe('failCommand fail point (injected errors, dropped connections, held rep
     expect(await coll.findOne({})).toEqual({ _id: 'a', n: 0 });
   });
 
+  test('writeConcernError: the command runs and is applied, and its reply carries the error (the driver throws MongoWriteConcernError)', async () => {
+    const coll = fresh();
+    await coll.insertOne({ _id: 'a', n: 0 });
+    server.failCommand({ failCommands: ['findAndModify'], writeConcernError: { code: 64 }, times: 1 });
+    await expect(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } })).rejects.toMatchObject({ name: 'MongoWriteConcernError', code: 64 });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 1 });
+  });
+
+  test('afterRun + closeConnection: the command runs and is applied, then the socket closes without a reply; collections narrows the fail point to one target', async () => {
+    const coll = fresh();
+    await coll.insertOne({ _id: 'a', n: 0 });
+    server.failCommand({ failCommands: ['findAndModify'], collections: ['other'], closeConnection: true, afterRun: true, times: 1 });
+    expect(await coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } }, { returnDocument: 'after' })).toEqual({ _id: 'a', n: 1 });
+    expect(server.failPoint.hits).toBe(0);
+    server.failCommand({ failCommands: ['findAndModify'], collections: ['c'], closeConnection: true, afterRun: true, times: 1 });
+    await expect(coll.findOneAndUpdate({ _id: 'a' }, { $inc: { n: 1 } })).rejects.toMatchObject({ name: 'MongoNetworkError' });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await coll.findOne({})).toEqual({ _id: 'a', n: 2 });
+  });
+
   test('blockConnection: the reply is held back, then the command runs anyway (a client that gave up never learns it applied)', async () => {
     const coll = fresh();
     const impatient = new MongoClient(server.uri, { socketTimeoutMS: 200, retryWrites: false });

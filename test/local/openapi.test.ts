@@ -45,6 +45,11 @@ describe('conforming answers pass', () => {
     ['POST', 503, { code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later', backend: 'momento' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
     ['GET', 500, { code: 'INTERNAL', error: 'Internal error' }, JSON_HEADERS],
     ['POST', 403, { message: 'Forbidden' }, {}],
+    ['POST', 200, { id: 'a', shards: 8, by: 1, backend: 'dynamo', useConditionalWrites: true, maxCounterValue: 100 }, JSON_HEADERS],
+    ['POST', 200, { id: 'a', shards: 8, by: -3, backend: 'redis', useConditionalWrites: false }, { ...JSON_HEADERS, 'Idempotent-Replayed': 'true' }],
+    ['GET', 200, { id: 'a', counter: 812, shards: 8, backend: 'dynamo' }, JSON_HEADERS],
+    ['POST', 429, { code: 'THROTTLED', error: 'The datastore is throttling this counter, retry later', backend: 'dynamo' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
+    ['GET', 429, { message: 'Too Many Requests' }, JSON_HEADERS],
   ])('%s → %d', (method, status, body, headers) => {
     expect(checkAnswer(method as string, { status: status as number, body, headers: headers as Record<string, string> })).toEqual([]);
   });
@@ -71,6 +76,10 @@ describe('answers the contract forbids are caught', () => {
     ['a 500 carrying the cause', 'POST', 500, { code: 'INTERNAL', error: 'connect ECONNREFUSED 10.0.0.1:6379' }, JSON_HEADERS],
     ['an undocumented status', 'POST', 502, { message: 'Internal server error' }, JSON_HEADERS],
     ['a 200 for an unknown method', 'PUT', 200, { id: 'a', counter: 1, backend: 'redis' }, JSON_HEADERS],
+    ['a sharded 200 that also claims a total', 'POST', 200, { id: 'a', counter: 3, shards: 8, by: 1, backend: 'dynamo', useConditionalWrites: false }, JSON_HEADERS],
+    ['a shard count past the limit', 'GET', 200, { id: 'a', counter: 3, shards: 65, backend: 'dynamo' }, JSON_HEADERS],
+    ['a throttle answered with the 503 body', 'POST', 429, { code: 'BACKEND_UNAVAILABLE', error: 'Backend unavailable, retry later', backend: 'dynamo' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
+    ['a throttle with another message', 'POST', 429, { code: 'THROTTLED', error: 'ProvisionedThroughputExceededException', backend: 'dynamo' }, { ...JSON_HEADERS, 'Retry-After': '1' }],
     ['a wrong content type', 'GET', 200, { id: 'a', counter: 1, backend: 'redis' }, { 'Content-Type': 'text/plain' }],
   ])('%s', (_name, method, status, body, headers) => {
     expect(checkAnswer(method as string, { status: status as number, body, headers: headers as Record<string, string> })).not.toEqual([]);

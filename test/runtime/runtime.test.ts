@@ -116,6 +116,46 @@ describe('pipeline', () => {
     expect(lines.map((l) => l.level)).toEqual(['WARN', 'WARN', 'ERROR']);
   });
 
+  test('a sharded counter: the change reaches the store with its shard count; the 200 carries shards, not a total; GET reads every shard', async () => {
+    const seen: Array<{ op: string; shards?: number }> = [];
+    const store: CounterStore = {
+      sharded: true,
+      async apply(_id, change) {
+        seen.push({ op: 'apply', shards: change.shards });
+        return { replayed: false, shard: 5 };
+      },
+      async read(_id, shards) {
+        seen.push({ op: 'read', shards });
+        return 42;
+      },
+    };
+    const handler = createCounterHandler({ backend: 'dynamo', createStore: () => store, mode: { conditionalWrites: true, maxCounterValue: 100, shards: 8 } });
+    const res = await handler(event('POST', 'a'));
+    expect(res.statusCode).toBe(200);
+    expect(JSON.parse(res.body)).toEqual({ id: 'a', shards: 8, by: 1, backend: 'dynamo', useConditionalWrites: true, maxCounterValue: 100 });
+    expect(lines[0]).toMatchObject({ id: 'a', shard: 5, accepted: true });
+    expect(lines[0]).not.toHaveProperty('counter');
+    const read = await handler(event('GET', 'a'));
+    expect(JSON.parse(read.body)).toEqual({ id: 'a', counter: 42, shards: 8, backend: 'dynamo' });
+    expect(seen).toEqual([{ op: 'apply', shards: 8 }, { op: 'read', shards: 8 }]);
+  });
+
+  test('a shard count above 1 for a store without sharding: 500 and nothing applied, never an unsharded answer dressed as sharded', async () => {
+    const store = new MapStore();
+    const handler = createCounterHandler({ backend: 'tidb', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10, shards: 4 } });
+    expect((await handler(event('POST', 'a'))).statusCode).toBe(500);
+    expect((await handler(event('GET', 'a'))).statusCode).toBe(500);
+    expect(store.values.size).toBe(0);
+    expect(lines[0].error).toMatch(/COUNTER_SHARDS=4, but the tidb store does not implement sharded counters/);
+  });
+
+  test('an unsharded counter (shards 1) answers exactly as before: no shards field, the counter in the body', async () => {
+    const store = new MapStore();
+    const handler = createCounterHandler({ backend: 'redis', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10, shards: 1 } });
+    expect(JSON.parse((await handler(event('POST', 'a'))).body)).toEqual({ id: 'a', counter: 1, by: 1, backend: 'redis', useConditionalWrites: false });
+    expect(JSON.parse((await handler(event('GET', 'a'))).body)).toEqual({ id: 'a', counter: 1, backend: 'redis' });
+  });
+
   test('the store is created once per container, and again after a failed creation', async () => {
     let created = 0;
     const store = new MapStore();

@@ -1,3 +1,4 @@
+import { COMMON_ENV } from '../../counter-env';
 import { envMs, secretReadWorstCaseMs, WorstCase, worstCaseOf } from '../../timeouts';
 
 /**
@@ -75,19 +76,25 @@ export const REDIS_SECRET_FIELDS = { AUTH_TOKEN: 'authToken', USERNAME: 'usernam
  * fallback (EVALSHA, then EVAL: two command timeouts), and `WAIT` when
  * replica acknowledgements are asked for. A change with an Idempotency-Key
  * is the same single script (its key record is written by it), so it adds
- * nothing.
+ * nothing. A sharded counter (`COUNTER_SHARDS` > 1) may send a second
+ * script after the first (a counter found wider than the container knew:
+ * docs/redis.md, "Sharded counters"), each with its fallback and its WAIT.
  */
 export function redisWorstCase(env: Readonly<Record<string, string | undefined>>): WorstCase | undefined {
   const commandMs = envMs(env, REDIS_ENV.COMMAND_TIMEOUT_MS, REDIS_DEFAULTS.commandTimeoutMs);
   const waitReplicas = envMs(env, REDIS_ENV.WAIT_REPLICAS, 0);
+  const waitMs = waitReplicas === undefined ? undefined : waitReplicas > 0 ? envMs(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs) : 0;
+  const sharded = Number(env[COMMON_ENV.SHARDS] ?? '1') > 1;
+  const times = (n: number | undefined, k: number) => (n === undefined ? undefined : n * k);
   return worstCaseOf({
     'secret read': env[REDIS_ENV.AUTH_SECRET_ARN] ? secretReadWorstCaseMs() : 0,
     'idle-connection PING': commandMs,
     'connect': envMs(env, REDIS_ENV.CONNECT_TIMEOUT_MS, REDIS_DEFAULTS.connectTimeoutMs),
-    'command + NOSCRIPT fallback': commandMs === undefined ? undefined : 2 * commandMs,
-    'WAIT': waitReplicas === undefined ? undefined : waitReplicas > 0 ? envMs(env, REDIS_ENV.WAIT_TIMEOUT_MS, REDIS_DEFAULTS.waitTimeoutMs) : 0,
+    [sharded ? '2 commands (sharded) + NOSCRIPT fallback' : 'command + NOSCRIPT fallback']: times(commandMs, sharded ? 4 : 2),
+    'WAIT': times(waitMs, sharded ? 2 : 1),
   });
 }
+
 
 /**
  * Bundle entries of this backend's handlers: the path below `src/` (and below

@@ -1,11 +1,14 @@
 import Redis, { RedisOptions } from 'ioredis';
+import { SHARD_LIMITS } from '../../../counter-env';
 import { IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { writeWarning } from '../../../runtime/log';
 import { readJsonSecret, secretField } from '../../../runtime/secrets';
+import { KnownWidths, slotOrder } from '../../../runtime/shards';
 import { allowedPrevious, ChangeResult, CounterChange, CounterStore, sameBinding } from '../../../runtime/store';
 import { REDIS_SECRET_FIELDS } from '../redis-env';
 import { RedisConfig } from './redis-config';
 import { isAuthReply, replyCode, toRedisCounterError } from './redis-errors';
+import { SHARDED_APPLY_KEYED_LUA, SHARDED_APPLY_LUA, SHARDED_READ_LUA, SHARDED_RECORD, shardKeys, slotKey, widthKey } from './redis-shards';
 
 /**
  * Appended to the key prefix to name a key record: `<prefix>\u0001k\u0001<key>`.
@@ -37,17 +40,34 @@ local value = redis.call('INCRBY', KEYS[1], ARGV[1])
 `;
 
 /**
+ * A counter once written with several shards (its width key, KEYS[i], exists)
+ * is no longer one key: the unsharded scripts then write nothing and answer
+ * `{3, width}`, and the store applies the change with the sharded script
+ * (redis-shards.ts) on slot 0, so the bound is checked on the total. A
+ * counter never sharded has no width key: one GET more inside the script,
+ * and everything else as before.
+ */
+const wideCheckLua = (i: number) => `
+local width = redis.call('GET', KEYS[${i}])
+if width then
+  return {3, width}
+end
+`;
+
+/**
  * A step, or any conditional change, without a key: one script. Redis runs
  * a script to completion before serving any other command, so the read, the
  * bound check and the INCRBY are one atomic step. The answer is a distinct
  * result, `{1, new value}` or `{0, current value}`, never an error to be
- * recognised by its text. The id reaches the script only as KEYS[1].
+ * recognised by its text. The id reaches the script only as KEYS[1] (and
+ * KEYS[2], its width key).
  */
-const APPLY_LUA = `${BOUNDED_CHANGE_LUA}return {1, value}
+const APPLY_LUA = `${wideCheckLua(2)}${BOUNDED_CHANGE_LUA}return {1, value}
 `;
 
 /**
- * A change with an Idempotency-Key: KEYS[2] is the key record, ARGV[4] its
+ * A change with an Idempotency-Key: KEYS[2] is the key record (KEYS[3] the
+ * width key, see wideCheckLua), ARGV[4] its
  * retention in milliseconds, ARGV[5] the id. The record is looked up first
  * (a replay answers even when the counter is now at its bound); present →
  * `{2, record}` and nothing written (the caller compares the binding). Else
@@ -64,18 +84,26 @@ local record = redis.call('GET', KEYS[2])
 if record then
   return {2, record}
 end
-${BOUNDED_CHANGE_LUA}redis.call('SET', KEYS[2], ARGV[1] .. ':' .. string.format('%.0f', value) .. ':' .. ARGV[5], 'PX', ARGV[4])
+${wideCheckLua(3)}${BOUNDED_CHANGE_LUA}redis.call('SET', KEYS[2], ARGV[1] .. ':' .. string.format('%.0f', value) .. ':' .. ARGV[5], 'PX', ARGV[4])
 return {1, value}
 `;
 
-/** A script's answer: 1 applied (new value), 0 rejected (current value), 2 key already recorded (the record). */
+/**
+ * A script's answer: 1 applied (new value; sharded: the slot), 0 rejected
+ * (the value checked), 2 key already recorded (the record), 3 the counter is
+ * sharded (unsharded scripts only; nothing written).
+ */
 type ScriptAnswer = [number, number | string];
 
 interface CounterRedis extends Redis {
-  counterApply(key: string, by: string, lowest: string, highest: string): Promise<ScriptAnswer>;
+  counterApply(key: string, widthKey: string, by: string, lowest: string, highest: string): Promise<ScriptAnswer>;
   counterApplyKeyed(
-    key: string, recordKey: string, by: string, lowest: string, highest: string, retentionMs: string, id: string,
+    key: string, recordKey: string, widthKey: string, by: string, lowest: string, highest: string, retentionMs: string, id: string,
   ): Promise<ScriptAnswer>;
+  /** Sharded scripts take their key count first (it varies with the width): `numkeys, ...keys, ...args`. */
+  counterShardApply(...keysThenArgs: Array<string | number>): Promise<ScriptAnswer>;
+  counterShardApplyKeyed(...keysThenArgs: Array<string | number>): Promise<ScriptAnswer>;
+  counterShardRead(...keys: Array<string | number>): Promise<ScriptAnswer>;
 }
 
 /** A key record's content: "<by>:<value>:<id>". */
@@ -85,7 +113,10 @@ const RECORD = /^(-?\d+):(-?\d+):([\s\S]*)$/;
  * Redis (ElastiCache Redis OSS or Valkey): `INCR` for a plain unkeyed
  * increment, one Lua script (EVALSHA, with ioredis' NOSCRIPT fallback to
  * EVAL) for a step, a conditional change or a change with an
- * Idempotency-Key, `GET` for reads; all on the primary, one round trip each.
+ * Idempotency-Key, `MGET` of the counter and its width key for reads; all
+ * on the primary, one round trip each. A sharded counter (`shards` > 1, or
+ * once written so by any container) is one script per change and one per
+ * read (redis-shards.ts).
  *
  * The client is built for Lambda: one connection per container, opened
  * lazily, with bounded connect and command timeouts, no offline queue and
@@ -108,6 +139,10 @@ export class RedisCounterStore implements CounterStore {
   private connecting?: Promise<CounterRedis>;
   /** When the current connection last carried a command (or was opened). */
   private lastUsed = 0;
+  /** The widest each sharded id has been seen, so a script is passed all its slots the first time. */
+  private readonly widths = new KnownWidths();
+  /** The pipeline refuses `shards` > 1 for a store without this. */
+  readonly sharded = true;
 
   private constructor(private readonly config: RedisConfig) {}
 
@@ -119,28 +154,115 @@ export class RedisCounterStore implements CounterStore {
   /**
    * One change, one round trip: `INCR` for a plain unkeyed +1 (today's path:
    * it can leave the safe range only from a counter already at
-   * 9,007,199,254,740,991, see docs/redis.md), else one script.
+   * 9,007,199,254,740,991, see docs/redis.md), else one script. A sharded
+   * change (`shards` > 1, or an id this container has seen sharded) is one
+   * script (redis-shards.ts), or a bare INCR on a slot for a plain +1. No
+   * request sends more than two commands one after the other (the worst
+   * case in redis-env.ts counts on it).
    */
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const { by, maximum, idempotency } = change;
+    const shards = change.shards ?? 1;
+    if (shards > 1 || this.widths.get(id) > 1) {
+      const slot = slotOrder(shards)[0];
+      if (idempotency === undefined && maximum === undefined && by === 1 && this.widths.get(id) >= shards) {
+        // The width is known to be ≥ N already (a script of this container
+        // raised or saw it, and it is never lowered): the plain +1 is a bare
+        // INCR on the slot, as cheap on the server as an unsharded one.
+        await this.write((target) => target.incr(slotKey(this.key(id), slot)));
+        return { shard: slot, replayed: false };
+      }
+      return this.applySharded(id, change, shards, slot);
+    }
     const key = this.key(id);
     if (idempotency === undefined && maximum === undefined && by === 1) {
-      const value = await this.write((target) => target.incr(key));
+      // The width key is read in the same round trip (a pipeline, not a
+      // transaction): INCR's value is the total exactly when the counter has
+      // never been sharded, and the width, once written, is never removed.
+      const [value, wide] = await this.write((target) => target.incr(key), (target) => target.exists(widthKey(key)));
+      if (Number(wide) === 1) return { shard: 0, replayed: false };
       return { counter: Number(value), replayed: false };
     }
     const { lowest, highest } = allowedPrevious(by, maximum);
-    const [outcome, value] = await this.write((target) => (idempotency === undefined
-      ? (target as CounterRedis).counterApply(key, String(by), String(lowest), String(highest))
-      : (target as CounterRedis).counterApplyKeyed(key, this.recordKey(idempotency.key), String(by), String(lowest), String(highest),
-        String(idempotency.retentionSeconds * 1000), id))) as ScriptAnswer;
+    const [[outcome, value]] = await this.write((target) => (idempotency === undefined
+      ? (target as CounterRedis).counterApply(key, widthKey(key), String(by), String(lowest), String(highest))
+      : (target as CounterRedis).counterApplyKeyed(key, this.recordKey(idempotency.key), widthKey(key), String(by), String(lowest), String(highest),
+        String(idempotency.retentionSeconds * 1000), id))) as [ScriptAnswer];
     if (outcome === 1) return { counter: Number(value), replayed: false };
     if (outcome === 2) return replayOf(String(value), id, by);
+    if (outcome === 3) {
+      // Sharded by another container: nothing was written; apply on slot 0
+      // (a second round trip, passing every slot there can be, so it is the last).
+      this.widths.remember(id, Number(value));
+      return this.applySharded(id, change, 1, 0, true);
+    }
     throw rejectionOf(by, maximum, Number(value));
   }
 
-  async read(id: string): Promise<number> {
-    const value = await this.run((client) => client.get(this.key(id)));
-    return value === null ? 0 : Number(value);
+  /**
+   * A change of a sharded counter on `slot` (in 0…shards−1), one script: in
+   * conditional mode it checks the bound on the total of every slot, else
+   * only that the slot stays a safe integer. Answers the slot, never a total.
+   * A conditional change passes every slot it knows of (max(N, the width
+   * this container has seen)); a counter found wider costs one more round
+   * trip, once per container and width (`KnownWidths`), which passes every
+   * slot there can be (`SHARD_LIMITS.max`), so it cannot be found wider
+   * again. `allSlots`: pass them all at once.
+   */
+  private async applySharded(id: string, change: CounterChange, shards: number, slot: number, allSlots = false): Promise<ChangeResult> {
+    const { by, maximum, idempotency } = change;
+    const key = this.key(id);
+    const { lowest, highest } = allowedPrevious(by, maximum);
+    for (let everySlot = allSlots; ; everySlot = true) {
+      const bounded = maximum !== undefined;
+      const keys = bounded
+        ? shardKeys(key, everySlot ? SHARD_LIMITS.max : Math.max(shards, this.widths.get(id)))
+        : [slotKey(key, slot), widthKey(key)];
+      if (idempotency !== undefined) keys.push(this.recordKey(idempotency.key));
+      const slotCount = bounded ? keys.length - (idempotency ? 2 : 1) : 1;
+      const args = [String(by), String(lowest), String(highest), String(shards), String(slot), String(slotCount), bounded ? '1' : '0'];
+      if (idempotency !== undefined) args.push(String(idempotency.retentionSeconds * 1000), id);
+      const [[outcome, value]] = await this.write((target) => (idempotency === undefined
+        ? (target as CounterRedis).counterShardApply(keys.length, ...keys, ...args)
+        : (target as CounterRedis).counterShardApplyKeyed(keys.length, ...keys, ...args))) as [ScriptAnswer];
+      if (outcome === 1) {
+        this.widths.remember(id, shards);
+        return { shard: Number(value), replayed: false };
+      }
+      if (outcome === 2) return replayOf(String(value), id, by);
+      if (outcome === 4 && !everySlot) {
+        // Wider than the slots passed (written by a container with a larger N): nothing written; pass them all.
+        this.widths.remember(id, Number(value));
+        continue;
+      }
+      // Conditional: the total, read atomically. Unconditional: only the slot was read, so no value to report.
+      throw rejectionOf(by, maximum, bounded ? Number(value) : undefined);
+    }
+  }
+
+  /**
+   * The total, one round trip. Unsharded (`shards` 1): MGET of the counter
+   * and its width key; a counter sharded by another container (the width
+   * exists) costs a second round trip, the sharded read. Sharded: one
+   * read-only script that reads the width and sums every slot (max(N, the
+   * width this container has seen); one more round trip, over every slot
+   * there can be, when it finds the counter wider).
+   */
+  async read(id: string, shards = 1): Promise<number> {
+    const key = this.key(id);
+    let everySlot = false;
+    if (shards <= 1 && this.widths.get(id) <= 1) {
+      const [value, wide] = await this.run((client) => client.mget(key, widthKey(key)));
+      if (wide === null) return value === null ? 0 : Number(value);
+      this.widths.remember(id, Number(wide));
+      everySlot = true;
+    }
+    for (; ; everySlot = true) {
+      const keys = shardKeys(key, everySlot ? SHARD_LIMITS.max : Math.max(shards, this.widths.get(id)));
+      const [outcome, value] = await this.run((client) => client.counterShardRead(keys.length, ...keys));
+      if (outcome !== 4 || everySlot) return Number(value);
+      this.widths.remember(id, Number(value));
+    }
   }
 
   async close(): Promise<void> {
@@ -167,20 +289,26 @@ export class RedisCounterStore implements CounterStore {
    * error: the change is applied and visible, and a retry by the client
    * would count it twice (unless it carries an Idempotency-Key).
    */
-  private async write(command: (target: Redis | ReturnType<Redis['pipeline']>) => unknown): Promise<unknown> {
+  private async write(...commands: Array<(target: Redis | ReturnType<Redis['pipeline']>) => unknown>): Promise<unknown[]> {
     const { waitReplicas, waitTimeoutMs } = this.config;
-    if (waitReplicas === 0) return this.run((client) => command(client) as Promise<unknown>);
+    if (waitReplicas === 0 && commands.length === 1) return [await this.run((client) => commands[0](client) as Promise<unknown>)];
     return this.run(async (client) => {
       const pipeline = client.pipeline();
-      command(pipeline);
-      pipeline.wait(waitReplicas, waitTimeoutMs);
+      for (const command of commands) command(pipeline);
+      if (waitReplicas > 0) pipeline.wait(waitReplicas, waitTimeoutMs);
       const results = (await pipeline.exec()) ?? [];
-      const [[writeErr, value], [waitErr, acknowledged]] = results;
-      if (writeErr) throw writeErr;
-      if (waitErr || Number(acknowledged) < waitReplicas) {
-        writeWarning('redis', `WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
+      const values: unknown[] = [];
+      for (const [err, value] of results.slice(0, commands.length)) {
+        if (err) throw err;
+        values.push(value);
       }
-      return value;
+      if (waitReplicas > 0) {
+        const [waitErr, acknowledged] = results[commands.length] ?? [new Error('no WAIT reply'), 0];
+        if (waitErr || Number(acknowledged) < waitReplicas) {
+          writeWarning('redis', `WAIT: ${waitErr ? 'failed' : `${acknowledged} of ${waitReplicas} replicas acknowledged within ${waitTimeoutMs} ms`}`);
+        }
+      }
+      return values;
     });
   }
 
@@ -281,8 +409,12 @@ export class RedisCounterStore implements CounterStore {
       })) as CounterRedis;
     // Errors surface through the commands; without a listener ioredis prints them.
     client.on('error', () => undefined);
-    client.defineCommand('counterApply', { numberOfKeys: 1, lua: APPLY_LUA });
-    client.defineCommand('counterApplyKeyed', { numberOfKeys: 2, lua: APPLY_KEYED_LUA });
+    client.defineCommand('counterApply', { numberOfKeys: 2, lua: APPLY_LUA });
+    client.defineCommand('counterApplyKeyed', { numberOfKeys: 3, lua: APPLY_KEYED_LUA });
+    // No numberOfKeys: the first argument is the key count.
+    client.defineCommand('counterShardApply', { lua: SHARDED_APPLY_LUA });
+    client.defineCommand('counterShardApplyKeyed', { lua: SHARDED_APPLY_KEYED_LUA });
+    client.defineCommand('counterShardRead', { lua: SHARDED_READ_LUA });
     // connect() rejects with a generic "Connection is closed."; the socket's
     // own error (refused, timed out, certificate rejected) arrives as an event.
     let socketError: unknown;
@@ -304,13 +436,15 @@ export class RedisCounterStore implements CounterStore {
 
 /**
  * The key was already recorded: the same id and step replay the recorded
- * value; anything else is a reuse (nothing was written either way).
+ * result (an unsharded record its value, a sharded one its slot); anything
+ * else is a reuse (nothing was written either way).
  */
 function replayOf(record: string, id: string, by: number): ChangeResult {
-  const match = RECORD.exec(record);
+  const sharded = SHARDED_RECORD.exec(record);
+  const match = sharded ?? RECORD.exec(record);
   if (!match) throw new Error(`Unreadable idempotency key record: ${JSON.stringify(record.slice(0, 40))}`);
   if (!sameBinding({ id: match[3], by: Number(match[1]) }, id, by)) throw new IdempotencyKeyReusedError();
-  return { counter: Number(match[2]), replayed: true };
+  return sharded ? { shard: Number(match[2]), replayed: true } : { counter: Number(match[2]), replayed: true };
 }
 
 async function readCredentials(secretArn: string): Promise<{ password: string; username?: string }> {
