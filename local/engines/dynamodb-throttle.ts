@@ -147,7 +147,8 @@ export const KEY_RANGE_WRITE_REASON = 'TableWriteKeyRangeThroughputExceeded';
  * `ThrottlingError` for each throttled item (`None` for the others).
  */
 export function throttledAnswer(operation: string, input: any, short: ReadonlySet<string>, partitionKey = 'id'): unknown {
-  const tableName = input?.TableName ?? Object.keys(input?.RequestItems ?? {})[0] ?? (input?.TransactItems?.[0] && Object.values(input.TransactItems[0])[0] as any)?.TableName;
+  const firstAction = input?.TransactItems?.[0] ? Object.values(input.TransactItems[0])[0] as any : undefined;
+  const tableName = input?.TableName ?? Object.keys(input?.RequestItems ?? {})[0] ?? firstAction?.TableName;
   const resource = `arn:aws:dynamodb:us-east-1:000000000000:table/${tableName ?? 'unknown'}`;
   if (operation === 'TransactWriteItems') {
     const reasons = (input?.TransactItems ?? []).map((t: any) => {
