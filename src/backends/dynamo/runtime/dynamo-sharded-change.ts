@@ -206,7 +206,7 @@ export class DynamoShardedCounter {
     }
     const width = Math.max(slots.length, shards);
     const items: TransactWriteItem[] = slots.map((read, i) => {
-      const values: Item = { ':c': num(next[i].value), ':h': num(next[i].share - next[i].value) };
+      const attributes: Item = { ':c': num(next[i].value), ':h': num(next[i].share - next[i].value) };
       const sets = ['#c = :c', '#h = :h'];
       const conditions: string[] = [];
       if (!read.exists) {
@@ -214,18 +214,18 @@ export class DynamoShardedCounter {
       } else {
         conditions.push(read.counter === undefined ? 'attribute_not_exists(#c)' : '#c = :oc');
         conditions.push(read.headroom === undefined ? 'attribute_not_exists(#h)' : '#h = :oh');
-        if (read.counter !== undefined) values[':oc'] = num(read.counter);
-        if (read.headroom !== undefined) values[':oh'] = num(read.headroom);
+        if (read.counter !== undefined) attributes[':oc'] = num(read.counter);
+        if (read.headroom !== undefined) attributes[':oh'] = num(read.headroom);
       }
       const names: Record<string, string> = { '#c': A.COUNTER, '#h': A.HEADROOM };
       if (!read.exists) names['#id'] = A.ID;
       if (i === 0) {
         names['#w'] = A.WIDTH;
         sets.push('#w = :w');
-        values[':w'] = num(width);
+        attributes[':w'] = num(width);
         if (read.exists) {
           conditions.push(read.width === undefined ? 'attribute_not_exists(#w)' : '#w = :ow');
-          if (read.width !== undefined) values[':ow'] = num(read.width);
+          if (read.width !== undefined) attributes[':ow'] = num(read.width);
         }
       }
       return {
@@ -235,7 +235,7 @@ export class DynamoShardedCounter {
           UpdateExpression: `SET ${sets.join(', ')}`,
           ConditionExpression: conditions.join(' AND '),
           ExpressionAttributeNames: names,
-          ExpressionAttributeValues: values,
+          ExpressionAttributeValues: attributes,
         },
       };
     });
@@ -259,7 +259,8 @@ export class DynamoShardedCounter {
     id: string, change: CounterChange, key: IdempotencyOptions | undefined, items: TransactWriteItem[], deadline: Deadline, recordAt = 1,
   ): Promise<ChangeResult | 'slot' | typeof AGAIN | undefined> {
     try {
-      await this.table.send(() => this.table.client.send(new TransactWriteItemsCommand({ TransactItems: items })), deadline, { throttledAttempts: 1 });
+      const command = new TransactWriteItemsCommand({ TransactItems: items });
+      await this.table.send(() => this.table.client.send(command), deadline, { throttledAttempts: 1 });
       return undefined;
     } catch (err) {
       if (!(err instanceof TransactionCanceledException)) throw err;
@@ -306,7 +307,11 @@ export class DynamoShardedCounter {
     const shard = record[A.SHARD]?.N;
     const counter = record[A.RESULT]?.N;
     // A key first used while the counter was unsharded replays its value.
-    return { ...(shard !== undefined ? { shard: Number(shard) } : {}), ...(counter !== undefined ? { counter: Number(counter) } : {}), replayed: true };
+    return {
+      ...(shard !== undefined ? { shard: Number(shard) } : {}),
+      ...(counter !== undefined ? { counter: Number(counter) } : {}),
+      replayed: true,
+    };
   }
 
   private async recorded(id: string, change: CounterChange, key: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult | undefined> {
