@@ -98,4 +98,28 @@ describe('dynamo sharded counters: what the table holds, and the calls sent', ()
       await proxy.close();
     }
   });
+
+  test('calls, conditional: the rebalance reads every slot as one snapshot (TransactGetItems, never BatchGetItem) and writes them in one TransactWriteItems; a 409 writes nothing', async () => {
+    const env = await ctx().prepare(uniqueNamespace('t_dynamo_calls'));
+    const proxy = await startDynamoProxy(env[DYNAMO_ENV.ENDPOINT]);
+    try {
+      const proxied = { ...env, [DYNAMO_ENV.ENDPOINT]: proxy.url };
+      const [handler] = loadCounterContainers(DYNAMO_BUNDLES.counter, proxied, { conditional: true, maximum: 3, env: shardsEnv(8) });
+      // A brand-new id: no slot has headroom, so two refusals, then the rebalance.
+      expect((await call(handler, 'POST', 'dynamo', 'm')).status).toBe(200);
+      expect(proxy.calls.map((c) => c.operation)).toEqual(['UpdateItem', 'UpdateItem', 'TransactGetItems', 'TransactWriteItems']);
+      expect(proxy.calls[2].input.TransactItems).toHaveLength(8);
+      expect(proxy.calls[3].input.TransactItems).toHaveLength(8);
+      for (let i = 0; i < 3; i++) await call(handler, 'POST', 'dynamo', 'm');
+      proxy.reset();
+      expect((await call(handler, 'POST', 'dynamo', 'm')).status).toBe(409);
+      const operations = proxy.calls.map((c) => c.operation);
+      expect(operations.filter((o) => o === 'TransactGetItems')).toHaveLength(1);
+      expect(operations).not.toContain('BatchGetItem');
+      expect(operations).not.toContain('TransactWriteItems');
+      expect((await call(handler, 'GET', 'dynamo', 'm')).body.counter).toBe(3);
+    } finally {
+      await proxy.close();
+    }
+  });
 });

@@ -2,6 +2,7 @@ import {
   BatchGetItemCommand,
   ConditionalCheckFailedException,
   TransactionCanceledException,
+  TransactGetItemsCommand,
   TransactWriteItem,
   TransactWriteItemsCommand,
   UpdateItemCommand,
@@ -56,7 +57,7 @@ const NAMES = { '#id': A.ID, '#c': A.COUNTER, '#h': A.HEADROOM, '#w': A.WIDTH };
  *   c ≥ 0, h ≥ 0, Σ(c + h) ≤ maximum. Fast path: one `UpdateItem` on one
  *   slot, `ADD c by, h −by`, on the condition `h ≥ by` (increment) or
  *   `c ≥ −by` (decrement); up to two slots are tried. Slow path: one
- *   strongly consistent `BatchGetItem` of every slot, `rebalance` (shards.ts),
+ *   `TransactGetItems` of every slot (a snapshot), `rebalance` (shards.ts),
  *   and one `TransactWriteItems` writing every slot on the condition that
  *   each still holds what was read: either the total (read atomically, since
  *   no slot changed between the read and the commit) cannot take the change,
@@ -182,7 +183,7 @@ export class DynamoShardedCounter {
   }
 
   /**
-   * The rebalance: every slot read consistently in one `BatchGetItem`, the
+   * The rebalance: every slot read as one snapshot (`TransactGetItems`), the
    * change and the new shares (`rebalance`) written in one
    * `TransactWriteItems` whose every slot is conditioned on what was read.
    * AGAIN when a slot changed in between. Unconditional mode only comes
@@ -192,7 +193,8 @@ export class DynamoShardedCounter {
     const { by } = change;
     const maximum = change.maximum!;
     const shards = change.shards ?? 1;
-    const slots = await this.readAll(id, shards, deadline);
+    const slots = await this.readSnapshot(id, shards, deadline);
+    if (slots === AGAIN) return AGAIN;
     const values = slots.map(valueOf);
     const next = rebalance(values, shards, maximum, by);
     if (!next) {
@@ -355,6 +357,46 @@ export class DynamoShardedCounter {
     }
     this.widths.remember(id, Math.max(width, 1));
     return slots;
+  }
+
+  /**
+   * Every slot of the id as one serializable snapshot: one
+   * `TransactGetItems` of slots 0…max(N, known width)−1 (again, whole,
+   * when slot 0 says the id is wider). The rebalance's 409 rests on it: the
+   * total it sums existed at one instant. AGAIN when DynamoDB cancelled it
+   * because a transaction was writing one of the slots.
+   */
+  private async readSnapshot(id: string, shards: number, deadline: Deadline): Promise<SlotRead[] | typeof AGAIN> {
+    let count = Math.max(shards, this.widths.get(id));
+    for (;;) {
+      let out;
+      try {
+        out = await this.table.send(() => this.table.client.send(new TransactGetItemsCommand({
+          TransactItems: Array.from({ length: count }, (_, i) => ({
+            Get: {
+              TableName: this.table.tableName,
+              Key: { [A.ID]: { S: slotIdOf(id, i) } },
+              ProjectionExpression: '#id, #c, #h, #w',
+              ExpressionAttributeNames: NAMES,
+            },
+          })),
+        })), deadline);
+      } catch (err) {
+        if (err instanceof TransactionCanceledException) return AGAIN;
+        throw err;
+      }
+      const slots = (out.Responses ?? []).map(({ Item: item }) => ({
+        exists: item !== undefined,
+        counter: item?.[A.COUNTER]?.N,
+        headroom: item?.[A.HEADROOM]?.N,
+        width: item?.[A.WIDTH]?.N,
+      }));
+      if (slots.length !== count) throw new Error(`TransactGetItems answered ${slots.length} items for ${count}`);
+      const width = Number(slots[0].width ?? 1);
+      this.widths.remember(id, width);
+      if (width <= count) return slots;
+      count = width;
+    }
   }
 
   /** Slots from…to−1 in one `BatchGetItem` (plus one per round DynamoDB leaves keys unprocessed, which it does when throttled). */
