@@ -99,6 +99,16 @@ describe('dynamo scale model: a hot id offered past its per-key write limit', ()
     expect(run.total).toBe(accepted);
   });
 
+  test.each([2, 4])('%i shards, offered 5× the limit (figures for the curve): every accepted change counted, every refusal a 429 with Retry-After', async (shards) => {
+    const run = await offer(shards, 5 * LIMIT);
+    print(run);
+    const accepted = run.statuses[200] ?? 0;
+    expect(accepted + (run.statuses[429] ?? 0)).toBe(REQUESTS);
+    expect(accepted).toBeLessThanOrEqual(shards * (LIMIT + Math.ceil(LIMIT * run.seconds)));
+    expect([...run.retryAfter].filter((v) => v !== '1')).toEqual([]);
+    expect(run.total).toBe(accepted);
+  });
+
   test.each([5, 7])('8 shards, offered %i× the limit (under the 8× the id now takes): every change accepted (no 429), the total exact', async (times) => {
     const run = await offer(8, times * LIMIT);
     print(run);

@@ -122,4 +122,32 @@ describe('dynamo sharded counters: what the table holds, and the calls sent', ()
       await proxy.close();
     }
   });
+
+  test('figures: calls per accepted change, conditional (maximum 1000), 8 shards, 1,200 unit increments from 8 callers', async () => {
+    const env = await ctx().prepare(uniqueNamespace('t_dynamo_calls'));
+    const proxy = await startDynamoProxy(env[DYNAMO_ENV.ENDPOINT]);
+    try {
+      const proxied = { ...env, [DYNAMO_ENV.ENDPOINT]: proxy.url };
+      const handlers = loadCounterContainers(DYNAMO_BUNDLES.counter, proxied, { conditional: true, maximum: 1000, env: shardsEnv(8) }, 4);
+      let next = 0;
+      const statuses: Record<number, number> = {};
+      await Promise.all(Array.from({ length: 8 }, async (_, caller) => {
+        while (next < 1200) {
+          next++;
+          const answer = await call(handlers[caller % 4], 'POST', 'dynamo', 'f');
+          statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+        }
+      }));
+      expect(statuses).toEqual({ 200: 1000, 409: 200 });
+      const byOperation: Record<string, number> = {};
+      for (const c of proxy.calls) byOperation[c.operation] = (byOperation[c.operation] ?? 0) + 1;
+      // eslint-disable-next-line no-console
+      console.log(`calls for 1,000 accepted + 200 rejected conditional unit increments at 8 shards: ${JSON.stringify(byOperation)}, `
+        + `${(proxy.calls.length / 1200).toFixed(2)} per request`);
+      // Rebalances are rounds, not one per change.
+      expect(byOperation.TransactWriteItems ?? 0).toBeLessThan(200);
+    } finally {
+      await proxy.close();
+    }
+  });
 });
