@@ -124,7 +124,9 @@ const project = new awscdk.AwsCdkConstructLibrary({
   },
   // Until the first release the API may still change.
   stability: 'experimental',
-  gitignore: ['/.jsii.tabl.json', '/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
+  // '/node_modules' (no trailing slash) also matches a symbolic link, as a
+  // git worktree sharing the main checkout's dependencies has one.
+  gitignore: ['/node_modules', '/.jsii.tabl.json', '/reports/', '/examples/cdk.out/', '/examples/node_modules/', '/examples/.env', '/examples/*_info.json', 'policy-validation-report.json'],
 });
 
 // The published package holds lib/, assets/ (the bundled handlers) and docs;

@@ -5,11 +5,10 @@
  * scenarios; `runStepScenario` the mixed steps and the keyed retries.
  */
 import type { CompareOptions } from './compare';
-import { Answer, CountedTarget, PostOptions, RETRY_GUARANTEE, Target } from './compare-targets';
+import { Answer, PostOptions, RETRY_GUARANTEE, Target } from './compare-targets';
 import { IdTally, judge, judgeRetries, judgeSteps, MIXED_STEPS, mixedStep, SentAnswer } from './compare-verdicts';
 import { ProgressBar } from './progress';
-import { EngineWrites, LatencyHistogram, ScenarioFigures, ScenarioName, StepScenarioFigures, StepScenarioName } from './report';
-import { oneLine } from './server';
+import { LatencyHistogram, ScenarioFigures, ScenarioName, StepScenarioFigures, StepScenarioName } from './report';
 import { runWorkload, WorkloadResult } from './workload';
 import { BackendName, MAX_STEP } from '../src/runtime/store';
 
@@ -133,8 +132,8 @@ function sentAnswer(sent: number, a: Answer): SentAnswer {
  * A steps or retry scenario on one hot id (fresh, so it starts at 0):
  * `*-mixed-step` sends `options.stepRequests` requests with `?by=` from
  * MIXED_STEPS; `*-retry` sends `options.retryKeys` keys, each twice
- * concurrently, and (in-process) counts the engine writes of the keyed
- * requests and of as many plain ones at a TCP proxy.
+ * concurrently. (What a change costs in datastore calls is measured apart,
+ * uncontended: compare-round-trips.ts.)
  */
 export async function runStepScenario(
   target: Target, backend: BackendName, scenario: StepScenarioName, mode: { conditional: boolean; maximum?: number },
@@ -203,115 +202,62 @@ export async function runStepScenario(
   // other by two callers (two containers), they are in flight together.
   const keys = options.retryKeys ?? DEFAULT_RETRY_KEYS;
   const total = 2 * keys;
-  let counted: CountedTarget | undefined;
-  let notCounted: string | undefined;
-  if (!target.counted) {
-    notCounted = 'driven over HTTP: no proxy between the API and its datastore';
-  } else {
-    try {
-      counted = await target.counted(mode.conditional);
-      if (!counted) notCounted = 'the handler environment does not name the engine by its host:port';
-    } catch (err) {
-      notCounted = oneLine(err);
-    }
-  }
-  const post = (caller: number, o: PostOptions, on = id) =>
-    send((x) => (counted ? counted.post(on, caller, x) : target.post(mode.conditional, on, caller, x)), o);
   // Conditional: the hot id starts so close to the maximum that only about
   // half the keys fit, so the run shows rejections at the maximum (and their
-  // retries) besides the accepted keys; the plain reference id starts there
-  // too, so both do the same mix of accepted and rejected work. One plain
-  // step each, through the uncounted containers.
+  // retries) besides the accepted keys.
   const start = mode.conditional ? Math.min(MAX_STEP, Math.max(0, mode.maximum! - Math.ceil(keys / 2))) : 0;
-  const unkeyedId = `${id}-unkeyed`;
-  for (const preset of start > 0 ? [id, ...target.counted ? [unkeyedId] : []] : []) {
-    const a = await send((o) => target.post(true, preset, 0, o), { by: start });
-    if (a.status !== 200 || a.counter !== start) throw new Error(`${backend}: setting ${preset} to ${start} answered ${a.status} (counter ${a.counter})`);
+  if (start > 0) {
+    const a = await send((o) => target.post(true, id, 0, o), { by: start });
+    if (a.status !== 200 || a.counter !== start) throw new Error(`${backend}: setting ${id} to ${start} answered ${a.status} (counter ${a.counter})`);
   }
-  try {
-    let engineWrites: EngineWrites | undefined;
-    let unkeyed: WorkloadResult | undefined;
-    let unkeyedChunks = 0;
-    let before = 0;
-    if (counted) {
-      // Warm the proxied containers (connections, and the keyed path's first
-      // use, e.g. prepared statements) on another id, not counted.
-      // One id per caller: no contention, the warm-up only connects and prepares.
-      const warm = 2 * Math.max(options.concurrency, options.containers);
-      await runWorkload({ total: warm, concurrency: options.concurrency, call: (_i, caller) => post(caller, {}, `${id}-warm-${caller}`) });
-      await runWorkload({ total: warm, concurrency: options.concurrency, call: (i, caller) => post(caller, { key: `${id}-warm-${i}` }, `${id}-warm-${caller}`) });
-      const first = counted.engineWrites;
-      progress.note(`${label}: ${total} plain +1 requests through the counting proxy (reference)`);
-      unkeyed = await runWorkload({ total, concurrency: options.concurrency, call: (_i, caller) => post(caller, {}, unkeyedId) });
-      before = counted.engineWrites;
-      unkeyedChunks = before - first;
-    }
-    const byKey = new Map<string, SentAnswer[]>();
-    progress.start(label, total);
-    const result = await runWorkload({
-      total,
-      concurrency: options.concurrency,
-      call: async (i, caller) => {
-        const key = `${id}-${Math.floor(i / 2)}`;
-        const a = await post(caller, { key });
-        const list = byKey.get(key) ?? [];
-        list.push(note(sentAnswer(1, a)));
-        byKey.set(key, list);
-        return a;
-      },
-      onProgress: (done) => progress.update(done),
-    });
-    if (counted && unkeyed) {
-      const keyedChunks = counted.engineWrites - before;
-      engineWrites = {
-        requests: total,
-        keyedChunks,
-        keyedPerRequest: round(keyedChunks / total),
-        unkeyedChunks,
-        unkeyedPerRequest: round(unkeyedChunks / total),
-        unkeyedOpsPerSecond: round(unkeyed.opsPerSecond),
-        unkeyedLatencyMs: { p50: round(unkeyed.p50), p99: round(unkeyed.p99) },
-        connections: counted.connections,
-      };
-    }
-    const final = await readBack(target, backend, id);
-    const v = judgeRetries(mode.conditional, mode.maximum, byKey, final, start);
-    const all = [...byKey.values()].flat();
-    const rejectedBy: Record<string, number> = {};
-    for (const a of all.filter((x) => x.status === 409)) rejectedBy[a.code ?? '?'] = (rejectedBy[a.code ?? '?'] ?? 0) + 1;
-    const guarantee = RETRY_GUARANTEE[backend];
-    const figures: StepScenarioFigures = {
-      ...common,
-      requests: total,
-      ...timing(result),
-      accepted: all.filter((a) => a.status === 200).length,
-      rejected: all.filter((a) => a.status === 409).length,
-      rejectedBy,
-      errors: v.errors,
-      errorStatuses,
-      final,
-      expectedFinal: start + v.expectedApplied,
-      retry: {
-        start,
-        keys: v.keys,
-        applied: v.applied,
-        replays: v.replays,
-        splitKeys: v.splitKeys,
-        notOnceFresh: v.notOnceFresh,
-        duplicates: v.duplicates,
-        overshoot: v.overshoot,
-        ...(engineWrites ? { engineWrites } : { engineWritesNotCounted: notCounted }),
-        ...(guarantee ? { guarantee } : {}),
-      },
-      verdict: v.reasons.length === 0 ? 'PASS' : 'FAIL',
-      reasons: v.reasons,
-    };
-    const writes = engineWrites ? `, engine writes/request ${engineWrites.keyedPerRequest.toFixed(2)} keyed vs ${engineWrites.unkeyedPerRequest.toFixed(2)} plain` : '';
-    progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${v.replays} replays${writes}, ${figures.verdict}`);
-    return figures;
-  } finally {
-    await counted?.close().catch(() => undefined);
-  }
+  const byKey = new Map<string, SentAnswer[]>();
+  progress.start(label, total);
+  const result = await runWorkload({
+    total,
+    concurrency: options.concurrency,
+    call: async (i, caller) => {
+      const key = `${id}-${Math.floor(i / 2)}`;
+      const a = await send((o) => target.post(mode.conditional, id, caller, o), { key });
+      const list = byKey.get(key) ?? [];
+      list.push(note(sentAnswer(1, a)));
+      byKey.set(key, list);
+      return a;
+    },
+    onProgress: (done) => progress.update(done),
+  });
+  const final = await readBack(target, backend, id);
+  const v = judgeRetries(mode.conditional, mode.maximum, byKey, final, start);
+  const all = [...byKey.values()].flat();
+  const rejectedBy: Record<string, number> = {};
+  for (const a of all.filter((x) => x.status === 409)) rejectedBy[a.code ?? '?'] = (rejectedBy[a.code ?? '?'] ?? 0) + 1;
+  const guarantee = RETRY_GUARANTEE[backend];
+  const figures: StepScenarioFigures = {
+    ...common,
+    requests: total,
+    ...timing(result),
+    accepted: all.filter((a) => a.status === 200).length,
+    rejected: all.filter((a) => a.status === 409).length,
+    rejectedBy,
+    errors: v.errors,
+    errorStatuses,
+    final,
+    expectedFinal: start + v.expectedApplied,
+    retry: {
+      start,
+      keys: v.keys,
+      applied: v.applied,
+      replays: v.replays,
+      splitKeys: v.splitKeys,
+      notOnceFresh: v.notOnceFresh,
+      duplicates: v.duplicates,
+      overshoot: v.overshoot,
+      ...(guarantee ? { guarantee } : {}),
+    },
+    verdict: v.reasons.length === 0 ? 'PASS' : 'FAIL',
+    reasons: v.reasons,
+  };
+  progress.finish(`${figures.opsPerSecond.toFixed(0)} ops/s, p99 ${figures.latencyMs.p99.toFixed(1)} ms, ${v.replays} replays, ${figures.verdict}`);
+  return figures;
 }
 
 /** Requests of each mixed-step scenario. */

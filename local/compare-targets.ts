@@ -7,8 +7,7 @@
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession } from './backends/lifecycle';
 import type { CompareOptions } from './compare';
-import { engineAddress, startFaultProxy, throughProxy } from './engines/fault-proxy';
-import { loadCounterContainers, ProxyHandler, ProxyResult, proxyEvent } from './lambda-container';
+import { ProxyHandler, ProxyResult, proxyEvent } from './lambda-container';
 import { oneLine } from './server';
 import { BackendName } from '../src/runtime/store';
 
@@ -37,22 +36,6 @@ export interface Target {
   readonly modes: { conditional: boolean; maximum?: number }[];
   post(conditional: boolean, id: string, caller: number, options?: PostOptions): Promise<Answer>;
   get(id: string): Promise<Answer>;
-  /**
-   * Fresh containers of one mode, one per caller, whose engine traffic
-   * passes a counting TCP proxy (in-process targets whose environment names
-   * the engine's host:port); undefined when this target cannot count.
-   */
-  counted?(conditional: boolean): Promise<CountedTarget | undefined>;
-  close(): Promise<void>;
-}
-
-/** Containers behind a counting proxy (`Target.counted`). */
-export interface CountedTarget {
-  /** Chunks the containers have written towards the engine so far (each a `data` event at the proxy). */
-  readonly engineWrites: number;
-  /** Connections the containers have opened to the engine so far. */
-  readonly connections: number;
-  post(id: string, caller: number, options?: PostOptions): Promise<Answer>;
   close(): Promise<void>;
 }
 
@@ -97,8 +80,9 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
   dynamo: {
     cloud: [
       'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.',
-      'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired); ' +
-        'then the marker is read, copied into the key record and removed: 4 round trips uncontended, +1 per transaction conflict; a replay of a completed key is 1.',
+      'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired), ' +
+        'folding earlier markers into their records; then one consistent GetItem reads the marker: 2 calls uncontended, +1 per transaction conflict; a replay is 1. ' +
+        'While a transaction is under way on the item, a plain update is refused (TransactionConflictException) and retried (docs/dynamo.md).',
     ],
     local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
   },
@@ -161,37 +145,6 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
       return answerOf(await set[caller % set.length](postEvent(backend, id, post)));
     },
     get: async (id) => answerOf(await containers.false[0](proxyEvent('GET', backend, id))),
-    counted: async (conditional) => {
-      const env = await session.prepare(namespace);
-      const target = engineAddress(engine.url);
-      if (target === undefined) return undefined;
-      const proxy = await startFaultProxy(target);
-      const proxied = throughProxy(env, target.address, proxy.address);
-      if (Object.keys(env).every((k) => env[k] === proxied[k])) {
-        // The environment names the engine some other way: nothing would pass the proxy.
-        await proxy.close();
-        return undefined;
-      }
-      // One container per caller (callers map to containers by index), so a
-      // container has one request in flight: two requests of one container
-      // written in the same instant would reach the proxy as one chunk.
-      // Not the session's containers: these are closed here, before the session ends.
-      const n = Math.max(options.containers, options.concurrency);
-      const handlers = loadCounterContainers(session.fixture.entry, proxied, { conditional, maximum: options.max }, n);
-      return {
-        post: async (id, caller, post) => answerOf(await handlers[caller % handlers.length](postEvent(backend, id, post))),
-        get engineWrites() {
-          return proxy.requestChunks;
-        },
-        get connections() {
-          return proxy.accepted;
-        },
-        close: async () => {
-          await Promise.all(handlers.map((h) => h.close?.().catch(() => undefined)));
-          await proxy.close();
-        },
-      };
-    },
     // The figures are in the report: the session leaves nothing behind on a shared engine.
     close: () => session.close(),
   };

@@ -9,6 +9,7 @@
  *   npm run compare -- --url https://…/prod --api-key …   # a deployed API (or `npm run local`)
  *   npm run compare -- --cold-samples 0                 # without the cold-start table (default 9 fresh processes per backend)
  *   npm run compare -- --step-requests 2000 --retry-keys 500   # larger steps and retry scenarios
+ *   npm run compare -- --keyed-requests 3000            # a longer keyed vs unkeyed bench (3 rounds)
  *
  * In-process mode drives the BUNDLED handlers directly (`loadBundledHandler`,
  * several containers per backend and mode, each with its own client and
@@ -27,12 +28,13 @@ import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession, openBackend } from './backends/lifecycle';
 import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
+import { judgeRoundTrips, keyedVsUnkeyed, measureRoundTrips, ROUND_TRIP_TARGETS, RoundTrips } from './compare-round-trips';
 import { DEFAULT_RETRY_KEYS, DEFAULT_STEP_REQUESTS, round, runScenario, runStepScenario } from './compare-scenario';
 import { BACKEND_CAVEATS, GENERAL_CAVEATS_HTTP, GENERAL_CAVEATS_LOCAL, httpTarget, inProcessTarget, Target } from './compare-targets';
 import { bundlePath, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
-  BackendSection, ComparisonReport, formatColdTable, formatStepsTable, formatTable, ReportFiles,
+  BackendSection, ComparisonReport, formatColdTable, formatCostTable, formatStepsTable, formatTable, ReportFiles,
   SCENARIO_NAMES, ScenarioName, STEP_SCENARIO_NAMES, StepScenarioName, writeReport,
 } from './report';
 import { oneLine } from './server';
@@ -52,6 +54,11 @@ export interface CompareOptions {
   readonly stepRequests?: number;
   /** Keys of each retry scenario (one hot id, each key sent twice concurrently). @default 60 */
   readonly retryKeys?: number;
+  /**
+   * Requests per path and round of the keyed vs unkeyed bench (plain +1,
+   * then +1 with a fresh `Idempotency-Key`, each on one hot id, 3 rounds). @default 1000
+   */
+  readonly keyedRequests?: number;
   /** Handler containers per backend and mode (in-process). @default 8 */
   readonly containers: number;
   /**
@@ -77,6 +84,9 @@ export interface CompareOptions {
   readonly coldSamples?: number;
 }
 
+/** Requests per path and round of the keyed vs unkeyed bench. */
+export const DEFAULT_KEYED_REQUESTS = 1000;
+
 /** The verdicts' checks, exported for the test that proves a broken run is reported as FAIL. */
 export { judge, judgeRetries, judgeSteps } from './compare-verdicts';
 
@@ -87,6 +97,7 @@ export const DEFAULT_OPTIONS = {
   ids: 20,
   stepRequests: DEFAULT_STEP_REQUESTS,
   retryKeys: DEFAULT_RETRY_KEYS,
+  keyedRequests: DEFAULT_KEYED_REQUESTS,
   containers: 8,
   warmup: 500,
   coldSamples: 9,
@@ -124,9 +135,11 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     const caveats = [...BACKEND_CAVEATS[backend].cloud, ...(overHttp ? [] : BACKEND_CAVEATS[backend].local)];
     const skip = (reason: string) => {
       progress.note(`skipped  ${backend}: ${reason}`);
-      sections.push({ backend, status: 'skipped', reason, caveats, scenarios: [], stepScenarios: [], notRun: [] });
+      sections.push({ backend, status: 'skipped', reason, caveats, scenarios: [], stepScenarios: [], notRun: [], roundTrips: null });
     };
     let target: Target;
+    let roundTrips: RoundTrips | null = null;
+    const roundTripReasons: string[] = [];
     if (overHttp) {
       const t = await httpTarget(backend, options.url!, options.apiKey!, `${runTag}-probe`);
       if (typeof t === 'string') {
@@ -148,6 +161,13 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
           progress.note(`[${b + 1}/${backends.length}] ${backend}: cold start, ${options.coldSamples} fresh processes`);
           coldResults.set(backend, await measureCold(session, options.coldSamples));
         }
+        progress.note(`[${b + 1}/${backends.length}] ${backend}: datastore calls per change${session.fixture.callCounter ? '' : ' (no call counter: n/a)'}`);
+        try {
+          roundTrips = await measureRoundTrips(session, runTag);
+          roundTripReasons.push(...judgeRoundTrips(backend, roundTrips));
+        } catch (err) {
+          roundTripReasons.push(`not measured: ${oneLine(err)}`);
+        }
         target = await inProcessTarget(session, options);
       } catch (err) {
         // EngineUnavailableError says what to install in one line; any other
@@ -159,7 +179,17 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     }
 
     progress.note(`[${b + 1}/${backends.length}] ${backend} on ${target.engine}: warming up (${options.warmup} requests per mode, not measured)`);
-    const section: BackendSection = { backend, status: 'ran', engine: target.engine, caveats, scenarios: [], stepScenarios: [], notRun: [] };
+    const section: BackendSection = {
+      backend,
+      status: 'ran',
+      engine: target.engine,
+      caveats,
+      scenarios: [],
+      stepScenarios: [],
+      notRun: [],
+      roundTrips,
+      ...(overHttp ? {} : { roundTripTargets: ROUND_TRIP_TARGETS[backend], roundTripReasons }),
+    };
     const cold = coldResults.get(backend);
     if (cold instanceof Error) section.coldError = oneLine(cold);
     else if (cold) section.cold = cold;
@@ -190,6 +220,15 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         const mode = modeOf(scenario);
         if (mode) section.stepScenarios.push(await runStepScenario(target, backend, scenario, mode, options, runTag, progress, label(scenario)));
       }
+      if (target.modes.some((m) => !m.conditional)) {
+        const requests = options.keyedRequests ?? DEFAULT_KEYED_REQUESTS;
+        progress.note(`[${b + 1}/${backends.length}] ${backend}: keyed vs unkeyed bench, ${requests} requests per path, 3 rounds`);
+        try {
+          section.keyedVsUnkeyed = await keyedVsUnkeyed(target, requests, options.concurrency, runTag);
+        } catch (err) {
+          section.keyedVsUnkeyedError = oneLine(err);
+        }
+      }
     } catch (err) {
       // A read-back that fails is a backend failure, not a crash of the whole comparison.
       const done = [...section.scenarios, ...section.stepScenarios].map((x) => x.scenario as string);
@@ -205,7 +244,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const finishedAt = new Date();
   const ran = sections.filter((s) => s.status === 'ran');
   const failed = ran.some((s) => s.notRun.length > 0 && !overHttp)
-    || ran.some((s) => [...s.scenarios, ...s.stepScenarios].some((x) => x.verdict === 'FAIL'));
+    || ran.some((s) => [...s.scenarios, ...s.stepScenarios].some((x) => x.verdict === 'FAIL'))
+    || ran.some((s) => (s.roundTripReasons ?? []).length > 0);
   const report: ComparisonReport = {
     tool: 'cdk-atomic-counter compare',
     startedAt: startedAt.toISOString(),
@@ -219,6 +259,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       ids: options.ids,
       stepRequests: options.stepRequests ?? DEFAULT_STEP_REQUESTS,
       retryKeys: options.retryKeys ?? DEFAULT_RETRY_KEYS,
+      keyedRequests: options.keyedRequests ?? DEFAULT_KEYED_REQUESTS,
       ...(overHttp ? {} : { containers: options.containers }),
       warmup: options.warmup,
       ...(overHttp ? {} : { coldSamples: options.coldSamples ?? 0 }),
@@ -245,7 +286,7 @@ function timestamp(d: Date): string {
 
 export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CompareOptions {
   const args = parseArgs(argv);
-  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
+  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'keyed-requests', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
   for (const name of Object.keys(args)) if (!known.has(name)) throw new Error(`Unknown flag --${name} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   let backends: BackendName[] | undefined;
   if (typeof args.backends === 'string') {
@@ -265,6 +306,7 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     ids: positive('ids', DEFAULT_OPTIONS.ids),
     stepRequests: positive('step-requests', DEFAULT_OPTIONS.stepRequests),
     retryKeys: positive('retry-keys', DEFAULT_OPTIONS.retryKeys),
+    keyedRequests: positive('keyed-requests', DEFAULT_OPTIONS.keyedRequests),
     containers: positive('containers', DEFAULT_OPTIONS.containers),
     warmup: intArg(args, 'warmup', DEFAULT_OPTIONS.warmup),
     coldSamples: intArg(args, 'cold-samples', DEFAULT_OPTIONS.coldSamples),
@@ -284,6 +326,8 @@ async function main(): Promise<void> {
   console.log('');
   const stepsTable = formatStepsTable(report);
   if (stepsTable) console.log(`steps and retries (one hot id each)\n${stepsTable}\n`);
+  const costTable = formatCostTable(report);
+  if (costTable) console.log(`what a change costs (datastore calls per change, engine side, uncontended; keyed vs unkeyed ops/s, medians of 3 rounds)\n${costTable}\n`);
   const coldTable = formatColdTable(report);
   if (coldTable) console.log(`cold start (medians of fresh processes)\n${coldTable}\n`);
   for (const s of report.backends) {
@@ -291,6 +335,9 @@ async function main(): Promise<void> {
     else console.log(`engine   ${s.backend}: ${s.engine}`);
     for (const f of [...s.scenarios, ...s.stepScenarios].filter((x) => x.verdict === 'FAIL')) console.log(`FAIL     ${s.backend} ${f.scenario}: ${f.reasons.join('; ')}`);
     for (const n of s.notRun) console.log(`not run  ${s.backend} ${n.scenario}: ${n.reason}`);
+    for (const r of s.roundTripReasons ?? []) console.log(`FAIL     ${s.backend} round trips: ${r}`);
+    const benchErrors = Object.entries(s.keyedVsUnkeyed?.errorStatuses ?? {});
+    if (benchErrors.length) console.log(`note     ${s.backend} keyed vs unkeyed bench: ${benchErrors.map(([st, n]) => `${n} × ${st}`).join(', ')} (not a verdict: a throughput run)`);
   }
   console.log('');
   console.log(`Verdict: ${report.verdict} in ${((performance.now() - started) / 1000).toFixed(0)} s`);

@@ -92,6 +92,8 @@ export interface ContainerMode {
   readonly conditional: boolean;
   /** @default 10 (the constructs' default) */
   readonly maximum?: number;
+  /** Shards per counter id (`COUNTER_SHARDS`). @default 1 (unsharded: the variable is not set) */
+  readonly shards?: number;
   /** No request log lines (load runs). @default true */
   readonly quiet?: boolean;
   /** More environment (e.g. IDEMPOTENCY_RETENTION_SECONDS, shorter client timeouts), over the fixture's. */
@@ -106,6 +108,7 @@ export function loadCounterContainers(entry: string, env: Record<string, string>
   const modeEnv = {
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(mode.conditional),
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(mode.maximum ?? MODE_DEFAULTS.maxCounterValue),
+    ...(mode.shards !== undefined && mode.shards !== 1 ? { [COMMON_ENV.SHARDS]: String(mode.shards) } : {}),
     ...(mode.quiet ?? true ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
     ...mode.env,
   };

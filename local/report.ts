@@ -6,6 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ColdFigures } from './cold';
+import type { KeyedVsUnkeyed, RoundTrips } from './compare-round-trips';
 
 export type Verdict = 'PASS' | 'FAIL';
 
@@ -64,31 +65,6 @@ export interface ScenarioFigures {
   readonly reasons: string[];
 }
 
-/**
- * Engine traffic of a retry scenario, counted at a TCP proxy between the
- * handler containers and the engine: chunks the containers wrote towards
- * the engine (`data` events), an approximation of engine requests (two
- * requests written together on one connection can arrive as one chunk).
- */
-export interface EngineWrites {
-  /** Keyed requests of the scenario (each key twice). */
-  readonly requests: number;
-  readonly keyedChunks: number;
-  readonly keyedPerRequest: number;
-  /**
-   * The same number of plain +1 requests without a key, same mode and
-   * containers, on another hot id (conditional: starting where the keyed
-   * scenario's id starts), just before.
-   */
-  readonly unkeyedChunks: number;
-  readonly unkeyedPerRequest: number;
-  /** Throughput and latency of those plain requests through the same proxy (the keyed scenario's own figures pass it too). */
-  readonly unkeyedOpsPerSecond: number;
-  readonly unkeyedLatencyMs: { readonly p50: number; readonly p99: number };
-  /** Connections the proxied containers opened to the engine. */
-  readonly connections: number;
-}
-
 /** One steps or retry scenario on one backend (compare-verdicts.ts judgeSteps / judgeRetries). */
 export interface StepScenarioFigures {
   readonly backend: string;
@@ -134,10 +110,6 @@ export interface StepScenarioFigures {
     readonly notOnceFresh: number;
     readonly duplicates: number;
     readonly overshoot: number;
-    /** In-process runs: engine writes per request, keyed and plain. */
-    readonly engineWrites?: EngineWrites;
-    /** Why not counted, when not. */
-    readonly engineWritesNotCounted?: string;
     /** A guarantee weaker than exactly-once that this PASS cannot show (Momento). */
     readonly guarantee?: string;
   };
@@ -158,6 +130,21 @@ export interface BackendSection {
   readonly stepScenarios: StepScenarioFigures[];
   /** Scenarios not run, with why (e.g. a deployed API in the other mode). */
   readonly notRun: { scenario: ScenarioName | StepScenarioName; reason: string }[];
+  /**
+   * Datastore calls per change, counted on the engine side through the
+   * bundled handler (compare-round-trips.ts): uncontended, unconditional
+   * mode. `null` when not counted: a skipped backend, a run over HTTP, or a
+   * fixture without a call counter.
+   */
+  roundTrips: RoundTrips | null;
+  /** The most calls per change allowed (issue 20's targets); counts above fail the run. */
+  roundTripTargets?: RoundTrips;
+  /** Why the round trips failed (above a target, or the measurement failed); empty or absent when they passed. */
+  roundTripReasons?: string[];
+  /** The bench's keyed vs unkeyed throughput on one hot id (median of rounds, same run). */
+  keyedVsUnkeyed?: KeyedVsUnkeyed;
+  /** Why there is no keyed vs unkeyed figure, when it failed. */
+  keyedVsUnkeyedError?: string;
   /** Cold start of the deployed bundle in fresh processes (in-process runs with cold samples). */
   cold?: ColdFigures;
   /** Why there are no cold figures, when they were asked for. */
@@ -207,22 +194,19 @@ function rows(report: ComparisonReport): string[][] {
 }
 
 const STEP_COLUMNS = [
-  'backend', 'scenario', 'ops/s', 'p50 ms', 'p99 ms', 'accepted', 'rejected', 'errors', 'final', 'chain', 'replays', 'writes/req', 'unkeyed w/req', 'verdict',
+  'backend', 'scenario', 'ops/s', 'p50 ms', 'p99 ms', 'accepted', 'rejected', 'errors', 'final', 'chain', 'replays', 'verdict',
 ];
-const STEP_RIGHT_ALIGNED = new Set([2, 3, 4, 5, 6, 7, 8, 10, 11, 12]);
+const STEP_RIGHT_ALIGNED = new Set([2, 3, 4, 5, 6, 7, 8, 10]);
 
 function stepRows(report: ComparisonReport): string[][] {
   const out: string[][] = [];
   for (const section of report.backends) {
     for (const s of section.stepScenarios ?? []) {
-      const w = s.retry?.engineWrites;
       out.push([
         s.backend, s.scenario, s.opsPerSecond.toFixed(0), ms(s.latencyMs.p50), ms(s.latencyMs.p99),
         String(s.accepted), String(s.rejected), String(s.errors), `${s.final}/${s.expectedFinal}`,
         s.steps ? (s.steps.chainProblem === null ? 'ok' : 'BROKEN') : '–',
         s.retry ? String(s.retry.replays) : '–',
-        w ? w.keyedPerRequest.toFixed(2) : '–',
-        w ? w.unkeyedPerRequest.toFixed(2) : '–',
         `${s.verdict}${s.retry?.guarantee ? '*' : ''}`,
       ]);
     }
@@ -242,11 +226,7 @@ function stepNotes(report: ComparisonReport): string[] {
 const STEPS_LEGEND = [
   '`final` is the value read back against what it must be (the sum of the accepted steps; the keys that should apply); ' +
     '`chain`: the 200s\' transitions (counter − by) → counter form one path from 0 to the final value (a serial order of the changes exists); ' +
-    '`replays`: answers with `Idempotent-Replayed: true`; `writes/req`: chunks the handler containers wrote towards the engine, ' +
-    'counted at a TCP proxy, per keyed request, and `unkeyed w/req` the same for as many plain +1 requests just before (same mode, same containers, another hot id, same start): ' +
-    'an approximation of engine round trips (the retry scenarios run on fresh containers, one per caller, so a container has one request in flight; ' +
-    'a request written in several pieces counts more than once), the keyed overhead is the difference. ' +
-    'The retry rows\' timings include that proxy hop. Mixed steps fail on a wrong final value, a broken chain, an answer whose by differs from the one sent, ' +
+    '`replays`: answers with `Idempotent-Replayed: true`. Mixed steps fail on a wrong final value, a broken chain, an answer whose by differs from the one sent, ' +
     'and (conditional) a value outside [0, maximum] or a rejection not coded LIMIT_REACHED (up) / FLOOR_REACHED (down); ' +
     'retries fail unless both answers of a key carry the same counter and exactly one is fresh, the stored value equals the keys applied, ' +
     'no value belongs to two keys and (conditional) nothing exceeds the maximum. Any error fails both.',
@@ -281,6 +261,63 @@ function stepsMarkdown(report: ComparisonReport): string[] {
   ];
 }
 
+const COST_COLUMNS = ['backend', 'calls unkeyed', 'keyed fresh', 'keyed replay', 'target', 'unkeyed ops/s', 'keyed ops/s', 'keyed ÷ unkeyed'];
+
+function costRows(report: ComparisonReport): string[][] {
+  return report.backends.filter((b) => b.status === 'ran').map((b) => {
+    const r = b.roundTrips ?? null;
+    const t = b.roundTripTargets;
+    const k = b.keyedVsUnkeyed;
+    const failed = (b.roundTripReasons ?? []).length > 0 ? ' FAIL' : '';
+    return [
+      b.backend,
+      r ? String(r.unkeyed) : 'n/a',
+      r ? String(r.keyedFresh) : 'n/a',
+      r ? `${r.keyedReplay}${failed}` : 'n/a',
+      t ? `${t.unkeyed} / ${t.keyedFresh} / ${t.keyedReplay}` : '–',
+      k ? String(k.unkeyedMedian) : '–',
+      k ? String(k.keyedMedian) : '–',
+      k ? `×${k.ratio.toFixed(2)}` : '–',
+    ];
+  });
+}
+
+const COST_LEGEND = 'Calls: datastore calls per change as the engine receives them (top-level Redis commands, DynamoDB requests, ' +
+  'MySQL-protocol commands, Momento and MongoDB-wire requests; never TCP chunks), through one bundled handler container, uncontended, ' +
+  'unconditional mode, medians of 5; `n/a`: the backend\'s fixture has no call counter yet. `target`: the most calls allowed ' +
+  '(unkeyed / keyed fresh / replay); a count above fails the run. Ops/s: the bench\'s plain +1 and +1 with a fresh `Idempotency-Key`, ' +
+  'each on one hot id, alternated over rounds in the same run (medians).';
+
+/** Calls per change and keyed vs unkeyed throughput per backend, as fixed-width text (empty when no backend ran). */
+export function formatCostTable(report: ComparisonReport): string {
+  return firstColumnTable(COST_COLUMNS, costRows(report));
+}
+
+/** Fixed-width text with a rule under the header: the first column left-aligned, the others right (empty without rows). */
+function firstColumnTable(columns: string[], body: string[][]): string {
+  if (body.length === 0) return '';
+  const widths = columns.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
+  return [line(columns), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+}
+
+function costMarkdown(report: ComparisonReport): string[] {
+  return firstColumnSection('What a change costs', COST_LEGEND, COST_COLUMNS, costRows(report));
+}
+
+/** A report section holding one table whose first column is left-aligned and the others right (nothing without rows). */
+function firstColumnSection(title: string, text: string, columns: string[], body: string[][]): string[] {
+  if (body.length === 0) return [];
+  return [
+    `## ${title}`,
+    '',
+    text,
+    '',
+    [columns, columns.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
+    '',
+  ];
+}
+
 const COLD_COLUMNS = ['backend', 'bundle KiB', 'module load ms', 'init ms', 'first request ms', 'samples'];
 
 function coldRows(report: ComparisonReport): string[][] {
@@ -297,11 +334,7 @@ function coldRows(report: ComparisonReport): string[][] {
  * processes.
  */
 export function formatColdTable(report: ComparisonReport): string {
-  const body = coldRows(report);
-  if (body.length === 0) return '';
-  const widths = COLD_COLUMNS.map((c, i) => Math.max(c.length, ...body.map((r) => r[i].length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i > 0 ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ');
-  return [line(COLD_COLUMNS), widths.map((w) => '─'.repeat(w)).join('  '), ...body.map(line)].join('\n');
+  return firstColumnTable(COLD_COLUMNS, coldRows(report));
 }
 
 /** The table as fixed-width text, for the terminal. */
@@ -318,18 +351,11 @@ function markdownTable(report: ComparisonReport): string {
 }
 
 function coldMarkdown(report: ComparisonReport): string[] {
-  const body = coldRows(report);
-  if (body.length === 0) return [];
-  return [
-    '## Cold start',
-    '',
+  return firstColumnSection('Cold start',
     'The deployed bundle in fresh Node.js processes, as Lambda starts a container (medians): `module load` is the bundle\'s `require`; ' +
       '`init` is what the pipeline starts while loading (secret read + connection, Lambda\'s init phase); `first request` is the first POST after it. ' +
       'Node.js start-up itself is excluded. `npx projen bench --cold` adds the minified no-source-map comparison.',
-    '',
-    [COLD_COLUMNS, COLD_COLUMNS.map((_, i) => (i > 0 ? '---:' : '---')), ...body].map((r) => `| ${r.join(' | ')} |`).join('\n'),
-    '',
-  ];
+    COLD_COLUMNS, coldRows(report));
 }
 
 export function renderMarkdown(report: ComparisonReport): string {
@@ -355,6 +381,7 @@ export function renderMarkdown(report: ComparisonReport): string {
     '![Latency](latency.svg)',
     '',
     ...stepsMarkdown(report),
+    ...costMarkdown(report),
     ...coldMarkdown(report),
     '## Backends',
     '',
@@ -370,6 +397,10 @@ export function renderMarkdown(report: ComparisonReport): string {
       lines.push(`- **${s.scenario} FAILED**: ${s.reasons.join('; ')}`);
     }
     for (const n of b.notRun) lines.push(`- ${n.scenario} not run: ${n.reason}`);
+    for (const r of b.roundTripReasons ?? []) lines.push(`- **round trips FAILED**: ${r}`);
+    if (b.keyedVsUnkeyedError) lines.push(`- keyed vs unkeyed not measured: ${b.keyedVsUnkeyedError}`);
+    const benchErrors = Object.entries(b.keyedVsUnkeyed?.errorStatuses ?? {});
+    if (benchErrors.length) lines.push(`- keyed vs unkeyed bench: answers other than 200 (by status): ${benchErrors.map(([st, n]) => `${n} × ${st}`).join(', ')}`);
     if (b.coldError) lines.push(`- cold start not measured: ${b.coldError}`);
     for (const c of b.caveats) lines.push(`- ${c}`);
     lines.push('');

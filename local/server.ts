@@ -18,7 +18,7 @@ import { Engine } from './engines/engine';
 import { ProxyHandler } from './lambda-container';
 import { openApiDocument } from './openapi';
 import { COMMON_ENV, MODE_DEFAULTS } from '../src/counter-env';
-import { readBoolean, readInteger } from '../src/runtime/config';
+import { readBoolean, readInteger, readShards } from '../src/runtime/config';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
 /** Default port of `npm run local` (the port most local web tools use). */
@@ -35,6 +35,8 @@ export interface LocalServerOptions {
   readonly conditionalWrites?: boolean;
   /** @default 10 */
   readonly maxCounterValue?: number;
+  /** Shards per counter id (`COUNTER_SHARDS`, 1–64). @default 1 */
+  readonly shards?: number;
   /** Backends to serve. @default - all five; those without a fixture or engine are skipped */
   readonly backends?: readonly BackendName[];
   /** No request log lines from the handlers, no start-up lines. @default false */
@@ -96,6 +98,7 @@ async function serveBackend(backend: BackendName, options: LocalServerOptions, n
     const [handler] = await session.containers({
       conditional: options.conditionalWrites ?? MODE_DEFAULTS.conditionalWrites,
       maximum: options.maxCounterValue,
+      shards: options.shards,
       quiet: options.quiet ?? false,
     }, 1, namespace);
     return { handler, session };
@@ -281,7 +284,7 @@ export function parseDotEnv(text: string): Record<string, string> {
 }
 
 /** The keys the local server takes from `.env` (the environment wins over the file). */
-export const SERVER_ENV_KEYS = ['PORT', 'API_KEY', COMMON_ENV.USE_CONDITIONAL_WRITES, COMMON_ENV.MAX_COUNTER_VALUE] as const;
+export const SERVER_ENV_KEYS = ['PORT', 'API_KEY', COMMON_ENV.USE_CONDITIONAL_WRITES, COMMON_ENV.MAX_COUNTER_VALUE, COMMON_ENV.SHARDS] as const;
 
 export function serverSettings(env: NodeJS.ProcessEnv, cwd = process.cwd()): Record<string, string | undefined> {
   const file = path.join(cwd, '.env');
@@ -295,15 +298,16 @@ async function main(): Promise<void> {
   const settings = serverSettings(process.env);
   const conditionalWrites = readBoolean(settings, COMMON_ENV.USE_CONDITIONAL_WRITES, MODE_DEFAULTS.conditionalWrites);
   const maxCounterValue = readInteger(settings, COMMON_ENV.MAX_COUNTER_VALUE, MODE_DEFAULTS.maxCounterValue, 1);
+  const shards = readShards(settings);
   const port = readInteger(settings, 'PORT', DEFAULT_PORT, 0);
-  const server = await startLocalServer({ port, apiKey: settings.API_KEY, conditionalWrites, maxCounterValue });
+  const server = await startLocalServer({ port, apiKey: settings.API_KEY, conditionalWrites, maxCounterValue, shards });
 
   for (const backend of server.backends) {
     const engine = server.engines[backend]!;
     console.log(`  up       ${backend.padEnd(8)} ${engine.name} (${engine.origin}) → ${server.url}/${backend}/{id}`);
   }
   for (const s of server.skipped) console.log(`  skipped  ${s.backend.padEnd(8)} ${s.reason}`);
-  console.log(`Mode: ${conditionalWrites ? `conditional writes, maximum ${maxCounterValue}` : 'unconditional writes'}`);
+  console.log(`Mode: ${conditionalWrites ? `conditional writes, maximum ${maxCounterValue}` : 'unconditional writes'}${shards > 1 ? `, ${shards} shards per id` : ''}`);
   console.log(`Local counter API: ${server.url}`);
   console.log(`API key: ${server.apiKey}`);
   if (server.backends.length > 0) {

@@ -50,6 +50,12 @@ export interface AtomicCounterApiProps {
    */
   readonly maxCounterValue?: number;
   /**
+   * Default shard count for the counters the API creates from props
+   * (`CounterOptions.shards`).
+   * @default 1
+   */
+  readonly shards?: number;
+  /**
    * Default `Idempotency-Key` retention for the counters the API creates
    * from props.
    * @default Duration.hours(24)
@@ -244,6 +250,7 @@ export class AtomicCounterApi extends Construct {
     this.counterDefaults = stripUndefined({
       conditionalWrites: props.conditionalWrites,
       maxCounterValue: props.maxCounterValue,
+      shards: props.shards,
       idempotencyRetention: props.idempotencyRetention,
     });
 
@@ -358,12 +365,11 @@ export class AtomicCounterApi extends Construct {
    * per backend name.
    */
   public addCounter(counter: ICounter): void {
-    if (this.served.has(counter.backend)) {
-      throw new Error(`AtomicCounterApi already serves a counter at /${counter.backend}`);
-    }
-    if (!/^[a-z][a-z0-9-]*$/.test(counter.backend)) {
-      throw new Error(`Invalid backend route segment: "${counter.backend}"`);
-    }
+    // Like every synth-time check: one error, prefixed by the API's path, listing every problem.
+    new PropsValidation(this)
+      .check(!this.served.has(counter.backend), `AtomicCounterApi already serves a counter at /${counter.backend}`)
+      .check(/^[a-z][a-z0-9-]*$/.test(counter.backend), `invalid backend route segment: "${counter.backend}" (lowercase letters, digits and hyphens, starting with a letter)`)
+      .throwIfInvalid();
     this.served.set(counter.backend, counter);
     const idResource = this.restApi.root.addResource(counter.backend).addResource('{id}');
     const integration = new apigw.LambdaIntegration(counter.counterFunction, { proxy: true });

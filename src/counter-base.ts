@@ -5,7 +5,7 @@ import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
 import { Construct } from 'constructs';
 import { createChangeMetricFilter, createLogGroup, createMetricFilter, deploymentName, resolveMode } from './private/counter-resources';
-import { changeMetricNameOf, counterMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
+import { changeMetricNameOf, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './private/defaults';
 
 /**
  * A counter behind one route of the API: what `AtomicCounterApi.addCounter`
@@ -53,6 +53,19 @@ export interface CounterOptions {
    * @default 10
    */
   readonly maxCounterValue?: number;
+
+  /**
+   * Shard records per counter id (an integer from 1 to 64), for an id hotter
+   * than one item, key, document or row can take (README, "Sharded
+   * counters"). With more than 1 a change goes to one shard and its `200`
+   * answer carries `shards` instead of the total (read it with `GET`);
+   * conditional mode still keeps the total within [0, `maxCounterValue`],
+   * and an `Idempotency-Key` still applies a change once. It may be changed
+   * on a live counter, up or down. Only backends that implement sharding
+   * accept a value above 1.
+   * @default 1
+   */
+  readonly shards?: number;
 
   /**
    * How long an `Idempotency-Key` is remembered after its change was
@@ -210,6 +223,8 @@ export abstract class CounterBase extends Construct implements ICounter {
   public readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   public readonly maxCounterValue: number;
+  /** Shard records per counter id (1: unsharded). */
+  public readonly shards: number;
   /** How long an `Idempotency-Key` is remembered, in seconds. */
   public readonly idempotencyRetentionSeconds: number;
   /** `<stack name>/<construct path>`: the `Deployment` dimension of the counter metric. */
@@ -218,15 +233,20 @@ export abstract class CounterBase extends Construct implements ICounter {
   public readonly counterMetricDimensions?: { [name: string]: string };
 
   /**
-   * @param backend the route segment, e.g. `dynamo`: names the counter metric too
+   * The backend's facts come from its contract (`src/backends/<b>/<b>-contract.ts`),
+   * which each counter passes here and to `createCounterFunction`: the base
+   * knows no backend by name.
+   * @param backend the route segment, e.g. `dynamo`
+   * @param counterMetricName the counter metric's name, e.g. `DynamoAtomicCounter` (the change metric adds `Change`)
    */
-  protected constructor(scope: Construct, id: string, options: CounterOptions, backend: string) {
+  protected constructor(scope: Construct, id: string, options: CounterOptions, backend: string, counterMetricName: string) {
     super(scope, id);
     this.backend = backend;
-    this.counterMetricName = counterMetricNameOf(backend);
+    this.counterMetricName = counterMetricName;
     ({
       conditionalWrites: this.conditionalWrites,
       maxCounterValue: this.maxCounterValue,
+      shards: this.shards,
       idempotencyRetentionSeconds: this.idempotencyRetentionSeconds,
     } = resolveMode(options));
     this.deployment = deploymentName(this);
@@ -234,7 +254,7 @@ export abstract class CounterBase extends Construct implements ICounter {
     // Neither depends on the backend: the subclass's function logs to this group.
     this.logGroup = createLogGroup(this, 'LogGroup', options);
     this.metricFilter = createMetricFilter(this, this.logGroup, this.counterMetricName);
-    this.changeMetricFilter = createChangeMetricFilter(this, this.logGroup, changeMetricNameOf(backend));
+    this.changeMetricFilter = createChangeMetricFilter(this, this.logGroup, changeMetricNameOf(counterMetricName));
   }
 
   /**
@@ -264,7 +284,7 @@ export abstract class CounterBase extends Construct implements ICounter {
   public metricCounterChange(props?: cloudwatch.MetricOptions): cloudwatch.Metric {
     return new cloudwatch.Metric({
       namespace: METRIC_NAMESPACE,
-      metricName: changeMetricNameOf(this.backend),
+      metricName: changeMetricNameOf(this.counterMetricName),
       dimensionsMap: this.counterMetricDimensions,
       statistic: cloudwatch.Stats.SUM,
       ...props,

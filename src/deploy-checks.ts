@@ -1,10 +1,13 @@
 import { Annotations, Stack, Token } from 'aws-cdk-lib';
 import { ISecret } from 'aws-cdk-lib/aws-secretsmanager';
 import { IConstruct } from 'constructs';
+import type { PropsValidation } from './private/props';
 
 /**
  * Synth-time checks of account- and region-level facts that CloudFormation
- * would otherwise report late, after the slow resources were created.
+ * would otherwise report late, after the slow resources were created. Each
+ * gives a problem for the construct's `PropsValidation` (never throws), so
+ * one error lists it with every other problem of the props.
  */
 
 /**
@@ -31,32 +34,31 @@ export const NON_DOCDB_REGIONS: readonly string[] = [
 ];
 
 /**
- * Fails synth with one line when the stack's region is known (not a token)
- * and DocumentDB is not offered there; warns for a region the list does not
+ * Records a problem when the stack's region is known (not a token) and
+ * DocumentDB is not offered there; warns for a region the list does not
  * know. An environment-agnostic stack is not checked (its region is decided
  * at deploy time).
  */
-export function checkDocDbRegion(scope: IConstruct): void {
+export function checkDocDbRegion(check: PropsValidation, scope: IConstruct): PropsValidation {
   const region = Stack.of(scope).region;
-  if (Token.isUnresolved(region) || DOCDB_REGIONS.includes(region)) return;
+  if (Token.isUnresolved(region) || DOCDB_REGIONS.includes(region)) return check;
   if (NON_DOCDB_REGIONS.includes(region)) {
-    throw new Error(`${scope.node.path}: Amazon DocumentDB is not offered in ${region} (CloudFormation has no AWS::DocDB::DBCluster there); deploy this stack to a region that offers it, e.g. us-east-1, eu-west-1 or ap-southeast-1`);
+    return check.problem(`Amazon DocumentDB is not offered in ${region} (CloudFormation has no AWS::DocDB::DBCluster there); deploy this stack to a region that offers it, e.g. us-east-1, eu-west-1 or ap-southeast-1`);
   }
   Annotations.of(scope).addWarningV2('@cdk-atomic-counter/docdb:region',
     `DocumentDB availability in ${region} is unknown to this library (its region list dates from 2026-12); the deployment fails if ${region} does not offer DocumentDB`);
+  return check;
 }
 
 /**
  * Secrets Manager reads a secret id ending in `-` plus six characters as a
  * full ARN's random suffix, so a *name* of that shape (e.g. `app/db-abc123`)
  * breaks partial-ARN lookups (`Secret.fromSecretNameV2`, IAM grants).
- * Throws one line naming `what`.
+ * The problem with `name`, naming `what`; undefined when there is none.
  */
-export function checkSecretName(what: string, name: string): string {
-  if (!Token.isUnresolved(name) && /-.{6}$/.test(name)) {
-    throw new Error(`${what}: the secret name "${name}" ends in "-" plus six characters, which Secrets Manager takes for the random suffix of a full ARN (lookups by name then fail); rename the secret, e.g. without the last hyphen`);
-  }
-  return name;
+export function secretNameProblem(what: string, name: string): string | undefined {
+  if (Token.isUnresolved(name) || !/-.{6}$/.test(name)) return undefined;
+  return `${what}: the secret name "${name}" ends in "-" plus six characters, which Secrets Manager takes for the random suffix of a full ARN (lookups by name then fail); rename the secret, e.g. without the last hyphen`;
 }
 
 /** Lambda's limit on the total size of a function's environment variables. */
@@ -77,30 +79,27 @@ export function environmentSize(environment: { [key: string]: string }): number 
   return bytes;
 }
 
-/** Fails synth with one line when `environment` would exceed Lambda's 4 KB limit. */
-export function checkEnvironmentSize(what: string, environment: { [key: string]: string }): void {
+/**
+ * The problem, if any, with `environment` against Lambda's 4 KB limit, naming
+ * `what` (e.g. "the counter function") and its largest variable.
+ */
+export function environmentSizeProblem(what: string, environment: { [key: string]: string }): string | undefined {
   const bytes = environmentSize(environment);
-  if (bytes > LAMBDA_ENVIRONMENT_LIMIT_BYTES) {
-    const largest = Object.entries(environment)
-      .map(([key, value]) => ({ key, bytes: Buffer.byteLength(key) + Buffer.byteLength(value) }))
-      .sort((a, b) => b.bytes - a.bytes)[0];
-    throw new Error(`${what}: its environment variables take about ${bytes} bytes, over Lambda's limit of ${LAMBDA_ENVIRONMENT_LIMIT_BYTES} (the largest is ${largest.key}, ${largest.bytes} bytes)`);
-  }
+  if (bytes <= LAMBDA_ENVIRONMENT_LIMIT_BYTES) return undefined;
+  const largest = Object.entries(environment)
+    .map(([key, value]) => ({ key, bytes: Buffer.byteLength(key) + Buffer.byteLength(value) }))
+    .sort((a, b) => b.bytes - a.bytes)[0];
+  return `${what}: its environment variables take about ${bytes} bytes, over Lambda's limit of ${LAMBDA_ENVIRONMENT_LIMIT_BYTES} (the largest is ${largest.key}, ${largest.bytes} bytes)`;
 }
 
 /**
  * The problem with a secret imported by name or partial ARN
  * (`Secret.fromSecretNameV2`, `fromSecretPartialArn`) whose name looks like a
- * full ARN (see `checkSecretName`), for `PropsValidation`; undefined when
+ * full ARN (see `secretNameProblem`), for `PropsValidation`; undefined when
  * there is none. A secret created in the stack or imported by its complete
  * ARN is not affected.
  */
 export function importedSecretNameProblem(prop: string, secret: ISecret | undefined): string | undefined {
-  if (secret === undefined || secret.secretFullArn !== undefined || Token.isUnresolved(secret.secretName)) return undefined;
-  try {
-    checkSecretName(`\`${prop}\``, secret.secretName);
-    return undefined;
-  } catch (e) {
-    return (e as Error).message;
-  }
+  if (secret === undefined || secret.secretFullArn !== undefined) return undefined;
+  return secretNameProblem(`\`${prop}\``, secret.secretName);
 }

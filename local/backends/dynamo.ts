@@ -11,6 +11,7 @@ import { BackendFixture, urlPort } from './fixture';
 import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV, DYNAMO_KEYS } from '../../src/backends/dynamo/dynamo-env';
 import { counterIdOf } from '../../src/backends/dynamo/runtime/dynamo-sharded-change';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
+import { startDynamoProxy } from '../engines/dynamodb-proxy';
 import { Engine } from '../engines/engine';
 
 function client(url: string): DynamoDBClient {
@@ -118,4 +119,14 @@ export const dynamoFixture: BackendFixture = {
     };
   },
   serverPort: (engine) => urlPort(engine.url, 8000),
+  /** Calls (one HTTP request each: `GetItem`, `TransactWriteItems`, …) at a proxy in front of DynamoDB Local. */
+  async callCounter(engine, env) {
+    const proxy = await startDynamoProxy(env[DYNAMO_ENV.ENDPOINT] ?? engine.url);
+    return {
+      env: { ...env, [DYNAMO_ENV.ENDPOINT]: proxy.url },
+      count: () => proxy.count(),
+      reset: () => proxy.reset(),
+      close: () => proxy.close(),
+    };
+  },
 };

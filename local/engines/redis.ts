@@ -1,4 +1,5 @@
 import { spawn, spawnSync } from 'child_process';
+import * as net from 'net';
 import * as os from 'os';
 import Redis from 'ioredis';
 import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, waitUntil } from './engine';
@@ -74,4 +75,109 @@ export async function acquireRedis(): Promise<Engine> {
   if (fromEnv) return { name: 'Redis', origin: 'env', url: fromEnv, stop: async () => undefined };
   if (await answersPing(DEFAULT_URL)) return { name: 'Redis', origin: 'default-port', url: DEFAULT_URL, stop: async () => undefined };
   return startRedisServer();
+}
+
+/**
+ * A TCP proxy in front of a Redis server that reads the client's side of
+ * every connection as Redis does (RESP arrays, or inline commands) and
+ * counts top-level commands: what the server executes as one request each.
+ * `INFO commandstats` cannot tell these apart, because it also counts the
+ * commands a Lua script runs inside (`redis.call`); a `MULTI … EXEC`
+ * counts each of its commands, as the server receives them.
+ */
+export interface RedisCommandProxy {
+  /** `redis://[credentials@]127.0.0.1:<port>`: the target's URL pointed at the proxy. */
+  readonly url: string;
+  /** Top-level commands received since the last `reset`, lower-case names in arrival order. */
+  readonly commands: readonly string[];
+  reset(): void;
+  close(): Promise<void>;
+}
+
+/**
+ * Length of the first complete command in `buffer` from `offset` and its
+ * name, or undefined while it is incomplete. RESP: `*<n>\r\n` then n bulk
+ * strings `$<len>\r\n<bytes>\r\n`; anything else is an inline command (one line).
+ */
+export function nextRedisCommand(buffer: Buffer, offset = 0): { length: number; name: string } | undefined {
+  const lineEnd = (from: number) => {
+    const at = buffer.indexOf('\r\n', from);
+    return at < 0 ? undefined : at;
+  };
+  if (offset >= buffer.length) return undefined;
+  if (buffer[offset] !== 0x2a /* '*' */) {
+    const end = lineEnd(offset);
+    if (end === undefined) return undefined;
+    const name = buffer.subarray(offset, end).toString('latin1').trim().split(/\s+/)[0]?.toLowerCase() ?? '';
+    return { length: end + 2 - offset, name };
+  }
+  const headerEnd = lineEnd(offset);
+  if (headerEnd === undefined) return undefined;
+  const count = Number(buffer.subarray(offset + 1, headerEnd).toString('latin1'));
+  let at = headerEnd + 2;
+  let name = '';
+  for (let i = 0; i < count; i++) {
+    const end = lineEnd(at);
+    if (end === undefined) return undefined;
+    const size = Number(buffer.subarray(at + 1, end).toString('latin1'));
+    const start = end + 2;
+    if (start + size + 2 > buffer.length) return undefined;
+    if (i === 0) name = buffer.subarray(start, start + size).toString('latin1').toLowerCase();
+    at = start + size + 2;
+  }
+  return { length: at - offset, name };
+}
+
+/** Starts a command-counting proxy on 127.0.0.1 (a free port) in front of the Redis server at `targetUrl`. */
+export async function startRedisCommandProxy(targetUrl: string): Promise<RedisCommandProxy> {
+  const target = new URL(targetUrl);
+  let commands: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect({ host: target.hostname, port: Number(target.port || 6379) });
+    sockets.add(client);
+    sockets.add(upstream);
+    let pending: Buffer = Buffer.alloc(0);
+    client.on('data', (chunk: Buffer) => {
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      let offset = 0;
+      for (let next = nextRedisCommand(pending, offset); next; next = nextRedisCommand(pending, offset)) {
+        commands.push(next.name);
+        offset += next.length;
+      }
+      pending = pending.subarray(offset);
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => client.write(chunk));
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    for (const s of [client, upstream]) {
+      s.on('error', end);
+      s.on('close', end);
+    }
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  const url = new URL(targetUrl);
+  url.hostname = '127.0.0.1';
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    get commands() {
+      return commands;
+    },
+    reset() {
+      commands = [];
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
 }

@@ -7,7 +7,7 @@
  * entry, environment and placement.
  */
 import * as path from 'path';
-import { CustomResource, Duration, Stack, Token } from 'aws-cdk-lib';
+import { CustomResource, Duration, Lazy, Stack, Token } from 'aws-cdk-lib';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
@@ -15,14 +15,15 @@ import * as logs from 'aws-cdk-lib/aws-logs';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import * as cr from 'aws-cdk-lib/custom-resources';
 import { Construct, IConstruct, IDependable } from 'constructs';
+import type { BackendContract } from './backend-contract';
 import { checkReservedConcurrency, recordReservation, reservedConcurrencyOf } from './concurrency';
 import { COUNTER_DEFAULTS, DEPLOYMENT_DIMENSION, METRIC_NAMESPACE } from './defaults';
 import { PropsValidation } from './props';
 import { KEEP_UNLESS_CREATE_FAILED } from './removal';
 import type { CounterBase, CounterOptions, FunctionPlacementOptions } from '../counter-base';
-import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
-import { checkEnvironmentSize } from '../deploy-checks';
-import { validateWorstCase } from '../worst-case';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS, SHARD_LIMITS } from '../counter-env';
+import { environmentSizeProblem } from '../deploy-checks';
+import { worstCaseProblem } from '../worst-case';
 
 /** The resolved mode of a counter. */
 export interface CounterMode {
@@ -30,6 +31,8 @@ export interface CounterMode {
   readonly conditionalWrites: boolean;
   /** The maximum in conditional mode. */
   readonly maxCounterValue: number;
+  /** Shard records per counter id. */
+  readonly shards: number;
   /** Seconds an Idempotency-Key is remembered. */
   readonly idempotencyRetentionSeconds: number;
 }
@@ -39,6 +42,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
   return {
     conditionalWrites: props.conditionalWrites ?? COUNTER_DEFAULTS.conditionalWrites,
     maxCounterValue: props.maxCounterValue ?? COUNTER_DEFAULTS.maxCounterValue,
+    shards: props.shards ?? SHARD_LIMITS.default,
     // Milliseconds first: toSeconds() would throw on 1.5 s before `checkCounterOptions` can say why.
     idempotencyRetentionSeconds: props.idempotencyRetention
       ? props.idempotencyRetention.toMilliseconds() / 1000
@@ -49,6 +53,7 @@ export function resolveMode(props: CounterOptions): CounterMode {
 /** Records the problems of the props every counter shares. */
 export function checkCounterOptions(check: PropsValidation, props: CounterOptions): PropsValidation {
   check.integer('maxCounterValue', props.maxCounterValue, 1);
+  check.integer('shards', props.shards, SHARD_LIMITS.min, SHARD_LIMITS.max);
   checkReservedConcurrency(check, props.reservedConcurrency);
   const retention = props.idempotencyRetention?.toMilliseconds();
   if (retention !== undefined && !Token.isUnresolved(retention)) {
@@ -138,10 +143,20 @@ function bundledFunctionProps(
   };
 }
 
-/** What a backend tells `createCounterFunction` about its function. */
+/**
+ * Stands in for a value that a resource the counter has not created yet will
+ * decide (an endpoint, a secret's ARN): an unresolved token, which the
+ * checks treat like the real one (counted at a token's estimated size, and
+ * present), so that a counter can check its function's environment together
+ * with its props before it creates anything (`checkCounterFunction`). It
+ * never reaches a template: resolving it fails the synth.
+ */
+export function notCreatedYet(what: string): string {
+  return Lazy.string({ produce: () => { throw new Error(`${what} was checked before it existed and never replaced (a bug in this library)`); } });
+}
+
+/** What a backend tells `createCounterFunction` (and `checkCounterFunction`) about its function. */
 export interface CounterFunctionOptions extends FunctionPlacementOptions {
-  /** Bundle directory below `assets/`, e.g. `backends/dynamo/runtime/dynamo-counter.lambda`. */
-  readonly entry: string;
   /** The backend's own environment (its env contract); mode variables are added here. */
   readonly environment: { [key: string]: string };
   /** The function's description. */
@@ -157,34 +172,66 @@ export interface CounterFunctionOptions extends FunctionPlacementOptions {
   readonly defaultReservedConcurrency?: number;
 }
 
-/**
- * Creates the counter function of `counter`, logging to `counter.logGroup`:
- * the shared defaults, the mode and deployment variables, and the synth-time
- * checks (environment size, the store's worst case against the timeout).
- * The backend grants access to its store itself (beyond `fn.secret`).
- */
-export function createCounterFunction(counter: CounterBase, props: CounterOptions, fn: CounterFunctionOptions): lambda.Function {
-  const environment = {
-    ...fn.environment,
+/** The counter function's whole environment: the backend's own variables, then those every counter carries. */
+function counterFunctionEnvironment(counter: CounterBase, props: CounterOptions, environment: { [key: string]: string }): { [key: string]: string } {
+  return {
+    ...environment,
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(counter.conditionalWrites),
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(counter.maxCounterValue),
     [COMMON_ENV.IDEMPOTENCY_RETENTION_SECONDS]: String(counter.idempotencyRetentionSeconds),
     [COMMON_ENV.DEPLOYMENT]: counter.deployment,
+    // Unsharded counters keep the environment they always had.
+    ...(counter.shards !== 1 ? { [COMMON_ENV.SHARDS]: String(counter.shards) } : {}),
     ...sourceMapEnvironment(props),
   };
-  checkEnvironmentSize(`${counter.node.path}: the counter function`, environment);
-  // The store's worst case (its env contract's timeouts and retries) must fit the function timeout: 503, never 502.
-  const timeoutMs = functionTimeoutMs(props);
-  validateWorstCase(counter.backend, environment, timeoutMs === undefined ? undefined : timeoutMs / 1000);
+}
+
+/**
+ * Records the synth-time problems of a counter function, for the counter's
+ * one props error: its environment against Lambda's size limit, and the
+ * store's worst case (from `backend`, the counter's contract) against the
+ * function timeout, so a slow store answers 503, never a Lambda timeout's
+ * 502. A counter calls it with the rest of its props checks, before it
+ * creates anything (`notCreatedYet` for what resources will decide);
+ * `createCounterFunction` checks the final environment again.
+ */
+export function checkCounterFunction(
+  check: PropsValidation, counter: CounterBase, backend: BackendContract, props: CounterOptions, environment: { [key: string]: string },
+): PropsValidation {
+  const full = counterFunctionEnvironment(counter, props, environment);
+  return check
+    .check(counter.backend === backend.name, `the counter serves /${counter.backend} but was given the contract of ${backend.name} (a bug in this library)`)
+    .check(counter.shards <= 1 || backend.sharded, `\`shards\` (${counter.shards}): the ${backend.name} backend does not implement sharded counters yet; leave \`shards\` at 1`)
+    .problem(environmentSizeProblem('the counter function', full))
+    .problem(worstCaseProblem(backend, full, functionTimeoutMs(props)));
+}
+
+/** Records the synth-time problems of a setup function: its environment against Lambda's size limit. */
+export function checkSetupFunction(check: PropsValidation, environment: { [key: string]: string }): PropsValidation {
+  return check.problem(environmentSizeProblem('the setup function', environment));
+}
+
+/**
+ * Creates the counter function of `counter`, from its backend's contract
+ * (bundle, worst case), logging to `counter.logGroup`: the shared defaults,
+ * the mode and deployment variables, and the synth-time checks of
+ * `checkCounterFunction` on the final environment. Requiring the contract
+ * here is what keeps a backend from shipping a function whose worst case
+ * nobody checked. The backend grants access to its store itself (beyond `fn.secret`).
+ */
+export function createCounterFunction(
+  counter: CounterBase, backend: BackendContract, props: CounterOptions, fn: CounterFunctionOptions,
+): lambda.Function {
+  checkCounterFunction(new PropsValidation(counter), counter, backend, props, fn.environment).throwIfInvalid();
   const reservedConcurrentExecutions = reservedConcurrencyOf(props.reservedConcurrency, fn.defaultReservedConcurrency);
   recordReservation(counter, reservedConcurrentExecutions);
   const counterFunction = new lambda.Function(counter, 'Function', {
-    ...bundledFunctionProps(props, fn),
+    ...bundledFunctionProps(props, { ...fn, entry: backend.bundles.counter }),
     reservedConcurrentExecutions,
     memorySize: props.memorySize ?? COUNTER_DEFAULTS.memorySize,
     timeout: props.timeout ?? Duration.seconds(COUNTER_DEFAULTS.timeoutSeconds),
     logGroup: counter.logGroup,
-    environment,
+    environment: counterFunctionEnvironment(counter, props, fn.environment),
   });
   if (fn.secret) grantSecretValueRead(fn.secret, counterFunction);
   if (fn.after) counterFunction.node.addDependency(fn.after);
@@ -226,7 +273,7 @@ export interface SetupResources {
  * function.
  */
 export function createSetupResource(scope: Construct, props: CounterOptions, options: SetupResourceOptions): SetupResources {
-  checkEnvironmentSize(`${scope.node.path}: the setup function`, options.environment);
+  checkSetupFunction(new PropsValidation(scope), options.environment).throwIfInvalid();
   const logGroup = createLogGroup(scope, 'SetupLogGroup', props);
   const setupFunction = new lambda.Function(scope, 'SetupFunction', {
     ...bundledFunctionProps(props, options),

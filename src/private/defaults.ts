@@ -6,26 +6,23 @@
 import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import type { BackendContract } from './backend-contract';
 import { MODE_DEFAULTS } from '../counter-env';
 
 /** Namespace of every counter metric. */
 export const METRIC_NAMESPACE = 'AtomicCounter';
 
-/** How each backend's route segment is spelled in its counter metric's name. */
-const BACKEND_METRIC_PREFIXES: { readonly [backend: string]: string } = {
-  dynamo: 'Dynamo', redis: 'Redis', momento: 'Momento', docdb: 'DocDb', tidb: 'TiDb',
-};
-
-/** `<Backend>AtomicCounter`, e.g. `DynamoAtomicCounter` for `dynamo`: the one place counter metric names come from. */
-export function counterMetricNameOf(backend: string): string {
-  const prefix = BACKEND_METRIC_PREFIXES[backend];
-  if (prefix === undefined) throw new Error(`unknown counter backend "${backend}"`);
-  return `${prefix}AtomicCounter`;
+/**
+ * `<Backend>AtomicCounter`, e.g. `DynamoAtomicCounter`: the one place counter
+ * metric names come from, spelled with the backend's contract's `metricPrefix`.
+ */
+export function counterMetricNameOf(backend: Pick<BackendContract, 'metricPrefix'>): string {
+  return `${backend.metricPrefix}AtomicCounter`;
 }
 
-/** The change metric of a backend, e.g. `DynamoAtomicCounterChange`: the sum of applied steps. */
-export function changeMetricNameOf(backend: string): string {
-  return `${counterMetricNameOf(backend)}Change`;
+/** The change metric of a counter metric, e.g. `DynamoAtomicCounterChange`: the sum of applied steps. */
+export function changeMetricNameOf(counterMetricName: string): string {
+  return `${counterMetricName}Change`;
 }
 
 /** Name of the counter metric's dimension that identifies the deployment. */

@@ -1,14 +1,15 @@
-import { CounterModeConfig, Env, readModeConfig } from './config';
-import { IDEMPOTENCY_DEFAULTS } from '../counter-env';
+import { ConfigError, CounterModeConfig, Env, readModeConfig } from './config';
+import { ContainerStore, StoreFactory } from './container-store';
+import { COMMON_ENV, IDEMPOTENCY_DEFAULTS } from '../counter-env';
 import { BackendUnavailableError, CounterError, CredentialsRejectedError, FloorReachedError, LimitReachedError } from './errors';
 import { errorResponse, HttpResponse, jsonResponse } from './http';
 import { RequestLogLine, writeLogLine } from './log';
 import { CounterEvent, CounterRequest, parseRequest } from './request';
 import { invalidateSecret } from './secrets';
 import { FUNCTION_TIMEOUT_MARGIN_MS, secretReadWorstCaseMs } from '../timeouts';
-import { BackendName, CounterChange, CounterStore } from './store';
+import { BackendName, CounterChange } from './store';
 
-export type StoreFactory = () => CounterStore | Promise<CounterStore>;
+export type { StoreFactory } from './container-store';
 
 /**
  * A Lambda proxy handler: API Gateway event in, HTTP answer out. `close`
@@ -48,38 +49,16 @@ export interface CounterHandlerOptions {
 
 /**
  * The pipeline shared by every backend: parse → store → answer → one log
- * line. The store is created (its secret read, its connection opened) while
- * the module loads, in Lambda's init phase, and reused by every invocation
- * of the container; if that fails (a secret that cannot be read, an engine
- * that is down) nothing is thrown or left unhandled: the next request tries
- * again.
+ * line. The container's store (`ContainerStore`) is created while the
+ * module loads, in Lambda's init phase, and reused by every invocation; if
+ * that fails nothing is thrown or left unhandled: the next request tries again.
  */
 export function createCounterHandler(options: CounterHandlerOptions): CounterHandler {
   const { backend } = options;
   const mode = options.mode ?? readModeConfig(options.env ?? process.env);
   const shards = mode.shards ?? 1;
   const retentionSeconds = mode.idempotencyRetentionSeconds ?? IDEMPOTENCY_DEFAULTS.retentionSeconds;
-  let store: Promise<CounterStore> | undefined;
-  /** What `store` resolved to, while it stands: a request skips awaiting it. */
-  let current: CounterStore | undefined;
-  /** Why the init-phase connect failed: the answer of a request that waited for it. */
-  let initError: unknown;
-
-  const getStore = (): Promise<CounterStore> => {
-    if (!store) {
-      const pending: Promise<CounterStore> = Promise.resolve()
-        .then(options.createStore)
-        .then((s) => {
-          if (store === pending) current = s;
-          return s;
-        }, (err) => {
-          if (store === pending) store = undefined;
-          throw err;
-        });
-      store = pending;
-    }
-    return store;
-  };
+  const container = new ContainerStore(options.createStore, options.connectAtInit ?? true);
 
   /**
    * Credential rotation: the store says the datastore rejected its
@@ -91,7 +70,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
    */
   const recoverFromRejection = async (err: CredentialsRejectedError, passMs: number, context?: LambdaContextLike): Promise<boolean> => {
     if (!err.secretArn || !invalidateSecret(err.secretArn)) return false;
-    await close();
+    await container.close();
     const remaining = context?.getRemainingTimeInMillis?.();
     // The second pass costs a secret read plus about what the first one took.
     if (remaining !== undefined && remaining < passMs + secretReadWorstCaseMs() + FUNCTION_TIMEOUT_MARGIN_MS) {
@@ -101,18 +80,10 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
   };
 
   const serve = async (request: CounterRequest, log: RequestLogLine): Promise<HttpResponse> => {
-    // A request that arrives while the init-phase connect is still under way
-    // shares its outcome: if it fails, init closes that store, and a request
-    // already using it would meet a closed client (a 500, "Pool is closed")
-    // instead of the init's own error (a 503 for an unreachable engine).
-    // Only a classified failure is shared; anything else (an unexpected
-    // error of a client's connect) lets the request try on a fresh store.
-    if (initPending && !(await initDone) && initError instanceof CounterError) {
-      const err = initError;
-      initError = undefined;
-      throw err;
+    const s = await container.acquire();
+    if (shards > 1 && s.sharded !== true) {
+      throw new ConfigError(`${COMMON_ENV.SHARDS}=${shards}, but the ${backend} store does not implement sharded counters`);
     }
-    const s = current ?? await getStore();
     if (request.operation === 'read') {
       const counter = await s.read(request.id, shards);
       log.counter = counter;
@@ -180,45 +151,7 @@ export function createCounterHandler(options: CounterHandlerOptions): CounterHan
     return response;
   };
 
-  // Init phase: start now, while Lambda initialises the container. Both a
-  // failed creation (getStore resets `store`) and a failed connect are
-  // caught here, so the first request simply tries again. After a failed
-  // connect the store is dropped and the first request creates a fresh one:
-  // some clients stay unusable after a failed first connect (the MongoDB
-  // driver keeps its closed topology).
-  const initDone: Promise<boolean> = options.connectAtInit ?? true
-    ? getStore().then(async (s) => {
-      try {
-        await s.connect?.();
-        return true;
-      } catch (err) {
-        initError = err;
-        const pending = store;
-        if (pending && (await pending.catch(() => undefined)) === s) {
-          store = undefined;
-          current = undefined;
-          await s.close?.().catch(() => undefined);
-        }
-        return false;
-      }
-    }).catch((err) => {
-      initError ??= err;
-      return false;
-    })
-    : Promise.resolve(false);
-  let initPending = options.connectAtInit ?? true;
-  void initDone.then(() => {
-    initPending = false;
-  });
-
-  const close = async (): Promise<void> => {
-    const pending = store;
-    store = undefined;
-    current = undefined;
-    const s = await pending?.catch(() => undefined);
-    await s?.close?.();
-  };
-  return Object.assign(handle, { close, ready: () => initDone });
+  return Object.assign(handle, { close: () => container.close(), ready: () => container.ready() });
 }
 
 /** Class and message of an error and its first cause: enough to debug, no stack. */

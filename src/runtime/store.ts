@@ -9,6 +9,13 @@
  */
 export interface CounterStore {
   /**
+   * True when the store implements sharded counters (`change.shards` > 1,
+   * `read(id, shards)`). The pipeline refuses a shard count above 1 for a
+   * store without it rather than answer as if the counter were sharded.
+   */
+  readonly sharded?: boolean;
+
+  /**
    * Applies one change and returns the value it produced. A counter never
    * written starts at 0.
    *

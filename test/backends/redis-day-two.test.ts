@@ -5,6 +5,7 @@
  * silently (a frozen container behind a NAT). Times are printed and
  * asserted against the configured bounds, with slack.
  */
+import * as net from 'net';
 import Redis from 'ioredis';
 import { startFaultProxy } from '../../local/engines/fault-proxy';
 import { RedisServer, startRedisServer } from '../../local/engines/redis';
@@ -64,6 +65,22 @@ async function timed(handler: ProxyHandler, method: string, id: string) {
   const t0 = performance.now();
   const answer = await call(handler, method, 'redis', id);
   return { ...answer, ms: performance.now() - t0 };
+}
+
+/** The server's first reply line to `AUTH default <token>` on a fresh connection. */
+async function authReply(port: number, token: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1', () => socket.write(`AUTH default ${token}\r\n`));
+    let data = '';
+    socket.on('data', (chunk) => {
+      data += chunk.toString('utf8');
+      if (data.includes('\r\n')) {
+        socket.destroy();
+        resolve(data.split('\r\n')[0]);
+      }
+    });
+    socket.on('error', reject);
+  });
 }
 
 /** The password change as a rotation does it: the engine takes the new token, then the secret. */
@@ -161,4 +178,81 @@ describe('redis: idle connection dropped silently (frozen container behind a NAT
       await proxy.close();
     }
   }, 60_000);
+});
+
+describe('redis: the documented rotation (ElastiCache ROTATE, then the secret, then SET)', () => {
+  /**
+   * docs/operations.md, "Redis: rotating the AUTH token", played on a local
+   * redis-server: ROTATE makes both tokens valid (ACL: two passwords on the
+   * default user), the secret then takes the new one, SET leaves only the new
+   * token. ElastiCache keeps connections authenticated with the old token
+   * after SET; this test closes them while idle at SET (the harsher case: a
+   * container's next connection must present a token it has to re-read).
+   * The containers check an idle connection after 50 ms (as they do after
+   * 20 s by default), so they find the closed connection with a PING rather
+   * than by sending a change on it (that would be an ambiguous 503 by
+   * design, see the fault tests, and is not what SET does). Four
+   * containers keep sending changes through every step: every answer must
+   * be a 200 and the total exact.
+   */
+  test('four warm containers under load through every step: only 200s, the total exact, one secret re-read per container', async () => {
+    const oldToken = 'old0token0' + 'a'.repeat(22);
+    const newToken = 'new0token0' + 'b'.repeat(22);
+    const s = await server(oldToken);
+    const a = admin(s);
+    secrets = await startSecretsStandIn(ARN, { authToken: oldToken });
+    // A command budget for a busy machine: this test is about credentials, not time.
+    const handlers = Array.from({ length: 4 }, () => secretContainer(s, {
+      [REDIS_ENV.COMMAND_TIMEOUT_MS]: '5000', [REDIS_ENV.CONNECT_TIMEOUT_MS]: '5000', [REDIS_ENV.IDLE_CHECK_MS]: '50',
+    }));
+    const statuses: number[] = [];
+    let stop = false;
+    let paused: Promise<void> | undefined;
+    let inFlight = 0;
+    const load = handlers.map(async (h) => {
+      while (!stop) {
+        if (paused) await paused;
+        inFlight++;
+        statuses.push((await call(h, 'POST', 'redis', 'dual')).status);
+        inFlight--;
+      }
+    });
+    const settle = async (count: number) => {
+      while (statuses.length < count) await new Promise((r) => setTimeout(r, 5));
+    };
+    const step = async (what: () => Promise<unknown> | void) => {
+      await what();
+      // Every container sends a few changes in this phase before the next step.
+      await settle(statuses.length + 40);
+    };
+    await step(() => undefined);
+    // 2. ROTATE: the old and the new token are both valid.
+    await step(() => a.call('ACL', 'SETUSER', 'default', 'on', `>${oldToken}`, `>${newToken}`));
+    // 3. The secret takes the new token.
+    await step(() => secrets!.setValue({ authToken: newToken }));
+    // 4. SET: only the new token; the old connections are closed between requests.
+    await step(async () => {
+      let resume!: () => void;
+      paused = new Promise((r) => { resume = r; });
+      while (inFlight > 0) await new Promise((r) => setTimeout(r, 1));
+      await a.call('ACL', 'SETUSER', 'default', 'resetpass', `>${newToken}`);
+      await a.client('KILL', 'TYPE', 'normal', 'SKIPME', 'yes');
+      // Idle past the containers' check interval: each PINGs before its next change.
+      await new Promise((r) => setTimeout(r, 200));
+      paused = undefined;
+      resume();
+    });
+    stop = true;
+    await Promise.all(load);
+    const others = statuses.filter((status) => status !== 200);
+    expect(others).toEqual([]);
+    expect(await a.get('d2:dual')).toBe(String(statuses.length));
+    // Each container read the secret at its start and once more when its reconnect was refused.
+    expect(secrets.reads).toBe(2 * handlers.length);
+    // The old token no longer opens a connection.
+    expect(await authReply(s.port, oldToken)).toMatch(/^-WRONGPASS/);
+    expect(await authReply(s.port, newToken)).toBe('+OK');
+    // A cold container after the last step reads the new token and answers 200.
+    expect(await call(secretContainer(s), 'POST', 'redis', 'dual')).toMatchObject({ status: 200, body: { counter: statuses.length + 1 } });
+  }, 120_000);
 });

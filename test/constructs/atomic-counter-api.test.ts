@@ -4,6 +4,8 @@ import * as apigw from 'aws-cdk-lib/aws-apigateway';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DynamoCounter } from '../../src';
+import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
+import { counterMetricNameOf } from '../../src/private/defaults';
 import { BackendUnavailableError } from '../../src/runtime/errors';
 import { errorResponse } from '../../src/runtime/http';
 import { environmentOf, lambdaRuntimes, nodeMajor } from '../kit/template';
@@ -211,7 +213,10 @@ describe('AtomicCounterApi', () => {
       // A copy: the API's list changes only through addCounter.
       api.counters.pop();
       expect(api.counters).toEqual([counter]);
-      expect(() => api.addCounter(counter)).toThrow(/already serves a counter at \/dynamo/);
+      expect(() => api.addCounter(counter)).toThrow(/^Test\/Api: AtomicCounterApi already serves a counter at \/dynamo$/);
+      // A route segment the API cannot serve: refused the same way, before any resource is added.
+      const badRoute = Object.assign(Object.create(Object.getPrototypeOf(counter)), counter, { backend: 'Dynamo/2' });
+      expect(() => api.addCounter(badRoute)).toThrow(/^Test\/Api: invalid backend route segment: "Dynamo\/2"/);
     });
     t.resourceCountIs('AWS::ApiGateway::Method', 2);
     t.hasResourceProperties('AWS::Lambda::Permission', { Action: 'lambda:InvokeFunction', Principal: 'apigateway.amazonaws.com' });
@@ -254,15 +259,17 @@ describe('AtomicCounterApi', () => {
       const t = synth((s) => {
         api = all(s);
       });
-      expect(api!.backends.sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
-      expect(api!.counters.map((c) => c.backend)).toEqual(['dynamo', 'redis', 'momento', 'docdb', 'tidb']);
+      // Every backend the library knows, in the order the API creates them (its props' order, the table's).
+      const names = ALL_BACKEND_CONTRACTS.map((c) => c.name);
+      expect(api!.backends).toEqual(names);
+      expect(api!.counters.map((c) => c.backend)).toEqual(names);
       expect(api!.counters).toEqual([api!.dynamoCounter, api!.redisCounter, api!.momentoCounter, api!.docdbCounter, api!.tidbCounter]);
       const parts = Object.values<any>(t.findResources('AWS::ApiGateway::Resource')).map((r) => r.Properties.PathPart);
-      expect(parts.filter((p) => p !== '{id}').sort()).toEqual(['docdb', 'dynamo', 'momento', 'redis', 'tidb']);
+      expect(parts.filter((p) => p !== '{id}').sort()).toEqual([...names].sort());
       const methods = Object.values<any>(t.findResources('AWS::ApiGateway::Method'));
-      expect(methods).toHaveLength(10);
+      expect(methods).toHaveLength(2 * names.length);
       expect(methods.every((m) => m.Properties.ApiKeyRequired === true)).toBe(true);
-      for (const metric of ['DynamoAtomicCounter', 'RedisAtomicCounter', 'MomentoAtomicCounter', 'DocDbAtomicCounter', 'TiDbAtomicCounter']) {
+      for (const metric of ALL_BACKEND_CONTRACTS.map(counterMetricNameOf)) {
         t.hasResourceProperties('AWS::Logs::MetricFilter', { MetricTransformations: [Match.objectLike({ MetricName: metric })] });
       }
     });

@@ -1,5 +1,5 @@
-import type { BackendName } from '../../src/runtime/store';
+import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
 import { describeConstructContract } from '../kit/construct-contract';
 
-// The construct contract (test/kit/construct-contract.ts), once per counter.
-for (const backend of ['dynamo', 'redis', 'momento', 'docdb', 'tidb'] as BackendName[]) describeConstructContract(backend);
+// The construct contract (test/kit/construct-contract.ts), once per backend the library knows.
+for (const { name } of ALL_BACKEND_CONTRACTS) describeConstructContract(name);

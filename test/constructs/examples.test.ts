@@ -4,9 +4,10 @@ import * as path from 'path';
 import { Stack } from 'aws-cdk-lib';
 import { Annotations, Match, Template } from 'aws-cdk-lib/assertions';
 import { buildExample, config, EXAMPLE_VARIANTS, exampleDir, FAKE_CREDENTIALS, FULL_DOTENV } from './example-app';
+import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
 
-/** The backends the example serves when every credential is configured: all five. */
-const ALL_BACKENDS = ['dynamo', 'redis', 'momento', 'docdb', 'tidb'];
+/** The backends the example serves when every credential is configured: every backend the library knows. */
+const ALL_BACKENDS = ALL_BACKEND_CONTRACTS.map((c) => c.name);
 /** Backends with a setup custom resource, and its type. */
 const SETUP_TYPES: Record<string, string> = { momento: 'Custom::MomentoSetup', docdb: 'Custom::DocDbSetup', tidb: 'Custom::TiDbSetup' };
 
@@ -32,6 +33,8 @@ describe('example stack, every backend configured', () => {
 
   test('serves every backend', () => {
     expect(stack.api.backends.sort()).toEqual([...ALL_BACKENDS].sort());
+    // The example's own list (it builds on the published package, not on src/private) names the same backends.
+    expect([...config.BACKEND_NAMES].sort()).toEqual([...ALL_BACKENDS].sort());
   });
 
   test('one VPC with two public and two private subnets and ONE NAT gateway; rejected traffic is flow-logged', () => {

@@ -8,6 +8,7 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, DocDbCounter, DynamoCounter, MomentoCounter, RedisCounter, RedisEngine, TiDbCounter } from '../../src';
+import { notCreatedYet } from '../../src/private/counter-resources';
 import { thrown } from '../kit/template';
 
 const SECRET_ARN = 'arn:aws:secretsmanager:eu-west-1:123456789012:secret:creds-AbCdEf';
@@ -104,4 +105,60 @@ test('valid props of each backend pass', () => {
     new MomentoCounter(s, 'Momento', { credentialsSecret: secret, vpc, securityGroups: [] });
     new TiDbCounter(s, 'TiDb', { credentialsSecret: secret, databaseName: 'votes' });
   }).not.toThrow();
+});
+
+/**
+ * Issue 19, item 9: the synth-time checks that are not about one prop (the
+ * store's worst case against the timeout, Lambda's environment limit, the
+ * region) are problems of the same validation, reported in the same one
+ * error as the props' own, before anything is created.
+ */
+describe('synth-time checks join the props problems in one error', () => {
+  const worstCase = /^the store's worst-case answer time is \d+ ms \(.*\); with a 1000 ms margin it exceeds the function timeout of \d+ ms/;
+
+  test.each([
+    ['DynamoCounter: a bad maximum and a timeout below the worst case', (s: Stack) => new DynamoCounter(s, 'Counter', { maxCounterValue: 0, timeout: Duration.seconds(5) }),
+      [/^`maxCounterValue` must be an integer ≥ 1 \(got 0\)$/, worstCase]],
+    ['RedisCounter (created group): a bad replica count and a command timeout over the worst case', (s: Stack) => new RedisCounter(s, 'Counter', {
+      vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }), replicas: 9, commandTimeout: Duration.seconds(3),
+    }), [/^`replicas` must be an integer from 0 to 5 \(got 9\)$/, worstCase]],
+    ['MomentoCounter: a bad attempt count and a CAS budget over the worst case', (s: Stack) => new MomentoCounter(s, 'Counter', {
+      credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'C', SECRET_ARN), casMaxAttempts: 0, casTimeBudget: Duration.seconds(8),
+    }), [/^`casMaxAttempts` must be an integer ≥ 1 \(got 0\)$/, worstCase]],
+    ['TiDbCounter: a bad table name and two CA certificates over Lambda\'s environment limit', (s: Stack) => new TiDbCounter(s, 'Counter', {
+      credentialsSecret: secretsmanager.Secret.fromSecretCompleteArn(s, 'C', SECRET_ARN), tableName: 'bad-name', tlsCaCertificate: 'x'.repeat(4000),
+    }), [/^`tableName` must be 1-64 letters/, /^the setup function: its environment variables take about \d+ bytes, over Lambda's limit of 4096/,
+      /^the counter function: its environment variables take about \d+ bytes, over Lambda's limit of 4096/]],
+  ] as Array<[string, (s: Stack) => unknown, RegExp[]]>)('%s', (_name, build, expected) => {
+    const message = thrown(() => build(stack()));
+    expect(message.split('\n')[0]).toBe(`Test/Counter: ${expected.length} problems with its props:`);
+    const listed = problems(message);
+    expect(listed).toHaveLength(expected.length);
+    expected.forEach((pattern, i) => expect(listed[i]).toMatch(pattern));
+  });
+
+  test('DocDbCounter: a region without DocumentDB, a bad instance count and a timeout below the worst case, in one error', () => {
+    const s = new Stack(new App(), 'Test', { env: { account: '123456789012', region: 'us-west-1' } });
+    const message = thrown(() => new DocDbCounter(s, 'Counter', {
+      vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }), instances: 0, timeout: Duration.seconds(8),
+    }));
+    expect(message.split('\n')[0]).toBe('Test/Counter: 3 problems with its props:');
+    const listed = problems(message);
+    expect(listed[0]).toBe('`instances` must be an integer from 1 to 16 (got 0)');
+    expect(listed[1]).toMatch(/^Amazon DocumentDB is not offered in us-west-1 /);
+    expect(listed[2]).toMatch(worstCase);
+  });
+
+  test('a stand-in for a value not created yet never reaches a template: resolving it fails the synth', () => {
+    const s = stack();
+    expect(() => s.resolve(notCreatedYet('the primary endpoint'))).toThrow(/the primary endpoint was checked before it existed and never replaced/);
+  });
+
+  test('nothing is created before the error: the stack holds no resource of the counter', () => {
+    const s = stack();
+    expect(() => new DynamoCounter(s, 'Counter', { maxCounterValue: 0, timeout: Duration.seconds(5) })).toThrow();
+    const counter = s.node.tryFindChild('Counter');
+    expect(counter?.node.tryFindChild('Table')).toBeUndefined();
+    expect(counter?.node.tryFindChild('Function')).toBeUndefined();
+  });
 });

@@ -53,10 +53,10 @@ describe('synth: worst case against the function timeout', () => {
   });
 
   test.each([
-    ['DynamoDB, timeout 5 s', (s: Stack) => new DynamoCounter(s, 'C', { timeout: Duration.seconds(5) }), /^dynamo: the store's worst-case answer time is 6225 ms \(3 attempts × request timeout 6000 ms \+ retry back-off 225 ms\); with a 1000 ms margin it exceeds the function timeout of 5000 ms/],
-    ['Redis, command timeout 3 s under a 10 s timeout', (s: Stack) => new RedisCounter(s, 'C', { vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }), commandTimeout: Duration.seconds(3) }), /^redis: the store's worst-case answer time is 11500 ms \(secret read 1500 ms \+ idle-connection PING 3000 ms \+ connect 1000 ms \+ command \+ NOSCRIPT fallback 6000 ms\).*function timeout of 10000 ms.*502 instead of a 503/],
-    ['Momento, conditional, CAS budget 8 s under a 10 s timeout', (s: Stack) => new MomentoCounter(s, 'C', { credentialsSecret: secret(s), conditionalWrites: true, casTimeBudget: Duration.seconds(8) }), /^momento: the store's worst-case answer time is 11616 ms \(secret read 1500 ms \+ init-phase channel connect 1000 ms \+ compare-and-swap budget 8000 ms \+ one SDK call \(client deadline\) 1100 ms \+ back-off 16 ms\)/],
-    ['TiDB, query timeout 4 s under an 11 s timeout', (s: Stack) => new TiDbCounter(s, 'C', { credentialsSecret: secret(s), connectTimeout: Duration.seconds(1), queryTimeout: Duration.seconds(4), timeout: Duration.seconds(11) }), /^tidb: the store's worst-case answer time is 10500 ms \(secret read 1500 ms \+ stale-connection ping 4000 ms \+ connect 1000 ms \+ statement \(retries included\) 4000 ms\)/],
+    ['DynamoDB, timeout 5 s', (s: Stack) => new DynamoCounter(s, 'C', { timeout: Duration.seconds(5) }), /^Test\/C: the store's worst-case answer time is 6225 ms \(3 attempts × request timeout 6000 ms \+ retry back-off 225 ms\); with a 1000 ms margin it exceeds the function timeout of 5000 ms/],
+    ['Redis, command timeout 3 s under a 10 s timeout', (s: Stack) => new RedisCounter(s, 'C', { vpc: new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 }), commandTimeout: Duration.seconds(3) }), /^Test\/C: the store's worst-case answer time is 11500 ms \(secret read 1500 ms \+ idle-connection PING 3000 ms \+ connect 1000 ms \+ command \+ NOSCRIPT fallback 6000 ms\).*function timeout of 10000 ms.*502 instead of a 503/],
+    ['Momento, conditional, CAS budget 8 s under a 10 s timeout', (s: Stack) => new MomentoCounter(s, 'C', { credentialsSecret: secret(s), conditionalWrites: true, casTimeBudget: Duration.seconds(8) }), /^Test\/C: the store's worst-case answer time is 11616 ms \(secret read 1500 ms \+ init-phase channel connect 1000 ms \+ compare-and-swap budget 8000 ms \+ one SDK call \(client deadline\) 1100 ms \+ back-off 16 ms\)/],
+    ['TiDB, query timeout 4 s under an 11 s timeout', (s: Stack) => new TiDbCounter(s, 'C', { credentialsSecret: secret(s), connectTimeout: Duration.seconds(1), queryTimeout: Duration.seconds(4), timeout: Duration.seconds(11) }), /^Test\/C: the store's worst-case answer time is 10500 ms \(secret read 1500 ms \+ stale-connection ping 4000 ms \+ connect 1000 ms \+ statement \(retries included\) 4000 ms\)/],
   ])('%s: synth fails with one clear message', (_, build, message) => {
     expect(() => build(stack())).toThrow(message);
   });
@@ -71,6 +71,6 @@ describe('synth: worst case against the function timeout', () => {
     const s = stack();
     const vpc = new ec2.Vpc(s, 'Vpc', { maxAzs: 2, natGateways: 1 });
     expect(() => new DocDbCounter(s, 'C', { vpc, timeout: Duration.seconds(8) }))
-      .toThrow(/^docdb: the store's worst-case answer time is 7500 ms \(secret read 1500 ms \+ operation timeout 6000 ms\); with a 1000 ms margin it exceeds the function timeout of 8000 ms/);
+      .toThrow(/^Test\/C: the store's worst-case answer time is 7500 ms \(secret read 1500 ms \+ operation timeout 6000 ms\); with a 1000 ms margin it exceeds the function timeout of 8000 ms/);
   });
 });

@@ -4,7 +4,7 @@
  * that would be deployed), loaded as several independent containers so the
  * increments arrive over many connections.
  */
-import { describeExactlyOnceContract } from './exactly-once-contract';
+import { describeExactlyOnceContract, ExactlyOnceContractOptions } from './exactly-once-contract';
 import { describeStepsContract } from './steps-contract';
 import { BackendFixture, uniqueNamespace } from '../../local/backends/fixture';
 import { BackendSession, openBackend } from '../../local/backends/lifecycle';
@@ -12,7 +12,37 @@ import { Engine, EngineUnavailableError } from '../../local/engines/engine';
 import { closeContainers, ContainerMode, establishedConnections, openFileDescriptors, ProxyHandler, proxyEvent } from '../../local/lambda-container';
 import { checkAnswer } from '../../local/openapi';
 import { runWorkload, WorkloadResult } from '../../local/workload';
+import { DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
+import { REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import type { BackendName } from '../../src/runtime/store';
+
+/**
+ * Handler budgets of the containers this kit loads (issue 19, item 11). The
+ * deployed defaults (Redis 1 s per command, TiDB 2.5 s per statement,
+ * DocumentDB 6 s per call…) are sized for a datastore a network hop away
+ * and a container that has a CPU to itself. Here the engine, the callers
+ * and 8 containers share one process or two cores with whatever else the
+ * machine runs: with four CPU-bound processes beside it, a Redis command
+ * waited past 1 s and answered 503, which the exact-count assertions cannot
+ * tell from a lost update. What these tests check is counting, not timing,
+ * so their budgets are generous; a test about a bound (the lost-reply and
+ * fault tests) passes its own tight values in `mode.env`, which win.
+ * DynamoDB's and Momento's local fixtures already raise theirs
+ * (local/backends/dynamo.ts, momento.ts), for the local server too.
+ */
+export const CONFORMANCE_BUDGETS: Readonly<Record<BackendName, Readonly<Record<string, string>>>> = {
+  dynamo: {},
+  redis: { [REDIS_ENV.CONNECT_TIMEOUT_MS]: '10000', [REDIS_ENV.COMMAND_TIMEOUT_MS]: '10000' },
+  momento: {},
+  docdb: {
+    [DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS]: '20000',
+    [DOCDB_ENV.CONNECT_TIMEOUT_MS]: '10000',
+    [DOCDB_ENV.SOCKET_TIMEOUT_MS]: '20000',
+    [DOCDB_ENV.OPERATION_TIMEOUT_MS]: '60000',
+  },
+  tidb: { [TIDB_ENV.CONNECT_TIMEOUT_MS]: '10000', [TIDB_ENV.QUERY_TIMEOUT_MS]: '20000' },
+};
 
 export interface ConformanceOptions {
   /** Unconditional hot id: callers × total increments. @default 32 × 1000 */
@@ -25,6 +55,8 @@ export interface ConformanceOptions {
   readonly containers?: number;
   /** Warm invocations of the leak test. @default 5000 */
   readonly leakInvocations?: number;
+  /** Options of the exactly-once contract (e.g. the route of its mixed keyed/unkeyed test). */
+  readonly exactlyOnce?: Pick<ExactlyOnceContractOptions, 'contendedRoute'>;
 }
 
 export interface Counters {
@@ -103,7 +135,12 @@ export function useBackend(backend: BackendName): () => Counters {
     if (failure) throw failure;
     if (!session) throw new Error(`${backend}: engine not acquired`);
     const { fixture, engine, prepare, containers } = session;
-    return { fixture, engine, prepare, containers };
+    return {
+      fixture,
+      engine,
+      prepare,
+      containers: (mode, n, namespace) => containers({ ...mode, env: { ...CONFORMANCE_BUDGETS[backend], ...mode.env } }, n, namespace),
+    };
   };
 }
 
@@ -121,7 +158,7 @@ export function describeConformance(backend: BackendName, options: ConformanceOp
   describe(`${backend} conformance (bundled handler, real engine)`, () => {
     const ctx = useBackend(backend);
     describeStepsContract(backend, ctx, { callers: u.callers, containers: nContainers });
-    describeExactlyOnceContract(backend, ctx, { callers: u.callers, containers: nContainers });
+    describeExactlyOnceContract(backend, ctx, { callers: u.callers, containers: nContainers, ...options.exactlyOnce });
 
     test(`unconditional: ${u.callers} callers × ${u.total} increments on one id lose nothing`, async () => {
       const handlers = await ctx().containers({ conditional: false }, nContainers);

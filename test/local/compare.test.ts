@@ -8,15 +8,31 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { availableFixtures } from '../../local/backends';
+import { availableFixtures, fixtureFor } from '../../local/backends';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { judge, judgeRetries, judgeSteps, optionsFromArgs, runComparison } from '../../local/compare';
+import { judgeRoundTrips, ROUND_TRIP_TARGETS, RoundTrips } from '../../local/compare-round-trips';
 import { chainProblem, SentAnswer } from '../../local/compare-verdicts';
-import { ComparisonReport, formatStepsTable, SCENARIO_NAMES, STEP_SCENARIO_NAMES } from '../../local/report';
+import { ComparisonReport, formatCostTable, formatStepsTable, SCENARIO_NAMES, STEP_SCENARIO_NAMES } from '../../local/report';
 import { startLocalServer } from '../../local/server';
 
 const backends = availableFixtures();
-const SMALL = { concurrency: 4, requests: 40, max: 5, ids: 4, stepRequests: 40, retryKeys: 20, containers: 2, warmup: 8, silent: true } as const;
+const SMALL = {
+  concurrency: 4, requests: 40, max: 5, ids: 4, stepRequests: 40, retryKeys: 20, keyedRequests: 20, containers: 2, warmup: 8, silent: true,
+} as const;
+
+/**
+ * Datastore calls per change as each store sends them today (uncontended,
+ * unconditional): checked exactly for the backends whose fixture counts
+ * calls. A backend that gains a counter (or changes its calls) updates its line.
+ */
+const ROUND_TRIPS_NOW: Record<string, RoundTrips> = {
+  redis: { unkeyed: 1, keyedFresh: 1, keyedReplay: 1 },
+  dynamo: { unkeyed: 1, keyedFresh: 2, keyedReplay: 1 },
+  tidb: ROUND_TRIP_TARGETS.tidb,
+  docdb: ROUND_TRIP_TARGETS.docdb,
+  momento: ROUND_TRIP_TARGETS.momento,
+};
 
 function tmpDir(): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), 'compare-'));
@@ -102,21 +118,33 @@ test('in-process comparison of every registered backend: report.md/json and both
         const applied = s.conditional ? 5 : 20;
         expect({ backend, scenario: s.scenario, accepted: s.accepted, rejected: s.rejected, final: s.final, replays: s.retry?.replays })
           .toEqual({ backend, scenario: s.scenario, accepted: 2 * applied, rejected: 40 - 2 * applied, final: applied, replays: applied });
-        // Engine writes counted at the proxy, keyed and plain (at least one chunk per request).
-        const writes = s.retry!.engineWrites!;
-        expect({ backend, scenario: s.scenario, counted: writes !== undefined, reason: s.retry!.engineWritesNotCounted })
-          .toEqual({ backend, scenario: s.scenario, counted: true, reason: undefined });
-        expect(writes.requests).toBe(40);
-        expect(writes.unkeyedPerRequest).toBeGreaterThanOrEqual(1);
-        expect(writes.keyedPerRequest).toBeGreaterThan(0);
-        expect(writes.keyedChunks).toBe(Math.round(writes.keyedPerRequest * 40));
       }
     }
+    // Calls per change, counted on the engine side: exact where the fixture
+    // has a counter (an extra call in a store fails here), n/a elsewhere.
+    const expected = ROUND_TRIPS_NOW[backend];
+    expect({ backend, roundTrips: section.roundTrips, reasons: section.roundTripReasons })
+      .toEqual({ backend, roundTrips: fixtureFor(backend).callCounter ? expected : null, reasons: [] });
+    expect(section.roundTripTargets).toEqual(ROUND_TRIP_TARGETS[backend]);
+    // The keyed vs unkeyed bench: 3 rounds of each path, every answer a 200.
+    const bench = section.keyedVsUnkeyed!;
+    expect({ backend, rounds: bench.unkeyedOpsPerSecond.length, keyedRounds: bench.keyedOpsPerSecond.length, errors: bench.errorStatuses })
+      .toEqual({ backend, rounds: 3, keyedRounds: 3, errors: {} });
+    expect(bench.keyedMedian).toBe([...bench.keyedOpsPerSecond].sort((a, b) => a - b)[1]);
+    expect(bench.unkeyedMedian).toBeGreaterThan(0);
   }
   expect(report.verdict).toBe('PASS');
   // The printed steps table: its columns and a row per backend and scenario.
   const table = formatStepsTable(report);
-  for (const column of ['chain', 'replays', 'writes/req', 'unkeyed w/req', 'verdict']) expect(table.split('\n')[0]).toContain(column);
+  for (const column of ['chain', 'replays', 'verdict']) expect(table.split('\n')[0]).toContain(column);
+  // The costs table: calls per change (n/a without a counter) and the keyed vs unkeyed medians.
+  const costs = formatCostTable(report);
+  for (const column of ['calls unkeyed', 'keyed fresh', 'keyed replay', 'target', 'unkeyed ops/s', 'keyed ops/s']) expect(costs.split('\n')[0]).toContain(column);
+  for (const backend of backends) {
+    const rt = ROUND_TRIPS_NOW[backend];
+    const calls = fixtureFor(backend).callCounter ? `${rt.unkeyed} +${rt.keyedFresh} +${rt.keyedReplay}` : 'n/a +n/a +n/a';
+    expect(costs).toMatch(new RegExp(`^${backend} +${calls} `, 'm'));
+  }
   for (const backend of backends) {
     for (const scenario of STEP_SCENARIO_NAMES) expect(table).toMatch(new RegExp(`^${backend} +${scenario} .*PASS`, 'm'));
   }
@@ -143,12 +171,11 @@ test('over HTTP (--url/--api-key) against the local server in conditional mode: 
     expect(section.status).toBe('ran');
     expect(section.scenarios.map((s) => [s.scenario, s.verdict, s.maximum]))
       .toEqual([['conditional-hot', 'PASS', 5], ['conditional-spread', 'PASS', 5]]);
-    // ?by= and Idempotency-Key go over HTTP too; nothing counts engine writes there.
+    // ?by= and Idempotency-Key go over HTTP too; nothing counts datastore calls there.
     expect(section.stepScenarios.map((s) => [s.scenario, s.verdict, s.reasons])).toEqual([['conditional-mixed-step', 'PASS', []], ['conditional-retry', 'PASS', []]]);
     const retry = section.stepScenarios[1];
-    expect({ final: retry.final, replays: retry.retry?.replays, writes: retry.retry?.engineWrites })
-      .toEqual({ final: 5, replays: 5, writes: undefined });
-    expect(retry.retry?.engineWritesNotCounted).toMatch(/HTTP/);
+    expect({ final: retry.final, replays: retry.retry?.replays }).toEqual({ final: 5, replays: 5 });
+    expect({ roundTrips: section.roundTrips, bench: section.keyedVsUnkeyed }).toEqual({ roundTrips: null, bench: undefined });
     expect(section.notRun.map((n) => n.scenario)).toEqual(['unconditional-hot', 'unconditional-spread', 'unconditional-mixed-step', 'unconditional-retry']);
     expect(report.target).toBe(server.url);
     expect(JSON.stringify(report)).not.toContain(server.apiKey);
@@ -298,10 +325,17 @@ describe('step and retry verdicts fail on what they must', () => {
   });
 });
 
+test('round trips above a backend\'s target fail the run, with the figure and the target in the reason; none counted judges nothing', () => {
+  expect(judgeRoundTrips('redis', { unkeyed: 1, keyedFresh: 1, keyedReplay: 1 })).toEqual([]);
+  expect(judgeRoundTrips('dynamo', { unkeyed: 1, keyedFresh: 3, keyedReplay: 1 })).toEqual(['keyedFresh: 3 calls per change, above the target of 2']);
+  expect(judgeRoundTrips('redis', { unkeyed: 2, keyedFresh: 1, keyedReplay: 2 })).toHaveLength(2);
+  expect(judgeRoundTrips('tidb', null)).toEqual([]);
+});
+
 test('flags: defaults, --backends validation, unknown flags rejected, --out resolved', () => {
   const defaults = optionsFromArgs([], {});
   expect(defaults).toMatchObject({
-    concurrency: 16, max: 200, ids: 20, stepRequests: 500, retryKeys: 60, containers: 8, backends: undefined, url: undefined,
+    concurrency: 16, max: 200, ids: 20, stepRequests: 500, retryKeys: 60, keyedRequests: 1000, containers: 8, backends: undefined, url: undefined,
   });
   expect(defaults.out).toMatch(/reports[/\\]\d{4}-\d\d-\d\dT\d\d-\d\d-\d\dZ$/);
   expect(optionsFromArgs(['--backends', 'redis,tidb', '--requests=100', '--out', 'x'], { API_KEY: 'k' })).toMatchObject({

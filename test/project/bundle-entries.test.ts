@@ -1,23 +1,13 @@
 import * as fs from 'fs';
 import * as path from 'path';
-import { DOCDB_BUNDLES } from '../../src/backends/docdb/docdb-env';
-import { DYNAMO_BUNDLES } from '../../src/backends/dynamo/dynamo-env';
-import { MOMENTO_BUNDLES } from '../../src/backends/momento/momento-env';
-import { REDIS_BUNDLES } from '../../src/backends/redis/redis-env';
-import { TIDB_BUNDLES } from '../../src/backends/tidb/tidb-env';
+import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
 
 /**
- * The bundle entries named in the contract files (`<B>_BUNDLES`) and the
- * `*.lambda.ts` entries on disk (which .projenrc.ts bundles) are the same set.
+ * The bundle entries named in the backends' contracts (`bundles`, from each
+ * `<B>_BUNDLES`) and the `*.lambda.ts` entries on disk (which .projenrc.ts
+ * bundles) are the same set.
  */
 const SRC = path.join(__dirname, '..', '..', 'src');
-const BUNDLES: Record<string, Record<string, string>> = {
-  docdb: DOCDB_BUNDLES,
-  dynamo: DYNAMO_BUNDLES,
-  momento: MOMENTO_BUNDLES,
-  redis: REDIS_BUNDLES,
-  tidb: TIDB_BUNDLES,
-};
 
 function entriesOnDisk(): string[] {
   const backends = path.join(SRC, 'backends');
@@ -30,12 +20,12 @@ function entriesOnDisk(): string[] {
   }).sort();
 }
 
-const named = Object.entries(BUNDLES).flatMap(([backend, bundles]) =>
+const named = ALL_BACKEND_CONTRACTS.flatMap(({ name: backend, bundles }) =>
   Object.values(bundles).map((entry) => ({ backend, entry })));
 
-test('every backend folder has a bundle constant', () => {
-  const folders = fs.readdirSync(path.join(SRC, 'backends')).sort();
-  expect(Object.keys(BUNDLES).sort()).toEqual(folders);
+test('every backend folder has a contract, and every contract its folder', () => {
+  const folders = fs.readdirSync(path.join(SRC, 'backends'), { withFileTypes: true }).filter((d) => d.isDirectory()).map((d) => d.name).sort();
+  expect(ALL_BACKEND_CONTRACTS.map((c) => c.name).sort()).toEqual(folders);
 });
 
 test.each(named)('$backend bundle $entry names an entry on disk, in its own backend folder', ({ backend, entry }) => {
@@ -43,7 +33,7 @@ test.each(named)('$backend bundle $entry names an entry on disk, in its own back
   expect(entry.startsWith(`backends/${backend}/runtime/`)).toBe(true);
 });
 
-test('every entry on disk has a bundle constant', () => {
+test('every entry on disk is named by its backend\'s contract', () => {
   expect(named.map(({ entry }) => entry).sort()).toEqual(entriesOnDisk());
 });
 

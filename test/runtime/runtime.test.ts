@@ -119,6 +119,7 @@ describe('pipeline', () => {
   test('a sharded counter: the change reaches the store with its shard count; the 200 carries shards, not a total; GET reads every shard', async () => {
     const seen: Array<{ op: string; shards?: number }> = [];
     const store: CounterStore = {
+      sharded: true,
       async apply(_id, change) {
         seen.push({ op: 'apply', shards: change.shards });
         return { replayed: false, shard: 5 };
@@ -137,6 +138,15 @@ describe('pipeline', () => {
     const read = await handler(event('GET', 'a'));
     expect(JSON.parse(read.body)).toEqual({ id: 'a', counter: 42, shards: 8, backend: 'dynamo' });
     expect(seen).toEqual([{ op: 'apply', shards: 8 }, { op: 'read', shards: 8 }]);
+  });
+
+  test('a shard count above 1 for a store without sharding: 500 and nothing applied, never an unsharded answer dressed as sharded', async () => {
+    const store = new MapStore();
+    const handler = createCounterHandler({ backend: 'tidb', createStore: () => store, mode: { conditionalWrites: false, maxCounterValue: 10, shards: 4 } });
+    expect((await handler(event('POST', 'a'))).statusCode).toBe(500);
+    expect((await handler(event('GET', 'a'))).statusCode).toBe(500);
+    expect(store.values.size).toBe(0);
+    expect(lines[0].error).toMatch(/COUNTER_SHARDS=4, but the tidb store does not implement sharded counters/);
   });
 
   test('an unsharded counter (shards 1) answers exactly as before: no shards field, the counter in the body', async () => {

@@ -4,10 +4,12 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from './docdb-env';
+import { DOCDB_CONTRACT } from './docdb-contract';
+import { DOCDB_DEFAULTS, DOCDB_ENV, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from './docdb-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { checkDocDbRegion, importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterFunction, createSetupResource, grantSecretValueRead } from '../../private/counter-resources';
+import { checkCounterFunction, checkCounterOptions, checkSetupFunction, createCounterFunction, createSetupResource, grantSecretValueRead, notCreatedYet } from '../../private/counter-resources';
+import { counterMetricNameOf } from '../../private/defaults';
 import { PropsValidation } from '../../private/props';
 import { credentialsRemovalPolicy, dependentRemovalPolicy, KEEP_UNLESS_CREATE_FAILED, warnRetainedStoreInOwnVpc } from '../../private/removal';
 import { claimStore } from '../../private/store-names';
@@ -203,11 +205,25 @@ export class DocDbCounter extends CounterBase {
   public readonly setup: CustomResource;
 
   constructor(scope: Construct, id: string, props: DocDbCounterProps) {
-    super(scope, id, props, 'docdb');
-    validate(this, props);
-    if (!props.existingEndpoint) checkDocDbRegion(this); // a created cluster: DocumentDB must be offered in a known region
+    super(scope, id, props, DOCDB_CONTRACT.name, counterMetricNameOf(DOCDB_CONTRACT));
     this.databaseName = props.databaseName ?? DOCDB_DEFAULTS.database;
     this.collectionName = props.collectionName ?? DOCDB_DEFAULTS.collection;
+    const check = validate(this, props);
+    // A created cluster: DocumentDB must be offered in the stack's region (when known).
+    if (!props.existingEndpoint) checkDocDbRegion(check, this);
+    // The functions' environments, checked with the props before anything
+    // exists (a created cluster's endpoint and the secrets come later).
+    const existing = props.existingEndpoint;
+    const preview = docdbEnvironments(this, existing
+      ? {
+        host: existing.hostname,
+        port: existing.port ?? DOCDB_DEFAULTS.port,
+        masterSecretArn: props.credentialsSecret?.secretArn ?? notCreatedYet('the credentials secret'),
+      }
+      : { host: notCreatedYet('the cluster endpoint'), port: DOCDB_DEFAULTS.port, masterSecretArn: notCreatedYet('the master secret') },
+    notCreatedYet('the application user\'s secret'));
+    checkSetupFunction(check, preview.setup);
+    checkCounterFunction(check, this, DOCDB_CONTRACT, props, preview.counter).throwIfInvalid();
     const vpcSubnets = props.vpcSubnets ?? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS };
 
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
@@ -300,33 +316,13 @@ export class DocDbCounter extends CounterBase {
     const attached = this.cluster ? appSecret.attach(this.cluster) : undefined;
     this.appUserSecret = appSecret;
 
-    // Only the secrets' ARNs travel through the environment; the handlers
-    // read them once per container and pass the credentials to the driver.
-    const endpointEnv = {
-      [DOCDB_ENV.HOST]: this.endpointHostname,
-      [DOCDB_ENV.PORT]: String(this.endpointPort),
-      [DOCDB_ENV.TLS]: 'true',
-      [DOCDB_ENV.REPLICA_SET]: DOCDB_DEFAULTS.replicaSet,
-      [DOCDB_ENV.DATABASE]: this.databaseName,
-      [DOCDB_ENV.COLLECTION]: this.collectionName,
-      // DocumentDB's certificate chains to the Amazon RDS CAs, which Lambda's
-      // Node.js 20+ runtimes ship but load only through this variable. The
-      // driver then verifies the chain and the host name as usual.
-      NODE_EXTRA_CA_CERTS: DOCDB_DEFAULTS.caBundlePath,
-    };
-    // The setup logs in as the master user and manages the application user.
-    const setupEnv = {
-      [DOCDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
-      [DOCDB_ENV.APP_SECRET_ARN]: this.appUserSecret.secretArn,
-      ...endpointEnv,
-    };
-    // The counter function logs in as the application user only.
-    const counterEnv = { [DOCDB_ENV.SECRET_ARN]: this.appUserSecret.secretArn, ...endpointEnv };
+    const environments = docdbEnvironments(this,
+      { host: this.endpointHostname, port: this.endpointPort, masterSecretArn: this.credentialsSecret.secretArn }, this.appUserSecret.secretArn);
     const placement = { vpc: props.vpc, vpcSubnets, securityGroups: [this.functionSecurityGroup] };
 
     // Setup: database and collection, idempotent; a failure fails the deployment.
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: DOCDB_BUNDLES.setup,
+      entry: DOCDB_CONTRACT.bundles.setup,
       description: 'Creates the DocumentDB database, collections, TTL index and application user of the atomic counter if missing',
       resourceType: 'Custom::DocDbSetup',
       // The application user's secret ARN is a property too: a new secret re-runs the setup.
@@ -337,7 +333,7 @@ export class DocDbCounter extends CounterBase {
         [DOCDB_SETUP_PROPERTIES.APP_USER_SECRET]: this.appUserSecret.secretArn,
         [DOCDB_SETUP_PROPERTIES.SCHEMA]: DOCDB_SCHEMA_VERSION,
       },
-      environment: setupEnv,
+      environment: environments.setup,
       secret: this.credentialsSecret,
       timeout: Duration.minutes(2),
       ...placement,
@@ -353,10 +349,9 @@ export class DocDbCounter extends CounterBase {
     }
     grantSecretValueRead(this.appUserSecret, this.setupFunction);
 
-    this.counterFunction = createCounterFunction(this, props, {
-      entry: DOCDB_BUNDLES.counter,
+    this.counterFunction = createCounterFunction(this, DOCDB_CONTRACT, props, {
       description: 'Atomic counter on DocumentDB (findAndModify $inc; keyed changes in a transaction)',
-      environment: counterEnv,
+      environment: environments.counter,
       // The application user's secret only: never the master secret.
       secret: this.appUserSecret,
       // The counter answers only once the collection exists.
@@ -419,14 +414,50 @@ export class DocDbCounter extends CounterBase {
  */
 const DOCDB_DEFAULT_RESERVED_CONCURRENCY = Math.floor((500 * 0.8) / 2);
 
+/** A function's environment variables. */
+type Environment = { [key: string]: string };
+
+/** Where the functions connect, and the secret the setup logs in with. */
+interface DocDbConnection {
+  readonly host: string;
+  readonly port: number;
+  /** The master (or `credentialsSecret`) secret: the setup's only. */
+  readonly masterSecretArn: string;
+}
+
+/**
+ * The environments of the setup function (master user, manages the
+ * application user) and of the counter function (the application user only).
+ * Only the secrets' ARNs travel through them; the handlers read the secrets
+ * once per container and pass the credentials to the driver.
+ */
+function docdbEnvironments(counter: DocDbCounter, connection: DocDbConnection, appSecretArn: string): { setup: Environment; counter: Environment } {
+  const endpointEnv = {
+    [DOCDB_ENV.HOST]: connection.host,
+    [DOCDB_ENV.PORT]: String(connection.port),
+    [DOCDB_ENV.TLS]: 'true',
+    [DOCDB_ENV.REPLICA_SET]: DOCDB_DEFAULTS.replicaSet,
+    [DOCDB_ENV.DATABASE]: counter.databaseName,
+    [DOCDB_ENV.COLLECTION]: counter.collectionName,
+    // DocumentDB's certificate chains to the Amazon RDS CAs, which Lambda's
+    // Node.js 20+ runtimes ship but load only through this variable. The
+    // driver then verifies the chain and the host name as usual.
+    NODE_EXTRA_CA_CERTS: DOCDB_DEFAULTS.caBundlePath,
+  };
+  return {
+    setup: { [DOCDB_ENV.SECRET_ARN]: connection.masterSecretArn, [DOCDB_ENV.APP_SECRET_ARN]: appSecretArn, ...endpointEnv },
+    counter: { [DOCDB_ENV.SECRET_ARN]: appSecretArn, ...endpointEnv },
+  };
+}
+
 /** The characters DocumentDB refuses in passwords, plus the backslash: generated and rotated passwords alike. */
 const APP_PASSWORD_EXCLUDED_CHARACTERS = '"@/\\';
 
 /** Suffix AWS's alternating-users rotation adds to the second user's name. */
 const ROTATION_CLONE_SUFFIX = '_clone';
 
-/** Every problem with the props, for one synth-time error. */
-function validate(scope: Construct, props: DocDbCounterProps): void {
+/** Every problem with the props, for one synth-time error (the constructor adds the deployment's and the functions'). */
+function validate(scope: Construct, props: DocDbCounterProps): PropsValidation {
   const check = checkCounterOptions(new PropsValidation(scope), props)
     .existingOrCreated(props, 'existingEndpoint', {
       createdOnly: ['instanceType', 'instances', 'engineVersion', 'masterUsername', 'backupRetention', 'removalPolicy'],
@@ -466,5 +497,5 @@ function validate(scope: Construct, props: DocDbCounterProps): void {
   if (coll !== undefined && !Token.isUnresolved(coll) && (!/^[^$\u0000]{1,115}$/.test(coll) || coll.startsWith('system.'))) {
     fail(`\`collectionName\` must be 1-115 characters without $ and not start with "system." (got "${coll}")`);
   }
-  check.throwIfInvalid();
+  return check;
 }

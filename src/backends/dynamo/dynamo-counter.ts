@@ -3,9 +3,11 @@ import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import { Construct } from 'constructs';
-import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV } from './dynamo-env';
+import { DYNAMO_CONTRACT } from './dynamo-contract';
+import { DYNAMO_ATTRIBUTES, DYNAMO_ENV } from './dynamo-env';
 import { CounterBase, CounterOptions } from '../../counter-base';
-import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
+import { checkCounterFunction, checkCounterOptions, createCounterFunction, notCreatedYet } from '../../private/counter-resources';
+import { counterMetricNameOf } from '../../private/defaults';
 import { PropsValidation } from '../../private/props';
 import { KEEP_UNLESS_CREATE_FAILED } from '../../private/removal';
 
@@ -51,9 +53,11 @@ export class DynamoCounter extends CounterBase {
   public readonly table: dynamodb.ITable;
 
   constructor(scope: Construct, id: string, props: DynamoCounterProps = {}) {
-    super(scope, id, props, 'dynamo');
-    checkCounterOptions(new PropsValidation(this), props)
-      .existingOrCreated(props, 'existingTable', { createdOnly: ['tableName', 'removalPolicy'], created: 'the table' })
+    super(scope, id, props, DYNAMO_CONTRACT.name, counterMetricNameOf(DYNAMO_CONTRACT));
+    const environment = (tableName: string) => ({ [DYNAMO_ENV.TABLE_NAME]: tableName });
+    const check = checkCounterOptions(new PropsValidation(this), props)
+      .existingOrCreated(props, 'existingTable', { createdOnly: ['tableName', 'removalPolicy'], created: 'the table' });
+    checkCounterFunction(check, this, DYNAMO_CONTRACT, props, environment(props.existingTable?.tableName ?? notCreatedYet('the table name')))
       .throwIfInvalid();
 
     this.table = props.existingTable ?? new dynamodb.Table(this, 'Table', {
@@ -69,10 +73,9 @@ export class DynamoCounter extends CounterBase {
       timeToLiveAttribute: DYNAMO_ATTRIBUTES.EXPIRES_AT,
     });
 
-    this.counterFunction = createCounterFunction(this, props, {
-      entry: DYNAMO_BUNDLES.counter,
+    this.counterFunction = createCounterFunction(this, DYNAMO_CONTRACT, props, {
       description: 'Atomic counter on DynamoDB (UpdateItem ADD)',
-      environment: { [DYNAMO_ENV.TABLE_NAME]: this.table.tableName },
+      environment: environment(this.table.tableName),
     });
     // Least privilege, on this table only: the item operations the handler
     // uses (an Update inside TransactWriteItems is authorised as UpdateItem),

@@ -2,10 +2,12 @@ import { Annotations, CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { MOMENTO_BUNDLES, MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SCHEMA_VERSION, MOMENTO_SETUP_PROPERTIES } from './momento-env';
+import { MOMENTO_CONTRACT } from './momento-contract';
+import { MOMENTO_DEFAULTS, MOMENTO_ENV, MOMENTO_SCHEMA_VERSION, MOMENTO_SETUP_PROPERTIES } from './momento-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { checkCounterFunction, checkCounterOptions, checkEgressPlacement, checkSetupFunction, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { counterMetricNameOf } from '../../private/defaults';
 import { PropsValidation } from '../../private/props';
 import { claimStore, deploymentStoreName, secretIdentity } from '../../private/store-names';
 
@@ -95,7 +97,7 @@ export class MomentoCounter extends CounterBase {
   public readonly setup: CustomResource;
 
   constructor(scope: Construct, id: string, props: MomentoCounterProps) {
-    super(scope, id, props, 'momento');
+    super(scope, id, props, MOMENTO_CONTRACT.name, counterMetricNameOf(MOMENTO_CONTRACT));
     // One cache per deployment unless told otherwise: two stacks on one API key never share counters or keys.
     this.cacheName = props.cacheName ?? deploymentStoreName(this.deployment, DERIVED_CACHE_NAME);
     const ttlSeconds = props.ttl ? props.ttl.toMilliseconds() / 1000 : MOMENTO_DEFAULTS.ttlSeconds;
@@ -110,7 +112,19 @@ export class MomentoCounter extends CounterBase {
     if (!Token.isUnresolved(casBudgetMs) && timeoutMs !== undefined) {
       check.check(casBudgetMs >= 1 && casBudgetMs < timeoutMs, `\`casTimeBudget\` must be between 1 ms and the function timeout (${timeoutMs} ms); got ${casBudgetMs} ms`);
     }
-    check.throwIfInvalid();
+    // Only the secret's ARN travels through the environment; the handler reads it once per container.
+    const connectionEnv = {
+      [MOMENTO_ENV.API_KEY_SECRET_ARN]: props.credentialsSecret.secretArn,
+      [MOMENTO_ENV.CACHE_NAME]: this.cacheName,
+    };
+    const counterEnv = {
+      ...connectionEnv,
+      [MOMENTO_ENV.TTL_SECONDS]: String(ttlSeconds),
+      [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: String(casMaxAttempts),
+      [MOMENTO_ENV.CAS_BUDGET_MS]: String(casBudgetMs),
+    };
+    checkSetupFunction(check, connectionEnv);
+    checkCounterFunction(check, this, MOMENTO_CONTRACT, props, counterEnv).throwIfInvalid();
     // Key records are cache items whose TTL is the retention: Momento's
     // default account limit on an item's TTL is 24 hours (it can be raised).
     if (!Token.isUnresolved(this.idempotencyRetentionSeconds) && this.idempotencyRetentionSeconds > MOMENTO_MAX_DEFAULT_TTL_SECONDS) {
@@ -123,15 +137,10 @@ export class MomentoCounter extends CounterBase {
       `Momento cache "${this.cacheName}" of the API key in ${this.credentialsSecret.node.path}`);
 
     const placement = egressPlacement(props);
-    // Only the secret's ARN travels through the environment; the handler reads it once per container.
-    const connectionEnv = {
-      [MOMENTO_ENV.API_KEY_SECRET_ARN]: this.credentialsSecret.secretArn,
-      [MOMENTO_ENV.CACHE_NAME]: this.cacheName,
-    };
 
     // Setup: create the cache if it is missing (idempotent; Delete leaves it).
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: MOMENTO_BUNDLES.setup,
+      entry: MOMENTO_CONTRACT.bundles.setup,
       description: 'Creates the Momento cache of the atomic counter if it does not exist',
       resourceType: 'Custom::MomentoSetup',
       // A new schema revision re-runs the setup on an existing stack's next deployment.
@@ -141,15 +150,9 @@ export class MomentoCounter extends CounterBase {
       ...placement,
     }));
 
-    this.counterFunction = createCounterFunction(this, props, {
-      entry: MOMENTO_BUNDLES.counter,
+    this.counterFunction = createCounterFunction(this, MOMENTO_CONTRACT, props, {
       description: 'Atomic counter on Momento Cache (increment; conditional: compare-and-swap)',
-      environment: {
-        ...connectionEnv,
-        [MOMENTO_ENV.TTL_SECONDS]: String(ttlSeconds),
-        [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: String(casMaxAttempts),
-        [MOMENTO_ENV.CAS_BUDGET_MS]: String(casBudgetMs),
-      },
+      environment: counterEnv,
       secret: this.credentialsSecret,
       after: this.setup, // the counter answers only once the cache exists
       ...placement,

@@ -4,10 +4,12 @@ import * as elasticache from 'aws-cdk-lib/aws-elasticache';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { REDIS_BUNDLES, REDIS_DEFAULTS, REDIS_ENV, REDIS_MAXMEMORY_POLICY, REDIS_SECRET_FIELDS } from './redis-env';
+import { REDIS_CONTRACT } from './redis-contract';
+import { REDIS_DEFAULTS, REDIS_ENV, REDIS_MAXMEMORY_POLICY, REDIS_SECRET_FIELDS } from './redis-env';
 import { CounterBase, CounterOptions, ExistingEndpoint } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, createCounterFunction } from '../../private/counter-resources';
+import { checkCounterFunction, checkCounterOptions, createCounterFunction, notCreatedYet } from '../../private/counter-resources';
+import { counterMetricNameOf } from '../../private/defaults';
 import { PropsValidation } from '../../private/props';
 import { credentialsRemovalPolicy, dependentRemovalPolicy, warnRetainedStoreInOwnVpc } from '../../private/removal';
 import { claimStore } from '../../private/store-names';
@@ -203,17 +205,31 @@ export class RedisCounter extends CounterBase {
   public readonly endpointPort: number;
 
   constructor(scope: Construct, id: string, props: RedisCounterProps) {
-    super(scope, id, props, 'redis');
+    super(scope, id, props, REDIS_CONTRACT.name, counterMetricNameOf(REDIS_CONTRACT));
     const existing = props.existingEndpoint;
     const hasEgress = props.vpc.privateSubnets.length > 0;
     const vpcSubnets = props.vpcSubnets ?? (hasEgress
       ? { subnetType: ec2.SubnetType.PRIVATE_WITH_EGRESS }
       : { subnetType: ec2.SubnetType.PRIVATE_ISOLATED });
     const readsSecret = !existing || props.credentialsSecret !== undefined;
-    validate(this, props)
+    const check = validate(this, props)
       .check(!(readsSecret && !hasEgress && props.vpcSubnets === undefined && !props.secretsManagerEndpoint),
         'the VPC has no private subnets with egress, so the function could not reach Secrets Manager for its AUTH secret; ' +
-        'add a NAT gateway, set `secretsManagerEndpoint: true` (an interface endpoint), or choose `vpcSubnets` that reach Secrets Manager')
+        'add a NAT gateway, set `secretsManagerEndpoint: true` (an interface endpoint), or choose `vpcSubnets` that reach Secrets Manager');
+    // Checked with the props, before anything exists: a created group's endpoint and secret are decided later.
+    checkCounterFunction(check, this, REDIS_CONTRACT, props, redisEnvironment(props, existing
+      ? {
+        host: existing.hostname,
+        port: String(existing.port ?? REDIS_COUNTER_DEFAULTS.port),
+        tls: props.tls ?? true,
+        secretArn: props.credentialsSecret?.secretArn,
+      }
+      : {
+        host: notCreatedYet('the primary endpoint'),
+        port: notCreatedYet('the primary endpoint port'),
+        tls: true,
+        secretArn: notCreatedYet('the AUTH secret'),
+      }))
       .throwIfInvalid();
 
     this.functionSecurityGroup = new ec2.SecurityGroup(this, 'FunctionSecurityGroup', {
@@ -334,30 +350,41 @@ export class RedisCounter extends CounterBase {
       this.secretsManagerEndpoint.connections.allowFrom(this.functionSecurityGroup, ec2.Port.tcp(443), 'Secrets Manager from the Redis counter function');
     }
 
-    const environment: { [key: string]: string } = {
-      [REDIS_ENV.HOST]: this.endpointHostname,
-      [REDIS_ENV.PORT]: portEnv,
-      [REDIS_ENV.TLS]: String(tls),
-      [REDIS_ENV.KEY_PREFIX]: props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix,
-      [REDIS_ENV.CONNECT_TIMEOUT_MS]: String(props.connectTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.connectTimeoutMs),
-      [REDIS_ENV.COMMAND_TIMEOUT_MS]: String(props.commandTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.commandTimeoutMs),
-    };
-    if (this.credentialsSecret) environment[REDIS_ENV.AUTH_SECRET_ARN] = this.credentialsSecret.secretArn;
-    if (props.waitForReplicas) {
-      environment[REDIS_ENV.WAIT_REPLICAS] = String(props.waitForReplicas);
-      environment[REDIS_ENV.WAIT_TIMEOUT_MS] = String(props.waitTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.waitTimeoutMs);
-    }
-
-    this.counterFunction = createCounterFunction(this, props, {
-      entry: REDIS_BUNDLES.counter,
+    this.counterFunction = createCounterFunction(this, REDIS_CONTRACT, props, {
       description: `Atomic counter on ${existing ? 'Redis' : 'ElastiCache'} (INCR; Lua script for steps, bounds and Idempotency-Key)`,
-      environment,
+      environment: redisEnvironment(props, { host: this.endpointHostname, port: portEnv, tls, secretArn: this.credentialsSecret?.secretArn }),
       vpc: props.vpc,
       vpcSubnets,
       securityGroups: [this.functionSecurityGroup],
       secret: this.credentialsSecret,
     });
   }
+}
+
+/** Where the counter function connects: the primary endpoint, TLS, and the AUTH secret if any. */
+interface RedisConnection {
+  readonly host: string;
+  readonly port: string;
+  readonly tls: boolean;
+  readonly secretArn?: string;
+}
+
+/** The counter function's own environment (its env contract, redis-env.ts). */
+function redisEnvironment(props: RedisCounterProps, connection: RedisConnection): { [key: string]: string } {
+  const environment: { [key: string]: string } = {
+    [REDIS_ENV.HOST]: connection.host,
+    [REDIS_ENV.PORT]: connection.port,
+    [REDIS_ENV.TLS]: String(connection.tls),
+    [REDIS_ENV.KEY_PREFIX]: props.keyPrefix ?? REDIS_DEFAULTS.keyPrefix,
+    [REDIS_ENV.CONNECT_TIMEOUT_MS]: String(props.connectTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.connectTimeoutMs),
+    [REDIS_ENV.COMMAND_TIMEOUT_MS]: String(props.commandTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.commandTimeoutMs),
+  };
+  if (connection.secretArn) environment[REDIS_ENV.AUTH_SECRET_ARN] = connection.secretArn;
+  if (props.waitForReplicas) {
+    environment[REDIS_ENV.WAIT_REPLICAS] = String(props.waitForReplicas);
+    environment[REDIS_ENV.WAIT_TIMEOUT_MS] = String(props.waitTimeout?.toMilliseconds() ?? REDIS_DEFAULTS.waitTimeoutMs);
+  }
+  return environment;
 }
 
 /**

@@ -2,10 +2,12 @@ import { CustomResource, Duration, Token } from 'aws-cdk-lib';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { Construct } from 'constructs';
-import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_MAX_TABLE_LENGTH, TIDB_SCHEMA_VERSION, TIDB_SETUP_PROPERTIES } from './tidb-env';
+import { TIDB_CONTRACT } from './tidb-contract';
+import { TIDB_DEFAULTS, TIDB_ENV, TIDB_IDENTIFIER, TIDB_MAX_TABLE_LENGTH, TIDB_SCHEMA_VERSION, TIDB_SETUP_PROPERTIES } from './tidb-env';
 import { CounterBase, CounterOptions, FunctionPlacementOptions } from '../../counter-base';
 import { importedSecretNameProblem } from '../../deploy-checks';
-import { checkCounterOptions, checkEgressPlacement, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { checkCounterFunction, checkCounterOptions, checkEgressPlacement, checkSetupFunction, createCounterFunction, createSetupResource, egressPlacement, functionTimeoutMs } from '../../private/counter-resources';
+import { counterMetricNameOf } from '../../private/defaults';
 import { PropsValidation } from '../../private/props';
 import { claimStore, deploymentStoreName, secretIdentity } from '../../private/store-names';
 
@@ -103,7 +105,7 @@ export class TiDbCounter extends CounterBase {
   public readonly tableName: string;
 
   constructor(scope: Construct, id: string, props: TiDbCounterProps) {
-    super(scope, id, props, 'tidb');
+    super(scope, id, props, TIDB_CONTRACT.name, counterMetricNameOf(TIDB_CONTRACT));
     // One table per deployment unless told otherwise: two stacks on one cluster never share counters or keys.
     this.tableName = props.tableName ?? deploymentStoreName(this.deployment, DERIVED_TABLE_NAME);
     const database = props.databaseName;
@@ -122,16 +124,9 @@ export class TiDbCounter extends CounterBase {
       check.check(2 * (connectMs + queryMs) < functionMs,
         `2 × (connectTimeout + queryTimeout) = ${2 * (connectMs + queryMs)} ms must stay below the function timeout (${functionMs} ms)`);
     }
-    check.throwIfInvalid();
-    this.credentialsSecret = props.credentialsSecret;
-    const databaseLabel = database ?? '(the secret\'s database)';
-    claimStore(this, ['tidb', secretIdentity(this.credentialsSecret), databaseLabel, this.tableName],
-      `TiDB table ${databaseLabel}.${this.tableName} of the cluster in ${this.credentialsSecret.node.path}`);
-
-    const placement = egressPlacement(props);
     // Only the secret's ARN travels through the environment; the handlers read it once per container.
     const connectionEnv: { [key: string]: string } = {
-      [TIDB_ENV.SECRET_ARN]: this.credentialsSecret.secretArn,
+      [TIDB_ENV.SECRET_ARN]: props.credentialsSecret.secretArn,
       [TIDB_ENV.TABLE]: this.tableName,
       [TIDB_ENV.TLS]: String(props.tls ?? true),
       [TIDB_ENV.CONNECT_TIMEOUT_MS]: String(connectMs),
@@ -139,13 +134,21 @@ export class TiDbCounter extends CounterBase {
       ...(database ? { [TIDB_ENV.DATABASE]: database } : {}),
       ...(props.tlsCaCertificate ? { [TIDB_ENV.TLS_CA]: props.tlsCaCertificate } : {}),
     };
+    checkSetupFunction(check, connectionEnv);
+    checkCounterFunction(check, this, TIDB_CONTRACT, props, connectionEnv).throwIfInvalid();
+    this.credentialsSecret = props.credentialsSecret;
+    const databaseLabel = database ?? '(the secret\'s database)';
+    claimStore(this, ['tidb', secretIdentity(this.credentialsSecret), databaseLabel, this.tableName],
+      `TiDB table ${databaseLabel}.${this.tableName} of the cluster in ${this.credentialsSecret.node.path}`);
+
+    const placement = egressPlacement(props);
 
     // Setup: CREATE DATABASE / CREATE TABLE IF NOT EXISTS for the counters and
     // their key records (idempotent; Delete leaves the data). `Schema` changes
     // with the tables' revision, so an existing stack's next deployment runs
     // the setup again and gets the tables a new version needs.
     ({ setupFunction: this.setupFunction, resource: this.setup } = createSetupResource(this, props, {
-      entry: TIDB_BUNDLES.setup,
+      entry: TIDB_CONTRACT.bundles.setup,
       description: 'Creates the TiDB database and counters table (and its key records table) of the atomic counter if they do not exist',
       resourceType: 'Custom::TiDbSetup',
       properties: {
@@ -158,8 +161,7 @@ export class TiDbCounter extends CounterBase {
       ...placement,
     }));
 
-    this.counterFunction = createCounterFunction(this, props, {
-      entry: TIDB_BUNDLES.counter,
+    this.counterFunction = createCounterFunction(this, TIDB_CONTRACT, props, {
       description: 'Atomic counter on TiDB (one INSERT ... ON DUPLICATE KEY UPDATE per change, a transaction per keyed change)',
       environment: connectionEnv,
       secret: this.credentialsSecret,

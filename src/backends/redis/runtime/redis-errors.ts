@@ -1,8 +1,12 @@
 import { ReplyError } from 'ioredis';
 import { BackendUnavailableError, CredentialsRejectedError } from '../../../runtime/errors';
 
-/** Server error codes (first word of the reply) that mean "cannot serve right now": 503. */
-const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS']);
+/**
+ * Server error codes (first word of the reply) that mean "cannot serve right
+ * now": 503. `OOM`: memory is full under `noeviction`; the refused command
+ * (or a script's first write that needs memory) wrote nothing.
+ */
+const UNAVAILABLE_REPLIES = new Set(['LOADING', 'READONLY', 'MASTERDOWN', 'BUSY', 'TRYAGAIN', 'CLUSTERDOWN', 'NOREPLICAS', 'OOM']);
 
 /** Replies that mean the server did not accept our credentials: nothing ran (rotation). */
 const AUTH_REPLIES = new Set(['NOAUTH', 'WRONGPASS']);
