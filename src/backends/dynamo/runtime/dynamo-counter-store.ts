@@ -42,25 +42,27 @@ export class DynamoCounterStore implements CounterStore {
 
   private readonly table: DynamoTable;
   private readonly keyed: DynamoKeyedChange;
-  private readonly sharded: DynamoShardedCounter;
+  /** Sharded counters are implemented (`DynamoShardedCounter`). */
+  readonly sharded = true;
+  private readonly shardedCounter: DynamoShardedCounter;
   private readonly budgetMs: number;
 
   constructor(private readonly client: DynamoDBClient, config: DynamoConfig) {
     this.table = new DynamoTable(client, config.tableName);
     this.budgetMs = dynamoBudgetMs(config.requestTimeoutMs);
     this.keyed = new DynamoKeyedChange(this.table, this.budgetMs);
-    this.sharded = new DynamoShardedCounter(this.table);
+    this.shardedCounter = new DynamoShardedCounter(this.table);
   }
 
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const deadline = Deadline.after(this.budgetMs);
-    if (isSharded(change.shards)) return this.sharded.apply(id, change, deadline);
+    if (isSharded(change.shards)) return this.shardedCounter.apply(id, change, deadline);
     if (change.idempotency) return this.keyed.apply(id, change, change.idempotency, deadline);
     return { counter: await this.applyUnkeyed(id, change, deadline), replayed: false };
   }
 
   async read(id: string, shards = 1): Promise<number> {
-    if (isSharded(shards)) return this.sharded.read(id, shards, Deadline.after(this.budgetMs));
+    if (isSharded(shards)) return this.shardedCounter.read(id, shards, Deadline.after(this.budgetMs));
     const out = await this.table.send(() => this.client.send(new GetItemCommand({
       TableName: this.table.tableName,
       Key: { [A.ID]: { S: id } },
