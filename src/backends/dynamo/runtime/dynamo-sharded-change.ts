@@ -13,7 +13,7 @@ import { KnownWidths, rebalance, slotOrder } from '../../../runtime/shards';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_KEYS } from '../dynamo-env';
 import { THROTTLED_RETRY_AFTER_SECONDS } from './dynamo-errors';
-import { recordIdOf } from './dynamo-keyed-change';
+import { keyRecordPut, recordIdOf } from './dynamo-keyed-change';
 import { boundCondition, CONFLICT_BACKOFF, DynamoTable, Item, num } from './dynamo-table';
 
 const A = DYNAMO_ATTRIBUTES;
@@ -140,16 +140,18 @@ export class DynamoShardedCounter {
       };
     }
     const names: Record<string, string> = maximum === undefined ? { '#c': A.COUNTER } : { '#c': A.COUNTER, '#h': A.HEADROOM };
-    const key = { [A.ID]: { S: slotIdOf(id, slot) } };
+    const slotUpdate = {
+      TableName: this.table.tableName,
+      Key: { [A.ID]: { S: slotIdOf(id, slot) } },
+      UpdateExpression: update.expression,
+      ConditionExpression: update.condition,
+      ExpressionAttributeNames: names,
+      ExpressionAttributeValues: update.values,
+    };
     if (!change.idempotency) {
       try {
         await this.table.send(() => this.table.client.send(new UpdateItemCommand({
-          TableName: this.table.tableName,
-          Key: key,
-          UpdateExpression: update.expression,
-          ConditionExpression: update.condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: update.values,
+          ...slotUpdate,
           ...(maximum === undefined ? { ReturnValuesOnConditionCheckFailure: 'ALL_OLD' as const } : {}),
         })), deadline, { throttledAttempts: 1 });
         return { shard: slot, replayed: false };
@@ -160,20 +162,7 @@ export class DynamoShardedCounter {
       }
     }
     const record = this.recordPut(id, change, change.idempotency, slot);
-    const items: TransactWriteItem[] = [
-      {
-        Update: {
-          TableName: this.table.tableName,
-          Key: key,
-          UpdateExpression: update.expression,
-          ConditionExpression: update.condition,
-          ExpressionAttributeNames: names,
-          ExpressionAttributeValues: update.values,
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        },
-      },
-      record,
-    ];
+    const items: TransactWriteItem[] = [{ Update: { ...slotUpdate, ReturnValuesOnConditionCheckFailure: 'ALL_OLD' } }, record];
     const outcome = await this.transact(id, change, change.idempotency, items, deadline);
     if (outcome === 'slot') {
       if (maximum === undefined) throw rejectionOf(by, undefined);
@@ -281,25 +270,8 @@ export class DynamoShardedCounter {
   /** The key record a keyed sharded change writes: bound to the id and step, keeping its slot. */
   private recordPut(id: string, change: CounterChange, key: IdempotencyOptions, slot: number): TransactWriteItem {
     const now = Date.now();
-    const expiresAtMs = now + key.retentionSeconds * 1000;
-    return {
-      Put: {
-        TableName: this.table.tableName,
-        Item: {
-          [A.ID]: { S: recordIdOf(key.key) },
-          [A.BOUND_ID]: { S: id },
-          [A.BY]: num(change.by),
-          [A.SHARD]: num(slot),
-          [A.EXPIRES_AT]: num(Math.ceil(expiresAtMs / 1000)),
-          [A.EXPIRES_AT_MS]: num(expiresAtMs),
-        },
-        // A record past its retention is a key seen for the first time.
-        ConditionExpression: 'attribute_not_exists(#id) OR #e < :now',
-        ExpressionAttributeNames: { '#id': A.ID, '#e': A.EXPIRES_AT_MS },
-        ExpressionAttributeValues: { ':now': num(now) },
-        ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-      },
-    };
+    const binding = { [A.BOUND_ID]: { S: id }, [A.BY]: num(change.by), [A.SHARD]: num(slot) };
+    return keyRecordPut(this.table.tableName, key.key, binding, now, now + key.retentionSeconds * 1000);
   }
 
   /** A live record: the same id and step replay its slot; anything else is a reuse (422). Undefined when expired. */
