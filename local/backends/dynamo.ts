@@ -9,6 +9,7 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { BackendFixture, urlPort } from './fixture';
 import { DYNAMO_ATTRIBUTES, DYNAMO_BUNDLES, DYNAMO_ENV, DYNAMO_KEYS } from '../../src/backends/dynamo/dynamo-env';
+import { counterIdOf } from '../../src/backends/dynamo/runtime/dynamo-sharded-change';
 import { acquireDynamoDbLocal, LOCAL_AWS_ENV } from '../engines/dynamodb-local';
 import { startDynamoProxy } from '../engines/dynamodb-proxy';
 import { Engine } from '../engines/engine';
@@ -79,18 +80,21 @@ export const dynamoFixture: BackendFixture = {
       ddb.destroy();
     }
   },
-  /** Counter ids only: key records (ids starting with a control character) are not counters. */
+  /**
+   * Counter ids only: key records (ids starting with a control character)
+   * are not counters, and a sharded counter's slot items count as its id.
+   */
   async keys(engine: Engine, namespace: string) {
     const ddb = client(engine.url);
     try {
-      const found: string[] = [];
+      const found = new Set<string>();
       for await (const page of paginateScan({ client: ddb }, { TableName: namespace, ProjectionExpression: '#id', ExpressionAttributeNames: { '#id': DYNAMO_ATTRIBUTES.ID } })) {
         for (const item of page.Items ?? []) {
           const id = item[DYNAMO_ATTRIBUTES.ID].S!;
-          if (!id.startsWith(DYNAMO_KEYS.RECORD_PREFIX)) found.push(id);
+          if (!id.startsWith(DYNAMO_KEYS.RECORD_PREFIX)) found.add(counterIdOf(id));
         }
       }
-      return found;
+      return [...found];
     } finally {
       ddb.destroy();
     }

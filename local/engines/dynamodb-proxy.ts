@@ -17,17 +17,25 @@
  *   `TransactionConflict` for that item (nothing applied).
  *
  * Reads pass (`GetItem` is not refused by a transaction under way).
+ *
+ * And, with `throttleWrites`, DynamoDB's per-partition write limit, scaled
+ * down (the scale model, `dynamodb-throttle.ts`): a write past its key's
+ * rate is answered with DynamoDB's own throttling error and never reaches
+ * DynamoDB Local.
  */
 import * as http from 'http';
 import { AddressInfo } from 'net';
+import { throttledAnswer, WriteLimitOptions, WriteRateLimit, writesOf } from './dynamodb-throttle';
 
 export interface DynamoCall {
   /** `GetItem`, `UpdateItem`, `TransactWriteItems`, … */
   readonly operation: string;
   /** The call's JSON input, as sent. */
   readonly input: any;
-  /** True when the proxy answered it itself (an emulated conflict): DynamoDB Local never saw it. */
+  /** True when the proxy answered it itself (an emulated conflict or a throttle): DynamoDB Local never saw it. */
   readonly refused: boolean;
+  /** True when the proxy throttled it (the scale model). */
+  readonly throttled?: boolean;
 }
 
 export interface DynamoProxy {
@@ -40,6 +48,11 @@ export interface DynamoProxy {
   reset(): void;
   /** Plays DynamoDB's transaction conflicts from now on (see the file comment); `undefined` stops. */
   emulateConflicts(options: { holdMs: number } | undefined): void;
+  /**
+   * Enforces a per-partition-key write rate from now on (fresh, full
+   * buckets); `undefined` stops. See `dynamodb-throttle.ts`.
+   */
+  throttleWrites(options: Omit<WriteLimitOptions, 'partitionKey'> | undefined): void;
   close(): Promise<void>;
 }
 
@@ -59,6 +72,7 @@ export async function startDynamoProxy(targetUrl: string, options: { partitionKe
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   let calls: DynamoCall[] = [];
   let conflicts: { holdMs: number } | undefined;
+  let limit: WriteRateLimit | undefined;
   /** Items held by transactions under way (emulation only), with how many hold each. */
   const held = new Map<string, number>();
 
@@ -101,6 +115,13 @@ export async function startDynamoProxy(targetUrl: string, options: { partitionKe
           input = JSON.parse(body.toString('utf8') || '{}');
         } catch {
           input = undefined;
+        }
+        if (limit) {
+          const short = limit.admit(writesOf(operation, input, partitionKey));
+          if (short.size > 0) {
+            calls.push({ operation, input, refused: true, throttled: true });
+            return reply(res, 400, throttledAnswer(operation, input, short, partitionKey));
+          }
         }
         if (!conflicts) {
           calls.push({ operation, input, refused: false });
@@ -165,6 +186,9 @@ export async function startDynamoProxy(targetUrl: string, options: { partitionKe
     },
     emulateConflicts(next) {
       conflicts = next;
+    },
+    throttleWrites(next) {
+      limit = next && new WriteRateLimit({ ...next, partitionKey });
     },
     async close() {
       server.closeAllConnections();

@@ -34,7 +34,7 @@ import { DYNAMO_ATTRIBUTES as A, DYNAMO_DEFAULTS, DYNAMO_ENV, DYNAMO_KEYS, dynam
 import { readDynamoConfig } from '../../src/backends/dynamo/runtime/dynamo-config';
 import { DynamoCounterStore } from '../../src/backends/dynamo/runtime/dynamo-counter-store';
 import { markerName, markersOn, markerWeight } from '../../src/backends/dynamo/runtime/dynamo-keyed-change';
-import { BackendUnavailableError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError } from '../../src/runtime/errors';
+import { BackendUnavailableError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError, ThrottledError } from '../../src/runtime/errors';
 import { CounterChange } from '../../src/runtime/store';
 import { call, useBackend } from '../kit/conformance';
 
@@ -589,7 +589,7 @@ describe('dynamo: conflicts (injected: DynamoDB Local serialises every call and 
     }
   });
 
-  test('a throttled call applied nothing: retried up to 3 attempts, then 503 with nothing applied (DynamoDB Local never throttles: injected)', async () => {
+  test('a throttled call applied nothing: retried up to 3 attempts, then 429 THROTTLED with nothing applied (DynamoDB Local never throttles: injected)', async () => {
     const t = await table();
     try {
       let throttled = 0;
@@ -608,9 +608,9 @@ describe('dynamo: conflicts (injected: DynamoDB Local serialises every call and 
       expect(throttled).toBe(2);
       throttled = 0;
       throttle = 3;
-      await expect(store.apply('throttled', { by: 1 })).rejects.toBeInstanceOf(BackendUnavailableError);
+      await expect(store.apply('throttled', { by: 1 })).rejects.toBeInstanceOf(ThrottledError);
       throttled = 0;
-      await expect(store.apply('throttled', keyed(1, 'k-throttled-2'))).rejects.toBeInstanceOf(BackendUnavailableError);
+      await expect(store.apply('throttled', keyed(1, 'k-throttled-2'))).rejects.toBeInstanceOf(ThrottledError);
       expect(await store.read('throttled')).toBe(2);
       expect(await t.get(RECORD('k-throttled-2'))).toBeUndefined();
     } finally {

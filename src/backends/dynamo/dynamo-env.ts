@@ -34,6 +34,16 @@ export const DYNAMO_ATTRIBUTES = {
    * `DYNAMO_DEFAULTS.markerBytesCap` in the keyed transaction's condition.
    */
   MARKER_BYTES: 'markerBytes',
+  /**
+   * Sharded counters (docs/dynamo.md, "Sharded counters"), conditional
+   * mode: a slot's headroom, the part of its share of the maximum not yet
+   * taken (share = counter + headroom).
+   */
+  HEADROOM: 'headroom',
+  /** Sharded counters: on slot 0 (the id's own item), the width, the number of slots ever written. */
+  WIDTH: 'width',
+  /** Key record of a sharded counter's keyed change: the slot the change went to (replayed as it is). */
+  SHARD: 'shard',
 } as const;
 
 /**
@@ -54,6 +64,12 @@ export const DYNAMO_KEYS = {
    */
   MARKER_PREFIX: '\u0001',
   MARKER_SEPARATOR: '\u0001',
+  /**
+   * Slot i > 0 of a sharded counter is the item whose id is the counter id,
+   * this separator and i (slot 0 is the counter's own item): no counter id
+   * contains a control character, so no id names another's slot.
+   */
+  SLOT_SEPARATOR: '\u001f',
 } as const;
 
 /** The variables the counter function's environment carries (the contract proper). */

@@ -1,17 +1,20 @@
 import { ConditionalCheckFailedException, DynamoDBClient, GetItemCommand, UpdateItemCommand } from '@aws-sdk/client-dynamodb';
 import { rejectionOf } from '../../../runtime/errors';
 import { Deadline } from '../../../runtime/retry';
+import { isSharded } from '../../../runtime/shards';
 import { ChangeResult, CounterChange, CounterStore } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, dynamoBudgetMs } from '../dynamo-env';
 import { DynamoConfig } from './dynamo-config';
 import { DynamoKeyedChange } from './dynamo-keyed-change';
+import { DynamoShardedCounter } from './dynamo-sharded-change';
 import { boundCondition, COUNTER_NAMES, counterOf, DynamoTable, num } from './dynamo-table';
 
 const A = DYNAMO_ATTRIBUTES;
 
 /**
  * DynamoDB. A change without a key is one conditional `UpdateItem ADD`
- * (below); a keyed one is `DynamoKeyedChange`. How and why:
+ * (below); a keyed one is `DynamoKeyedChange`; a change or read of a
+ * sharded counter (`shards` > 1) is `DynamoShardedCounter`. How and why:
  * docs/dynamo.md.
  */
 export class DynamoCounterStore implements CounterStore {
@@ -39,21 +42,27 @@ export class DynamoCounterStore implements CounterStore {
 
   private readonly table: DynamoTable;
   private readonly keyed: DynamoKeyedChange;
+  /** Sharded counters are implemented (`DynamoShardedCounter`). */
+  readonly sharded = true;
+  private readonly shardedCounter: DynamoShardedCounter;
   private readonly budgetMs: number;
 
   constructor(private readonly client: DynamoDBClient, config: DynamoConfig) {
     this.table = new DynamoTable(client, config.tableName);
     this.budgetMs = dynamoBudgetMs(config.requestTimeoutMs);
     this.keyed = new DynamoKeyedChange(this.table, this.budgetMs);
+    this.shardedCounter = new DynamoShardedCounter(this.table);
   }
 
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const deadline = Deadline.after(this.budgetMs);
+    if (isSharded(change.shards)) return this.shardedCounter.apply(id, change, deadline);
     if (change.idempotency) return this.keyed.apply(id, change, change.idempotency, deadline);
     return { counter: await this.applyUnkeyed(id, change, deadline), replayed: false };
   }
 
-  async read(id: string): Promise<number> {
+  async read(id: string, shards = 1): Promise<number> {
+    if (isSharded(shards)) return this.shardedCounter.read(id, shards, Deadline.after(this.budgetMs));
     const out = await this.table.send(() => this.client.send(new GetItemCommand({
       TableName: this.table.tableName,
       Key: { [A.ID]: { S: id } },

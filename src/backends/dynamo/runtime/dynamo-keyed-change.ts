@@ -15,6 +15,31 @@ export function recordIdOf(key: string): string {
   return K.RECORD_PREFIX + key;
 }
 
+/**
+ * The key record's write in a keyed change's transaction (sharded or not):
+ * `binding` (the id and step, and what else the record keeps) with the end
+ * of its retention, on the condition that no live record holds the key (a
+ * record past its retention is a key seen for the first time). A failed
+ * condition returns the record (`ALL_OLD`).
+ */
+export function keyRecordPut(tableName: string, key: string, binding: Item, now: number, expiresAtMs: number): TransactWriteItem {
+  return {
+    Put: {
+      TableName: tableName,
+      Item: {
+        [A.ID]: { S: recordIdOf(key) },
+        ...binding,
+        [A.EXPIRES_AT]: num(Math.ceil(expiresAtMs / 1000)),
+        [A.EXPIRES_AT_MS]: num(expiresAtMs),
+      },
+      ConditionExpression: 'attribute_not_exists(#id) OR #e < :now',
+      ExpressionAttributeNames: { '#id': A.ID, '#e': A.EXPIRES_AT_MS },
+      ExpressionAttributeValues: { ':now': num(now) },
+      ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
+    },
+  };
+}
+
 /** Name of the marker attribute a keyed change leaves on its counter item. */
 export function markerName(key: string): string {
   return K.MARKER_PREFIX + key;
@@ -258,23 +283,7 @@ export class DynamoKeyedChange {
           ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
         },
       },
-      {
-        Put: {
-          TableName: this.table.tableName,
-          Item: {
-            [A.ID]: { S: c.recordId },
-            [A.BOUND_ID]: { S: c.id },
-            [A.BY]: num(c.by),
-            [A.EXPIRES_AT]: num(Math.ceil(expiresAtMs / 1000)),
-            [A.EXPIRES_AT_MS]: num(expiresAtMs),
-          },
-          // A record past its retention is a key seen for the first time.
-          ConditionExpression: 'attribute_not_exists(#id) OR #e < :now',
-          ExpressionAttributeNames: { '#id': A.ID, '#e': A.EXPIRES_AT_MS },
-          ExpressionAttributeValues: { ':now': num(now) },
-          ReturnValuesOnConditionCheckFailure: 'ALL_OLD',
-        },
-      },
+      keyRecordPut(this.table.tableName, c.key, { [A.BOUND_ID]: { S: c.id }, [A.BY]: num(c.by) }, now, expiresAtMs),
     ];
     for (const { marker, writeRecord } of plan.folds) {
       if (!writeRecord) continue;

@@ -9,7 +9,7 @@ import { BackendUnavailableError } from '../../../runtime/errors';
 import { Backoff, Deadline, retry } from '../../../runtime/retry';
 import { allowedPrevious, zeroAllowed } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS } from '../dynamo-env';
-import { isConflict, isNotApplied, toDynamoCounterError } from './dynamo-errors';
+import { isConflict, isNotApplied, isThrottled, toDynamoCounterError } from './dynamo-errors';
 
 export type Item = Record<string, AttributeValue>;
 
@@ -81,7 +81,8 @@ export class DynamoTable {
    * Sends a call, retrying it only where DynamoDB certainly did not apply it,
    * and turns "DynamoDB cannot answer" into a 503:
    *
-   * - throttled or refused (`isNotApplied`): up to `retryAttempts` attempts;
+   * - throttled or refused (`isNotApplied`): up to `retryAttempts` attempts
+   *   (or `throttledAttempts`), then throttling is a `ThrottledError` (429);
    * - refused because a transaction holds the item
    *   (`TransactionConflictException`, "an ongoing transaction for the
    *   item"): again and again after short back-offs, as long as the request's
@@ -94,13 +95,16 @@ export class DynamoTable {
    * rejection and a cancelled transaction are answers, thrown as they are for
    * the caller to read.
    */
-  async send<T>(call: () => Promise<T>, deadline: Deadline): Promise<T> {
+  async send<T>(call: () => Promise<T>, deadline: Deadline, options: { throttledAttempts?: number } = {}): Promise<T> {
     try {
       return await retry(() => retry(call, {
         backoff: THROTTLED_BACKOFF,
         maxAttempts: DYNAMO_DEFAULTS.retryAttempts,
         deadline,
-        retryable: (err) => isNotApplied(err) && !isConflict(err),
+        // A sharded change sends a throttled slot's write `throttledAttempts`
+        // times (once): it tries another slot instead.
+        retryable: (err, attempt) => isNotApplied(err) && !isConflict(err)
+          && !(isThrottled(err) && attempt >= (options.throttledAttempts ?? Infinity)),
         exhausted: (_attempts, last) => toDynamoCounterError(last) as Error,
       }), {
         backoff: CONFLICT_BACKOFF,
@@ -112,6 +116,7 @@ export class DynamoTable {
         ),
       });
     } catch (err) {
+      if (isThrottled(err)) throw toDynamoCounterError(err);
       if (err instanceof ConditionalCheckFailedException || err instanceof TransactionCanceledException) throw err;
       throw toDynamoCounterError(err);
     }
