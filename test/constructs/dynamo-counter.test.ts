@@ -113,6 +113,15 @@ describe('DynamoCounter', () => {
     expect(statements[1].Condition).toEqual({ 'ForAnyValue:StringEquals': { 'dynamodb:EnclosingOperation': ['TransactWriteItems'] } });
   });
 
+  test('a sharded counter may also BatchGetItem (its GET reads every slot at once); an unsharded one may not', () => {
+    const actions = (shards: number) => {
+      const t = synth((s) => new DynamoCounter(s, 'Counter', { existingTable: dynamodb.Table.fromTableName(s, 'Existing', 'my-counters'), shards }));
+      return Object.values<any>(t.findResources('AWS::IAM::Policy'))[0].Properties.PolicyDocument.Statement.map((st: any) => st.Action);
+    };
+    expect(actions(8)).toEqual([['dynamodb:UpdateItem', 'dynamodb:GetItem', 'dynamodb:BatchGetItem'], 'dynamodb:PutItem']);
+    expect(actions(1)).toEqual([['dynamodb:UpdateItem', 'dynamodb:GetItem'], 'dynamodb:PutItem']);
+  });
+
   test('created-table props conflict with an existing table, all named in one error', () => {
     expect(() => synth((s) => new DynamoCounter(s, 'Counter', {
       existingTable: dynamodb.Table.fromTableName(s, 'Existing', 'x'),

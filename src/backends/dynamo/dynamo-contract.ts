@@ -6,6 +6,6 @@ export const DYNAMO_CONTRACT = {
   name: 'dynamo',
   metricPrefix: 'Dynamo',
   bundles: DYNAMO_BUNDLES,
-  sharded: false,
+  sharded: true,
   worstCase: dynamoWorstCase,
 } as const satisfies BackendContract<'dynamo'>;

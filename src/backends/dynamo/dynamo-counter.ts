@@ -81,7 +81,10 @@ export class DynamoCounter extends CounterBase {
     // uses (an Update inside TransactWriteItems is authorised as UpdateItem),
     // and PutItem only as part of a TransactWriteItems (the key record is
     // the transaction's Put; the handler never puts an item on its own).
-    this.table.grant(this.counterFunction, 'dynamodb:UpdateItem', 'dynamodb:GetItem');
+    // A sharded counter reads its slots with BatchGetItem (GET) and
+    // TransactGetItems (authorised as GetItem on each item, like a Get
+    // inside a transaction).
+    this.table.grant(this.counterFunction, 'dynamodb:UpdateItem', 'dynamodb:GetItem', ...(this.shards > 1 ? ['dynamodb:BatchGetItem'] : []));
     this.counterFunction.addToRolePolicy(new iam.PolicyStatement({
       actions: ['dynamodb:PutItem'],
       resources: [this.table.tableArn],
