@@ -25,7 +25,7 @@ export interface MomentoErrorResponse {
  * pipeline re-reads `secretArn` and retries once); anything else (missing
  * cache, a non-integer value) is a configuration or data fault: 500.
  */
-export function toMomentoCounterError(operation: string, response: MomentoErrorResponse, secretArn?: string): Error {
+export function toMomentoCounterError(operation: string, response: MomentoErrorResponse, secretArn?: string, _cacheName?: string): Error {
   const code = response.errorCode();
   const message = `Momento ${operation} failed: ${code}: ${response.message()}`;
   if (UNAVAILABLE.has(code)) return new BackendUnavailableError(message);
