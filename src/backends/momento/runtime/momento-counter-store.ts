@@ -34,6 +34,12 @@ export interface KeyedWrite {
   entry(next: number): [string, Entry];
   /** The write was stored. */
   applied(counter: number): Promise<ChangeResult>;
+  /**
+   * A drop watermark for an item whose history is unknown (a decimal, or a
+   * document without one): above the expiry of every entry that can have
+   * been dropped before now, i.e. of every key claimed before now.
+   */
+  unknownDropMark(): number;
 }
 
 /** Options of one compare-and-swap run. */
@@ -176,6 +182,7 @@ export class MomentoCounterStore implements CounterStore {
       }
       const entries = new Map([...live].filter(([key, [, , exp]]) => !settled?.has(settledId(key, exp))));
       const drops = entries.size < live.size ? item.drops + 1 : item.drops;
+      const dropMark = nextDropMark(item, live, entries, keyed);
       // A read that came back past the deadline sends nothing, so a slow
       // Momento cannot stretch the request by another call (nothing was
       // written: the 503 is safe to retry).
@@ -184,7 +191,7 @@ export class MomentoCounterStore implements CounterStore {
       const next = item.value + by;
       if (keyed) entries.set(...keyed.entry(next));
       // A plain decimal needs no epoch: draw one only for a structured item.
-      const text = entries.size === 0 ? String(next) : itemText(next, entries, item.epoch ?? newEpoch(), drops);
+      const text = entries.size === 0 ? String(next) : itemText(next, entries, item.epoch ?? newEpoch(), drops, dropMark);
       // A write error is not retried: a SetIf that timed out may have been
       // stored, and a retry after re-reading would count it twice.
       const ttl = this.config.ttlSeconds;
@@ -203,4 +210,18 @@ export class MomentoCounterStore implements CounterStore {
       exhausted: (attempts) => this.cache.giveUp(attempts),
     });
   }
+}
+
+/**
+ * The drop watermark the write carries (`CounterItem.dropMark`): the one
+ * read, raised to the expiry of every entry this write drops. A missing
+ * item starts at 0; an item whose history is unknown gets the keyed
+ * writer's bound (an unkeyed writer leaves it unknown).
+ */
+function nextDropMark(item: CounterItem, live: ReadonlyMap<string, Entry>, kept: ReadonlyMap<string, Entry>, keyed?: KeyedWrite): number | undefined {
+  const read = item.raw === undefined ? 0 : item.epoch === undefined ? undefined : item.dropMark;
+  let mark = read ?? keyed?.unknownDropMark();
+  if (mark === undefined) return undefined;
+  for (const [key, [, , exp]] of live) if (!kept.has(key)) mark = Math.max(mark, exp);
+  return mark;
 }
