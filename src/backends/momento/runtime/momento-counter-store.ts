@@ -51,7 +51,7 @@ export interface CasOptions {
   readonly settled?: Set<string>;
   /** Drop every settled entry (an unconditional change: the item may become a decimal again). */
   readonly dropAll?: boolean;
-  /** Called with true just before a write is sent and false once its outcome is known. */
+  /** Called with true just before a write is sent, and with false once it is known not stored. */
   readonly writing?: (onWire: boolean) => void;
 }
 
@@ -199,8 +199,10 @@ export class MomentoCounterStore implements CounterStore {
       const stored = item.raw === undefined
         ? await this.cache.setIfAbsent(id, text, ttl, 'counter')
         : await this.cache.setIfEqual(id, text, item.raw, ttl, 'counter');
-      writing?.(false);
-      if (!stored) return AGAIN; // lost the race: someone else's write landed first
+      if (!stored) {
+        writing?.(false); // not stored, certainly
+        return AGAIN; // lost the race: someone else's write landed first
+      }
       return keyed ? keyed.applied(next) : { counter: next, replayed: false };
     }, {
       backoff: CAS_BACKOFF,
