@@ -20,7 +20,8 @@ import { MomentoLocalProvider } from '@gomomento/sdk';
  * `maxItemSizeBytes` (1 MB) is refused with RESOURCE_EXHAUSTED and the
  * `err: item_size_limit_exceeded` trailer, which the SDK reports as
  * LIMIT_EXCEEDED_ERROR. The per-cache request and throughput rates are not
- * enforced.
+ * enforced; `faults.rateLimited` answers every data call with the service's
+ * rate-limit error instead.
  *
  * Atomicity: every handler runs synchronously on an in-memory Map within one
  * event-loop turn, so each call is atomic with respect to every other call.
@@ -107,9 +108,12 @@ export class MomentoLocalServer {
    * Fault injection for day-two tests: `hang` leaves every data call
    * unanswered (the connection stays up: only the client's deadline ends the
    * call); `delayMs` answers each data call this much later (the call itself
-   * is still applied atomically when it arrives).
+   * is still applied atomically when it arrives); `rateLimited` refuses
+   * every data call as the service does past the account's operations rate
+   * (RESOURCE_EXHAUSTED with the `err: operations_rate_limit_exceeded`
+   * trailer, which the SDK reports as LIMIT_EXCEEDED_ERROR), applying nothing.
    */
-  public faults: { hang?: boolean; delayMs?: number } = {};
+  public faults: { hang?: boolean; delayMs?: number; rateLimited?: boolean } = {};
 
   private readonly server = new grpc.Server();
   private authToken?: string;
@@ -191,6 +195,7 @@ export class MomentoLocalServer {
       const answer: typeof callback = delay > 0 ? (...args) => setTimeout(() => callback(...args), delay) : callback;
       try {
         this.checkAuth(call.metadata);
+        if (dataCall) this.checkRate();
         answer(null, handler(call.request, call.metadata));
       } catch (e) {
         answer(statusOf(e));
@@ -209,6 +214,7 @@ export class MomentoLocalServer {
     let responses: cache.cache_client._GetResponse[];
     try {
       this.checkAuth(call.metadata);
+      this.checkRate();
       const store = this.storeFor(call.metadata);
       responses = call.request.items.map((item) => this.getFrom(store, item.cache_key));
     } catch (e) {
@@ -231,6 +237,12 @@ export class MomentoLocalServer {
     const sent = metadata.get('authorization')[0]?.toString() ?? '';
     if (sent !== this.authToken) {
       throw new RpcError(grpc.status.UNAUTHENTICATED, 'Invalid signature');
+    }
+  }
+
+  private checkRate(): void {
+    if (this.faults.rateLimited) {
+      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, 'Request rate limit exceeded for this account', { err: 'operations_rate_limit_exceeded' });
     }
   }
 
