@@ -249,10 +249,10 @@ export class MomentoLocalServer {
 
   /** Counts a data call against its cache and logs it (`callLog`); the returned entry gets its end when answered. */
   private served(method: string, metadata: grpc.Metadata): ServedCall | undefined {
-    const cache = metadata.get('cache')[0]?.toString() ?? '';
-    this.callsByCache.set(cache, (this.callsByCache.get(cache) ?? 0) + 1);
+    const cacheName = metadata.get('cache')[0]?.toString() ?? '';
+    this.callsByCache.set(cacheName, (this.callsByCache.get(cacheName) ?? 0) + 1);
     if (!this.callLog) return undefined;
-    const entry: ServedCall = { method, cache, start: performance.now() };
+    const entry: ServedCall = { method, cache: cacheName, start: performance.now() };
     this.callLog.push(entry);
     return entry;
   }
