@@ -106,4 +106,23 @@ export const momentoFixture: BackendFixture = {
     };
   },
   serverPort: (engine) => endpointOf(engine).port,
+  /**
+   * The in-process server's own count of the data calls that name this
+   * environment's cache (every call, failed ones included). Not available
+   * for a server we did not start (MOMENTO_LOCAL_URL).
+   */
+  async callCounter(engine, env) {
+    const server = (engine as MomentoEngine).server;
+    if (!server) throw new Error(`momento: counting calls needs the in-process Momento server (${engine.url} is another)`);
+    const cacheName = env[MOMENTO_ENV.CACHE_NAME];
+    let base = server.callsByCache.get(cacheName) ?? 0;
+    return {
+      env,
+      count: () => (server.callsByCache.get(cacheName) ?? 0) - base,
+      reset: () => {
+        base = server.callsByCache.get(cacheName) ?? 0;
+      },
+      close: async () => undefined,
+    };
+  },
 };

@@ -20,7 +20,8 @@ import { MomentoLocalProvider } from '@gomomento/sdk';
  * `maxItemSizeBytes` (1 MB) is refused with RESOURCE_EXHAUSTED and the
  * `err: item_size_limit_exceeded` trailer, which the SDK reports as
  * LIMIT_EXCEEDED_ERROR. The per-cache request and throughput rates are not
- * enforced.
+ * enforced; `faults.rateLimited` answers every data call with the service's
+ * rate-limit error instead.
  *
  * Atomicity: every handler runs synchronously on an in-memory Map within one
  * event-loop turn, so each call is atomic with respect to every other call.
@@ -103,13 +104,25 @@ export class MomentoLocalServer {
   }
   /** RPC counts by method name ('Get', 'SetIf', …), including failed calls; for benchmarks. */
   public readonly rpcCounts: Record<string, number> = {};
+  /** Data calls by the cache they name (the engine-side call count of one namespace), including failed calls. */
+  public readonly callsByCache = new Map<string, number>();
+  /**
+   * When set, every data call is appended here with the moment it arrived
+   * and the moment it was answered (`performance.now()`): with `delayMs`,
+   * calls a client sent together overlap, so the sequential depth of a
+   * request can be read off (`sequentialDepth`).
+   */
+  public callLog?: ServedCall[];
   /**
    * Fault injection for day-two tests: `hang` leaves every data call
    * unanswered (the connection stays up: only the client's deadline ends the
    * call); `delayMs` answers each data call this much later (the call itself
-   * is still applied atomically when it arrives).
+   * is still applied atomically when it arrives); `rateLimited` refuses
+   * every data call as the service does past the account's operations rate
+   * (RESOURCE_EXHAUSTED with the `err: operations_rate_limit_exceeded`
+   * trailer, which the SDK reports as LIMIT_EXCEEDED_ERROR), applying nothing.
    */
-  public faults: { hang?: boolean; delayMs?: number } = {};
+  public faults: { hang?: boolean; delayMs?: number; rateLimited?: boolean } = {};
 
   private readonly server = new grpc.Server();
   private authToken?: string;
@@ -186,11 +199,17 @@ export class MomentoLocalServer {
     return (call, callback) => {
       this.rpcCounts[name] = (this.rpcCounts[name] ?? 0) + 1;
       const dataCall = DATA_CALLS.has(name);
+      const served = dataCall ? this.served(name, call.metadata) : undefined;
       if (dataCall && this.faults.hang) return; // never answered
       const delay = dataCall ? this.faults.delayMs ?? 0 : 0;
-      const answer: typeof callback = delay > 0 ? (...args) => setTimeout(() => callback(...args), delay) : callback;
+      const reply: typeof callback = (...args) => {
+        if (served) served.end = performance.now();
+        callback(...args);
+      };
+      const answer: typeof callback = delay > 0 ? (...args) => setTimeout(() => reply(...args), delay) : reply;
       try {
         this.checkAuth(call.metadata);
+        if (dataCall) this.checkRate();
         answer(null, handler(call.request, call.metadata));
       } catch (e) {
         answer(statusOf(e));
@@ -205,10 +224,12 @@ export class MomentoLocalServer {
    */
   private getBatch(call: grpc.ServerWritableStream<cache.cache_client._GetBatchRequest, cache.cache_client._GetResponse>): void {
     this.rpcCounts.GetBatch = (this.rpcCounts.GetBatch ?? 0) + 1;
+    const served = this.served('GetBatch', call.metadata);
     if (this.faults.hang) return;
     let responses: cache.cache_client._GetResponse[];
     try {
       this.checkAuth(call.metadata);
+      this.checkRate();
       const store = this.storeFor(call.metadata);
       responses = call.request.items.map((item) => this.getFrom(store, item.cache_key));
     } catch (e) {
@@ -219,10 +240,21 @@ export class MomentoLocalServer {
     const send = () => {
       for (const r of responses) call.write(r);
       call.end();
+      if (served) served.end = performance.now();
     };
     const delay = this.faults.delayMs ?? 0;
     if (delay > 0) setTimeout(send, delay);
     else send();
+  }
+
+  /** Counts a data call against its cache and logs it (`callLog`); the returned entry gets its end when answered. */
+  private served(method: string, metadata: grpc.Metadata): ServedCall | undefined {
+    const cacheName = metadata.get('cache')[0]?.toString() ?? '';
+    this.callsByCache.set(cacheName, (this.callsByCache.get(cacheName) ?? 0) + 1);
+    if (!this.callLog) return undefined;
+    const entry: ServedCall = { method, cache: cacheName, start: performance.now() };
+    this.callLog.push(entry);
+    return entry;
   }
 
   private checkAuth(metadata: grpc.Metadata): void {
@@ -231,6 +263,12 @@ export class MomentoLocalServer {
     const sent = metadata.get('authorization')[0]?.toString() ?? '';
     if (sent !== this.authToken) {
       throw new RpcError(grpc.status.UNAUTHENTICATED, 'Invalid signature');
+    }
+  }
+
+  private checkRate(): void {
+    if (this.faults.rateLimited) {
+      throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, 'Request rate limit exceeded for this account', { err: 'operations_rate_limit_exceeded' });
     }
   }
 
@@ -370,6 +408,33 @@ export class MomentoLocalServer {
     }
     return new ctl._DeleteCacheResponse();
   }
+}
+
+/** One data call as the server saw it (`MomentoLocalServer.callLog`). */
+export interface ServedCall {
+  readonly method: string;
+  readonly cache: string;
+  /** Arrival, `performance.now()`. */
+  readonly start: number;
+  /** Answer sent; unset while unanswered. */
+  end?: number;
+}
+
+/**
+ * The longest chain of calls in which each one arrived after the previous
+ * one was answered: how many calls a request made one after another. Calls
+ * sent together overlap at the server (given a `delayMs` longer than the
+ * gap between their arrivals) and count once.
+ */
+export function sequentialDepth(calls: readonly ServedCall[]): number {
+  const done = calls.filter((c) => c.end !== undefined).sort((a, b) => a.end! - b.end!);
+  const depth: number[] = [];
+  done.forEach((c, i) => {
+    let before = 0;
+    for (let j = 0; j < i; j++) if (done[j].end! <= c.start) before = Math.max(before, depth[j]);
+    depth.push(before + 1);
+  });
+  return Math.max(0, ...depth);
 }
 
 /**

@@ -285,12 +285,12 @@ describe('key records: expiry and binding', () => {
     expect((await json(id)).k.map((row: unknown[]) => row[0])).toEqual(['stale']);
   });
 
-  test('a key whose change was rejected (409) stays bound to its id and step: the same request is evaluated afresh, another step is a reuse (422)', async () => {
+  test('a key whose change was rejected (409) is released: the same request is evaluated afresh, another step is a new use (issue 20)', async () => {
     const s = store();
     const id = freshId('rejected');
     await s.apply(id, { by: 3, maximum: 3 });
     expect(await rejection(s.apply(id, keyed('after-409', 1, { maximum: 3 })))).toBeInstanceOf(LimitReachedError);
-    expect(await rejection(s.apply(id, keyed('after-409', 2, { maximum: 3 })))).toBeInstanceOf(IdempotencyKeyReusedError);
+    expect(await rejection(s.apply(id, keyed('after-409', 2, { maximum: 3 })))).toBeInstanceOf(LimitReachedError);
     await s.apply(id, { by: -1, maximum: 3 });
     expect(await s.apply(id, keyed('after-409', 1, { maximum: 3 }))).toEqual({ counter: 3, replayed: false });
   });
