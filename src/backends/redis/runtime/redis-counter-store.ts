@@ -152,9 +152,7 @@ export class RedisCounterStore implements CounterStore {
   }
 
   /**
-   * One change, one round trip: `INCR` for a plain unkeyed +1 (today's path:
-   * it can leave the safe range only from a counter already at
-   * 9,007,199,254,740,991, see docs/redis.md), else one script. A sharded
+   * One change, one round trip, one command: a script (below). A sharded
    * change (`shards` > 1, or an id this container has seen sharded) is one
    * script (redis-shards.ts), or a bare INCR on a slot for a plain +1. No
    * request sends more than two commands one after the other (the worst
@@ -175,14 +173,10 @@ export class RedisCounterStore implements CounterStore {
       return this.applySharded(id, change, shards, slot);
     }
     const key = this.key(id);
-    if (idempotency === undefined && maximum === undefined && by === 1) {
-      // The width key is read in the same round trip (a pipeline, not a
-      // transaction): INCR's value is the total exactly when the counter has
-      // never been sharded, and the width, once written, is never removed.
-      const [value, wide] = await this.write((target) => target.incr(key), (target) => target.exists(widthKey(key)));
-      if (Number(wide) === 1) return { shard: 0, replayed: false };
-      return { counter: Number(value), replayed: false };
-    }
+    // Every unsharded change, the plain +1 included, is one script: it sees
+    // a width key that another container wrote (the id was sharded) in the
+    // same command, where an INCR would need a second one (EXISTS), and it
+    // keeps the result within the safe integers.
     const { lowest, highest } = allowedPrevious(by, maximum);
     const [[outcome, value]] = await this.write((target) => (idempotency === undefined
       ? (target as CounterRedis).counterApply(key, widthKey(key), String(by), String(lowest), String(highest))
