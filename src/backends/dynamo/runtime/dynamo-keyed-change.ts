@@ -492,7 +492,6 @@ export class DynamoKeyedChange {
     if (result !== undefined && Number(record?.[A.EXPIRES_AT_MS]?.N) === expiresAtMs) return Number(result);
     throw unread();
   }
-
 }
 
 /** A keyed change applied and recorded whose value could not be read in time (503: the same key answers it). */
