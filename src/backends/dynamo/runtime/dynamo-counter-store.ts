@@ -7,9 +7,12 @@ import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, dynamoBudgetMs } from '../dynamo-en
 import { DynamoConfig } from './dynamo-config';
 import { DynamoKeyedChange } from './dynamo-keyed-change';
 import { DynamoShardedCounter } from './dynamo-sharded-change';
-import { boundCondition, COUNTER_NAMES, counterOf, DynamoTable, num } from './dynamo-table';
+import { boundCondition, COUNTER_NAMES, counterOf, DynamoTable, NOT_WIDENED, num, Widened, widthOf } from './dynamo-table';
 
 const A = DYNAMO_ATTRIBUTES;
+
+/** The counter and the width, as the unsharded change and read name them (`counter` is a reserved word). */
+const WIDENED_NAMES = { ...COUNTER_NAMES, ...NOT_WIDENED.names };
 
 /**
  * DynamoDB. A change without a key is one conditional `UpdateItem ADD`
@@ -54,23 +57,44 @@ export class DynamoCounterStore implements CounterStore {
     this.shardedCounter = new DynamoShardedCounter(this.table);
   }
 
+  /**
+   * An id this container knows to be sharded (configured, or found widened
+   * by another container's sharded writes) goes to the sharded path. An
+   * unsharded change learns that its id was widened from the write itself
+   * (`NOT_WIDENED` in its condition): no extra call for an id never sharded.
+   */
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const deadline = Deadline.after(this.budgetMs);
-    if (isSharded(change.shards)) return this.shardedCounter.apply(id, change, deadline);
-    if (change.idempotency) return this.keyed.apply(id, change, change.idempotency, deadline);
-    return { counter: await this.applyUnkeyed(id, change, deadline), replayed: false };
+    if (isSharded(change.shards, this.shardedCounter.knownWidth(id))) return this.shardedCounter.apply(id, change, deadline);
+    const result = change.idempotency
+      ? await this.keyed.apply(id, change, change.idempotency, deadline)
+      : await this.applyUnkeyed(id, change, deadline);
+    if (!(result instanceof Widened)) return result;
+    // Lowered to one shard: slot 0 takes the changes, every slot is still counted (docs/dynamo.md, "Resharding").
+    this.shardedCounter.remember(id, result.width);
+    return this.shardedCounter.apply(id, change, deadline);
   }
 
+  /**
+   * The total: one consistent `GetItem` of the counter item, its width
+   * projected too; an id found widened is then read as a sharded one (one
+   * `BatchGetItem` more, once per container and id: later reads go to the
+   * sharded read directly).
+   */
   async read(id: string, shards = 1): Promise<number> {
-    if (isSharded(shards)) return this.shardedCounter.read(id, shards, Deadline.after(this.budgetMs));
+    const deadline = Deadline.after(this.budgetMs);
+    if (isSharded(shards, this.shardedCounter.knownWidth(id))) return this.shardedCounter.read(id, shards, deadline);
     const out = await this.table.send(() => this.client.send(new GetItemCommand({
       TableName: this.table.tableName,
       Key: { [A.ID]: { S: id } },
-      ProjectionExpression: '#c',
-      ExpressionAttributeNames: COUNTER_NAMES,
+      ProjectionExpression: '#c, #w',
+      ExpressionAttributeNames: WIDENED_NAMES,
       ConsistentRead: true,
-    })), Deadline.after(this.budgetMs));
-    return counterOf(out.Item) ?? 0;
+    })), deadline);
+    const width = widthOf(out.Item);
+    if (width === undefined) return counterOf(out.Item) ?? 0;
+    this.shardedCounter.remember(id, width);
+    return this.shardedCounter.read(id, shards, deadline);
   }
 
   async close(): Promise<void> {
@@ -108,17 +132,18 @@ export class DynamoCounterStore implements CounterStore {
 
   /**
    * One conditional `UpdateItem ADD`: one round trip, plus one per refusal
-   * while a keyed change's transaction holds the item.
+   * while a keyed change's transaction holds the item. `Widened` (nothing
+   * written) when the item carries a width.
    */
-  private async applyUnkeyed(id: string, { by, maximum }: CounterChange, deadline: Deadline): Promise<number> {
+  private async applyUnkeyed(id: string, { by, maximum }: CounterChange, deadline: Deadline): Promise<ChangeResult | Widened> {
     const bound = boundCondition(by, maximum);
     try {
       const out = await this.table.send(() => this.client.send(new UpdateItemCommand({
         TableName: this.table.tableName,
         Key: { [A.ID]: { S: id } },
         UpdateExpression: 'ADD #c :by',
-        ConditionExpression: bound.expression,
-        ExpressionAttributeNames: COUNTER_NAMES,
+        ConditionExpression: `${NOT_WIDENED.expression} AND ${bound.expression}`,
+        ExpressionAttributeNames: WIDENED_NAMES,
         ExpressionAttributeValues: { ':by': num(by), ...bound.values },
         ReturnValues: 'UPDATED_NEW',
         // The rejection carries the current item: no second read for the answer.
@@ -126,10 +151,12 @@ export class DynamoCounterStore implements CounterStore {
       })), deadline);
       const counter = counterOf(out.Attributes);
       if (counter === undefined) throw new Error('UpdateItem returned no counter attribute');
-      return counter;
+      return { counter, replayed: false };
     } catch (err) {
-      if (err instanceof ConditionalCheckFailedException) throw rejectionOf(by, maximum, counterOf(err.Item) ?? 0);
-      throw err;
+      if (!(err instanceof ConditionalCheckFailedException)) throw err;
+      const width = widthOf(err.Item);
+      if (width !== undefined) return new Widened(width);
+      throw rejectionOf(by, maximum, counterOf(err.Item) ?? 0);
     }
   }
 }

@@ -4,7 +4,7 @@ import { AGAIN, Deadline, retry } from '../../../runtime/retry';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_KEYS } from '../dynamo-env';
 import { isRetryableReason } from './dynamo-errors';
-import { boundCondition, CONFLICT_BACKOFF, COUNTER_NAMES, counterOf, DynamoTable, Item, num } from './dynamo-table';
+import { boundCondition, CONFLICT_BACKOFF, COUNTER_NAMES, counterOf, DynamoTable, Item, NOT_WIDENED, num, Widened, widthOf } from './dynamo-table';
 
 const A = DYNAMO_ATTRIBUTES;
 const K = DYNAMO_KEYS;
@@ -71,6 +71,16 @@ export function markerOf(name: string, value: { N?: string } | undefined): Marke
   const legacyExpiresAtMs = parseInt(rest.slice(at + 1), 36);
   if (at === 0 || !Number.isSafeInteger(legacyExpiresAtMs)) return undefined;
   return { name, key: rest.slice(0, at), value: value.N, legacyExpiresAtMs };
+}
+
+/**
+ * The marker of `key` on a counter item: under its name, or under an earlier
+ * release's, which carries the record's `expiresAtMs`.
+ */
+export function markerOfKey(item: Item | undefined, key: string, expiresAtMs: number): Marker | undefined {
+  const own = markerName(key);
+  const legacy = K.MARKER_PREFIX + key + K.MARKER_SEPARATOR + expiresAtMs.toString(36);
+  return markerOf(own, item?.[own]) ?? markerOf(legacy, item?.[legacy]);
 }
 
 /** Every marker on a counter item. */
@@ -186,7 +196,13 @@ export class DynamoKeyedChange {
    */
   constructor(private readonly table: DynamoTable, private readonly budgetMs: number) {}
 
-  async apply(id: string, { by, maximum }: CounterChange, { key, retentionSeconds }: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
+  /**
+   * `Widened` (nothing written) when the counter item carries a width: the
+   * id was written sharded, and the change belongs to the sharded path.
+   */
+  async apply(
+    id: string, { by, maximum }: CounterChange, { key, retentionSeconds }: IdempotencyOptions, deadline: Deadline,
+  ): Promise<ChangeResult | Widened> {
     const c: Change = {
       id,
       by,
@@ -208,7 +224,7 @@ export class DynamoKeyedChange {
         } catch (err) {
           if (!(err instanceof TransactionCanceledException)) throw err;
           const outcome = await this.cancelled(c, plan, err);
-          if ('replayed' in outcome) return outcome;
+          if (outcome instanceof Widened || 'replayed' in outcome) return outcome;
           plan = outcome;
           return AGAIN;
         }
@@ -236,9 +252,9 @@ export class DynamoKeyedChange {
    * marker in the same atomic step.
    */
   private transaction(c: Change, plan: Plan, now: number, expiresAtMs: number): TransactWriteItemsCommand {
-    const names: Record<string, string> = { ...COUNTER_NAMES, '#mk': c.own, '#mb': A.MARKER_BYTES };
+    const names: Record<string, string> = { ...COUNTER_NAMES, ...NOT_WIDENED.names, '#mk': c.own, '#mb': A.MARKER_BYTES };
     const values: Item = { ':zero': num(0), ':by': num(c.by), ...c.bound.values };
-    const conditions = [c.bound.expression];
+    const conditions = [NOT_WIDENED.expression, c.bound.expression];
     if (plan.staleOwn === undefined) {
       conditions.push('attribute_not_exists(#mk)');
     } else {
@@ -314,7 +330,7 @@ export class DynamoKeyedChange {
    * order (the counter, the key record, then each fold's record), say what
    * to answer, or what to send next.
    */
-  private async cancelled(c: Change, plan: Plan, err: TransactionCanceledException): Promise<ChangeResult | Plan> {
+  private async cancelled(c: Change, plan: Plan, err: TransactionCanceledException): Promise<ChangeResult | Plan | Widened> {
     const reasons = err.CancellationReasons ?? [];
     const [counterReason, recordReason] = reasons;
     const counterFailed = counterReason?.Code === 'ConditionalCheckFailed';
@@ -338,6 +354,9 @@ export class DynamoKeyedChange {
         const replayed = record && await this.replay(c, record, item);
         if (replayed) return replayed;
       }
+      // Written sharded since (its width): the bound and the value are on every slot, not on this item.
+      const width = widthOf(item);
+      if (width !== undefined) return new Widened(width);
       if (!c.bound.holds(item)) {
         const replayed = await this.recordedAfterAll(c);
         if (replayed) return replayed;
@@ -401,10 +420,11 @@ export class DynamoKeyedChange {
 
   /**
    * A live key record found: the same (id, by) replays the value its change
-   * produced, anything else is a reuse (422). Undefined when the record has
-   * expired (the key is then new). The value is the record's `result`, or
-   * while that is not written yet, the marker on the counter item (`item`
-   * when the cancelled transaction returned it, else read).
+   * produced (or, recorded by a sharded change, its slot), anything else is
+   * a reuse (422). Undefined when the record has expired (the key is then
+   * new). The value is the record's `result`, or while that is not written
+   * yet, the marker on the counter item (`item` when the cancelled
+   * transaction returned it, else read).
    */
   private async replay(c: Change, record: Item, item: Item | undefined): Promise<ChangeResult | undefined> {
     const expiresAtMs = Number(record[A.EXPIRES_AT_MS]?.N);
@@ -412,15 +432,16 @@ export class DynamoKeyedChange {
     if (!sameBinding({ id: record[A.BOUND_ID]?.S ?? '', by: Number(record[A.BY]?.N) }, c.id, c.by)) throw new IdempotencyKeyReusedError();
     const result = record[A.RESULT]?.N;
     if (result !== undefined) return { counter: Number(result), replayed: true };
+    // Recorded by a sharded change (the counter was sharded then): its answer was its slot, never a value.
+    const shard = record[A.SHARD]?.N;
+    if (shard !== undefined) return { shard: Number(shard), replayed: true };
     // Its change is applied, its value still only in the marker: a record
     // bound here without a result has its marker on this item (written
     // together, removed only once the value is in the record).
-    const legacy = K.MARKER_PREFIX + c.key + K.MARKER_SEPARATOR + expiresAtMs.toString(36);
-    const found = (i: Item | undefined) => markerOf(c.own, i?.[c.own]) ?? markerOf(legacy, i?.[legacy]);
-    const marker = found(item) ?? found(await this.table.getItem(c.id, c.deadline));
+    const marker = markerOfKey(item, c.key, expiresAtMs) ?? markerOfKey(await this.table.getItem(c.id, c.deadline), c.key, expiresAtMs);
     // Folded between the two reads: the record has it now.
     const value = marker?.value ?? (await this.table.getItem(c.recordId, c.deadline))?.[A.RESULT]?.N;
-    if (value === undefined) throw this.unread();
+    if (value === undefined) throw unread();
     // A window that ended while it was being read may have lent its marker to the next one.
     if (Date.now() > expiresAtMs) return undefined;
     // Its request has ended without folding it (it died after its
@@ -454,12 +475,12 @@ export class DynamoKeyedChange {
    * transaction folded the marker already, from the key record.
    */
   private async producedValue(c: Change, expiresAtMs: number): Promise<number> {
-    c.deadline.check(() => this.unread());
+    c.deadline.check(unread);
     const item = await this.table.getItem(c.id, c.deadline);
     const value = item?.[c.own]?.N;
     if (value !== undefined) {
       // Read after the window ended, the marker could be a later window's.
-      if (Date.now() > expiresAtMs) throw this.unread();
+      if (Date.now() > expiresAtMs) throw unread();
       this.remembered.add(c.id, [
         { name: c.own, key: c.key, value },
         ...markersOn(item).filter((m) => m.legacyExpiresAtMs !== undefined),
@@ -469,13 +490,14 @@ export class DynamoKeyedChange {
     const record = await this.table.getItem(c.recordId, c.deadline);
     const result = record?.[A.RESULT]?.N;
     if (result !== undefined && Number(record?.[A.EXPIRES_AT_MS]?.N) === expiresAtMs) return Number(result);
-    throw this.unread();
+    throw unread();
   }
+}
 
-  private unread(): BackendUnavailableError {
-    return new BackendUnavailableError(
-      'DynamoDB: the keyed change is applied and recorded, but its value could not be read in time; the same Idempotency-Key answers it',
-      { retryAfterSeconds: 1 },
-    );
-  }
+/** A keyed change applied and recorded whose value could not be read in time (503: the same key answers it). */
+export function unread(): BackendUnavailableError {
+  return new BackendUnavailableError(
+    'DynamoDB: the keyed change is applied and recorded, but its value could not be read in time; the same Idempotency-Key answers it',
+    { retryAfterSeconds: 1 },
+  );
 }

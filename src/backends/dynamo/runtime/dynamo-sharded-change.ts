@@ -13,7 +13,7 @@ import { KnownWidths, rebalance, slotOrder } from '../../../runtime/shards';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding } from '../../../runtime/store';
 import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_KEYS } from '../dynamo-env';
 import { THROTTLED_RETRY_AFTER_SECONDS } from './dynamo-errors';
-import { keyRecordPut, recordIdOf } from './dynamo-keyed-change';
+import { keyRecordPut, markerOfKey, recordIdOf, unread } from './dynamo-keyed-change';
 import { boundCondition, CONFLICT_BACKOFF, DynamoTable, Item, num } from './dynamo-table';
 
 const A = DYNAMO_ATTRIBUTES;
@@ -71,6 +71,16 @@ export class DynamoShardedCounter {
   private readonly widths = new KnownWidths();
 
   constructor(private readonly table: DynamoTable) {}
+
+  /** The width this container knows `id` to have at least (1 for an id it never saw sharded). */
+  knownWidth(id: string): number {
+    return this.widths.get(id);
+  }
+
+  /** Remembers that `id` is at least `width` wide (found by an unsharded change or read). */
+  remember(id: string, width: number): void {
+    this.widths.remember(id, width);
+  }
 
   async apply(id: string, change: CounterChange, deadline: Deadline): Promise<ChangeResult> {
     return retry(() => this.attempt(id, change, deadline), {
@@ -259,7 +269,7 @@ export class DynamoShardedCounter {
       const recordReason = key ? reasons[recordAt] : undefined;
       if (key && recordReason?.Code === 'ConditionalCheckFailed') {
         const record = recordReason.Item ?? await this.table.getItem(recordIdOf(key.key), deadline);
-        return (record && this.replay(id, change, record)) ?? AGAIN;
+        return (record && await this.replay(id, change, key, record, deadline)) ?? AGAIN;
       }
       if (reasons.some((r, i) => i !== recordAt && r.Code === 'ConditionalCheckFailed')) return 'slot';
       if (reasons.some((r) => r.Code === 'TransactionConflict')) return AGAIN;
@@ -274,24 +284,34 @@ export class DynamoShardedCounter {
     return keyRecordPut(this.table.tableName, key.key, binding, now, now + key.retentionSeconds * 1000);
   }
 
-  /** A live record: the same id and step replay its slot; anything else is a reuse (422). Undefined when expired. */
-  private replay(id: string, change: CounterChange, record: Item): ChangeResult | undefined {
-    if (!(Number(record[A.EXPIRES_AT_MS]?.N) >= Date.now())) return undefined;
+  /**
+   * A live record: the same id and step replay its slot, anything else is a
+   * reuse (422). Undefined when expired. A key first used while the counter
+   * was unsharded replays its value: the record's `result`, or until a fold
+   * writes it, the marker on slot 0 (one `GetItem`).
+   */
+  private async replay(
+    id: string, change: CounterChange, key: IdempotencyOptions, record: Item, deadline: Deadline,
+  ): Promise<ChangeResult | undefined> {
+    const expiresAtMs = Number(record[A.EXPIRES_AT_MS]?.N);
+    if (!(expiresAtMs >= Date.now())) return undefined;
     if (!sameBinding({ id: record[A.BOUND_ID]?.S ?? '', by: Number(record[A.BY]?.N) }, id, change.by)) throw new IdempotencyKeyReusedError();
     const shard = record[A.SHARD]?.N;
-    const counter = record[A.RESULT]?.N;
-    // A key first used while the counter was unsharded replays its value.
-    return {
-      ...(shard !== undefined ? { shard: Number(shard) } : {}),
-      ...(counter !== undefined ? { counter: Number(counter) } : {}),
-      replayed: true,
-    };
+    if (shard !== undefined) return { shard: Number(shard), replayed: true };
+    const value = record[A.RESULT]?.N
+      ?? markerOfKey(await this.table.getItem(id, deadline), key.key, expiresAtMs)?.value
+      // Folded between the two reads: the record has it now.
+      ?? (await this.table.getItem(recordIdOf(key.key), deadline))?.[A.RESULT]?.N;
+    if (value === undefined) throw unread();
+    // A window that ended while it was being read may have lent its marker to the next one.
+    if (Date.now() > expiresAtMs) return undefined;
+    return { counter: Number(value), replayed: true };
   }
 
   private async recorded(id: string, change: CounterChange, key: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult | undefined> {
     if (deadline.expired) return undefined;
     const record = await this.table.getItem(recordIdOf(key.key), deadline);
-    return record && this.replay(id, change, record);
+    return record && this.replay(id, change, key, record, deadline);
   }
 
   /**

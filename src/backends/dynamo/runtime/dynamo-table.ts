@@ -28,6 +28,32 @@ export function counterOf(item: Item | undefined): number | undefined {
   return n === undefined ? undefined : Number(n);
 }
 
+/**
+ * The width on a counter item (slot 0): present once the id was written
+ * sharded (docs/dynamo.md, "Resharding"); undefined on an item never sharded.
+ */
+export function widthOf(item: Item | undefined): number | undefined {
+  const n = item?.[A.WIDTH]?.N;
+  return n === undefined ? undefined : Number(n);
+}
+
+/**
+ * What an unsharded change answers instead of applying itself when its
+ * counter item turned out to carry a width: the id was written sharded, so
+ * slot 0 is not the total, and the change belongs to the sharded path
+ * (`DynamoShardedCounter`). Nothing was written.
+ */
+export class Widened {
+  constructor(readonly width: number) {}
+}
+
+/**
+ * The condition every unsharded write of a counter item carries besides its
+ * own: the item was never written sharded. It costs no call; a write that
+ * fails it returns the item (`ALL_OLD`), whose width routes the change.
+ */
+export const NOT_WIDENED = { expression: 'attribute_not_exists(#w)', names: { '#w': A.WIDTH } } as const;
+
 export interface BoundCondition {
   readonly expression: string;
   readonly values: Item;
