@@ -117,9 +117,13 @@ export function judgeHotId(runs: readonly HotIdRun[], limitPerKey: number): stri
   return reasons;
 }
 
-/** Runs the scenario on a DynamoDB session: one fresh namespace and fresh containers per shard count. */
+/**
+ * Runs the scenario on a DynamoDB session (or the test kit's, which
+ * prepares namespaces the same way): one fresh namespace and fresh
+ * containers per shard count.
+ */
 export async function runHotIdScenario(
-  session: BackendSession, requests: number, onRun?: (run: HotIdRun) => void,
+  session: Pick<BackendSession, 'prepare'>, requests: number, onRun?: (run: HotIdRun) => void,
 ): Promise<HotIdReport> {
   const limitPerKey = HOT_ID_LIMIT_PER_KEY;
   const runs: HotIdRun[] = [];

@@ -593,7 +593,7 @@ export function renderLatencySvg(report: ComparisonReport): string {
  * by side, with the per-key limit and 1, 2, 4, 8 × it as a dashed line.
  */
 export function renderHotIdSvg(hot: HotIdReport): string {
-  const top = niceCeiling(Math.max(1, ...hot.runs.flatMap((r) => [r.offeredPerSecond, r.acceptedPerSecond])));
+  const top = niceCeiling(Math.max(1, ...hot.runs.flatMap((r) => [r.offeredPerSecond, r.acceptedPerSecond, r.shards * hot.limitPerKey])));
   const left = 70;
   const plotTop = 50;
   const plotHeight = 300;
