@@ -17,10 +17,10 @@ import { ComparisonReport, formatCostTable, formatStepsTable, SCENARIO_NAMES, ST
 import { startLocalServer } from '../../local/server';
 
 const backends = availableFixtures();
+/** Requests per shard count of the hot id scenario: paced at 20/s, 4 s each, 16 s in all (DynamoDB only). */
+const HOT_ID_REQUESTS = 80;
 const SMALL = {
   concurrency: 4, requests: 40, max: 5, ids: 4, stepRequests: 40, retryKeys: 20, keyedRequests: 20, containers: 2, warmup: 8, silent: true,
-  // Paced at 20/s: 4 s per shard count, 16 s in all (DynamoDB only).
-  hotIdRequests: 80,
 } as const;
 
 /**
@@ -58,7 +58,7 @@ function inBucketOfRank(h: { boundsMs: (number | null)[]; counts: number[] }, ms
 
 test('in-process comparison of every registered backend: report.md/json and the SVGs written, every scenario PASS, steps, retries and the hot id included', async () => {
   const out = tmpDir();
-  const { report, files } = await runComparison({ ...SMALL, out });
+  const { report, files } = await runComparison({ ...SMALL, hotIdRequests: HOT_ID_REQUESTS, out });
   const hotIdSvg = backends.includes('dynamo') ? [files.hotIdSvg!] : [];
   for (const file of [files.markdown, files.json, files.throughputSvg, files.latencySvg, ...hotIdSvg]) {
     expect(fs.existsSync(file)).toBe(true);
@@ -167,14 +167,14 @@ test('in-process comparison of every registered backend: report.md/json and the 
   // 4 shard counts, every answer a 200 or a 429 with Retry-After, totals exact, throttled unsharded, none at 8 shards.
   if (backends.includes('dynamo')) {
     const hot = json.hotId!;
-    expect(hot).toMatchObject({ backend: 'dynamo', limitPerKey: 4, offeredMultiple: 5, requests: 80, verdict: 'PASS', reasons: [] });
+    expect(hot).toMatchObject({ backend: 'dynamo', limitPerKey: 4, offeredMultiple: 5, requests: HOT_ID_REQUESTS, verdict: 'PASS', reasons: [] });
     expect(hot.runs.map((r) => r.shards)).toEqual([1, 2, 4, 8]);
     for (const r of hot.runs) {
       expect({ shards: r.shards, answered: r.accepted + r.throttled, total: r.total, withoutRetryAfter: r.throttledWithoutRetryAfter })
-        .toEqual({ shards: r.shards, answered: 80, total: r.accepted, withoutRetryAfter: 0 });
+        .toEqual({ shards: r.shards, answered: HOT_ID_REQUESTS, total: r.accepted, withoutRetryAfter: 0 });
     }
     expect(hot.runs[0].throttled).toBeGreaterThan(0);
-    expect(hot.runs[3]).toMatchObject({ throttled: 0, total: 80 });
+    expect(hot.runs[3]).toMatchObject({ throttled: 0, total: HOT_ID_REQUESTS });
     expect(json.hotIdNotRun).toBeUndefined();
     expect(markdown).toContain('![Hot id past one item](hot-id.svg)');
     expect(fs.readFileSync(files.hotIdSvg!, 'utf8')).toContain('>8 shards<');
