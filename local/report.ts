@@ -599,7 +599,7 @@ export function renderHotIdSvg(hot: HotIdReport): string {
   const plotHeight = 300;
   const barWidth = 34;
   const groupWidth = 2 * barWidth + 50;
-  const width = Math.max(560, left + hot.runs.length * groupWidth + 40);
+  const width = Math.max(640, left + hot.runs.length * groupWidth + 40);
   const height = plotTop + plotHeight + 90;
   const y = (v: number) => plotTop + plotHeight - (Math.min(v, top) / top) * plotHeight;
   const bars = [
