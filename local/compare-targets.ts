@@ -79,12 +79,13 @@ export const GENERAL_CAVEATS_HTTP = [
 export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: string[] }> = {
   dynamo: {
     cloud: [
-      'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud, which no local run shows.',
+      'UpdateItem ADD (+ ConditionExpression): atomic per item. A hot id is one partition: about 1,000 writes/s in the cloud ' +
+        '(in-process runs play that limit, scaled down, at a throttling proxy: the "hot id past one item" scenario).',
       'Keyed (Idempotency-Key): one TransactWriteItems writes the change, a marker on the counter item holding the value produced, and the key-record item (if absent or expired), ' +
         'folding earlier markers into their records; then one consistent GetItem reads the marker: 2 calls uncontended, +1 per transaction conflict; a replay is 1. ' +
         'While a transaction is under way on the item, a plain update is refused (TransactionConflictException) and retried (docs/dynamo.md).',
     ],
-    local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling, no replication.'],
+    local: ['DynamoDB Local is a Java emulator on SQLite: no partitions, no throttling (the hot id scenario adds a per-key write limit at a proxy), no replication.'],
   },
   redis: {
     cloud: [

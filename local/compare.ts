@@ -10,6 +10,8 @@
  *   npm run compare -- --cold-samples 0                 # without the cold-start table (default 9 fresh processes per backend)
  *   npm run compare -- --step-requests 2000 --retry-keys 500   # larger steps and retry scenarios
  *   npm run compare -- --keyed-requests 3000            # a longer keyed vs unkeyed bench (3 rounds)
+ *   npm run compare -- --hot-id false                   # without the "hot id past one item" scenario (DynamoDB, about 45 s)
+ *   npm run compare -- --hot-id-requests 400            # a longer one (requests per shard count)
  *
  * In-process mode drives the BUNDLED handlers directly (`loadBundledHandler`,
  * several containers per backend and mode, each with its own client and
@@ -19,7 +21,8 @@
  *
  * This file is the run and its command line; the targets it drives are in
  * `compare-targets.ts`, one scenario in `compare-scenario.ts`, the verdict
- * in `compare-verdicts.ts`, the report in `report.ts`.
+ * in `compare-verdicts.ts`, the hot id past one item (DynamoDB's scale
+ * model) in `compare-hot-id.ts`, the report in `report.ts`.
  */
 import * as os from 'os';
 import * as path from 'path';
@@ -28,13 +31,14 @@ import { availableFixtures } from './backends';
 import { uniqueNamespace } from './backends/fixture';
 import { BackendSession, openBackend } from './backends/lifecycle';
 import { COLD_MODE_ENV, coldFigures, ColdFigures } from './cold';
+import { DEFAULT_HOT_ID_REQUESTS, HOT_ID_OFFERED_MULTIPLE, HOT_ID_SHARD_COUNTS, HotIdReport, runHotIdScenario } from './compare-hot-id';
 import { judgeRoundTrips, keyedVsUnkeyed, measureRoundTrips, ROUND_TRIP_TARGETS, RoundTrips } from './compare-round-trips';
 import { DEFAULT_RETRY_KEYS, DEFAULT_STEP_REQUESTS, round, runScenario, runStepScenario } from './compare-scenario';
 import { BACKEND_CAVEATS, GENERAL_CAVEATS_HTTP, GENERAL_CAVEATS_LOCAL, httpTarget, inProcessTarget, Target } from './compare-targets';
 import { bundlePath, REPO_ROOT } from './lambda-container';
 import { ProgressBar } from './progress';
 import {
-  BackendSection, ComparisonReport, formatColdTable, formatCostTable, formatStepsTable, formatTable, ReportFiles,
+  BackendSection, ComparisonReport, formatColdTable, formatCostTable, formatHotIdTable, formatStepsTable, formatTable, ReportFiles,
   SCENARIO_NAMES, ScenarioName, STEP_SCENARIO_NAMES, StepScenarioName, writeReport,
 } from './report';
 import { oneLine } from './server';
@@ -82,6 +86,14 @@ export interface CompareOptions {
    * only; 0 skips them. @default 0 (the command line's default is 9)
    */
   readonly coldSamples?: number;
+  /**
+   * The "hot id past one item" scenario (compare-hot-id.ts): DynamoDB's
+   * scale model, shards 1, 2, 4, 8 offered 5× a per-key write limit.
+   * In-process runs with DynamoDB only. @default true
+   */
+  readonly hotId?: boolean;
+  /** Requests per shard count of that scenario (paced at 20/s). @default 200 */
+  readonly hotIdRequests?: number;
 }
 
 /** Requests per path and round of the keyed vs unkeyed bench. */
@@ -98,6 +110,7 @@ export const DEFAULT_OPTIONS = {
   stepRequests: DEFAULT_STEP_REQUESTS,
   retryKeys: DEFAULT_RETRY_KEYS,
   keyedRequests: DEFAULT_KEYED_REQUESTS,
+  hotIdRequests: DEFAULT_HOT_ID_REQUESTS,
   containers: 8,
   warmup: 500,
   coldSamples: 9,
@@ -130,6 +143,12 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
   const runTag = `cmp-${startedAt.getTime().toString(36)}`;
   const sections: BackendSection[] = [];
   const coldResults = new Map<BackendName, ColdFigures | Error>();
+  const hotIdWanted = options.hotId ?? true;
+  let hotId: HotIdReport | undefined;
+  let hotIdNotRun: string | undefined = !hotIdWanted ? 'turned off (--hot-id false)'
+    : overHttp ? 'needs the local throttling proxy in front of DynamoDB Local: in-process runs only'
+      : !backends.includes('dynamo') ? 'DynamoDB is not among the backends run' : undefined;
+  let hotIdFailed = false;
 
   for (const [b, backend] of backends.entries()) {
     const caveats = [...BACKEND_CAVEATS[backend].cloud, ...(overHttp ? [] : BACKEND_CAVEATS[backend].local)];
@@ -138,6 +157,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       sections.push({ backend, status: 'skipped', reason, caveats, scenarios: [], stepScenarios: [], notRun: [], roundTrips: null });
     };
     let target: Target;
+    let session: BackendSession | undefined;
     let roundTrips: RoundTrips | null = null;
     const roundTripReasons: string[] = [];
     if (overHttp) {
@@ -152,7 +172,6 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         skip('no local fixture registered in local/backends/index.ts yet');
         continue;
       }
-      let session: BackendSession | undefined;
       try {
         session = await openBackend(backend);
         if (options.coldSamples) {
@@ -174,6 +193,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
         // failure to start or prepare is reported the same way, not fatal.
         await session?.close().catch(() => undefined);
         skip(oneLine(err));
+        if (backend === 'dynamo' && hotIdWanted) hotIdNotRun = `DynamoDB skipped: ${oneLine(err)}`;
         continue;
       }
     }
@@ -229,6 +249,18 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
           section.keyedVsUnkeyedError = oneLine(err);
         }
       }
+      if (backend === 'dynamo' && session && hotIdNotRun === undefined) {
+        const requests = options.hotIdRequests ?? DEFAULT_HOT_ID_REQUESTS;
+        progress.note(`[${b + 1}/${backends.length}] ${backend}: hot id past one item, shards ${HOT_ID_SHARD_COUNTS.join(', ')}, `
+          + `${requests} requests each at ${HOT_ID_OFFERED_MULTIPLE}× the per-key limit (paced)`);
+        try {
+          hotId = await runHotIdScenario(session, requests, (run) => progress.note(
+            `  shards ${run.shards}: offered ${run.offeredPerSecond}/s, accepted ${run.acceptedPerSecond}/s, 429: ${run.throttled}`));
+        } catch (err) {
+          hotIdNotRun = `failed: ${oneLine(err)}`;
+          hotIdFailed = true;
+        }
+      }
     } catch (err) {
       // A read-back that fails is a backend failure, not a crash of the whole comparison.
       const done = [...section.scenarios, ...section.stepScenarios].map((x) => x.scenario as string);
@@ -241,11 +273,16 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     }
   }
 
+  if (hotIdWanted && !hotId && hotIdNotRun === undefined) {
+    hotIdNotRun = 'DynamoDB\'s run stopped before it (see its section)';
+    hotIdFailed = true;
+  }
   const finishedAt = new Date();
   const ran = sections.filter((s) => s.status === 'ran');
   const failed = ran.some((s) => s.notRun.length > 0 && !overHttp)
     || ran.some((s) => [...s.scenarios, ...s.stepScenarios].some((x) => x.verdict === 'FAIL'))
-    || ran.some((s) => (s.roundTripReasons ?? []).length > 0);
+    || ran.some((s) => (s.roundTripReasons ?? []).length > 0)
+    || hotIdFailed || hotId?.verdict === 'FAIL';
   const report: ComparisonReport = {
     tool: 'cdk-atomic-counter compare',
     startedAt: startedAt.toISOString(),
@@ -263,6 +300,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       ...(overHttp ? {} : { containers: options.containers }),
       warmup: options.warmup,
       ...(overHttp ? {} : { coldSamples: options.coldSamples ?? 0 }),
+      hotId: hotIdWanted,
+      ...(hotIdWanted ? { hotIdRequests: options.hotIdRequests ?? DEFAULT_HOT_ID_REQUESTS } : {}),
       backends,
     },
     machine: {
@@ -274,6 +313,8 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
     },
     caveats: overHttp ? GENERAL_CAVEATS_HTTP : GENERAL_CAVEATS_LOCAL,
     backends: sections,
+    ...(hotId ? { hotId } : {}),
+    ...(hotIdNotRun !== undefined ? { hotIdNotRun } : {}),
     verdict: failed || ran.length === 0 ? 'FAIL' : 'PASS',
   };
   const files = writeReport(options.out, report);
@@ -286,7 +327,10 @@ function timestamp(d: Date): string {
 
 export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process.env): CompareOptions {
   const args = parseArgs(argv);
-  const known = new Set(['concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'keyed-requests', 'containers', 'warmup', 'cold-samples', 'backends', 'out', 'url', 'api-key']);
+  const known = new Set([
+    'concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'keyed-requests', 'containers', 'warmup', 'cold-samples',
+    'hot-id', 'hot-id-requests', 'backends', 'out', 'url', 'api-key',
+  ]);
   for (const name of Object.keys(args)) if (!known.has(name)) throw new Error(`Unknown flag --${name} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   let backends: BackendName[] | undefined;
   if (typeof args.backends === 'string') {
@@ -294,6 +338,8 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     const unknown = backends.filter((x) => !(BACKENDS as readonly string[]).includes(x));
     if (unknown.length > 0) throw new Error(`Unknown backend(s) ${unknown.join(', ')} (one of ${BACKENDS.join(', ')})`);
   }
+  const hotIdArg = args['hot-id'];
+  if (hotIdArg !== undefined && !['true', 'false', true].includes(hotIdArg)) throw new Error(`--hot-id must be true or false (got ${hotIdArg})`);
   const positive = (name: string, fallback: number) => {
     const n = intArg(args, name, fallback);
     if (n < 1) throw new Error(`--${name} must be at least 1`);
@@ -310,6 +356,8 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     containers: positive('containers', DEFAULT_OPTIONS.containers),
     warmup: intArg(args, 'warmup', DEFAULT_OPTIONS.warmup),
     coldSamples: intArg(args, 'cold-samples', DEFAULT_OPTIONS.coldSamples),
+    hotId: hotIdArg !== 'false',
+    hotIdRequests: positive('hot-id-requests', DEFAULT_OPTIONS.hotIdRequests),
     backends,
     out: typeof args.out === 'string' ? path.resolve(args.out) : path.join(REPO_ROOT, 'reports', timestamp(new Date())),
     url: typeof args.url === 'string' ? args.url : undefined,
@@ -328,6 +376,11 @@ async function main(): Promise<void> {
   if (stepsTable) console.log(`steps and retries (one hot id each)\n${stepsTable}\n`);
   const costTable = formatCostTable(report);
   if (costTable) console.log(`what a change costs (datastore calls per change, engine side, uncontended; keyed vs unkeyed ops/s, medians of 3 rounds)\n${costTable}\n`);
+  const hotIdTable = formatHotIdTable(report);
+  if (hotIdTable) {
+    const h = report.hotId!;
+    console.log(`hot id past one item (${h.backend}, scale model: ${h.limitPerKey} write units/s per key, offered ${h.offeredMultiple}× it, ${h.requests} requests per shard count)\n${hotIdTable}\n`);
+  }
   const coldTable = formatColdTable(report);
   if (coldTable) console.log(`cold start (medians of fresh processes)\n${coldTable}\n`);
   for (const s of report.backends) {
@@ -339,12 +392,15 @@ async function main(): Promise<void> {
     const benchErrors = Object.entries(s.keyedVsUnkeyed?.errorStatuses ?? {});
     if (benchErrors.length) console.log(`note     ${s.backend} keyed vs unkeyed bench: ${benchErrors.map(([st, n]) => `${n} × ${st}`).join(', ')} (not a verdict: a throughput run)`);
   }
+  for (const r of report.hotId?.reasons ?? []) console.log(`FAIL     hot id: ${r}`);
+  if (report.hotIdNotRun) console.log(`not run  hot id past one item: ${report.hotIdNotRun}`);
   console.log('');
   console.log(`Verdict: ${report.verdict} in ${((performance.now() - started) / 1000).toFixed(0)} s`);
   console.log(`Report:  ${files.markdown}`);
   console.log(`         ${files.json}`);
   console.log(`Charts:  ${files.throughputSvg}`);
   console.log(`         ${files.latencySvg}`);
+  if (files.hotIdSvg) console.log(`         ${files.hotIdSvg}`);
   // Containers and engines are closed; exit now rather than wait for stray timers of a client library.
   process.exit(report.verdict === 'PASS' ? 0 : 1);
 }

@@ -1,11 +1,12 @@
 /**
  * The comparison report: its data shape and its writers (Markdown, JSON and
- * two SVG charts written by hand, so the report needs no dependency and
+ * SVG charts written by hand, so the report needs no dependency and
  * opens in any browser or GitHub page).
  */
 import * as fs from 'fs';
 import * as path from 'path';
 import type { ColdFigures } from './cold';
+import type { HotIdReport } from './compare-hot-id';
 import type { KeyedVsUnkeyed, RoundTrips } from './compare-round-trips';
 
 export type Verdict = 'PASS' | 'FAIL';
@@ -162,6 +163,10 @@ export interface ComparisonReport {
   readonly machine: Record<string, unknown>;
   readonly caveats: string[];
   readonly backends: BackendSection[];
+  /** The "hot id past one item" scenario (DynamoDB's scale model), when it ran. */
+  readonly hotId?: HotIdReport;
+  /** Why it did not run (turned off, over HTTP, DynamoDB not run, or a failure). */
+  readonly hotIdNotRun?: string;
   readonly verdict: Verdict;
 }
 
@@ -170,6 +175,8 @@ export interface ReportFiles {
   readonly json: string;
   readonly throughputSvg: string;
   readonly latencySvg: string;
+  /** Offered vs accepted ops/s per shard count, when the hot id scenario ran. */
+  readonly hotIdSvg?: string;
 }
 
 const COLUMNS = ['backend', 'scenario', 'ops/s', 'p50 ms', 'p95 ms', 'p99 ms', 'accepted', 'rejected', 'errors', 'final', 'lost', 'overshoot', 'verdict'];
@@ -318,6 +325,47 @@ function firstColumnSection(title: string, text: string, columns: string[], body
   ];
 }
 
+const HOT_ID_COLUMNS = ['shards', 'offered ops/s', 'accepted ops/s', 'accepted × limit', '429', 'Retry-After', 'total/accepted', 'throttled calls', 'seconds'];
+
+function hotIdRows(report: ComparisonReport): string[][] {
+  return (report.hotId?.runs ?? []).map((r) => {
+    const errors = Object.values(r.errorStatuses).reduce((a, n) => a + n, 0);
+    return [
+      String(r.shards), r.offeredPerSecond.toFixed(1), r.acceptedPerSecond.toFixed(1), `×${r.acceptedTimesLimit.toFixed(1)}`,
+      `${r.throttled}${errors ? ` (+${errors} errors)` : ''}`,
+      r.throttled === 0 ? '–' : r.throttledWithoutRetryAfter === 0 ? 'on every 429' : `missing on ${r.throttledWithoutRetryAfter}`,
+      `${r.total}/${r.accepted}`, String(r.throttledCalls), r.seconds.toFixed(1),
+    ];
+  });
+}
+
+/** The hot id past one item, one row per shard count, as fixed-width text (empty when it did not run). */
+export function formatHotIdTable(report: ComparisonReport): string {
+  return firstColumnTable(HOT_ID_COLUMNS, hotIdRows(report));
+}
+
+function hotIdMarkdown(report: ComparisonReport): string[] {
+  const h = report.hotId;
+  if (!h) return report.hotIdNotRun ? ['## Hot id past one item', '', `Not run: ${report.hotIdNotRun}.`, ''] : [];
+  return [
+    ...firstColumnSection('Hot id past one item',
+      'DynamoDB only: it is the one backend with a per-key write limit (about 1,000 write units/s per partition; past it, ' +
+        '`TableWriteKeyRangeThroughputExceeded`). DynamoDB Local never throttles, so a proxy in front of it enforces a per-partition-key ' +
+        `token bucket scaled down to ${h.limitPerKey} write units/s per key (1 s of burst) and answers DynamoDB's own throttling errors. ` +
+        `One hot id is offered ${h.requests} +1s per shard count, paced open loop at ${h.offeredMultiple}× that limit ` +
+        `(${h.offeredMultiple * h.limitPerKey}/s at most: a busy machine offers less), through 4 bundled handler containers with \`COUNTER_SHARDS\`. ` +
+        '`offered ops/s` is measured (requests ÷ elapsed), `accepted` counts the 200s, `429` the `THROTTLED` answers, `total/accepted` ' +
+        'the value read back against the 200s, `throttled calls` the DynamoDB calls the proxy throttled (a sharded change that meets one ' +
+        'tries another slot). It fails on any other answer, a 429 without `Retry-After`, a total other than the 200s, more accepted than ' +
+        'the buckets allow, no 429 unsharded or any 429 at 8 shards.',
+      HOT_ID_COLUMNS, hotIdRows(report)),
+    `**Verdict: ${h.verdict}**${h.reasons.length ? `: ${h.reasons.join('; ')}` : ''}`,
+    '',
+    '![Hot id past one item](hot-id.svg)',
+    '',
+  ];
+}
+
 const COLD_COLUMNS = ['backend', 'bundle KiB', 'module load ms', 'init ms', 'first request ms', 'samples'];
 
 function coldRows(report: ComparisonReport): string[][] {
@@ -382,6 +430,7 @@ export function renderMarkdown(report: ComparisonReport): string {
     '',
     ...stepsMarkdown(report),
     ...costMarkdown(report),
+    ...hotIdMarkdown(report),
     ...coldMarkdown(report),
     '## Backends',
     '',
@@ -539,7 +588,59 @@ export function renderLatencySvg(report: ComparisonReport): string {
   return svgDocument(width, height, 'Latency per backend: p50 / p95 / p99 (log scale)', body);
 }
 
-/** Writes report.md, report.json, throughput.svg and latency.svg into `dir` (created if needed). */
+/**
+ * The hot id past one item: per shard count, offered and accepted ops/s side
+ * by side, with the per-key limit and 1, 2, 4, 8 × it as a dashed line.
+ */
+export function renderHotIdSvg(hot: HotIdReport): string {
+  const top = niceCeiling(Math.max(1, ...hot.runs.flatMap((r) => [r.offeredPerSecond, r.acceptedPerSecond, r.shards * hot.limitPerKey])));
+  const left = 70;
+  const plotTop = 50;
+  const plotHeight = 300;
+  const barWidth = 34;
+  const groupWidth = 2 * barWidth + 50;
+  const width = Math.max(640, left + hot.runs.length * groupWidth + 40);
+  const height = plotTop + plotHeight + 90;
+  const y = (v: number) => plotTop + plotHeight - (Math.min(v, top) / top) * plotHeight;
+  const bars = [
+    { name: 'offered ops/s', color: '#9a9a9a', value: (r: HotIdReport['runs'][number]) => r.offeredPerSecond },
+    { name: 'accepted ops/s', color: BACKEND_COLORS.dynamo, value: (r: HotIdReport['runs'][number]) => r.acceptedPerSecond },
+  ];
+  const body: string[] = [];
+  for (let i = 0; i <= 5; i++) {
+    const v = (top / 5) * i;
+    body.push(`<line x1="${left}" x2="${width - 20}" y1="${y(v)}" y2="${y(v)}" stroke="#e3e3e3"/>`);
+    body.push(`<text x="${left - 6}" y="${y(v) + 4}" text-anchor="end" fill="#444">${Number(v.toFixed(1))}</text>`);
+  }
+  body.push(`<text transform="translate(16 ${plotTop + plotHeight / 2}) rotate(-90)" text-anchor="middle" fill="#444">requests per second</text>`);
+  hot.runs.forEach((r, g) => {
+    const x0 = left + 25 + g * groupWidth;
+    // What the id's slots take together: shards × the per-key limit.
+    const capacity = r.shards * hot.limitPerKey;
+    if (capacity <= top) {
+      body.push(`<line x1="${x0 - 8}" x2="${x0 + 2 * barWidth + 4}" y1="${y(capacity)}" y2="${y(capacity)}" stroke="#000" stroke-dasharray="4 3"><title>${esc(`${r.shards} × the limit: ${capacity}/s`)}</title></line>`);
+    }
+    bars.forEach((bar, k) => {
+      const v = bar.value(r);
+      const x = x0 + k * barWidth;
+      body.push(`<rect x="${x}" y="${y(v)}" width="${barWidth - 4}" height="${plotTop + plotHeight - y(v)}" fill="${bar.color}"><title>${esc(`shards ${r.shards} ${bar.name}: ${v.toFixed(1)}`)}</title></rect>`);
+      body.push(`<text x="${x + (barWidth - 4) / 2}" y="${y(v) - 4}" text-anchor="middle" font-size="10" fill="#333">${v.toFixed(1)}</text>`);
+    });
+    body.push(`<text x="${x0 + barWidth}" y="${plotTop + plotHeight + 18}" text-anchor="middle">${r.shards === 1 ? '1 shard' : `${r.shards} shards`}</text>`);
+    body.push(`<text x="${x0 + barWidth}" y="${plotTop + plotHeight + 33}" text-anchor="middle" font-size="10" fill="#c8372d">${r.throttled ? `${r.throttled} × 429` : 'no 429'}</text>`);
+  });
+  const ly = plotTop + plotHeight + 65;
+  bars.forEach((bar, k) => {
+    body.push(`<rect x="${left + k * 150}" y="${ly - 10}" width="12" height="12" fill="${bar.color}"/>`);
+    body.push(`<text x="${left + k * 150 + 18}" y="${ly}">${esc(bar.name)}</text>`);
+  });
+  body.push(`<line x1="${left + 300}" x2="${left + 324}" y1="${ly - 4}" y2="${ly - 4}" stroke="#000" stroke-dasharray="4 3"/>`);
+  body.push(`<text x="${left + 330}" y="${ly}">shards × limit</text>`);
+  return svgDocument(width, height,
+    `Hot id past one item (${hot.backend}): offered ${hot.offeredMultiple}× a limit of ${hot.limitPerKey} writes/s per key`, body);
+}
+
+/** Writes report.md, report.json, throughput.svg, latency.svg and (when the hot id ran) hot-id.svg into `dir` (created if needed). */
 export function writeReport(dir: string, report: ComparisonReport): ReportFiles {
   fs.mkdirSync(dir, { recursive: true });
   const files: ReportFiles = {
@@ -547,11 +648,13 @@ export function writeReport(dir: string, report: ComparisonReport): ReportFiles 
     json: path.join(dir, 'report.json'),
     throughputSvg: path.join(dir, 'throughput.svg'),
     latencySvg: path.join(dir, 'latency.svg'),
+    ...(report.hotId ? { hotIdSvg: path.join(dir, 'hot-id.svg') } : {}),
   };
   fs.writeFileSync(files.markdown, renderMarkdown(report));
   // Infinity is not JSON: the histogram's open last bound is written as null.
   fs.writeFileSync(files.json, JSON.stringify(report, (_k, v) => (v === Infinity ? null : v), 2) + '\n');
   fs.writeFileSync(files.throughputSvg, renderThroughputSvg(report));
   fs.writeFileSync(files.latencySvg, renderLatencySvg(report));
+  if (report.hotId && files.hotIdSvg) fs.writeFileSync(files.hotIdSvg, renderHotIdSvg(report.hotId));
   return files;
 }

@@ -17,6 +17,8 @@ import { ComparisonReport, formatCostTable, formatStepsTable, SCENARIO_NAMES, ST
 import { startLocalServer } from '../../local/server';
 
 const backends = availableFixtures();
+/** Requests per shard count of the hot id scenario: paced at 20/s, 4 s each, 16 s in all (DynamoDB only). */
+const HOT_ID_REQUESTS = 80;
 const SMALL = {
   concurrency: 4, requests: 40, max: 5, ids: 4, stepRequests: 40, retryKeys: 20, keyedRequests: 20, containers: 2, warmup: 8, silent: true,
 } as const;
@@ -54,10 +56,11 @@ function inBucketOfRank(h: { boundsMs: (number | null)[]; counts: number[] }, ms
   return false;
 }
 
-test('in-process comparison of every registered backend: report.md/json and both SVGs written, every scenario PASS, steps and retries included', async () => {
+test('in-process comparison of every registered backend: report.md/json and the SVGs written, every scenario PASS, steps, retries and the hot id included', async () => {
   const out = tmpDir();
-  const { report, files } = await runComparison({ ...SMALL, out });
-  for (const file of [files.markdown, files.json, files.throughputSvg, files.latencySvg]) {
+  const { report, files } = await runComparison({ ...SMALL, hotIdRequests: HOT_ID_REQUESTS, out });
+  const hotIdSvg = backends.includes('dynamo') ? [files.hotIdSvg!] : [];
+  for (const file of [files.markdown, files.json, files.throughputSvg, files.latencySvg, ...hotIdSvg]) {
     expect(fs.existsSync(file)).toBe(true);
     expect(path.dirname(file)).toBe(out);
   }
@@ -160,7 +163,23 @@ test('in-process comparison of every registered backend: report.md/json and both
     expect(text.trim().endsWith('</svg>')).toBe(true);
     for (const backend of backends) expect(text).toContain(backend);
   }
-}, 300_000);
+  // The hot id past one item (DynamoDB's scale model; test/local/compare-hot-id.test.ts has the details):
+  // 4 shard counts, every answer a 200 or a 429 with Retry-After, totals exact, throttled unsharded, none at 8 shards.
+  if (backends.includes('dynamo')) {
+    const hot = json.hotId!;
+    expect(hot).toMatchObject({ backend: 'dynamo', limitPerKey: 4, offeredMultiple: 5, requests: HOT_ID_REQUESTS, verdict: 'PASS', reasons: [] });
+    expect(hot.runs.map((r) => r.shards)).toEqual([1, 2, 4, 8]);
+    for (const r of hot.runs) {
+      expect({ shards: r.shards, answered: r.accepted + r.throttled, total: r.total, withoutRetryAfter: r.throttledWithoutRetryAfter })
+        .toEqual({ shards: r.shards, answered: HOT_ID_REQUESTS, total: r.accepted, withoutRetryAfter: 0 });
+    }
+    expect(hot.runs[0].throttled).toBeGreaterThan(0);
+    expect(hot.runs[3]).toMatchObject({ throttled: 0, total: HOT_ID_REQUESTS });
+    expect(json.hotIdNotRun).toBeUndefined();
+    expect(markdown).toContain('![Hot id past one item](hot-id.svg)');
+    expect(fs.readFileSync(files.hotIdSvg!, 'utf8')).toContain('>8 shards<');
+  }
+}, 360_000);
 
 test('over HTTP (--url/--api-key) against the local server in conditional mode: only the conditional scenarios run, and pass', async () => {
   const backend = backends[0];
@@ -178,6 +197,7 @@ test('over HTTP (--url/--api-key) against the local server in conditional mode: 
     expect({ roundTrips: section.roundTrips, bench: section.keyedVsUnkeyed }).toEqual({ roundTrips: null, bench: undefined });
     expect(section.notRun.map((n) => n.scenario)).toEqual(['unconditional-hot', 'unconditional-spread', 'unconditional-mixed-step', 'unconditional-retry']);
     expect(report.target).toBe(server.url);
+    expect(report.hotIdNotRun).toMatch(/in-process runs only/);
     expect(JSON.stringify(report)).not.toContain(server.apiKey);
   } finally {
     await server.stop();
@@ -346,4 +366,8 @@ test('flags: defaults, --backends validation, unknown flags rejected, --out reso
   expect(() => optionsFromArgs(['--requests', '0'])).toThrow(/at least 1/);
   expect(optionsFromArgs(['--step-requests', '50', '--retry-keys', '7'])).toMatchObject({ stepRequests: 50, retryKeys: 7 });
   expect(() => optionsFromArgs(['--retry-keys', '0'])).toThrow(/--retry-keys must be at least 1/);
+  expect(defaults).toMatchObject({ hotId: true, hotIdRequests: 200 });
+  expect(optionsFromArgs(['--hot-id', 'false', '--hot-id-requests', '40'])).toMatchObject({ hotId: false, hotIdRequests: 40 });
+  expect(optionsFromArgs(['--hot-id'])).toMatchObject({ hotId: true });
+  expect(() => optionsFromArgs(['--hot-id', 'no'])).toThrow(/--hot-id must be true or false/);
 });
