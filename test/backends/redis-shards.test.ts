@@ -22,6 +22,7 @@ import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter
 import { COMMON_ENV } from '../../src/counter-env';
 import type { BackendName } from '../../src/runtime/store';
 import { Answer, call, Counters, useBackend } from '../kit/conformance';
+import { describeShardsContract } from '../kit/shards-contract';
 
 
 /** A container mode with COUNTER_SHARDS set. */
@@ -249,6 +250,8 @@ describe('redis sharded counters (bundled handler, shared redis-server)', () => 
   const env = { [REDIS_ENV.COMMAND_TIMEOUT_MS]: '20000', [REDIS_ENV.CONNECT_TIMEOUT_MS]: '20000' };
   describeShardsGuarantees('redis', ctx, 8, { callers: 24, env });
   describeReshard('redis', ctx, { callers: 24, env });
+  // The shared sharding contract DynamoDB runs too (shards 1 and 8, both modes).
+  describeShardsContract('redis', ctx);
 
   describe('layout and cross-width changes', () => {
     let bare: Redis;
