@@ -78,7 +78,7 @@ describe('the types refuse an incomplete backend', () => {
 
   test('a contract without its worst case does not compile', () => {
     const errors = typeErrors(`${imports}
-      export const C: BackendContract<'dynamo'> = { name: 'dynamo', metricPrefix: 'Dynamo', bundles: { counter: 'x' } };
+      export const C: BackendContract<'dynamo'> = { name: 'dynamo', metricPrefix: 'Dynamo', bundles: { counter: 'x' }, sharded: false };
     `);
     expect(errors.join('\n')).toMatch(/Property 'worstCase' is missing/);
   });
@@ -101,5 +101,5 @@ describe('the types refuse an incomplete backend', () => {
 
 // The same, for `tsc --noEmit` (CI's typecheck): this line must stay an error.
 // @ts-expect-error a contract without `worstCase` is not a BackendContract
-const withoutWorstCase: BackendContract<'dynamo'> = { name: 'dynamo', metricPrefix: 'Dynamo', bundles: { counter: 'x' } };
+const withoutWorstCase: BackendContract<'dynamo'> = { name: 'dynamo', metricPrefix: 'Dynamo', bundles: { counter: 'x' }, sharded: false };
 void withoutWorstCase;
