@@ -10,6 +10,7 @@
  * "an endpoint that accepts TCP and never answers" (`hang()` with no target use).
  */
 import * as net from 'net';
+import { listenOnFreePort } from './tcp';
 
 export type ProxyMode =
   /** Forward every byte both ways. */
@@ -110,11 +111,7 @@ export async function startFaultProxy(target: { host: string; port: number }, in
       client.write(chunk);
     });
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnFreePort(server);
 
   return {
     host: '127.0.0.1',

@@ -14,6 +14,7 @@
  */
 import * as net from 'net';
 import { decodeMessage, takeMessages } from './mongo-wire-protocol';
+import { listenOnFreePort, pairSockets } from './tcp';
 
 /** Commands that are heartbeats or handshakes, never part of a change. */
 export const UNCOUNTED_COMMANDS: ReadonlySet<string> = new Set(['hello', 'isMaster', 'ismaster', 'ping']);
@@ -69,23 +70,9 @@ export async function startMongoCommandProxy(target: { host: string; port: numbe
         buffer = Buffer.alloc(0);
       }
     });
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('close', end);
-    upstream.on('close', end);
-    client.on('error', end);
-    upstream.on('error', end);
+    pairSockets(client, upstream, sockets);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const port = (server.address() as net.AddressInfo).port;
+  const port = await listenOnFreePort(server);
   return {
     host: '127.0.0.1',
     port,

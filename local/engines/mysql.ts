@@ -5,6 +5,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { createConnection } from 'mysql2/promise';
 import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, waitUntil } from './engine';
+import { listenOnFreePort, pairSockets } from './tcp';
 
 const DEFAULT_URL = 'mysql://root@127.0.0.1:3306/';
 
@@ -238,23 +239,9 @@ export async function startMysqlCommandProxy(target: { host: string; port: numbe
         seen.push({ connection, command, ...(sql === undefined ? {} : { sql }) });
       }
     });
-    upstream.on('data', (chunk) => client.write(chunk));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    client.on('error', end);
-    upstream.on('error', end);
-    client.on('close', end);
-    upstream.on('close', end);
+    pairSockets(client, upstream, sockets);
   });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => resolve());
-  });
-  const { port } = server.address() as net.AddressInfo;
+  const port = await listenOnFreePort(server);
   return {
     address: `127.0.0.1:${port}`,
     commands: () => [...seen],

@@ -3,6 +3,7 @@ import * as net from 'net';
 import * as os from 'os';
 import Redis from 'ioredis';
 import { captureOutput, Engine, EngineUnavailableError, freePort, stopChild, waitUntil } from './engine';
+import { pairSockets } from './tcp';
 
 const DEFAULT_URL = 'redis://127.0.0.1:6379';
 
@@ -148,17 +149,7 @@ export async function startRedisCommandProxy(targetUrl: string): Promise<RedisCo
       pending = pending.subarray(offset);
       upstream.write(chunk);
     });
-    upstream.on('data', (chunk: Buffer) => client.write(chunk));
-    const end = () => {
-      client.destroy();
-      upstream.destroy();
-      sockets.delete(client);
-      sockets.delete(upstream);
-    };
-    for (const s of [client, upstream]) {
-      s.on('error', end);
-      s.on('close', end);
-    }
+    pairSockets(client, upstream, sockets);
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
