@@ -19,7 +19,10 @@ export interface PostOptions {
 
 export interface Answer {
   status: number;
+  /** The value a change produced (absent on a sharded counter's change), or the value read. */
   counter?: number;
+  /** `shards` of a sharded counter's answer (docs/sharding.md). */
+  shards?: number;
   /** `by` of the body (200 and the 409s carry the step they judged). */
   by?: number;
   /** `code` of an error body. */
@@ -51,6 +54,7 @@ function answerOf(res: ProxyResult): Answer {
   return {
     status: res.statusCode,
     counter: typeof body?.counter === 'number' ? body.counter : undefined,
+    shards: typeof body?.shards === 'number' ? body.shards : undefined,
     by: typeof body?.by === 'number' ? body.by : undefined,
     code: typeof body?.code === 'string' ? body.code : undefined,
     replayed: header?.[1],
@@ -136,7 +140,8 @@ export async function inProcessTarget(session: BackendSession, options: CompareO
   const { backend, engine } = session;
   // A fresh namespace per run: counters start at 0 even on a persistent engine.
   const namespace = uniqueNamespace(`cmp_${backend}`);
-  const load = (conditional: boolean) => session.containers({ conditional, maximum: options.max }, options.containers, namespace);
+  const load = (conditional: boolean) =>
+    session.containers({ conditional, maximum: options.max, shards: options.shards }, options.containers, namespace);
   const containers: Record<'true' | 'false', ProxyHandler[]> = { false: await load(false), true: await load(true) };
   return {
     engine: `${engine.name} (${engine.origin})`,

@@ -111,6 +111,14 @@ export function chainProblem(start: number, end: number, transitions: readonly T
   return undefined;
 }
 
+/**
+ * True for the 200 of an applied change: it carries the value produced, or,
+ * on a sharded counter (docs/sharding.md), `shards` instead.
+ */
+export function isApplied(a: { readonly status: number; readonly counter?: number; readonly shards?: number }): boolean {
+  return a.status === 200 && (a.counter !== undefined || a.shards !== undefined);
+}
+
 /** One answer of a steps or retry scenario, next to what was sent. */
 export interface SentAnswer {
   /** The step sent (`?by=`). */
@@ -119,7 +127,10 @@ export interface SentAnswer {
   readonly status: number;
   /** `by` of the answer's body (200 and 409 carry it). */
   readonly by?: number;
+  /** The value the change produced; absent on a sharded counter (its answer carries `shards`). */
   readonly counter?: number;
+  /** `shards` of a sharded counter's 200. */
+  readonly shards?: number;
   /** `code` of an error answer. */
   readonly code?: string;
   /** The `Idempotent-Replayed` header: 'true', 'false', or absent. */
@@ -134,8 +145,10 @@ export interface StepsVerdict {
   readonly errors: number;
   /** Σ by of the 200 answers: what the store must hold (the id started at 0). */
   readonly expectedFinal: number;
-  /** Why the 200s' transitions do not chain from 0 to the stored value; undefined when they do. */
+  /** Why the 200s' transitions do not chain from 0 to the stored value; undefined when they do (or were not checked). */
   readonly chain?: string;
+  /** False when the 200s carry no counter (a sharded counter): no chain to check, the sum of the steps still is. */
+  readonly chainChecked: boolean;
   /** Answers whose `by` is not the step sent. */
   readonly byMismatches: number;
   /** Conditional: answers (200 or 409) and the stored value outside [0, maximum]. */
@@ -155,7 +168,7 @@ export interface StepsVerdict {
  */
 export function judgeSteps(conditional: boolean, maximum: number | undefined, answers: readonly SentAnswer[], final: number): StepsVerdict {
   const reasons: string[] = [];
-  const ok = answers.filter((a) => a.status === 200 && a.counter !== undefined);
+  const ok = answers.filter(isApplied);
   const rejected = answers.filter((a) => a.status === 409);
   const errors = answers.length - ok.length - rejected.length;
   const rejectedBy: Record<string, number> = {};
@@ -163,7 +176,11 @@ export function judgeSteps(conditional: boolean, maximum: number | undefined, an
   const expectedFinal = ok.reduce((n, a) => n + a.sent, 0);
   const byMismatches = [...ok, ...rejected].filter((a) => a.by !== a.sent).length;
   // The chain uses the step SENT: an answer with another `by` is already counted above.
-  const chain = chainProblem(0, final, ok.map((a) => ({ by: a.sent, counter: a.counter! })));
+  // A sharded counter's 200s carry no value: the chain needs one from every 200.
+  const withCounter = ok.filter((a) => a.counter !== undefined);
+  const chainChecked = withCounter.length === ok.length;
+  const chain = chainChecked ? chainProblem(0, final, ok.map((a) => ({ by: a.sent, counter: a.counter! })))
+    : withCounter.length > 0 ? `${withCounter.length} of ${ok.length} 200s carry a counter: unsharded and sharded answers mixed on one id` : undefined;
   let outOfRange = 0;
   let wrongCodes = 0;
   if (conditional) {
@@ -178,7 +195,7 @@ export function judgeSteps(conditional: boolean, maximum: number | undefined, an
   if (wrongCodes > 0) reasons.push(`${wrongCodes} rejection(s) with the wrong code for their direction`);
   if (!conditional && rejected.length > 0) reasons.push(`${rejected.length} rejection(s) in unconditional mode`);
   if (errors > 0) reasons.push(`${errors} error answer(s)`);
-  return { accepted: ok.length, rejectedBy, errors, expectedFinal, chain, byMismatches, outOfRange, wrongCodes, reasons };
+  return { accepted: ok.length, rejectedBy, errors, expectedFinal, chain, chainChecked, byMismatches, outOfRange, wrongCodes, reasons };
 }
 
 // ------------------------------------------------- retries (Idempotency-Key)
@@ -231,17 +248,18 @@ export function judgeRetries(
     if (answers.length !== 2) missingAnswers++;
     replays += answers.filter((a) => a.replayed === 'true').length;
     errors += answers.filter((a) => a.status !== 200 && a.status !== 409).length;
-    const ok = answers.filter((a) => a.status === 200 && a.counter !== undefined);
+    const ok = answers.filter(isApplied);
     if (ok.length === 0) {
       // Not applied: both rejected at the maximum (a 409 in unconditional mode is wrong).
       wrongRejections += answers.filter((a) => a.status === 409 && (!conditional || a.code !== 'LIMIT_REACHED')).length;
       continue;
     }
     applied++;
+    // Sharded: both answers carry no counter (undefined twice is one value); the total read back is checked below.
     if (ok.length !== answers.length || new Set(ok.map((a) => a.counter)).size > 1) splitKeys++;
     if (ok.filter((a) => a.replayed === 'false').length !== 1) notOnceFresh++;
-    values.push(ok[0].counter!);
-    if (conditional) overshoot += ok.filter((a) => a.counter! > maximum!).length;
+    if (ok[0].counter !== undefined) values.push(ok[0].counter);
+    if (conditional) overshoot += ok.filter((a) => a.counter !== undefined && a.counter > maximum!).length;
   }
   if (conditional && final > maximum!) overshoot++;
   const duplicates = values.length - new Set(values).size;

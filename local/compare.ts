@@ -12,6 +12,7 @@
  *   npm run compare -- --keyed-requests 3000            # a longer keyed vs unkeyed bench (3 rounds)
  *   npm run compare -- --hot-id false                   # without the "hot id past one item" scenario (DynamoDB, about 45 s)
  *   npm run compare -- --hot-id-requests 400            # a longer one (requests per shard count)
+ *   COUNTER_SHARDS=8 npm run compare                    # every scenario on sharded counters (or --shards 8)
  *
  * In-process mode drives the BUNDLED handlers directly (`loadBundledHandler`,
  * several containers per backend and mode, each with its own client and
@@ -43,6 +44,8 @@ import {
 } from './report';
 import { oneLine } from './server';
 import { runWorkload } from './workload';
+import { COMMON_ENV } from '../src/counter-env';
+import { readShards } from '../src/runtime/config';
 import { BACKENDS, BackendName } from '../src/runtime/store';
 
 export interface CompareOptions {
@@ -94,6 +97,15 @@ export interface CompareOptions {
   readonly hotId?: boolean;
   /** Requests per shard count of that scenario (paced at 20/s). @default 200 */
   readonly hotIdRequests?: number;
+  /**
+   * Shards per counter id of the scenarios' containers (`COUNTER_SHARDS`,
+   * or `--shards`). Above 1 the answers to changes carry no counter, so the
+   * checks that need one (distinct values, the serial chain of the mixed
+   * steps) give way to the totals read back; the round-trip figures stay
+   * those of unsharded counters (their targets). In-process runs only: a
+   * deployed API has its own. @default 1
+   */
+  readonly shards?: number;
 }
 
 /** Requests per path and round of the keyed vs unkeyed bench. */
@@ -302,6 +314,7 @@ export async function runComparison(options: CompareOptions): Promise<Comparison
       ...(overHttp ? {} : { coldSamples: options.coldSamples ?? 0 }),
       hotId: hotIdWanted,
       ...(hotIdWanted ? { hotIdRequests: options.hotIdRequests ?? DEFAULT_HOT_ID_REQUESTS } : {}),
+      ...(overHttp ? {} : { shards: options.shards ?? 1 }),
       backends,
     },
     machine: {
@@ -329,7 +342,7 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
   const args = parseArgs(argv);
   const known = new Set([
     'concurrency', 'requests', 'max', 'ids', 'step-requests', 'retry-keys', 'keyed-requests', 'containers', 'warmup', 'cold-samples',
-    'hot-id', 'hot-id-requests', 'backends', 'out', 'url', 'api-key',
+    'hot-id', 'hot-id-requests', 'shards', 'backends', 'out', 'url', 'api-key',
   ]);
   for (const name of Object.keys(args)) if (!known.has(name)) throw new Error(`Unknown flag --${name} (known: ${[...known].map((k) => `--${k}`).join(', ')})`);
   let backends: BackendName[] | undefined;
@@ -358,6 +371,8 @@ export function optionsFromArgs(argv: string[], env: NodeJS.ProcessEnv = process
     coldSamples: intArg(args, 'cold-samples', DEFAULT_OPTIONS.coldSamples),
     hotId: hotIdArg !== 'false',
     hotIdRequests: positive('hot-id-requests', DEFAULT_OPTIONS.hotIdRequests),
+    // The flag wins over the environment, as everywhere else on this command line.
+    shards: args.shards !== undefined ? readShards({ [COMMON_ENV.SHARDS]: String(args.shards) }) : readShards(env),
     backends,
     out: typeof args.out === 'string' ? path.resolve(args.out) : path.join(REPO_ROOT, 'reports', timestamp(new Date())),
     url: typeof args.url === 'string' ? args.url : undefined,

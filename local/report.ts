@@ -93,8 +93,10 @@ export interface StepScenarioFigures {
   readonly steps?: {
     /** The steps drawn from. */
     readonly values: number[];
-    /** Why the 200s' transitions do not chain from 0 to `final` (null: they do). */
+    /** Why the 200s' transitions do not chain from 0 to `final` (null: they do, or were not checked). */
     readonly chainProblem: string | null;
+    /** False on sharded counters: their 200s carry no value to chain (the sum of the steps is still checked). */
+    readonly chainChecked: boolean;
     readonly byMismatches: number;
     readonly outOfRange: number;
     readonly wrongCodes: number;
@@ -212,7 +214,7 @@ function stepRows(report: ComparisonReport): string[][] {
       out.push([
         s.backend, s.scenario, s.opsPerSecond.toFixed(0), ms(s.latencyMs.p50), ms(s.latencyMs.p99),
         String(s.accepted), String(s.rejected), String(s.errors), `${s.final}/${s.expectedFinal}`,
-        s.steps ? (s.steps.chainProblem === null ? 'ok' : 'BROKEN') : '–',
+        s.steps ? (s.steps.chainProblem !== null ? 'BROKEN' : s.steps.chainChecked ? 'ok' : 'n/a (sharded)') : '–',
         s.retry ? String(s.retry.replays) : '–',
         `${s.verdict}${s.retry?.guarantee ? '*' : ''}`,
       ]);
@@ -414,7 +416,9 @@ export function renderMarkdown(report: ComparisonReport): string {
     `**Verdict: ${report.verdict}** · ${report.startedAt} · ${report.durationSeconds.toFixed(0)} s · target: ${report.target}`,
     '',
     `Workload: ${o.requests} requests per scenario and backend, concurrency ${o.concurrency}` +
-      `${o.containers ? `, ${o.containers} handler containers per mode` : ''}; spread scenarios over ${o.ids} ids; conditional maximum ${o.max}.`,
+      `${o.containers ? `, ${o.containers} handler containers per mode` : ''}; spread scenarios over ${o.ids} ids; conditional maximum ${o.max}` +
+      `${typeof o.shards === 'number' && o.shards > 1
+        ? `; **${o.shards} shards per id** (\`COUNTER_SHARDS\`): a sharded 200 carries no counter, so duplicate values and the mixed steps' serial chain are not checked, the totals read back are` : ''}.`,
     `Machine: ${report.machine.cpuModel} × ${report.machine.cpus}, ${report.machine.memoryGiB} GiB, ${report.machine.platform}, Node.js ${report.machine.node}.`,
     '',
     '`final` is the value read back with GET (summed over the ids) against the accepted increments expected; ' +

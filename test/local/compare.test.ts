@@ -15,6 +15,7 @@ import { judgeRoundTrips, ROUND_TRIP_TARGETS, RoundTrips } from '../../local/com
 import { chainProblem, SentAnswer } from '../../local/compare-verdicts';
 import { ComparisonReport, formatCostTable, formatStepsTable, SCENARIO_NAMES, STEP_SCENARIO_NAMES } from '../../local/report';
 import { startLocalServer } from '../../local/server';
+import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
 
 const backends = availableFixtures();
 /** Requests per shard count of the hot id scenario: paced at 20/s, 4 s each, 16 s in all (DynamoDB only). */
@@ -181,6 +182,35 @@ test('in-process comparison of every registered backend: report.md/json and the 
   }
 }, 360_000);
 
+test('COUNTER_SHARDS (--shards 8): every sharded backend runs every scenario on sharded counters and passes on the totals read back', async () => {
+  const sharded = backends.filter((b) => ALL_BACKEND_CONTRACTS.find((c) => c.name === b)!.sharded);
+  expect(sharded.length).toBeGreaterThan(0);
+  const out = tmpDir();
+  const { report, files } = await runComparison({ ...SMALL, shards: 8, backends: sharded, hotId: false, out });
+  expect(report.options).toMatchObject({ shards: 8 });
+  expect(fs.readFileSync(files.markdown, 'utf8')).toContain('**8 shards per id**');
+  for (const backend of sharded) {
+    const section = report.backends.find((b) => b.backend === backend)!;
+    expect({ backend, status: section.status, reason: section.reason }).toEqual({ backend, status: 'ran', reason: undefined });
+    for (const s of section.scenarios) {
+      expect({ backend, scenario: s.scenario, verdict: s.verdict, reasons: s.reasons }).toEqual({ backend, scenario: s.scenario, verdict: 'PASS', reasons: [] });
+      // The 200s carry no counter: every accepted change is counted from
+      // the answer, and the total read back must match it exactly.
+      const accepted = !s.conditional ? 40 : s.scenario === 'conditional-hot' ? 5 : 20;
+      expect({ backend, scenario: s.scenario, accepted: s.accepted, final: s.final, duplicates: s.duplicates })
+        .toEqual({ backend, scenario: s.scenario, accepted, final: accepted, duplicates: 0 });
+    }
+    for (const s of section.stepScenarios) {
+      expect({ backend, scenario: s.scenario, verdict: s.verdict, reasons: s.reasons }).toEqual({ backend, scenario: s.scenario, verdict: 'PASS', reasons: [] });
+      expect(s.final).toBe(s.expectedFinal);
+      const { scenario } = s;
+      if (s.steps) expect({ backend, scenario, chainChecked: s.steps.chainChecked }).toEqual({ backend, scenario, chainChecked: false });
+      if (s.retry) expect({ backend, scenario, applied: s.retry.applied }).toEqual({ backend, scenario, applied: s.final - s.retry.start });
+    }
+  }
+  expect(formatStepsTable(report)).toContain('n/a (sharded)');
+}, 600_000);
+
 test('over HTTP (--url/--api-key) against the local server in conditional mode: only the conditional scenarios run, and pass', async () => {
   const backend = backends[0];
   const server = await startLocalServer({ port: 0, quiet: true, conditionalWrites: true, maxCounterValue: 5, backends: [backend], namespace: uniqueNamespace('t_cmp'), disposeOnStop: true });
@@ -296,6 +326,25 @@ describe('step and retry verdicts fail on what they must', () => {
 
   const keys = (...pairs: SentAnswer[][]) => new Map(pairs.map((answers, i) => [`k${i}`, answers]));
 
+  // A sharded counter's 200 carries `shards` and no counter.
+  const sh = (sent: number, replayed?: string): SentAnswer => ({ sent, status: 200, by: sent, shards: 8, replayed });
+
+  test('sharded answers: the steps are judged on their sum (no chain to check); a short total, or sharded and unsharded answers mixed on one id, fail', () => {
+    const clean = judgeSteps(true, 10, [sh(5), sh(-3), no(100, 'LIMIT_REACHED'), sh(1)], 3);
+    expect({ reasons: clean.reasons, accepted: clean.accepted, chainChecked: clean.chainChecked })
+      .toEqual({ reasons: [], accepted: 3, chainChecked: false });
+    expect(judgeSteps(false, undefined, [sh(5), sh(1)], 5).reasons.join()).toMatch(/stored 5, but the accepted steps sum to 6/);
+    expect(judgeSteps(true, 10, [sh(5), sh(1)], 11).reasons.join()).toMatch(/outside \[0, 10\]/);
+    expect(judgeSteps(false, undefined, [sh(5), ok(1, 6)], 6).reasons.join()).toMatch(/1 of 2 200s carry a counter/);
+  });
+
+  test('sharded retries: clean keys pass; a key applied twice or a total short of the keys applied fails', () => {
+    expect(judgeRetries(true, 1, keys([sh(1, 'false'), sh(1, 'true')], [no(1, 'LIMIT_REACHED'), no(1, 'LIMIT_REACHED')]), 1).reasons).toEqual([]);
+    expect(judgeRetries(false, undefined, keys([sh(1, 'false'), sh(1, 'false')]), 2).reasons.join()).toMatch(/stored 2, but 1 key\(s\) applied.*without exactly one Idempotent-Replayed: false/);
+    expect(judgeRetries(false, undefined, keys([sh(1, 'false'), sh(1, 'true')], [sh(1, 'false'), sh(1, 'true')]), 1).reasons.join()).toMatch(/stored 1, but 2 key\(s\) applied/);
+    expect(judgeRetries(true, 1, keys([sh(1, 'false'), sh(1, 'true')]), 2).reasons.join()).toMatch(/above the maximum/);
+  });
+
   test('clean retries pass in both modes', () => {
     expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [ok(1, 2, 'true'), ok(1, 2, 'false')]), 2).reasons).toEqual([]);
     const atMaximum = keys([ok(1, 1, 'false'), ok(1, 1, 'true')], [no(1, 'LIMIT_REACHED'), no(1, 'LIMIT_REACHED')]);
@@ -370,4 +419,9 @@ test('flags: defaults, --backends validation, unknown flags rejected, --out reso
   expect(optionsFromArgs(['--hot-id', 'false', '--hot-id-requests', '40'])).toMatchObject({ hotId: false, hotIdRequests: 40 });
   expect(optionsFromArgs(['--hot-id'])).toMatchObject({ hotId: true });
   expect(() => optionsFromArgs(['--hot-id', 'no'])).toThrow(/--hot-id must be true or false/);
+  expect(defaults.shards).toBe(1);
+  expect(optionsFromArgs([], { COUNTER_SHARDS: '4' }).shards).toBe(4);
+  expect(optionsFromArgs(['--shards', '8'], { COUNTER_SHARDS: '4' }).shards).toBe(8);
+  expect(() => optionsFromArgs(['--shards', '65'], {})).toThrow(/COUNTER_SHARDS must be at most 64/);
+  expect(() => optionsFromArgs([], { COUNTER_SHARDS: 'many' })).toThrow(/COUNTER_SHARDS/);
 });
