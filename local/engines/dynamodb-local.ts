@@ -58,7 +58,9 @@ export async function startDynamoDbLocal(): Promise<Engine & { pid?: number }> {
   const output = captureOutput(child);
   const url = `http://127.0.0.1:${port}`;
   try {
-    await waitUntil('DynamoDB Local', () => answersDynamo(url), 60_000, child);
+    // A JVM start: seconds on a quiet machine, past a minute on a busy one
+    // (load average 15 on 2 cores); the wait is a bound, not a figure.
+    await waitUntil('DynamoDB Local', () => answersDynamo(url), 180_000, child);
   } catch (err) {
     await stopChild(child);
     throw new Error(`${(err as Error).message}\n${output()}`);

@@ -7,12 +7,16 @@ import Redis from 'ioredis';
 import { RedisServer, startRedisServer } from '../../local/engines/redis';
 import { loadCounterContainers, ProxyHandler } from '../../local/lambda-container';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
+import { CONFORMANCE_BUDGETS } from '../kit/conformance';
 
 /** One container of the Redis counter bundle on `url` under `prefix`; `extra` overrides anything. */
 export function redisContainer(
   url: string, prefix: string, mode: { conditional: boolean; maximum?: number }, extra: Record<string, string> = {},
 ): ProxyHandler {
-  return loadCounterContainers(REDIS_BUNDLES.counter, { [REDIS_ENV.URL]: url, [REDIS_ENV.KEY_PREFIX]: prefix }, { ...mode, env: extra })[0];
+  // Counting tests get the kit's roomy budgets (a slow machine must not turn
+  // a 200 into a 503); a test about a bound passes its own in `extra`.
+  const env = { ...CONFORMANCE_BUDGETS.redis, ...extra };
+  return loadCounterContainers(REDIS_BUNDLES.counter, { [REDIS_ENV.URL]: url, [REDIS_ENV.KEY_PREFIX]: prefix }, { ...mode, env })[0];
 }
 
 /** Registers an afterAll that stops the servers and disconnects the clients this returns. */
