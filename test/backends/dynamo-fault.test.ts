@@ -3,12 +3,13 @@ import { startDynamoDbLocal } from '../../local/engines/dynamodb-local';
 import { Engine } from '../../local/engines/engine';
 import { startUnansweredConnects } from '../../local/engines/fault-proxy';
 import { loadBundledHandler } from '../../local/lambda-container';
+import { DYNAMO_DEFAULTS } from '../../src/backends/dynamo/dynamo-env';
 import { BACKEND_UNAVAILABLE_MESSAGE } from '../../src/runtime/errors';
 import { call } from '../kit/conformance';
 
 const REQUEST_TIMEOUT_MS = 1500;
-/** The store's connect bound (dynamo-counter-store.ts). */
-const CONNECT_TIMEOUT_MS = 1000;
+/** The store's connect bound (dynamo-counter-store.ts): a share of the request timeout. */
+const CONNECT_TIMEOUT_MS = REQUEST_TIMEOUT_MS * DYNAMO_DEFAULTS.connectTimeoutShare;
 /** Scheduling slack on a shared machine: bounds are asserted as bound + SLACK. */
 const SLACK_MS = 1500;
 const UNAVAILABLE_BODY = { code: 'BACKEND_UNAVAILABLE', error: BACKEND_UNAVAILABLE_MESSAGE, backend: 'dynamo' };

@@ -89,8 +89,13 @@ export const DYNAMO_ENV = {
 export const DYNAMO_DEFAULTS = {
   /** One call, connect included. */
   requestTimeoutMs: 2000,
-  /** TCP (+ TLS) connect. */
-  connectTimeoutMs: 1000,
+  /**
+   * TCP (+ TLS) connect, as a share of the request timeout: 1 s at the
+   * default 2 s. A share rather than a constant so that a raised request
+   * timeout (a slow network, or a busy local machine whose event loop stalls
+   * past 1 s) raises the connect bound with it.
+   */
+  connectTimeoutShare: 0.5,
   /** Attempts for a call that certainly was not applied (throttled, refused). */
   retryAttempts: 3,
   /** Back-off before retry n (n = 1, 2): at most 1.5 × 25 × 2^n ms. */

@@ -34,7 +34,7 @@ export class DynamoCounterStore implements CounterStore {
       // Options object rather than a NodeHttpHandler instance: the SDK builds
       // the handler itself, so the bundle needs no @smithy import of its own.
       requestHandler: {
-        connectionTimeout: DYNAMO_DEFAULTS.connectTimeoutMs,
+        connectionTimeout: Math.round(config.requestTimeoutMs * DYNAMO_DEFAULTS.connectTimeoutShare),
         requestTimeout: config.requestTimeoutMs,
         throwOnRequestTimeout: true,
         httpAgent: { keepAlive: true, maxSockets: 50 },
