@@ -34,7 +34,8 @@ async function table(namespace: string): Promise<Map<string, Row>> {
     const [rows] = await c.query<RowDataPacket[]>('SELECT id, value, headroom, width FROM counters');
     return new Map(rows.map((r) => {
       const id = Buffer.from(r.id).toString('utf8');
-      return [id, { id, value: Number(r.value), headroom: r.headroom === null ? null : Number(r.headroom), width: r.width === null ? null : Number(r.width) }];
+      const nullable = (v: unknown) => (v === null ? null : Number(v));
+      return [id, { id, value: Number(r.value), headroom: nullable(r.headroom), width: nullable(r.width) }];
     }));
   } finally {
     await c.end();
@@ -200,6 +201,17 @@ describe('tidb sharded counters: resharding down to 1', () => {
     expect(rows.get('d')!.width).toBe(8);
     // Lowered to 1, the slots above 0 got no headroom from the 1-shard rebalances.
     for (let i = 1; i < 8; i++) expect(rows.get(slot('d', i))?.headroom ?? 0).toBe(0);
+  });
+
+  test('conditional (maximum 100), below the maximum: once 1-shard writers rebalance, slots 1…7 hold no headroom (their share is their value) and slot 0 holds all that is left', async () => {
+    const { namespace, eight, one } = await widths(true, 100);
+    expect((await load(eight, 'r', 40)).result.statuses).toEqual({ 200: 40 });
+    // Sequential: slot 0's own headroom runs out, and the rebalance at 1 shard follows.
+    for (let i = 0; i < 20; i++) expect((await call(one[0], 'POST', 'tidb', 'r')).status).toBe(200);
+    const rows = await table(namespace);
+    expect(expectEscrow(rows, 'r', 8, 100)).toBe(60);
+    for (let i = 1; i < 8; i++) expect(rows.get(slot('r', i))?.headroom ?? 0).toBe(0);
+    expect(rows.get('r')!.headroom).toBe(100 - 60);
   });
 
   test('unconditional: a fresh 1-shard container\'s first change and read of a widened id take the slots into account', async () => {

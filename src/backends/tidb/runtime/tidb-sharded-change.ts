@@ -103,7 +103,10 @@ export class TiDbShardedChange {
     if (change.idempotency) {
       result = this.settled(await this.connections.apply(id, change, change.idempotency, { slot, raiseWidthTo }));
     } else {
-      const statements = [...(raiseWidthTo ? [raiseWidthStatement(this.table, id, raiseWidthTo)] : []), slotUpsertStatement(this.table, slotIdOf(id, slot), change.by)];
+      const statements = [
+        ...(raiseWidthTo ? [raiseWidthStatement(this.table, id, raiseWidthTo)] : []),
+        slotUpsertStatement(this.table, slotIdOf(id, slot), change.by),
+      ];
       result = await this.connections.session(async (send) => {
         const results = await send(statements);
         const outcome = upsertOutcome(results[results.length - 1] as ResultSetHeader);

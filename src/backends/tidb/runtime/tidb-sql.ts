@@ -208,8 +208,8 @@ export function reportedValue(insertId: number | string | bigint): number {
 
 /** The width an unsharded statement reported (`WIDENED_OFFSET + width`), or undefined for a reported value. */
 export function reportedWidth(insertId: number | string | bigint): number | undefined {
-  const reported = BigInt(insertId);
-  return reported > WIDENED_OFFSET ? Number(reported - WIDENED_OFFSET) : undefined;
+  const n = BigInt(insertId);
+  return n > WIDENED_OFFSET ? Number(n - WIDENED_OFFSET) : undefined;
 }
 
 export interface Outcome {
