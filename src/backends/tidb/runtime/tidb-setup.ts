@@ -99,7 +99,8 @@ export interface TiDbSetupDone {
 /**
  * Creates the database, the counters table and the key records table when
  * missing (idempotent: `IF NOT EXISTS` everywhere), turns a value column an
- * earlier schema made `UNSIGNED` into a signed one, and on TiDB gives the
+ * earlier schema made `UNSIGNED` into a signed one, brings tables of schema
+ * 2 or older to schema 3 (`upgradeToShards`), and on TiDB gives the
  * records table its TTL. A server error propagates, and the custom-resource
  * framework fails the deployment with its message; only the TTL is optional
  * (a cluster without the feature still works: the store checks expiry itself).
