@@ -7,13 +7,14 @@
  * commands a change and a read send (counted at a proxy: the fixture's
  * `callCounter`).
  */
+import { createServer } from 'net';
 import { createConnection, RowDataPacket } from 'mysql2/promise';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { tidbFixture } from '../../local/backends/tidb';
 import { mysqlConnectionOptions } from '../../local/engines/mysql';
 import { ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
-import { TIDB_SLOT_SEPARATOR } from '../../src/backends/tidb/tidb-env';
+import { TIDB_ENV, TIDB_SLOT_SEPARATOR } from '../../src/backends/tidb/tidb-env';
 import { Answer, call, useBackend } from '../kit/conformance';
 import { describeShardsContract, shardsEnv } from '../kit/shards-contract';
 
@@ -324,4 +325,28 @@ describe('tidb sharded counters: commands per change and per read (warm containe
       await counter.close();
     }
   });
+});
+
+test('the engine unreachable: sharded changes (every path) and reads answer 503 with Retry-After', async () => {
+  const namespace = uniqueNamespace('t_tidb_shard_down');
+  const env = await ctx().prepare(namespace);
+  // A port nothing listens on any more.
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  const url = new URL(env[TIDB_ENV.URL]);
+  url.host = `127.0.0.1:${port}`;
+  for (const conditional of [false, true]) {
+    const [h] = await ctx().containers({ conditional, maximum: 10, env: { ...shardsEnv(8), [TIDB_ENV.URL]: url.toString() } }, 1, namespace);
+    for (const answer of [
+      await call(h, 'POST', 'tidb', 'down'),
+      await call(h, 'POST', 'tidb', 'down', { key: 'k' }),
+      await call(h, 'GET', 'tidb', 'down'),
+    ]) {
+      expect(answer).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+      expect(answer.headers['Retry-After']).toBeDefined();
+    }
+  }
+  expect(await tidbFixture.keys!(ctx().engine, namespace)).toEqual([]);
 });
