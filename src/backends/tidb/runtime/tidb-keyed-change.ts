@@ -19,14 +19,14 @@ const TRANSACTION_ATTEMPTS = 10;
 const TRANSACTION_BACKOFF: Backoff = { baseMs: 10, capMs: 160 };
 
 /** User variables of the batch (session-scoped, assigned before every read of them). */
-export const CLAIMED = '@atomic_counter_claimed';
+const CLAIMED = '@atomic_counter_claimed';
 const APPLIED = '@atomic_counter_applied';
 
 /** Positions of the batch's statements whose answers are read (the same in a sharded change's batch). */
 export const BATCH = { CLAIM: 1, CHANGE: 3, RECORD: 7, COMMIT: 8 } as const;
 
 /** `literal` while `condition` holds, else NULL: `= NULL` matches nothing, so a statement switched off by a variable reads and locks no row. */
-export function when(condition: string, literal: string): string {
+function when(condition: string, literal: string): string {
   return `IF(${condition}, ${literal}, NULL)`;
 }
 

@@ -3,7 +3,7 @@ import { InternalError, rejectionOf } from '../../../runtime/errors';
 import { KnownWidths, rebalance, slotOrder } from '../../../runtime/shards';
 import { ChangeResult, CounterChange } from '../../../runtime/store';
 import { TIDB_COLUMNS } from '../tidb-env';
-import { CLAIMED, claimStatement, recordShardStatement, recordStatement, REFUSED, replayOf, TiDbKeyedChange, Widened, when } from './tidb-keyed-change';
+import { claimStatement, recordShardStatement, recordStatement, REFUSED, replayOf, TiDbKeyedChange, Widened } from './tidb-keyed-change';
 import {
   hexLiteral, readSlotsStatement, SlotWrite, slotIdOf, slotTakeStatement, slotUpsertStatement, raiseWidthStatement,
   upsertOutcome, writeSlotsStatement,
@@ -132,7 +132,7 @@ export class TiDbShardedChange {
   /**
    * The slow path: one pessimistic transaction over every slot. Round trip
    * 1 claims the key (keyed), locks and reads slots 0…max(N, known width)−1
-   * (and the key record); if slot 0 says the id is wider, the rest are
+   * (and the key record: a replay or a reuse rolls back there); if slot 0 says the id is wider, the rest are
    * locked in one more. `rebalance` then decides on the total read under the
    * locks. Round trip 2 writes the slots that change, records the key with
    * the slot that took the change, and commits; or, for a rejection or a
@@ -144,22 +144,23 @@ export class TiDbShardedChange {
     const keyed = idempotency !== undefined;
     return this.connections.session<ChangeResult>(async (send) => {
       let count = Math.max(shards, this.widths.get(id));
-      // Keyed: the slots are locked only when this request claimed the key (a replay reads none).
-      const gate = keyed ? (x: string) => when(`${CLAIMED} > 0`, x) : undefined;
+      // The slot ids are plain literals, even where the key turns out to be
+      // a replay: a list of constants is a batch of point gets on TiDB
+      // (`Batch_Point_Get`), where an id behind a user variable might not be.
       const results = await send([
         'BEGIN /*T! PESSIMISTIC */',
-        ...(keyed ? [claimStatement(this.table, id, change, idempotency), `SET ${CLAIMED} = ROW_COUNT()`] : []),
-        readSlotsStatement(this.table, id, 0, count, true, gate),
+        ...(keyed ? [claimStatement(this.table, id, change, idempotency)] : []),
+        readSlotsStatement(this.table, id, 0, count, true),
         ...(keyed ? [recordStatement(this.table, idempotency)] : []),
       ]);
       if (keyed && (results[1] as ResultSetHeader).affectedRows === 0) {
         // The key is recorded (and locked) already: its replay, or a reuse; nothing to write.
-        const record = results[4] as RowDataPacket[];
+        const record = results[3] as RowDataPacket[];
         await send(['ROLLBACK']);
         if (record.length !== 1) return new InternalError(`The record of an Idempotency-Key vanished under its row lock (${record.length} rows)`);
         return replayOf(record[0], id, change);
       }
-      let slots = slotsOf(id, 0, count, results[keyed ? 3 : 1] as RowDataPacket[]);
+      let slots = slotsOf(id, 0, count, results[keyed ? 2 : 1] as RowDataPacket[]);
       if (slots[0].width > count) {
         // Widened by a writer with more slots than this container knew of: lock the rest too.
         const [rest] = await send([readSlotsStatement(this.table, id, count, slots[0].width, true)]) as [RowDataPacket[]];

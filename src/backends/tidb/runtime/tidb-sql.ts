@@ -142,13 +142,13 @@ export function raiseWidthStatement(table: string, id: string, width: number, co
 }
 
 /**
- * Slots from…to−1 of `id`, one statement (`WHERE id IN (…)`, point reads of
- * the primary key). `lock`: `FOR UPDATE`, the slow path's read inside its
- * transaction; without it one statement reads one snapshot (a GET). `gate`
- * wraps each id (a `when`, to switch the read off in a batch).
+ * Slots from…to−1 of `id`, one statement (`WHERE id IN (…)` over literals:
+ * point reads of the primary key). `lock`: `FOR UPDATE`, the slow path's
+ * read inside its transaction; without it one statement reads one
+ * snapshot (a GET).
  */
-export function readSlotsStatement(table: string, id: string, from: number, to: number, lock: boolean, gate = (x: string) => x): string {
-  const ids = Array.from({ length: to - from }, (_, i) => gate(hexLiteral(slotIdOf(id, from + i)))).join(', ');
+export function readSlotsStatement(table: string, id: string, from: number, to: number, lock: boolean): string {
+  const ids = Array.from({ length: to - from }, (_, i) => hexLiteral(slotIdOf(id, from + i))).join(', ');
   return `SELECT ${ID}, ${VALUE}, ${HEADROOM}, ${WIDTH} FROM ${quoted(table)} WHERE ${ID} IN (${ids})${lock ? ' FOR UPDATE' : ''}`;
 }
 
