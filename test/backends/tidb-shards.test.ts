@@ -279,8 +279,8 @@ describe('tidb sharded counters: commands per change and per read (warm containe
     }
   });
 
-  test('8 shards, conditional: the first change 2 (the rebalance: lock-and-read, write-and-commit), then 1 while the slots have headroom; a rejection 4 (two fast tries, then the rebalance); a read 1', async () => {
-    const { counter, handler: h } = await counted(8, { conditional: true, maximum: 1000 });
+  test('8 shards, conditional: the first change 3 (snapshot, then the rebalance: lock-and-read, write-and-commit), then 1 while the slots have headroom; a rejection 2 (a fast try, the snapshot), at the bound too; a read 1', async () => {
+    const { counter, handler: h } = await counted(8, { conditional: true, maximum: 20 });
     try {
       await call(h, 'GET', 'tidb', 'warm');
       const first = await commands(counter, () => call(h, 'POST', 'tidb', 'rt'));
@@ -289,7 +289,14 @@ describe('tidb sharded counters: commands per change and per read (warm containe
       const keyed = await commands(counter, () => call(h, 'POST', 'tidb', 'rt', { key: 'k' }));
       const rejected = await commands(counter, async () => expect((await call(h, 'POST', 'tidb', 'rt', { by: 5000 })).status).toBe(409));
       const read = await commands(counter, () => call(h, 'GET', 'tidb', 'rt'));
-      expect({ first, fast, keyed, rejected, read }).toEqual({ first: 2, fast: [1, 1, 1, 1, 1], keyed: 1, rejected: 4, read: 1 });
+      expect({ first, fast, keyed, rejected, read }).toEqual({ first: 3, fast: [1, 1, 1, 1, 1], keyed: 1, rejected: 2, read: 1 });
+      // Up to the bound: every change 1 to 4; once there, a unit increment's 409 is 2, with no lock taken.
+      const upTo: number[] = [];
+      for (let i = 7; i < 20; i++) upTo.push(await commands(counter, async () => expect((await call(h, 'POST', 'tidb', 'rt')).status).toBe(200)));
+      for (const n of upTo) expect(n).toBeLessThanOrEqual(4);
+      const atBound = await commands(counter, async () => expect((await call(h, 'POST', 'tidb', 'rt')).status).toBe(409));
+      expect(atBound).toBe(2);
+      expect((await call(h, 'GET', 'tidb', 'rt')).body.counter).toBe(20);
     } finally {
       await counter.close();
     }

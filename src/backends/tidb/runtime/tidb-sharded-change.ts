@@ -11,7 +11,7 @@ import {
 
 const C = TIDB_COLUMNS;
 
-/** Slots a conditional change tries on the fast path before the rebalance. */
+/** Slots a keyed conditional change tries on the fast path before the rebalance. */
 const FAST_SLOTS = 2;
 
 /** One slot row as read: a missing slot has value 0 and no headroom. */
@@ -38,8 +38,10 @@ interface SlotRow {
  *   (before the slot's write, so a reader never misses the slot).
  * - Conditional (escrow): each slot holds its value c and its headroom h,
  *   c ≥ 0, h ≥ 0, Σ(c + h) ≤ maximum. Fast path: one conditional
- *   single-row UPDATE (`h ≥ by`; a decrement `c ≥ −by`), up to two slots.
- *   Slow path: one pessimistic transaction that locks every slot
+ *   single-row UPDATE (`h ≥ by`; a decrement `c ≥ −by`) of a random slot;
+ *   when refused, one snapshot of every slot answers a 409 (the total read
+ *   at one instant) or names a slot that can take the change. Slow path:
+ *   one pessimistic transaction that locks every slot
  *   (`SELECT … FOR UPDATE`), decides with `rebalance` (shards.ts) on the
  *   total it read under the locks, and writes the change and the new shares
  *   with one multi-row upsert: two round trips (the lock-and-read, then the
@@ -67,9 +69,53 @@ export class TiDbShardedChange {
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
     const shards = change.shards ?? 1;
     if (change.maximum === undefined) return this.unconditional(id, change, shards);
-    // A container that does not know the id to be N wide yet goes straight
-    // to the rebalance: until one has run at N, slots ≥ the old width have
-    // no headroom, and the fast path would only be refused.
+    return change.idempotency ? this.keyedConditional(id, change, shards) : this.conditional(id, change, shards, change.maximum);
+  }
+
+  /** The total over every slot the id has: one `SELECT … WHERE id IN (…)` (again over all of them when slot 0 says the id is wider). */
+  async read(id: string, shards: number): Promise<number> {
+    const slots = await this.connections.session((send) => this.snapshot(send, id, shards));
+    return slots.reduce((sum, slot) => sum + slot.value, 0);
+  }
+
+  /**
+   * A conditional change without a key. A container that knows the id to
+   * be N wide first tries one random slot (the fast path). Then one
+   * snapshot of every slot (one statement, no lock): if the total cannot
+   * take the change, that is the 409, and a proof (the total existed at one
+   * instant, during this request); else a slot the snapshot showed able to
+   * take it is tried, and only then the locked rebalance. At the bound a
+   * rejection costs 2 round trips and locks nothing.
+   */
+  private async conditional(id: string, change: CounterChange, shards: number, maximum: number): Promise<ChangeResult> {
+    const tried = new Set<number>();
+    // Until a rebalance has run at N, the slots ≥ the old width have no headroom: no blind try.
+    if (this.widths.get(id) >= shards) {
+      const slot = slotOrder(shards)[0];
+      tried.add(slot);
+      const result = await this.fastPath(id, slot, change);
+      if (result !== REFUSED) return result;
+    }
+    const slots = await this.connections.session((send) => this.snapshot(send, id, shards));
+    const values = slots.map((slot) => slot.value);
+    if (!rebalance(values, shards, maximum, change.by)) throw rejectionOf(change.by, maximum, values.reduce((a, b) => a + b, 0));
+    const canTake = (slot: SlotRow) => (change.by > 0 ? (slot.headroom ?? 0) >= change.by : slot.value >= -change.by);
+    const able = slotOrder(shards).find((i) => !tried.has(i) && canTake(slots[i]));
+    if (able !== undefined) {
+      const result = await this.fastPath(id, able, change);
+      if (result !== REFUSED) return result;
+    }
+    return this.rebalanced(id, change, shards);
+  }
+
+  /**
+   * A conditional change with a key: up to two slots on the fast path (each
+   * try claims the key with the slot's write, one batch), then the locked
+   * rebalance, which claims it with the rebalance. (No snapshot first: a
+   * replay must answer even at the bound, and a snapshot of the slots
+   * cannot tell a key recorded meanwhile.)
+   */
+  private async keyedConditional(id: string, change: CounterChange, shards: number): Promise<ChangeResult> {
     if (this.widths.get(id) >= shards) {
       for (const slot of slotOrder(shards).slice(0, FAST_SLOTS)) {
         const result = await this.fastPath(id, slot, change);
@@ -79,19 +125,20 @@ export class TiDbShardedChange {
     return this.rebalanced(id, change, shards);
   }
 
-  /** The total over every slot the id has: one `SELECT … WHERE id IN (…)` (again over all of them when slot 0 says the id is wider). */
-  async read(id: string, shards: number): Promise<number> {
-    return this.connections.session(async (send) => {
-      let count = Math.max(shards, this.widths.get(id));
-      for (;;) {
-        const [rows] = await send([readSlotsStatement(this.table, id, 0, count, false)]) as [RowDataPacket[]];
-        const slots = slotsOf(id, 0, count, rows);
-        this.widths.remember(id, slots[0].width);
-        // Read again, whole, so the total is still one statement's snapshot.
-        if (slots[0].width <= count) return slots.reduce((sum, slot) => sum + slot.value, 0);
-        count = slots[0].width;
-      }
-    });
+  /**
+   * Every slot the id has, as one statement read them (one snapshot, no
+   * lock): slots 0…max(N, known width)−1, again over all of them when slot
+   * 0 says the id is wider.
+   */
+  private async snapshot(send: (statements: string[]) => Promise<unknown[]>, id: string, shards: number): Promise<SlotRow[]> {
+    let count = Math.max(shards, this.widths.get(id));
+    for (;;) {
+      const [rows] = await send([readSlotsStatement(this.table, id, 0, count, false)]) as [RowDataPacket[]];
+      const slots = slotsOf(id, 0, count, rows);
+      this.widths.remember(id, slots[0].width);
+      if (slots[0].width <= count) return slots;
+      count = slots[0].width;
+    }
   }
 
   private async unconditional(id: string, change: CounterChange, shards: number): Promise<ChangeResult> {
