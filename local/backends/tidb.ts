@@ -1,5 +1,6 @@
 import { createPool, ResultSetHeader, RowDataPacket } from 'mysql2/promise';
 import { changeStatement, counterSql } from '../../src/backends/tidb/runtime/tidb-counter-store';
+import { counterIdOf } from '../../src/backends/tidb/runtime/tidb-sql';
 import { TIDB_BUNDLES, TIDB_COLUMNS, TIDB_DEFAULTS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import { Engine } from '../engines/engine';
 import { acquireMysql, mysqlConnectionOptions, startMysqlCommandProxy } from '../engines/mysql';
@@ -27,7 +28,8 @@ export async function runTiDbSetup(env: Record<string, string>, properties: Reco
 /**
  * TiDB on a MySQL-protocol server (MariaDB here): one database per namespace,
  * created by the setup handler with both tables (counters and
- * `Idempotency-Key` records); `keys` lists the counters table only, and
+ * `Idempotency-Key` records); `keys` lists the counters table only (a
+ * sharded id once, however many slot rows it has), and
  * `dispose` drops the database with both.
  */
 export const tidbFixture: BackendFixture = {
@@ -52,7 +54,8 @@ export const tidbFixture: BackendFixture = {
     const quote = (name: string) => `\`${name.replace(/`/g, '``')}\``;
     try {
       const [rows] = await pool.query<RowDataPacket[]>(`SELECT ${quote(TIDB_COLUMNS.ID)} AS id FROM ${quote(namespace)}.${quote(TIDB_DEFAULTS.table)}`);
-      return rows.map((r) => Buffer.isBuffer(r.id) ? r.id.toString('utf8') : String(r.id));
+      // A sharded id's slot rows (`<id>\u001f<i>`) are one counter: listed once, as its id.
+      return [...new Set(rows.map((r) => counterIdOf(Buffer.isBuffer(r.id) ? r.id.toString('utf8') : String(r.id))))];
     } finally {
       await pool.end();
     }

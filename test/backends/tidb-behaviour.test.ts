@@ -153,7 +153,7 @@ describe('setup handler (the custom resource\'s bundled code)', () => {
     expect((await call(h, 'POST', 'tidb', 'kept')).body.counter).toBe(2);
   });
 
-  test('creates the id column as VARBINARY(255) primary key and the value as BIGINT NOT NULL', async () => {
+  test('creates the id column as VARBINARY(258) primary key (an id and a slot suffix), the value as BIGINT NOT NULL, and the nullable sharding columns', async () => {
     const { database } = await preparedDatabase();
     const c = await rawConnection(ctx().engine.url, database, []);
     try {
@@ -162,16 +162,18 @@ describe('setup handler (the custom resource\'s bundled code)', () => {
         [database, 'counters'],
       );
       expect(cols.map((r) => [r.COLUMN_NAME, r.COLUMN_TYPE, r.IS_NULLABLE, r.COLUMN_KEY])).toEqual([
-        ['id', 'varbinary(255)', 'NO', 'PRI'],
+        ['id', 'varbinary(258)', 'NO', 'PRI'],
         // MySQL 8 and TiDB print `bigint`, MariaDB `bigint(20)`.
         ['value', expect.stringMatching(/^bigint(\(20\))?$/), 'NO', ''],
+        ['headroom', expect.stringMatching(/^bigint(\(20\))?$/), 'YES', ''],
+        ['width', expect.stringMatching(/^int(\(11\))?$/), 'YES', ''],
       ]);
     } finally {
       await c.end();
     }
   });
 
-  test('creates the Idempotency-Key records table: binary key primary key, binding, value, UTC expiry', async () => {
+  test('creates the Idempotency-Key records table: binary key primary key, binding, value, UTC expiry, the slot of a sharded change', async () => {
     const { database } = await preparedDatabase();
     const c = await rawConnection(ctx().engine.url, database, []);
     try {
@@ -185,6 +187,7 @@ describe('setup handler (the custom resource\'s bundled code)', () => {
         ['step', expect.stringMatching(/^bigint(\(20\))?$/), 'NO', ''],
         ['value', expect.stringMatching(/^bigint(\(20\))?$/), 'NO', ''],
         ['expires_at', 'datetime(6)', 'NO', ''],
+        ['shard', expect.stringMatching(/^int(\(11\))?$/), 'YES', ''],
       ]);
     } finally {
       await c.end();

@@ -128,7 +128,7 @@ describe('Idempotency-Key: the records table and the transaction', () => {
   test('an expired record is taken over: the key applies afresh, bound to the new id and step, and replays from then on', async () => {
     const { database, handlers: [h] } = await containers({ conditional: false });
     await rows(database,
-      "INSERT INTO counters_keys VALUES ('old', 'elsewhere', 3, 99, UTC_TIMESTAMP(6) - INTERVAL 1 SECOND)");
+      "INSERT INTO counters_keys (idempotency_key, counter_id, step, value, expires_at) VALUES ('old', 'elsewhere', 3, 99, UTC_TIMESTAMP(6) - INTERVAL 1 SECOND)");
     expect(await call(h, 'POST', 'tidb', 'taken', { by: 2, key: 'old' })).toMatchObject({ status: 200, body: { counter: 2 }, headers: { 'Idempotent-Replayed': 'false' } });
     expect(await keyRecord(database, 'old')).toMatchObject({ id: 'taken', by: 2, value: 2 });
     expect(await call(h, 'POST', 'tidb', 'taken', { by: 2, key: 'old' })).toMatchObject({ status: 200, body: { counter: 2 }, headers: { 'Idempotent-Replayed': 'true' } });
@@ -193,7 +193,7 @@ describe('Idempotency-Key: the records table and the transaction', () => {
     try {
       // InnoDB takes its snapshot at the first consistent read; this makes it BEGIN, as TiDB's start_ts is.
       await reader.query('START TRANSACTION WITH CONSISTENT SNAPSHOT');
-      await rows(database, "INSERT INTO counters_keys VALUES ('late', 'x', 1, 1, UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)");
+      await rows(database, "INSERT INTO counters_keys (idempotency_key, counter_id, step, value, expires_at) VALUES ('late', 'x', 1, 1, UTC_TIMESTAMP(6) + INTERVAL 60 SECOND)");
       const [snapshot] = await reader.query<RowDataPacket[]>('SELECT * FROM counters_keys WHERE idempotency_key = ?', ['late']);
       expect(snapshot).toEqual([]);
       const [current] = await reader.query<RowDataPacket[]>(keyedBatch('counters', 'x', { by: 1 }, { key: 'late', retentionSeconds: 60 })[BATCH.RECORD]);

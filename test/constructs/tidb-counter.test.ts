@@ -56,7 +56,7 @@ describe('TiDbCounter', () => {
     const t = synth();
     const [setup] = Object.values<any>(t.findResources('Custom::TiDbSetup'));
     expect(setup.Properties.Schema).toBe(TIDB_SCHEMA_VERSION);
-    expect(TIDB_SCHEMA_VERSION).toBe('2');
+    expect(TIDB_SCHEMA_VERSION).toBe('3');
   });
 
   test('every function of the template (ours and the provider framework) runs Node.js 24 or later', () => {

@@ -6,6 +6,6 @@ export const TIDB_CONTRACT = {
   name: 'tidb',
   metricPrefix: 'TiDb',
   bundles: TIDB_BUNDLES,
-  sharded: false,
+  sharded: true,
   worstCase: tidbWorstCase,
 } as const satisfies BackendContract<'tidb'>;

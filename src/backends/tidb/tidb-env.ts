@@ -54,8 +54,12 @@ export const TIDB_SETUP_PROPERTIES = {
  * Revision of the tables the setup creates (docs/architecture.md, "Setup
  * versions": bump it in the change that changes the setup). 1: the counters
  * table. 2: the `Idempotency-Key` records table and a signed value column.
+ * 3: sharded counters (issue 21): nullable `headroom` and `width` columns on
+ * the counters table, an id column wide enough for a slot row's id, and a
+ * nullable `shard` column on the records table (NULL everywhere on rows
+ * written before, and on every row of an id never sharded).
  */
-export const TIDB_SCHEMA_VERSION = '2';
+export const TIDB_SCHEMA_VERSION = '3';
 
 /** Defaults shared by the construct and the handlers. */
 export const TIDB_DEFAULTS = {
@@ -66,15 +70,35 @@ export const TIDB_DEFAULTS = {
   poolSize: 2,
 } as const;
 
-/** Column names of the counters table. */
-export const TIDB_COLUMNS = { ID: 'id', VALUE: 'value' } as const;
+/**
+ * Column names of the counters table. `headroom` and `width` are NULL on
+ * every row of an id never sharded (docs/tidb.md, "Sharded counters"): a
+ * slot row's unused share of the bound (conditional mode), and the id's
+ * width, on slot 0 only.
+ */
+export const TIDB_COLUMNS = { ID: 'id', VALUE: 'value', HEADROOM: 'headroom', WIDTH: 'width' } as const;
+
+/**
+ * Slot i > 0 of id `<id>` is the row `<id>\u001f<i>`: ids never contain
+ * control characters (the request parser refuses them), so no id names a
+ * slot row. Slot 0 is the id's own row.
+ */
+export const TIDB_SLOT_SEPARATOR = '\u001f';
+
+/**
+ * Bytes of the counters table's id column: the longest id (255 bytes) and a
+ * slot suffix (the separator and up to two digits, `SHARD_LIMITS.max` 64).
+ */
+export const TIDB_ID_BYTES = 258;
 
 /**
  * Column names of the `Idempotency-Key` records table: the key, what it is
  * bound to (counter id and step), the value its change produced, and when
- * the record expires (UTC).
+ * the record expires (UTC). A change of a sharded counter records the slot
+ * that took it in `shard` (its replay answers no counter value); NULL for
+ * an unsharded change, whose replay answers `value`.
  */
-export const TIDB_KEY_COLUMNS = { KEY: 'idempotency_key', ID: 'counter_id', STEP: 'step', VALUE: 'value', EXPIRES: 'expires_at' } as const;
+export const TIDB_KEY_COLUMNS = { KEY: 'idempotency_key', ID: 'counter_id', STEP: 'step', VALUE: 'value', EXPIRES: 'expires_at', SHARD: 'shard' } as const;
 
 /** The records table is named after the counters table: `<table>_keys`. */
 export const TIDB_KEYS_TABLE_SUFFIX = '_keys';

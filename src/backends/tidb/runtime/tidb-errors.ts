@@ -58,6 +58,8 @@ const AUTH_SERVER_ERRORS = new Set([1045, 1862]);
 /** The server's "table doesn't exist" and "unknown database" (MySQL, MariaDB and TiDB alike). */
 const NO_SUCH_TABLE = 1146;
 const NO_SUCH_DATABASE = 1049;
+/** "Unknown column": a table of an earlier schema (no sharding columns: the setup has not run to the current one). */
+export const UNKNOWN_COLUMN = 1054;
 
 /**
  * The one place a driver error becomes the pipeline's error: rejected credentials → `CredentialsRejectedError` (the
@@ -80,6 +82,11 @@ export function toTiDbCounterError(err: unknown, secretArn?: string, table?: str
     return new BackendUnavailableError(
       `TiDB: the table ${missing} does not exist, so the setup custom resource (Custom::TiDbSetup) has not run on this database; `
       + 'deploy the construct (or run its setup) to create it', { cause: err });
+  }
+  if (n === UNKNOWN_COLUMN && table !== undefined) {
+    return new BackendUnavailableError(
+      `TiDB: the table ${table} (or ${keysTableOf(table)}) lacks a column of the current schema, so the setup custom resource `
+      + '(Custom::TiDbSetup) has not run to this version; deploy the construct (or run its setup) to add it', { cause: err });
   }
   if (n !== undefined && AUTH_SERVER_ERRORS.has(n)) {
     return new CredentialsRejectedError(`TiDB rejected the credentials (${n})`, { cause: err, secretArn });

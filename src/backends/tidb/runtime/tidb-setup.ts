@@ -1,7 +1,7 @@
 import { Connection, createConnection, RowDataPacket } from 'mysql2/promise';
 import { SetupHandlerOptions } from '../../../runtime/custom-resource';
 import { writeWarning } from '../../../runtime/log';
-import { keysTableOf, TIDB_COLUMNS, TIDB_KEY_COLUMNS, TIDB_SETUP_PROPERTIES } from '../tidb-env';
+import { keysTableOf, TIDB_COLUMNS, TIDB_ID_BYTES, TIDB_KEY_COLUMNS, TIDB_SETUP_PROPERTIES } from '../tidb-env';
 import { connectionOptions, resolveEndpoint } from './tidb-client';
 import { tableName, TiDbConfig } from './tidb-config';
 
@@ -16,23 +16,38 @@ function databaseOf(config: TiDbConfig, properties: Record<string, unknown>): st
 }
 
 /**
- * The counters table. The id is `VARBINARY(255)`: the UTF-8 bytes of the id,
+ * The counters table. The id is `VARBINARY`: the UTF-8 bytes of the id,
  * compared byte for byte. A `VARCHAR … COLLATE utf8mb4_bin` key would be
  * case-sensitive too, but that collation is PAD SPACE on TiDB, MySQL and
- * MariaDB alike, so `'user'` and `'user '` would be one counter; and 255
- * bytes is exactly the longest id the API accepts. The value is a signed
- * `BIGINT` (an unconditional counter may go below 0). Valid on TiDB as is
- * (clustered primary key) and on MySQL/MariaDB.
+ * MariaDB alike, so `'user'` and `'user '` would be one counter. 258 bytes:
+ * the longest id the API accepts (255) and a slot row's suffix
+ * (`TIDB_ID_BYTES`). The value is a signed `BIGINT` (an unconditional
+ * counter may go below 0). `headroom` and `width` serve sharded counters
+ * only (`SHARD_COLUMNS`). Valid on TiDB as is (clustered primary key) and on
+ * MySQL/MariaDB.
  */
 export function createTableSql(table: string): string {
   return (
     `CREATE TABLE IF NOT EXISTS \`${table}\` (` +
-    `${TIDB_COLUMNS.ID} VARBINARY(255) NOT NULL, ` +
+    `${TIDB_COLUMNS.ID} VARBINARY(${TIDB_ID_BYTES}) NOT NULL, ` +
     `${TIDB_COLUMNS.VALUE} BIGINT NOT NULL, ` +
+    `${TIDB_COLUMNS.HEADROOM} ${SHARD_COLUMNS.counters[TIDB_COLUMNS.HEADROOM]}, ` +
+    `${TIDB_COLUMNS.WIDTH} ${SHARD_COLUMNS.counters[TIDB_COLUMNS.WIDTH]}, ` +
     `PRIMARY KEY (${TIDB_COLUMNS.ID})` +
     ')'
   );
 }
+
+/**
+ * The columns schema 3 added for sharded counters, by table. Nullable with
+ * no default: a row written before (or by an id never sharded) has NULL
+ * there, which every statement reads as "not sharded" (width) and "no
+ * headroom", so adding them changes no stored value and no answer.
+ */
+export const SHARD_COLUMNS = {
+  counters: { [TIDB_COLUMNS.HEADROOM]: 'BIGINT NULL', [TIDB_COLUMNS.WIDTH]: 'INT NULL' },
+  keys: { [TIDB_KEY_COLUMNS.SHARD]: 'INT NULL' },
+} as const;
 
 /**
  * The `Idempotency-Key` records table (`<table>_keys`): one row per key
@@ -53,6 +68,7 @@ export function createKeysTableSql(table: string): string {
     `${k.STEP} BIGINT NOT NULL, ` +
     `${k.VALUE} BIGINT NOT NULL, ` +
     `${k.EXPIRES} DATETIME(6) NOT NULL, ` +
+    `${k.SHARD} ${SHARD_COLUMNS.keys[k.SHARD]}, ` +
     `PRIMARY KEY (${k.KEY}) /*T![clustered_index] CLUSTERED */` +
     ')'
   );
@@ -83,7 +99,8 @@ export interface TiDbSetupDone {
 /**
  * Creates the database, the counters table and the key records table when
  * missing (idempotent: `IF NOT EXISTS` everywhere), turns a value column an
- * earlier schema made `UNSIGNED` into a signed one, and on TiDB gives the
+ * earlier schema made `UNSIGNED` into a signed one, brings tables of schema
+ * 2 or older to schema 3 (`upgradeToShards`), and on TiDB gives the
  * records table its TTL. A server error propagates, and the custom-resource
  * framework fails the deployment with its message; only the TTL is optional
  * (a cluster without the feature still works: the store checks expiry itself).
@@ -98,6 +115,7 @@ export async function setupTiDb(config: TiDbConfig, properties: Record<string, u
     await conn.query(createTableSql(table));
     await signValueColumn(conn, endpoint.database, table);
     await conn.query(createKeysTableSql(table));
+    await upgradeToShards(conn, endpoint.database, table);
     return { database: endpoint.database, table, keysTtl: await enableKeysTtl(conn, table) };
   } finally {
     await conn.end().catch(() => conn.destroy());
@@ -116,6 +134,31 @@ async function signValueColumn(conn: Connection, database: string, table: string
   );
   if (rows.length === 1 && /unsigned/i.test(String(rows[0].COLUMN_TYPE))) {
     await conn.query(`ALTER TABLE \`${table}\` MODIFY ${TIDB_COLUMNS.VALUE} BIGINT NOT NULL`);
+  }
+}
+
+/**
+ * Schema 3 on tables an earlier setup created: the sharding columns that are
+ * missing are added (nullable, so existing rows and answers are unchanged;
+ * on TiDB adding a nullable column is a metadata-only change), and an id
+ * column narrower than `TIDB_ID_BYTES` is widened (a lossless change: no
+ * stored id is altered). Each step looks first, so running it again does
+ * nothing.
+ */
+async function upgradeToShards(conn: Connection, database: string, table: string): Promise<void> {
+  const [rows] = await conn.query<RowDataPacket[]>(
+    'SELECT TABLE_NAME AS t, COLUMN_NAME AS c, CHARACTER_MAXIMUM_LENGTH AS n FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)',
+    [database, table, keysTableOf(table)],
+  );
+  const has = (t: string, c: string) => rows.find((r) => String(r.t) === t && String(r.c).toLowerCase() === c);
+  for (const [t, columns] of [[table, SHARD_COLUMNS.counters], [keysTableOf(table), SHARD_COLUMNS.keys]] as const) {
+    for (const [column, type] of Object.entries(columns)) {
+      if (!has(t, column)) await conn.query(`ALTER TABLE \`${t}\` ADD COLUMN ${column} ${type}`);
+    }
+  }
+  const id = has(table, TIDB_COLUMNS.ID);
+  if (id && Number(id.n) < TIDB_ID_BYTES) {
+    await conn.query(`ALTER TABLE \`${table}\` MODIFY ${TIDB_COLUMNS.ID} VARBINARY(${TIDB_ID_BYTES}) NOT NULL`);
   }
 }
 

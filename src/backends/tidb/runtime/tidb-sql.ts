@@ -1,10 +1,12 @@
 import { ResultSetHeader } from 'mysql2/promise';
 import { InternalError } from '../../../runtime/errors';
 import { allowedPrevious, CounterChange, zeroAllowed } from '../../../runtime/store';
-import { TIDB_COLUMNS } from '../tidb-env';
+import { TIDB_COLUMNS, TIDB_SLOT_SEPARATOR } from '../tidb-env';
 
 const ID = TIDB_COLUMNS.ID;
 const VALUE = TIDB_COLUMNS.VALUE;
+const HEADROOM = TIDB_COLUMNS.HEADROOM;
+const WIDTH = TIDB_COLUMNS.WIDTH;
 
 /**
  * Added to every value a statement reports through `LAST_INSERT_ID(expr)`.
@@ -17,6 +19,14 @@ const VALUE = TIDB_COLUMNS.VALUE;
  * it is > 0). The store subtracts the offset again.
  */
 export const REPORT_OFFSET = 9007199254740992n;
+
+/**
+ * Reported instead of a value by an unsharded statement that found its id
+ * widened (sharded by another container, docs/sharding.md "Down to 1"):
+ * `WIDENED_OFFSET + width`, above every reported value (< 2^54), so the
+ * store tells the two apart from the same OK packet, and nothing was written.
+ */
+export const WIDENED_OFFSET = 2n * REPORT_OFFSET;
 
 /**
  * The SQL of the store. An unkeyed change is ONE autocommit statement: the
@@ -39,10 +49,15 @@ export const REPORT_OFFSET = 9007199254740992n;
  *
  * Integers are bound as decimal strings and cast to `SIGNED` (mysql2 would
  * send a JS number as a DOUBLE), so every comparison and sum is BIGINT.
+ *
+ * `schema` 'unsharded': the same statements without the width check, for a
+ * table an earlier setup made (schema 2 or older, no `width` column) until
+ * the current setup has run: no id of it can be sharded.
  */
-export function counterSql(table: string) {
+export function counterSql(table: string, schema: 'current' | 'unsharded' = 'current') {
   const t = quoted(table);
-  const bounded = boundedValue('CAST(? AS SIGNED)', 'CAST(? AS SIGNED)', 'CAST(? AS SIGNED)');
+  const current = schema === 'current';
+  const bounded = boundedValue('CAST(? AS SIGNED)', 'CAST(? AS SIGNED)', 'CAST(? AS SIGNED)', current);
   return {
     /**
      * When 0 is an allowed previous value (every unconditional change, an
@@ -60,8 +75,97 @@ export function counterSql(table: string) {
      * ≥ 1). Parameters: lowest, highest, by, id.
      */
     update: `UPDATE ${t} SET ${VALUE} = ${bounded} WHERE ${ID} = ?`,
-    read: `SELECT ${VALUE} FROM ${t} WHERE ${ID} = ?`,
+    /** The row's width comes along: a widened id (width > 1) is read over its slots instead. */
+    read: `SELECT ${VALUE}${current ? `, ${WIDTH}` : ''} FROM ${t} WHERE ${ID} = ?`,
   };
+}
+
+/** A request value as SQL: a hex literal of its UTF-8 bytes, whatever the bytes are (no quoting, no escaping). */
+export function hexLiteral(value: string): string {
+  return `X'${Buffer.from(value, 'utf8').toString('hex')}'`;
+}
+
+/** An integer as SQL: only a safe integer passes, in parentheses (a leading minus never meets another operator). */
+export function integerLiteral(n: number): string {
+  if (!Number.isSafeInteger(n)) throw new InternalError(`Not a safe integer: ${n}`);
+  return `(${n})`;
+}
+
+/** The row id of slot `slot` of counter `id` (docs/tidb.md, "Sharded counters"): slot 0 is the id's own row. */
+export function slotIdOf(id: string, slot: number): string {
+  return slot === 0 ? id : `${id}${TIDB_SLOT_SEPARATOR}${slot}`;
+}
+
+/** The counter id a row belongs to: a slot row's id → its counter's, a counter's own id unchanged. */
+export function counterIdOf(rowId: string): string {
+  const at = rowId.indexOf(TIDB_SLOT_SEPARATOR);
+  return at < 0 ? rowId : rowId.slice(0, at);
+}
+
+/**
+ * The fast path of a conditional sharded change on the slot row `rowX` (a
+ * hex literal, or an expression that is NULL when switched off): an
+ * increment takes `by` from the slot's headroom (`headroom ≥ by`), a
+ * decrement needs `value ≥ −by` and gives the step back to the headroom
+ * (value + headroom, the slot's share, is unchanged either way). A missing
+ * slot, or one no rebalance gave headroom (NULL), matches nothing: changed
+ * rows 0, nothing written.
+ */
+export function slotTakeStatement(table: string, rowX: string, by: number): string {
+  const step = integerLiteral(by);
+  const condition = by > 0 ? `${HEADROOM} >= ${step}` : `${VALUE} >= ${integerLiteral(-by)}`;
+  return `UPDATE ${quoted(table)} SET ${VALUE} = ${VALUE} + ${step}, ${HEADROOM} = COALESCE(${HEADROOM}, 0) - ${step} ` +
+    `WHERE ${ID} = ${rowX} AND ${condition}`;
+}
+
+/**
+ * An unconditional sharded change of one slot row: today's upsert (the
+ * safe-integer bound on the slot) without the unsharded width check, since
+ * a sharded writer may write slot 0 of a widened id. Reports like the upsert.
+ */
+export function slotUpsertStatement(table: string, rowId: string, by: number): string {
+  const { lowest, highest } = allowedPrevious(by);
+  const step = integerLiteral(by);
+  return `INSERT INTO ${quoted(table)} (${ID}, ${VALUE}) VALUES (${hexLiteral(rowId)}, ${reported(step)}) ` +
+    `ON DUPLICATE KEY UPDATE ${VALUE} = ${boundedValue(integerLiteral(lowest), integerLiteral(highest), step)}`;
+}
+
+/**
+ * Raises the width kept on slot 0 to `width` unless it is that wide already
+ * ("absent or below": the width never goes down); creates slot 0 (value 0)
+ * if the id has no row yet. `condition` (SQL) switches it off in a batch.
+ */
+export function raiseWidthStatement(table: string, id: string, width: number, condition = 'TRUE'): string {
+  const w = integerLiteral(width);
+  return `INSERT INTO ${quoted(table)} (${ID}, ${VALUE}, ${WIDTH}) SELECT ${hexLiteral(id)}, 0, ${w} FROM DUAL WHERE ${condition} ` +
+    `ON DUPLICATE KEY UPDATE ${WIDTH} = GREATEST(COALESCE(${WIDTH}, 1), ${w})`;
+}
+
+/**
+ * Slots from…to−1 of `id`, one statement (`WHERE id IN (…)` over literals:
+ * point reads of the primary key). `lock`: `FOR UPDATE`, the slow path's
+ * read inside its transaction; without it one statement reads one
+ * snapshot (a GET).
+ */
+export function readSlotsStatement(table: string, id: string, from: number, to: number, lock: boolean): string {
+  const ids = Array.from({ length: to - from }, (_, i) => hexLiteral(slotIdOf(id, from + i))).join(', ');
+  return `SELECT ${ID}, ${VALUE}, ${HEADROOM}, ${WIDTH} FROM ${quoted(table)} WHERE ${ID} IN (${ids})${lock ? ' FOR UPDATE' : ''}`;
+}
+
+/** One slot's new state in a rebalance: `width` on slot 0 only (NULL elsewhere). */
+export interface SlotWrite {
+  readonly slot: number;
+  readonly value: number;
+  readonly headroom: number;
+  readonly width?: number;
+}
+
+/** The rebalance's writes, one multi-row upsert: every written slot takes the value, headroom and width given. */
+export function writeSlotsStatement(table: string, id: string, writes: readonly SlotWrite[]): string {
+  const rows = writes.map((w) => `(${hexLiteral(slotIdOf(id, w.slot))}, ${integerLiteral(w.value)}, ${integerLiteral(w.headroom)}, ` +
+    `${w.width === undefined ? 'NULL' : integerLiteral(w.width)})`);
+  return `INSERT INTO ${quoted(table)} (${ID}, ${VALUE}, ${HEADROOM}, ${WIDTH}) VALUES ${rows.join(', ')} ` +
+    `ON DUPLICATE KEY UPDATE ${VALUE} = VALUES(${VALUE}), ${HEADROOM} = VALUES(${HEADROOM}), ${WIDTH} = VALUES(${WIDTH})`;
 }
 
 /** A validated identifier (database or table name), backtick-quoted. */
@@ -80,9 +184,19 @@ function reported(expr: string): string {
  * value is within `[lowest, highest]`, else the value itself (nothing
  * written); either way reported through the insert id. The three operands
  * are SQL expressions (placeholders or validated integer literals).
+ *
+ * `unsharded`: the change of an unsharded writer, which must not take slot
+ * 0 for the whole counter once the id is wider than one slot: on such a row
+ * it writes nothing and reports `WIDENED_OFFSET + width` instead. A row of
+ * an id never sharded has no width (NULL, not > 1): the same change as
+ * before, in the same statement.
  */
-export function boundedValue(lowest: string, highest: string, by: string): string {
-  return `IF(${VALUE} BETWEEN ${lowest} AND ${highest}, ${reported(`${VALUE} + ${by}`)}, ${reported(VALUE)})`;
+export function boundedValue(lowest: string, highest: string, by: string, unsharded = false): string {
+  const bounded = `IF(${VALUE} BETWEEN ${lowest} AND ${highest}, ${reported(`${VALUE} + ${by}`)}, ${reported(VALUE)})`;
+  if (!unsharded) return bounded;
+  const widened = `${WIDENED_OFFSET} + ${WIDTH}`;
+  // value + (reported − itself) = value: the call reports, the row keeps its value.
+  return `IF(${WIDTH} > 1, ${VALUE} + (CAST(LAST_INSERT_ID(${widened}) AS SIGNED) - (${widened})), ${bounded})`;
 }
 
 /** A counter value from an insert id that carries `value + REPORT_OFFSET`. */
@@ -92,10 +206,24 @@ export function reportedValue(insertId: number | string | bigint): number {
   return value;
 }
 
+/** The width an unsharded statement reported (`WIDENED_OFFSET + width`), or undefined for a reported value. */
+export function reportedWidth(insertId: number | string | bigint): number | undefined {
+  const n = BigInt(insertId);
+  return n > WIDENED_OFFSET ? Number(n - WIDENED_OFFSET) : undefined;
+}
+
 export interface Outcome {
   readonly applied: boolean;
   /** The value after the change (applied), or the value that stopped it (rejected; 0 for a missing counter). */
   readonly value: number;
+  /** Not applied because the id is sharded (this wide): the change goes to the sharded path. */
+  readonly widened?: number;
+}
+
+/** A statement that left its row unchanged: rejected at `value`, or (unsharded statements) the id is `widened`. */
+function unchanged(insertId: number | string | bigint): Outcome {
+  const widened = reportedWidth(insertId);
+  return widened === undefined ? { applied: false, value: reportedValue(insertId) } : { applied: false, value: 0, widened };
 }
 
 /**
@@ -105,14 +233,14 @@ export interface Outcome {
  */
 export function upsertOutcome(result: ResultSetHeader): Outcome {
   if (result.affectedRows === 1 || result.affectedRows === 2) return { applied: true, value: reportedValue(result.insertId) };
-  if (result.affectedRows === 0) return { applied: false, value: reportedValue(result.insertId) };
+  if (result.affectedRows === 0) return unchanged(result.insertId);
   throw new Error(`Unexpected affectedRows ${result.affectedRows} from a single-row upsert`);
 }
 
 /** The update's: 1 = changed; 0 = left as it was, or no row at all (insert id 0: the counter reads 0). */
 export function updateOutcome(result: ResultSetHeader): Outcome {
   if (result.affectedRows === 1) return { applied: true, value: reportedValue(result.insertId) };
-  if (result.affectedRows === 0) return { applied: false, value: Number(result.insertId) === 0 ? 0 : reportedValue(result.insertId) };
+  if (result.affectedRows === 0) return Number(result.insertId) === 0 ? { applied: false, value: 0 } : unchanged(result.insertId);
   throw new Error(`Unexpected affectedRows ${result.affectedRows} from a single-row update`);
 }
 
