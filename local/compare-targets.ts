@@ -118,7 +118,8 @@ export const BACKEND_CAVEATS: Record<BackendName, { local: string[]; cloud: stri
   tidb: {
     cloud: [
       'One INSERT … ON DUPLICATE KEY UPDATE statement: atomic per row. TiDB is distributed (TiKV regions, Percolator transactions): hot-row contention behaves differently from a single server.',
-      'Keyed: one pessimistic transaction (BEGIN, the key row claimed, the change, the value into the key row, COMMIT): 5 round trips; a replay 4; deadlocks and conflicts run it again.',
+      'Keyed: one multi-statement batch on a dedicated connection (BEGIN, the key row claimed, the change, the value into the key row, COMMIT): 1 round trip, a replay too; '
+        + 'no lock is held across client round trips; deadlocks and conflicts run it again.',
     ],
     local: ['MariaDB/MySQL stands in for TiDB (same protocol and SQL for the statement used).'],
   },
