@@ -106,3 +106,15 @@ export function toDocDbCounterError(err: unknown, secretArn?: string): unknown {
   if (isTransientError(err)) return new BackendUnavailableError('DocumentDB is unavailable', { cause: err });
   return err;
 }
+
+/**
+ * A failed `commitTransaction` that certainly applied nothing: the server
+ * refused the commit (a write conflict, a transaction it no longer has:
+ * aborted at its deadline or its lifetime; DocumentDB has no retried
+ * commits, so a 251 answers the first one). A commit whose reply was lost
+ * (`UnknownTransactionCommitResult`, a network error) may have happened:
+ * not this.
+ */
+export function isCommitRefused(err: unknown): boolean {
+  return err instanceof MongoError && !err.hasErrorLabel('UnknownTransactionCommitResult') && isTransactionRetryable(err);
+}
