@@ -9,11 +9,13 @@
 import { MongoClient } from 'mongodb';
 import { docdbEnv } from '../../local/backends/docdb';
 import { CallCounter, uniqueNamespace } from '../../local/backends/fixture';
+import { MongoWireServer } from '../../local/engines/mongo-wire-server';
 import { loadCounterContainers, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { DOCDB_DEFAULTS, docdbKeysCollection } from '../../src/backends/docdb/docdb-env';
 import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
+import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { call, useBackend } from '../kit/conformance';
 import { describeShardsContract, shardsEnv } from '../kit/shards-contract';
 
@@ -24,6 +26,9 @@ const COLLECTION = DOCDB_DEFAULTS.collection;
 const KEYS = docdbKeysCollection(COLLECTION);
 const slot = (id: string, i: number) => (i === 0 ? id : `${id}\u001f${i}`);
 const sum = (values: number[]) => values.reduce((a, b) => a + b, 0);
+
+/** A stored document as the tests inspect it: string ids, any fields. */
+type SlotDocument = { _id: string } & Record<string, any>;
 
 let raw: MongoClient | undefined;
 afterAll(async () => {
@@ -36,11 +41,12 @@ async function namespaceWithClient(prefix: string) {
   const env = await ctx().prepare(namespace);
   raw ??= await createDocDbClient(readDocDbConfig(docdbEnv(ctx().engine, namespace)));
   const db = raw.db(namespace);
-  return { namespace, env, counters: db.collection<Record<string, any>>(COLLECTION), keys: db.collection<Record<string, any>>(KEYS) };
+  return { namespace, env, counters: db.collection<SlotDocument>(COLLECTION), keys: db.collection<SlotDocument>(KEYS) };
 }
 
 /** Containers loaded through the fixture's command-counting proxy. */
-async function counted(env: Record<string, string>, mode: Parameters<typeof loadCounterContainers>[2], n = 1): Promise<{ counter: CallCounter & { commands(): string[] }; handlers: ProxyHandler[] }> {
+type Counted = { counter: CallCounter & { commands(): string[] }; handlers: ProxyHandler[] };
+async function counted(env: Record<string, string>, mode: Parameters<typeof loadCounterContainers>[2], n = 1): Promise<Counted> {
   const counter = await ctx().fixture.callCounter!(ctx().engine, env) as CallCounter & { commands(): string[] };
   return { counter, handlers: loadCounterContainers(ctx().fixture.entry, counter.env, mode, n) };
 }
@@ -228,5 +234,61 @@ describe('docdb sharded counters: the commands sent', () => {
     } finally {
       await counter.close();
     }
+  });
+});
+
+describe('docdb sharded counters: engine faults (own MongoWire server with the failCommand fail point)', () => {
+  let server: MongoWireServer;
+  let admin: MongoClient;
+  let dbCount = 0;
+  beforeAll(async () => {
+    server = await MongoWireServer.start();
+    admin = new MongoClient(server.uri);
+  });
+  afterEach(() => server.failCommand(undefined));
+  afterAll(async () => {
+    await admin?.close();
+    await server?.stop();
+  });
+
+  /** A container on a fresh prepared database, and the sum of every slot of an id as stored. */
+  const fresh = async (mode: Parameters<typeof loadCounterContainers>[2]) => {
+    const database = `sf_${++dbCount}`;
+    await ensureCounterCollection(admin, database, COLLECTION);
+    const [handler] = loadCounterContainers(ctx().fixture.entry, { DOCDB_URI: server.uri, DOCDB_DATABASE: database }, mode);
+    const stored = async (id: string) => sum((await admin.db(database).collection<SlotDocument>(COLLECTION)
+      .find({ _id: { $in: Array.from({ length: 8 }, (_, i) => slot(id, i)) } }).toArray()).map((d) => Number(d.counter ?? 0)));
+    return { handler, stored };
+  };
+
+  test('rebalance: a commit refused with WriteConflict runs the transaction again (200, counted once); a commit whose reply is lost is a 503, never sent twice, applied once', async () => {
+    const { handler, stored } = await fresh({ conditional: true, maximum: 10, env: shardsEnv(4) });
+    server.failCommand({ failCommands: ['commitTransaction'], errorCode: 112, errorLabels: ['TransientTransactionError'], times: 1 });
+    expect(await call(handler, 'POST', 'docdb', 'wc')).toMatchObject({ status: 200, body: { shards: 4 } });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await stored('wc')).toBe(1);
+
+    // The driver sends the commit once more after the lost reply; DocumentDB (and this server) answer that one 251,
+    // which must not be taken for a refusal either.
+    server.failCommand({ failCommands: ['commitTransaction'], closeConnection: true, afterRun: true, times: 1 });
+    expect(await call(handler, 'POST', 'docdb', 'lost')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    expect(server.failPoint.hits).toBe(1);
+    expect(await stored('lost')).toBe(1);
+    server.failCommand(undefined);
+    expect((await call(handler, 'GET', 'docdb', 'lost')).body.counter).toBe(1);
+  });
+
+  test('a transient error on a slot\'s update is a 503 with nothing applied; a refused command is a 500; the next change counts', async () => {
+    const { handler, stored } = await fresh({ conditional: false, env: shardsEnv(4) });
+    expect((await call(handler, 'POST', 'docdb', 't')).status).toBe(200);
+    server.failCommand({ failCommands: ['update'], errorCode: 91, times: 1 });
+    expect(await call(handler, 'POST', 'docdb', 't')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    server.failCommand({ failCommands: ['find'], errorCode: 50, times: 1 });
+    expect(await call(handler, 'GET', 'docdb', 't')).toMatchObject({ status: 503, body: { code: 'BACKEND_UNAVAILABLE' } });
+    server.failCommand({ failCommands: ['update'], errorCode: 2, times: 1 });
+    expect(await call(handler, 'POST', 'docdb', 't')).toMatchObject({ status: 500, body: { code: 'INTERNAL' } });
+    expect(await stored('t')).toBe(1);
+    expect((await call(handler, 'POST', 'docdb', 't')).status).toBe(200);
+    expect((await call(handler, 'GET', 'docdb', 't')).body.counter).toBe(2);
   });
 });

@@ -39,8 +39,6 @@ export function docdbTimedOut(ms: number | undefined): () => Error {
  * docs/docdb.md.
  */
 export class DocDbCounterStore implements CounterStore {
-  /** Sharded counters are implemented (`DocDbShardedCounter`). */
-  readonly sharded = true;
 
   /**
    * Reads the credentials secret (once per container) and builds the client
@@ -52,6 +50,8 @@ export class DocDbCounterStore implements CounterStore {
   }
 
   private readonly counters: Collection<CounterDocument>;
+  /** Sharded counters are implemented (`DocDbShardedCounter`). */
+  readonly sharded = true;
   private readonly keyed: DocDbKeyedChange;
   private readonly shardedCounter: DocDbShardedCounter;
   private readonly secretArn?: string;
@@ -113,7 +113,9 @@ export class DocDbCounterStore implements CounterStore {
     const timedOut = docdbTimedOut(this.operationTimeoutMs);
     const deadline = Deadline.after(this.operationTimeoutMs);
     try {
-      if (isSharded(shards, this.shardedCounter.knownWidth(id))) return await withinDeadline(deadline, this.shardedCounter.read(id, shards), timedOut);
+      if (isSharded(shards, this.shardedCounter.knownWidth(id))) {
+        return await withinDeadline(deadline, this.shardedCounter.read(id, shards), timedOut);
+      }
       // The client's read preference is primary: the read sees every acknowledged change.
       const doc = await withinDeadline(deadline,
         this.counters.findOne({ _id: id }, { projection: { [DOCDB_FIELDS.COUNTER]: 1, [DOCDB_FIELDS.WIDTH]: 1 } }), timedOut);

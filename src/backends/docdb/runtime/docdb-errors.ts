@@ -109,12 +109,14 @@ export function toDocDbCounterError(err: unknown, secretArn?: string): unknown {
 
 /**
  * A failed `commitTransaction` that certainly applied nothing: the server
- * refused the commit (a write conflict, a transaction it no longer has:
- * aborted at its deadline or its lifetime; DocumentDB has no retried
- * commits, so a 251 answers the first one). A commit whose reply was lost
- * (`UnknownTransactionCommitResult`, a network error) may have happened:
- * not this.
+ * refused the commit for a conflict (WriteConflict, or an error it labels
+ * `TransientTransactionError`). Not a 251 NoSuchTransaction: DocumentDB
+ * answers it to a commit that did happen once that transaction is over
+ * (and the driver retries a commit whose reply was lost, which then gets
+ * exactly that); nor a lost reply itself (`UnknownTransactionCommitResult`,
+ * a network error): either may have committed.
  */
 export function isCommitRefused(err: unknown): boolean {
-  return err instanceof MongoError && !err.hasErrorLabel('UnknownTransactionCommitResult') && isTransactionRetryable(err);
+  if (!(err instanceof MongoServerError) || err.code === NO_SUCH_TRANSACTION || err.hasErrorLabel('UnknownTransactionCommitResult')) return false;
+  return err.code === WRITE_CONFLICT || err.hasErrorLabel('TransientTransactionError');
 }
