@@ -133,6 +133,22 @@ describe('docdb sharded counters: shards lowered to 1 on a live counter', () => 
     expect(await ctx().fixture.keys(ctx().engine, namespace)).toEqual(['grown']);
   });
 
+  test('8 → 2, conditional (maximum 100): a rebalance by a 2-shard container leaves slots 2…7 their values and no headroom; slots 0 and 1 hold all of it', async () => {
+    const { namespace, counters } = await namespaceWithClient('t_docdb_down');
+    const [wide] = await ctx().containers({ conditional: true, maximum: 100, env: shardsEnv(8) }, 1, namespace);
+    const [narrow] = await ctx().containers({ conditional: true, maximum: 100, env: shardsEnv(2) }, 1, namespace);
+    for (let i = 0; i < 40; i++) expect((await call(wide, 'POST', 'docdb', 'narrowed')).status).toBe(200);
+    // No slot holds 30 on its own: the fast path refuses it, and the rebalance takes it from the slots holding most.
+    expect(await call(narrow, 'POST', 'docdb', 'narrowed', { by: -30 })).toMatchObject({ status: 200, body: { shards: 2 } });
+    const docs = new Map((await counters.find({}).toArray()).map((d) => [d._id, d]));
+    const slots = Array.from({ length: 8 }, (_, i) => docs.get(slot('narrowed', i)) ?? { counter: 0, headroom: 0 });
+    expect(sum(slots.map((d) => d.counter))).toBe(10);
+    expect(slots.slice(2).map((d) => d.headroom ?? 0)).toEqual([0, 0, 0, 0, 0, 0]);
+    expect(slots[0].headroom + slots[1].headroom).toBe(90);
+    expect(docs.get('narrowed')!.width).toBe(8);
+    expect((await call(wide, 'GET', 'docdb', 'narrowed')).body.counter).toBe(10);
+  });
+
   test('conditional (maximum 300) under load: 8-shard then 1-shard containers, keyed and not → exactly 300 accepted, each key once, every width reads 300', async () => {
     const { namespace } = await namespaceWithClient('t_docdb_down');
     const wide = await ctx().containers({ conditional: true, maximum: 300, env: shardsEnv(8) }, 3, namespace);

@@ -54,10 +54,12 @@ const abandoned = () => new BackendUnavailableError('DocumentDB call abandoned a
  *   (decrement); up to `FAST_SLOTS` slots are tried. Slow path: one
  *   transaction that reads every slot (one `find`, a snapshot), applies
  *   `rebalance` and writes every slot back (one `update` of W statements).
- *   A slot written by anyone after the snapshot makes the write a
- *   WriteConflict (first writer wins), so a committed rebalance worked on
- *   values no one changed in between, and a 409 was decided on a total
- *   that existed at one instant.
+ *   A slot it changes that anyone wrote after the snapshot makes the
+ *   write a WriteConflict (first writer wins), so a committed rebalance
+ *   changed only slots no one changed in between (a slot it leaves as read
+ *   may be a no-op that takes no lock: a fast-path write there kept that
+ *   slot's share, all the rebalance relied on), and a 409 was decided on
+ *   a total that existed at one instant (the snapshot).
  * - Keyed changes run `changeIn` inside the keyed change's own transaction
  *   (`DocDbKeyedChange`), with the key record.
  */

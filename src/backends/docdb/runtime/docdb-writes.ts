@@ -47,7 +47,6 @@ export async function retryWriteConflict<T>(attempt: () => Promise<T>, retries: 
   });
 }
 
-
 /** Aborts the session's transaction if one is still open; the driver ignores a server that already ended it. */
 export async function abortTransaction(session: ClientSession): Promise<void> {
   if (session.inTransaction()) await session.abortTransaction().catch(() => undefined);
