@@ -88,13 +88,24 @@ export class DocDbShardedCounter {
       await this.addTo(id, slot, by);
       return { shard: slot, replayed: false };
     }
-    for (const slot of slotOrder(shards).slice(0, FAST_SLOTS)) {
-      deadline.check(abandoned);
-      const [filter, update] = this.fastPath(id, slot, by);
-      const taken = await retryWriteConflict(() => this.counters.updateOne(filter, update));
-      if (taken.matchedCount === 1) return { shard: slot, replayed: false };
-    }
-    return this.rebalanceAlone(id, change, deadline);
+    // A rebalance that lost to another one starts again from the fast path: the winner has
+    // usually refilled the slots, and one `update` then takes the change without a transaction.
+    return retry(async () => {
+      for (const slot of slotOrder(shards).slice(0, FAST_SLOTS)) {
+        deadline.check(abandoned);
+        const [filter, update] = this.fastPath(id, slot, by);
+        const taken = await retryWriteConflict(() => this.counters.updateOne(filter, update));
+        if (taken.matchedCount === 1) return { shard: slot, replayed: false };
+      }
+      return this.rebalanceAlone(id, change, deadline);
+    }, {
+      // Contenders spread out as keyed transactions do.
+      backoff: KEYED_BACKOFF,
+      deadline,
+      retryable: () => false,
+      exhausted: (attempts) => deadline.expired ? abandoned() : new BackendUnavailableError(
+        `DocumentDB: a sharded change's rebalance conflicted ${attempts} time(s) within its budget; nothing was applied`),
+    });
   }
 
   /**
@@ -167,51 +178,42 @@ export class DocDbShardedCounter {
   }
 
   /**
-   * The rebalance on its own: one transaction (find, update, commit), run
-   * again while it conflicts with another writer of the slots and the time
-   * budget lasts. A commit whose outcome is unknown (the connection broke)
-   * is a 503: nothing records whether it happened.
+   * The rebalance on its own: one transaction (find, update, commit). AGAIN
+   * when it conflicted with another writer of the slots (nothing applied).
+   * A commit whose outcome is unknown (the connection broke) is a 503:
+   * nothing records whether it happened.
    */
-  private async rebalanceAlone(id: string, change: CounterChange, deadline: Deadline): Promise<ChangeResult> {
+  private async rebalanceAlone(id: string, change: CounterChange, deadline: Deadline): Promise<ChangeResult | typeof AGAIN> {
     const { by, maximum } = change;
-    return retry(async () => {
-      deadline.check(abandoned);
-      // DocumentDB has no causal consistency: a session must not ask for it.
-      const session = this.client.startSession({ causalConsistency: false });
-      // An open transaction holds its slots until DocumentDB ends it: abort it at the deadline.
-      const unhook = deadline.onExpire(() => void abortTransaction(session));
+    deadline.check(abandoned);
+    // DocumentDB has no causal consistency: a session must not ask for it.
+    const session = this.client.startSession({ causalConsistency: false });
+    // An open transaction holds its slots until DocumentDB ends it: abort it at the deadline.
+    const unhook = deadline.onExpire(() => void abortTransaction(session));
+    try {
+      session.startTransaction();
+      let outcome: SlotChange;
       try {
-        session.startTransaction();
-        let outcome: SlotChange;
-        try {
-          outcome = await this.rebalanceIn(id, change, session);
-        } catch (err) {
-          if (isDuplicateKeyError(err) || isTransactionRetryable(err)) return AGAIN;
-          throw err;
-        }
-        if (outcome.kind === 'rejected') throw rejectionOf(by, maximum, outcome.counter);
-        deadline.check(abandoned);
-        try {
-          await session.commitTransaction();
-        } catch (err) {
-          await releaseAfterFailedCommit(this.client, session);
-          if (isCommitRefused(err)) return AGAIN;
-          throw err;
-        }
-        return { shard: outcome.shard, replayed: false };
-      } finally {
-        unhook();
-        await abortTransaction(session);
-        await session.endSession().catch(() => undefined);
+        outcome = await this.rebalanceIn(id, change, session);
+      } catch (err) {
+        if (isDuplicateKeyError(err) || isTransactionRetryable(err)) return AGAIN;
+        throw err;
       }
-    }, {
-      // Contenders spread out as keyed transactions do.
-      backoff: KEYED_BACKOFF,
-      deadline,
-      retryable: () => false,
-      exhausted: (attempts) => deadline.expired ? abandoned() : new BackendUnavailableError(
-        `DocumentDB: a sharded change's rebalance conflicted ${attempts} time(s) within its budget; nothing was applied`),
-    });
+      if (outcome.kind === 'rejected') throw rejectionOf(by, maximum, outcome.counter);
+      deadline.check(abandoned);
+      try {
+        await session.commitTransaction();
+      } catch (err) {
+        await releaseAfterFailedCommit(this.client, session);
+        if (isCommitRefused(err)) return AGAIN;
+        throw err;
+      }
+      return { shard: outcome.shard, replayed: false };
+    } finally {
+      unhook();
+      await abortTransaction(session);
+      await session.endSession().catch(() => undefined);
+    }
   }
 
   /**
