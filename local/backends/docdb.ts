@@ -4,6 +4,7 @@ import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_ENV } from '../../src/backends/doc
 import { createDocDbClient } from '../../src/backends/docdb/runtime/docdb-client';
 import { readDocDbConfig } from '../../src/backends/docdb/runtime/docdb-config';
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
+import { counterIdOf } from '../../src/backends/docdb/runtime/docdb-shards';
 import { Engine } from '../engines/engine';
 import { engineAddress, throughProxy } from '../engines/fault-proxy';
 import { acquireMongo } from '../engines/mongo';
@@ -34,7 +35,7 @@ export function docdbEnv(engine: Engine, namespace: string): Record<string, stri
  * DocumentDB on a MongoDB-wire engine: a database per namespace, prepared by
  * the real setup logic (the counters collection, the keys collection and its
  * TTL index). Key records live in their own collection, so `keys` lists
- * counter ids only; `dispose` drops the database, key records included.
+ * counter ids only (a sharded counter's slots as its id); `dispose` drops the database, key records included.
  */
 export const docdbFixture: BackendFixture = {
   backend: 'docdb',
@@ -64,7 +65,8 @@ export const docdbFixture: BackendFixture = {
     const client = await createDocDbClient(readDocDbConfig(env, FIXTURE_TIMEOUTS));
     try {
       const docs = await client.db(namespace).collection<{ _id: string }>(env[DOCDB_ENV.COLLECTION]).find({}, { projection: { _id: 1 } }).toArray();
-      return docs.map((d) => String(d._id));
+      // A sharded counter's slot documents (`<id>\u001f<slot>`) are listed as their id, once.
+      return [...new Set(docs.map((d) => counterIdOf(String(d._id))))];
     } finally {
       await client.close();
     }

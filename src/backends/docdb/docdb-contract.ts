@@ -6,6 +6,6 @@ export const DOCDB_CONTRACT = {
   name: 'docdb',
   metricPrefix: 'DocDb',
   bundles: DOCDB_BUNDLES,
-  sharded: false,
+  sharded: true,
   worstCase: docdbWorstCase,
 } as const satisfies BackendContract<'docdb'>;

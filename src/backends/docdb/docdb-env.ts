@@ -132,20 +132,26 @@ export const DOCDB_SCHEMA_VERSION = '2';
  * `_id`, so the collection's built-in unique `_id` index is the index the
  * conditional upsert collides with: it exists from the first write, even
  * before the setup step has run.
+ *
+ * A sharded counter (docs/docdb.md, "Sharded counters") adds slot documents
+ * `{_id: <counter id>\u001f<slot>, counter, headroom}` and, on the counter's
+ * own document (slot 0), `headroom` and `width` (the most slots it was ever
+ * written with).
  */
-export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter' } as const;
+export const DOCDB_FIELDS = { ID: '_id', COUNTER: 'counter', HEADROOM: 'headroom', WIDTH: 'width', SLOT_SEPARATOR: '\u001f' } as const;
 
 /**
  * A key record (exactly-once changes), in the keys collection next to the
  * counters: `{_id: <Idempotency-Key>, id, by, counter, expiresAt, request}`.
  * The key is the `_id` (unique, so a key is recorded once per namespace);
  * `id` and `by` are what it is bound to, `counter` the value its change
- * produced, `expiresAt` when it stops counting (the store checks it; a TTL
+ * produced (a sharded change, which knows no total: `shard`, the slot it
+ * went to), `expiresAt` when it stops counting (the store checks it; a TTL
  * index deletes the record some time later), `request` a random token of
  * the request that recorded it (so that request, retrying after a lost
  * commit reply, knows the change as its own and not as a replay).
  */
-export const DOCDB_KEY_FIELDS = { KEY: '_id', ID: 'id', BY: 'by', COUNTER: 'counter', EXPIRES_AT: 'expiresAt', REQUEST: 'request' } as const;
+export const DOCDB_KEY_FIELDS = { KEY: '_id', ID: 'id', BY: 'by', COUNTER: 'counter', SHARD: 'shard', EXPIRES_AT: 'expiresAt', REQUEST: 'request' } as const;
 
 /** Suffix of the keys collection's name (the construct keeps collection names short enough for it). */
 export const DOCDB_KEYS_SUFFIX = '_keys';

@@ -106,3 +106,17 @@ export function toDocDbCounterError(err: unknown, secretArn?: string): unknown {
   if (isTransientError(err)) return new BackendUnavailableError('DocumentDB is unavailable', { cause: err });
   return err;
 }
+
+/**
+ * A failed `commitTransaction` that certainly applied nothing: the server
+ * refused the commit for a conflict (WriteConflict, or an error it labels
+ * `TransientTransactionError`). Not a 251 NoSuchTransaction: DocumentDB
+ * answers it to a commit that did happen once that transaction is over
+ * (and the driver retries a commit whose reply was lost, which then gets
+ * exactly that); nor a lost reply itself (`UnknownTransactionCommitResult`,
+ * a network error): either may have committed.
+ */
+export function isCommitRefused(err: unknown): boolean {
+  if (!(err instanceof MongoServerError) || err.code === NO_SUCH_TRANSACTION || err.hasErrorLabel('UnknownTransactionCommitResult')) return false;
+  return err.code === WRITE_CONFLICT || err.hasErrorLabel('TransientTransactionError');
+}

@@ -1,9 +1,12 @@
 import { randomBytes } from 'crypto';
 import { ClientSession, Collection, MongoClient, MongoServerError } from 'mongodb';
-import { boundFilter, CounterDocument, KeyRecord } from './docdb-collections';
+import { changeInTransaction, CounterDocument, KeyRecord } from './docdb-collections';
 import { isDuplicateKeyError, isTransactionRetryable, isTransientError } from './docdb-errors';
+import type { DocDbShardedCounter } from './docdb-shards';
+import { abortTransaction as abort, releaseAfterFailedCommit } from './docdb-writes';
 import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf } from '../../../runtime/errors';
 import { AGAIN, Deadline, retry } from '../../../runtime/retry';
+import { isSharded } from '../../../runtime/shards';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding, zeroAllowed } from '../../../runtime/store';
 
 /** One keyed attempt's outcome: an answer, a rejection, or "run the whole transaction again". */
@@ -18,10 +21,18 @@ const RETRY: KeyedOutcome = { kind: 'retry' };
 /** One request's keyed change: the change, its key, and the request's own token. */
 interface Attempt extends IdempotencyOptions {
   readonly id: string;
-  readonly by: number;
-  readonly maximum?: number;
+  readonly change: CounterChange;
   readonly request: string;
 }
+
+/**
+ * The change inside the transaction: applied (an unsharded counter's value,
+ * or a sharded counter's slot), rejected, or "run the transaction again".
+ */
+type Changed =
+  | { readonly kind: 'applied'; readonly counter?: number; readonly shard?: number }
+  | { readonly kind: 'rejected'; readonly counter?: number }
+  | { readonly kind: 'retry' };
 
 /** The 503 of a keyed change whose client has had its answer (the deadline passed). */
 const abandoned = () => new BackendUnavailableError('DocumentDB call abandoned at its deadline');
@@ -50,6 +61,7 @@ export class DocDbKeyedChange {
     private readonly client: MongoClient,
     private readonly counters: Collection<CounterDocument>,
     private readonly keys: Collection<KeyRecord>,
+    private readonly sharded: DocDbShardedCounter,
   ) {}
 
   /** Applies the change once per key; `deadline` is the store call's budget. */
@@ -103,10 +115,13 @@ export class DocDbKeyedChange {
     }
   }
 
-  private async applyKeyed(id: string, { by, maximum }: CounterChange, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
+  private async applyKeyed(id: string, change: CounterChange, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
+    const { by, maximum } = change;
+    // Outside the transaction: the width is then raised for good, whatever the transaction does.
+    if (maximum === undefined) await this.sharded.raiseWidth(id, change.shards ?? 1);
     // Every attempt of this request writes the same token: a record carrying it is this request's own change.
     const request = randomBytes(12).toString('base64url');
-    const attempt: Attempt = { id, by, maximum, ...idempotency, request };
+    const attempt: Attempt = { id, change, ...idempotency, request };
     const outcome = await retry(async (n) => {
       deadline.check(abandoned);
       if (n > 1) {
@@ -139,7 +154,7 @@ export class DocDbKeyedChange {
    * this request's own earlier commit): abort.
    */
   private async keyedAttempt(attempt: Attempt, deadline: Deadline): Promise<KeyedOutcome> {
-    const { id, by, maximum, key, retentionSeconds, request } = attempt;
+    const { id, change, key, retentionSeconds, request } = attempt;
     // DocumentDB has no causal consistency: a session must not ask for it.
     const session = this.client.startSession({ causalConsistency: false });
     // Cut off at the deadline: abort at once, not after the command in flight returns (an open
@@ -151,7 +166,7 @@ export class DocDbKeyedChange {
       const now = Date.now();
 
       // 1. The change, bounded.
-      const changed = await this.changeCounter(id, by, maximum, session);
+      const changed = await this.changeCounter(id, change, session);
       if (changed.kind === 'retry') return RETRY;
       deadline.check(abandoned);
       if (changed.kind === 'rejected') {
@@ -162,7 +177,9 @@ export class DocDbKeyedChange {
       }
 
       // 2. The key record with the value the change produced: inserted unless the key is taken.
-      const record: Omit<KeyRecord, '_id'> = { id, by, counter: changed.counter, expiresAt: new Date(now + retentionSeconds * 1000), request };
+      // A sharded change knows its slot, not the total: the record keeps what its answer and a replay carry.
+      const result = changed.shard === undefined ? { counter: changed.counter } : { shard: changed.shard };
+      const record: Omit<KeyRecord, '_id'> = { id, by: change.by, ...result, expiresAt: new Date(now + retentionSeconds * 1000), request };
       let previous: KeyRecord | null;
       try {
         previous = await this.keys.findOneAndUpdate({ _id: key }, { $setOnInsert: record }, { upsert: true, returnDocument: 'before', session });
@@ -193,13 +210,11 @@ export class DocDbKeyedChange {
       try {
         await session.commitTransaction();
       } catch {
-        // Committed or not, the next attempt finds out from the key (its own token if it did). A
-        // commit that never arrived leaves the transaction open, holding its locks: end it
-        // (harmless after a commit that did happen, which an abort cannot undo).
-        await this.client.db('admin').command({ abortTransaction: 1 }, { session }).catch(() => undefined);
+        // Committed or not, the next attempt finds out from the key (its own token if it did).
+        await releaseAfterFailedCommit(this.client, session);
         return RETRY;
       }
-      return { kind: 'done', result: { counter: changed.counter, replayed: false } };
+      return { kind: 'done', result: { ...result, replayed: false } };
     } finally {
       unhook();
       await abort(session);
@@ -221,42 +236,49 @@ export class DocDbKeyedChange {
    * What a key record found by an attempt answers: nothing when there is
    * none or it expired (the key is free); this request's own change when it
    * carries this request's token (its commit happened, the answer was
-   * lost); else a replay of the recorded value, or a 422 for another id or
-   * step.
+   * lost); else a replay of the recorded value (a sharded change's: no
+   * value, the answer is a sharded one), or a 422 for another id or step.
    */
   private fromRecord(record: KeyRecord | null, attempt: Attempt, now: number): Done | undefined {
     if (!record || record.expiresAt.getTime() <= now) return undefined;
-    if (!sameBinding({ id: record.id, by: Number(record.by) }, attempt.id, attempt.by)) throw new IdempotencyKeyReusedError();
+    if (!sameBinding({ id: record.id, by: Number(record.by) }, attempt.id, attempt.change.by)) throw new IdempotencyKeyReusedError();
+    const own = record.request === attempt.request;
+    if (record.shard !== undefined && record.shard !== null) {
+      // The slot is this request's own to log; a replay applied nothing now.
+      return { kind: 'done', result: { ...(own ? { shard: Number(record.shard) } : {}), replayed: !own } };
+    }
     if (record.counter === undefined || record.counter === null) throw new Error(`key record ${attempt.key} holds no counter value`);
-    return { kind: 'done', result: { counter: Number(record.counter), replayed: record.request !== attempt.request } };
+    return { kind: 'done', result: { counter: Number(record.counter), replayed: !own } };
   }
 
   /**
-   * The bounded change inside the transaction, where an E11000 would end
-   * the transaction: nothing is inserted unless the counter is missing.
-   * The bounded `$inc` (no upsert) matched: applied. Nothing matched and a
-   * missing counter may not take the change either: rejected. Otherwise
-   * `$setOnInsert: {counter: by}` with upsert tells, in the same snapshot,
-   * an out-of-range counter (returned: rejected, with its value) from a
-   * missing one (inserted at `0 + by`). A collision (a counter another
-   * transaction created after the snapshot) runs the transaction again.
+   * The bounded change inside the transaction (`changeInTransaction`). An id
+   * this container knows to be sharded (configured, or found widened) goes
+   * to the sharded change (`DocDbShardedCounter.changeIn`), in this same
+   * transaction. An unsharded change of a document that carries a width
+   * (the id was sharded by another container: `shards` lowered to 1) wrote
+   * nothing, and the document it read says so: the sharded change with the
+   * configured count then runs in the same transaction. A collision (a
+   * document another transaction created or changed after the snapshot)
+   * runs the transaction again.
    */
-  private async changeCounter(id: string, by: number, maximum: number | undefined, session: ClientSession):
-  Promise<{ kind: 'applied'; counter: number } | { kind: 'rejected'; counter?: number } | { kind: 'retry' }> {
+  private async changeCounter(id: string, change: CounterChange, session: ClientSession): Promise<Changed> {
+    const { by, maximum } = change;
     try {
-      const doc = await this.counters.findOneAndUpdate({ _id: id, ...boundFilter(by, maximum) }, { $inc: { counter: by } }, { returnDocument: 'after', session });
-      if (doc) return { kind: 'applied', counter: Number(doc.counter) };
-      if (!zeroAllowed(by, maximum)) return { kind: 'rejected' };
-      const existing = await this.counters.findOneAndUpdate({ _id: id }, { $setOnInsert: { counter: by } }, { upsert: true, returnDocument: 'before', session });
-      return existing ? { kind: 'rejected', counter: Number(existing.counter) } : { kind: 'applied', counter: by };
+      if (!isSharded(change.shards, this.sharded.knownWidth(id))) {
+        const changed = await changeInTransaction(this.counters, id, by, maximum, session, true);
+        if (changed.applied) return { kind: 'applied', counter: changed.counter };
+        const width = changed.found?.width;
+        if (width === undefined) {
+          // Today's answer: a refused step that may not create the counter carries no value.
+          return { kind: 'rejected', counter: changed.found && zeroAllowed(by, maximum) ? Number(changed.found.counter) : undefined };
+        }
+        this.sharded.remember(id, width);
+      }
+      return await this.sharded.changeIn(id, change, session);
     } catch (err) {
       if (isDuplicateKeyError(err) || isTransactionRetryable(err)) return { kind: 'retry' };
       throw err;
     }
   }
-}
-
-/** Aborts the session's transaction if one is still open; the driver ignores a server that already ended it. */
-async function abort(session: ClientSession): Promise<void> {
-  if (session.inTransaction()) await session.abortTransaction().catch(() => undefined);
 }
