@@ -7,8 +7,21 @@ import { MomentoCache } from './momento-cache';
 import type { CasOptions } from './momento-counter-store';
 import { CounterItem, KEY_RECORD_PREFIX, KeyRecord, keyRecordText, liveEntries, parseKeyRecord } from './momento-item';
 
-/** The store's compare-and-swap loop, as the keyed protocol drives it. */
-export type CompareAndSwap = (id: string, by: number, maximum: number | undefined, deadline: Deadline, options: CasOptions) => Promise<ChangeResult>;
+/**
+ * What a keyed change is applied to: the counter's item (unsharded), or
+ * every slot of a sharded id read as one (`momento-shards.ts`).
+ */
+export interface KeyedTarget {
+  /**
+   * A sharded id: the written counter is one slot's value, so answers carry
+   * no counter and the outcome copied to the key record says so.
+   */
+  readonly sharded: boolean;
+  /** The item read that starts the request (what the replay check and the first attempt use). */
+  read(): Promise<CounterItem>;
+  /** The store's compare-and-swap loop on the target, with the keyed hooks riding on it. */
+  change(options: CasOptions): Promise<ChangeResult>;
+}
 
 /**
  * A change with an Idempotency-Key on Momento, which has no write across
@@ -18,7 +31,7 @@ export type CompareAndSwap = (id: string, by: number, maximum: number | undefine
  * trips and what stays weaker: docs/momento.md, "Exactly-once increments".
  */
 export class MomentoKeyedChange {
-  constructor(private readonly cache: MomentoCache, private readonly compareAndSwap: CompareAndSwap) {}
+  constructor(private readonly cache: MomentoCache) {}
 
   /**
    * 1. Read the counter's item and bind the key (`claim`), in parallel.
@@ -32,15 +45,17 @@ export class MomentoKeyedChange {
    * it is exactly once"): an item read followed by a record read without
    * the outcome, or an item whose drop watermark is below this use's expiry.
    */
-  async apply(id: string, by: number, maximum: number | undefined, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
+  async apply(id: string, by: number, idempotency: IdempotencyOptions, deadline: Deadline, target: KeyedTarget): Promise<ChangeResult> {
     const { key } = idempotency;
-    const itemRead = this.cache.getItem(id);
+    const { sharded } = target;
+    const itemRead = target.read();
     // Which pending entries may be dropped is asked as soon as the item is
     // read, alongside the claim, not between the read and the write, where
     // it would widen the race window.
     const settledRead = itemRead.then((item) => {
       const pending = liveEntries(item);
-      return pending.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt ? this.cache.settledEntries(id, pending, deadline.at) : new Set<string>();
+      if (pending.size < MOMENTO_DEFAULTS.pendingEntriesPruneAt) return new Set<string>();
+      return this.cache.settledEntries(id, pending, deadline.at, sharded);
     });
     const claiming = this.claim(idempotency, id, by, deadline, itemRead);
     let held: Claim | undefined;
@@ -49,17 +64,17 @@ export class MomentoKeyedChange {
     try {
       const [first, claimed, settled] = await Promise.all([itemRead, claiming, settledRead]);
       held = claimed;
-      if (held.record.counter !== undefined) return { counter: held.record.counter, replayed: true };
+      if (held.record.counter !== undefined) return replayOf(held.record);
       /** The last item read known to have missed no dropped entry of this use. */
       let reference: CounterItem = first;
       if (held.ownRaw !== undefined && !noneDropped(first, held.record)) {
         // The claim may have been served before the item read, and the item
         // cannot prove it missed nothing: the record as it is after the read.
         held = { ...held, record: await this.reread(key, held.record, id, by) };
-        if (held.record.counter !== undefined) return { counter: held.record.counter, replayed: true };
+        if (held.record.counter !== undefined) return replayOf(held.record);
       }
       let joined = false;
-      return await this.compareAndSwap(id, by, maximum, deadline, {
+      return await target.change({
         first,
         settled,
         writing: (onWire) => {
@@ -74,8 +89,8 @@ export class MomentoKeyedChange {
               // the key won): nothing more is written but the outcome.
               if (applied[0] !== by) throw new IdempotencyKeyReusedError();
               mayBeApplied = true;
-              await this.settle(key, current.record, applied[1], deadline);
-              return { counter: applied[1], replayed: true };
+              await this.settle(key, current.record, applied[1], deadline, sharded);
+              return sharded ? { replayed: true } : { counter: applied[1], replayed: true };
             }
             if (attempt > 1 && !noneDropped(item, current.record) && !sameDropHistory(reference, item)) {
               // Entries may have been dropped since the reference read: the
@@ -92,15 +107,15 @@ export class MomentoKeyedChange {
             const record = held!.record;
             if (record.counter !== undefined) {
               mayBeApplied = true;
-              return { counter: record.counter, replayed: true };
+              return replayOf(record);
             }
             return undefined;
           },
           entry: (next) => [key, [by, next, held!.record.exp]],
           applied: async (counter) => {
             mayBeApplied = true;
-            await this.settle(key, held!.record, counter, deadline);
-            return { counter, replayed: false };
+            await this.settle(key, held!.record, counter, deadline, sharded);
+            return sharded ? { replayed: false } : { counter, replayed: false };
           },
           unknownDropMark: () => Date.now() + idempotency.retentionSeconds * 1000 + CLOCK_SKEW_MARGIN_MS,
         },
@@ -215,9 +230,9 @@ export class MomentoKeyedChange {
    * stays the budget plus one call; the entry then stays until a retry or
    * the retention's end.
    */
-  private async settle(key: string, record: KeyRecord, counter: number, deadline: Deadline): Promise<void> {
+  private async settle(key: string, record: KeyRecord, counter: number, deadline: Deadline, sharded: boolean): Promise<void> {
     if (record.counter !== undefined || deadline.expired) return;
-    await this.cache.copyOutcome(key, record, counter);
+    await this.cache.copyOutcome(key, record, counter, sharded);
   }
 }
 
@@ -226,6 +241,15 @@ interface Claim {
   readonly record: KeyRecord;
   /** Set when this request created the record: only its creator may release it, and only while it holds this text. */
   readonly ownRaw?: string;
+}
+
+/**
+ * The answer a settled record replays: the counter its change produced, or,
+ * for a change that went to a slot of a sharded id, none (the slot's value
+ * is not the total; the answer is a sharded one, docs/sharding.md).
+ */
+function replayOf(record: KeyRecord): ChangeResult {
+  return record.sharded ? { replayed: true } : { counter: record.counter, replayed: true };
 }
 
 /** 48 random bits: marks a join. */
