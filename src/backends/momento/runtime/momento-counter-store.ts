@@ -31,6 +31,20 @@ export interface KeyedWrite {
    * been dropped before now, i.e. of every key claimed before now.
    */
   unknownDropMark(): number;
+  /**
+   * A sharded id: the slot this use of the key is bound to (its record's
+   * `slot`; 0 for a record without one). Every request with the key writes
+   * there, so two of them race on one item, as on an unsharded counter.
+   */
+  slot(): number;
+  /**
+   * Binds this use of the key to another slot (its bound one cannot take
+   * the change): only the request that created the record, and only while
+   * no other request has joined it (a compare-and-swap on the record's
+   * text), so no request can still write the old slot. False when it
+   * cannot.
+   */
+  rebind(slot: number): Promise<boolean>;
 }
 
 /** Options of one compare-and-swap run. */

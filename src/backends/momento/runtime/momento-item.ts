@@ -74,6 +74,8 @@ export interface KeyRecord {
   readonly joined?: string;
   /** The change went to a slot of a sharded id: `counter` is that slot's value, and a replay answers without it. */
   readonly sharded?: true;
+  /** A sharded id: the slot this use of the key writes to (absent: slot 0). */
+  readonly slot?: number;
 }
 
 const DECIMAL = /^-?\d+$/;
@@ -173,6 +175,7 @@ export function tryParseKeyRecord(text: string): Omit<KeyRecord, 'raw'> | undefi
   if (r.counter !== undefined && !Number.isSafeInteger(r.counter)) return undefined;
   if (r.joined !== undefined && typeof r.joined !== 'string') return undefined;
   if (r.sharded !== undefined && r.sharded !== true) return undefined;
+  if (r.slot !== undefined && !(Number.isSafeInteger(r.slot) && (r.slot as number) >= 0)) return undefined;
   return {
     id: r.id,
     by: r.by as number,
@@ -180,6 +183,7 @@ export function tryParseKeyRecord(text: string): Omit<KeyRecord, 'raw'> | undefi
     ...(r.counter !== undefined ? { counter: r.counter as number } : {}),
     ...(r.joined !== undefined ? { joined: r.joined as string } : {}),
     ...(r.sharded === true ? { sharded: true as const } : {}),
+    ...(r.slot !== undefined ? { slot: r.slot as number } : {}),
   };
 }
 
@@ -191,10 +195,10 @@ export function parseKeyRecord(text: string, key: string): KeyRecord {
 
 /** A key record's text: the binding, its expiry, then what is known of its use. */
 export function keyRecordText(record: Omit<KeyRecord, 'raw'>): string {
-  const { id, by, exp, counter, joined, sharded } = record;
-  return JSON.stringify({
-    id, by, exp, ...(counter !== undefined ? { counter } : {}), ...(joined !== undefined ? { joined } : {}), ...(sharded ? { sharded } : {}),
-  });
+  const { id, by, exp, counter, joined, sharded, slot } = record;
+  const sharding = { ...(slot !== undefined ? { slot } : {}) };
+  const outcome = { ...(counter !== undefined ? { counter } : {}), ...(joined !== undefined ? { joined } : {}), ...(sharded ? { sharded } : {}) };
+  return JSON.stringify({ id, by, exp, ...sharding, ...outcome });
 }
 
 /**

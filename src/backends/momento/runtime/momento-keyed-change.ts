@@ -17,6 +17,8 @@ export interface KeyedTarget {
    * no counter and the outcome copied to the key record says so.
    */
   readonly sharded: boolean;
+  /** A sharded id: the slot a record this request creates binds the key to. */
+  readonly slot?: number;
   /** The item read that starts the request (what the replay check and the first attempt use). */
   read(): Promise<CounterItem>;
   /** The store's compare-and-swap loop on the target, with the keyed hooks riding on it. */
@@ -57,7 +59,7 @@ export class MomentoKeyedChange {
       if (pending.size < MOMENTO_DEFAULTS.pendingEntriesPruneAt) return new Set<string>();
       return this.cache.settledEntries(id, pending, deadline.at, sharded);
     });
-    const claiming = this.claim(idempotency, id, by, deadline, itemRead);
+    const claiming = this.claim(idempotency, id, by, deadline, itemRead, target.slot);
     let held: Claim | undefined;
     /** True from the moment a write of the change may have been stored, or the change was found applied. */
     let mayBeApplied = false;
@@ -101,7 +103,7 @@ export class MomentoKeyedChange {
             if (!joined && held!.ownRaw === undefined && held!.record.counter === undefined) {
               // About to apply under a record another request created: join
               // it first, so that request can no longer release it.
-              held = await this.join(idempotency, held!.record, id, by, deadline);
+              held = await this.join(idempotency, held!.record, id, by, deadline, target.slot);
               joined = true;
             }
             const record = held!.record;
@@ -118,6 +120,20 @@ export class MomentoKeyedChange {
             return sharded ? { replayed: false } : { counter, replayed: false };
           },
           unknownDropMark: () => Date.now() + idempotency.retentionSeconds * 1000 + CLOCK_SKEW_MARGIN_MS,
+          slot: () => held!.record.slot ?? 0,
+          rebind: async (slot) => {
+            const { record, ownRaw } = held!;
+            // Created here and still as created: nobody joined, so nobody
+            // else applies under it (a joiner's compare-and-swap on this
+            // text fails after the rebind, and it re-reads the new slot).
+            if (ownRaw === undefined || record.raw !== ownRaw || record.counter !== undefined) return false;
+            const ttl = Math.ceil((record.exp - Date.now()) / 1000);
+            if (ttl <= 0) return false;
+            const text = keyRecordText({ ...record, slot });
+            if (!await this.cache.setIfEqual(KEY_RECORD_PREFIX + key, text, ownRaw, ttl, 'key record rebind')) return false;
+            held = { record: { ...record, slot, raw: text }, ownRaw: text };
+            return true;
+          },
         },
       });
     } catch (err) {
@@ -137,7 +153,7 @@ export class MomentoKeyedChange {
    * the outcome, is returned as it is; a released or expired one is claimed
    * anew. One `setIfEqual` when uncontended.
    */
-  private async join(idempotency: IdempotencyOptions, seen: KeyRecord, id: string, by: number, deadline: Deadline): Promise<Claim> {
+  private async join(idempotency: IdempotencyOptions, seen: KeyRecord, id: string, by: number, deadline: Deadline, slot?: number): Promise<Claim> {
     const { key } = idempotency;
     let record = seen;
     for (let attempt = 1; ; attempt++) {
@@ -153,7 +169,7 @@ export class MomentoKeyedChange {
       const recorded = text === undefined ? undefined : parseKeyRecord(text, key);
       if (!recorded || recorded.exp <= Date.now()) {
         // Released (its creator was rejected) or expired: the key is new.
-        const claimed = await this.claim(idempotency, id, by, deadline, Promise.resolve());
+        const claimed = await this.claim(idempotency, id, by, deadline, Promise.resolve(), slot);
         if (claimed.ownRaw !== undefined) return claimed;
         record = claimed.record;
         continue;
@@ -183,14 +199,15 @@ export class MomentoKeyedChange {
    * only by the item's TTL) is replaced as if absent.
    */
   private async claim(
-    { key, retentionSeconds }: IdempotencyOptions, id: string, by: number, deadline: Deadline, itemRead: Promise<unknown>,
+    { key, retentionSeconds }: IdempotencyOptions, id: string, by: number, deadline: Deadline, itemRead: Promise<unknown>, slot?: number,
   ): Promise<Claim> {
     const name = KEY_RECORD_PREFIX + key;
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) deadline.check(() => this.cache.giveUp(attempt - 1));
       const exp = Date.now() + retentionSeconds * 1000;
-      const raw = keyRecordText({ id, by, exp });
-      if (await this.cache.setIfAbsent(name, raw, retentionSeconds, 'key record')) return { record: { raw, id, by, exp }, ownRaw: raw };
+      const created = { id, by, exp, ...(slot !== undefined ? { slot } : {}) };
+      const raw = keyRecordText(created);
+      if (await this.cache.setIfAbsent(name, raw, retentionSeconds, 'key record')) return { record: { raw, ...created }, ownRaw: raw };
       // The record is read only once the item read is answered: this read
       // follows it, which is what lets that item read decide "not applied".
       await itemRead.catch(() => undefined);
@@ -198,7 +215,7 @@ export class MomentoKeyedChange {
       if (text === undefined) continue; // expired between the two calls
       const recorded = parseKeyRecord(text, key);
       if (recorded.exp <= Date.now()) {
-        if (await this.cache.setIfEqual(name, raw, text, retentionSeconds, 'key record')) return { record: { raw, id, by, exp }, ownRaw: raw };
+        if (await this.cache.setIfEqual(name, raw, text, retentionSeconds, 'key record')) return { record: { raw, ...created }, ownRaw: raw };
         continue;
       }
       if (!sameBinding(recorded, id, by)) throw new IdempotencyKeyReusedError();

@@ -70,9 +70,12 @@ export class MomentoShards {
     /** The snapshot behind the view the keyed protocol read first (used by the first attempt). */
     let first: Snapshot | undefined;
     const target: KeyedTarget = {
+      sharded: true,
+      // A new record binds the key to a random active slot; the change
+      // rebinds it when that slot cannot take it (`change`).
+      slot: activeSlots(shards)[Math.floor(Math.random() * activeSlots(shards).length)],
       read: async () => viewOf(first = await this.snapshot(id, shards)),
       change: (options) => this.change(id, shards, by, maximum, deadline, options, first),
-      sharded: true,
     };
     return this.keyed.apply(id, by, idempotency, deadline, target);
   }
@@ -159,7 +162,13 @@ export class MomentoShards {
         const replay = await keyed.check(view, liveEntries(view), attempt);
         if (replay) return replay;
       }
-      const chosen = plan(snap, shards, by, maximum, throttled);
+      let chosen = plan(snap, shards, by, maximum, throttled, keyed?.slot());
+      if (!chosen && keyed) {
+        // The key's slot cannot take it: bind the key to one that can, if
+        // no other request with the key can be writing the old one.
+        const free = plan(snap, shards, by, maximum, throttled);
+        if (free && await keyed.rebind(free.slot)) chosen = plan(snap, shards, by, maximum, throttled, keyed.slot());
+      }
       if (!chosen) {
         // Skipped slots are no proof: when they could have taken it, the
         // answer is the throttle's 429 (nothing applied), not a 409.
@@ -275,6 +284,11 @@ interface Plan {
   readonly grant?: number;
 }
 
+/** The slots changes are spread over: 1…N−1 (slot 0 holds the ledger and takes what must go there), or 0 when N = 1. */
+function activeSlots(shards: number): number[] {
+  return shards > 1 ? Array.from({ length: shards - 1 }, (_, i) => i + 1) : [0];
+}
+
 /**
  * Chooses the slot for a change from a snapshot, or none (rejected):
  *
@@ -286,19 +300,20 @@ interface Plan {
  *   (at least by), or slot 0 itself when N = 1; else none;
  * - conditional decrement: a random slot (any read) with c_i ≥ −by; else none.
  *
- * `skip`: slots throttled in this request.
+ * `skip`: slots throttled in this request. `bound`: a keyed change, whose
+ * key is bound to that slot: only it is considered.
  */
-function plan(snap: Snapshot, shards: number, by: number, maximum: number | undefined, skip: ReadonlySet<number>): Plan | undefined {
+function plan(snap: Snapshot, shards: number, by: number, maximum: number | undefined, skip: ReadonlySet<number>, bound?: number): Plan | undefined {
   const { slots, zero } = snap;
   const values = slots.map((s) => s.value);
   const pick = (candidates: number[]): Plan | undefined => {
-    const open = candidates.filter((i) => !skip.has(i));
+    const open = candidates.filter((i) => !skip.has(i) && (bound === undefined || i === bound));
     return open.length === 0 ? undefined : { slot: open[Math.floor(Math.random() * open.length)] };
   };
-  const active = shards > 1 ? Array.from({ length: shards - 1 }, (_, i) => i + 1) : [0];
+  const active = activeSlots(shards);
   if (maximum === undefined) {
     const { lowest, highest } = allowedPrevious(by);
-    return pick(active.filter((i) => values[i] >= lowest && values[i] <= highest));
+    return pick((bound === undefined ? active : [bound]).filter((i) => values[i] >= lowest && values[i] <= highest));
   }
   const every = values.map((_, i) => i);
   if (by < 0) return pick(every.filter((i) => values[i] >= -by));
@@ -309,8 +324,9 @@ function plan(snap: Snapshot, shards: number, by: number, maximum: number | unde
   // writes, a raised `by` in another mode) counts against the pool whole.
   const pool = maximum - values[0] - every.slice(1).reduce((sum, i) => sum + Math.max(grantOf(i), values[i]), 0);
   if (pool < by || skip.has(0)) return undefined;
-  if (shards === 1) return { slot: 0 };
-  const target = pick(active);
+  // Slot 0 takes it from the pool directly when N = 1 or the key is bound there.
+  if (shards === 1 || bound === 0) return { slot: 0 };
+  const target = pick(bound === undefined ? active : [bound]);
   if (!target) return undefined;
   const share = Math.min(pool, Math.max(by, Math.ceil(pool / shards)));
   return { slot: target.slot, grant: Math.max(grantOf(target.slot), values[target.slot]) + share };
