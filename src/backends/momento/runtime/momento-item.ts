@@ -104,7 +104,12 @@ export function itemText(
   const k = [...entries].map(([key, [by, counter, exp]]) => [key, by, counter, exp]);
   // A watermark of 0 (nothing ever dropped) is left out: the document of a
   // counter that never dropped an entry keeps its earlier shape.
-  const history = entries.size === 0 ? {} : { k, e: epoch, d: drops, ...(dropMark ? { x: dropMark } : {}) };
+  // Slot 0 of a sharded id, never a decimal, keeps its drop history while
+  // it is known even without entries (a keyed change reading every slot
+  // then needs no extra record read for it); an unknown one is left out
+  // (`d` 0 without `x` would read as "nothing dropped").
+  const keep = entries.size > 0 || (shard !== undefined && dropMark !== undefined);
+  const history = keep ? { k, e: epoch, d: drops, ...(dropMark ? { x: dropMark } : {}) } : {};
   // Slot 0 of a sharded id is always a document, under `c` rather than `v`:
   // `increment` refuses it and an unsharded writer of this version sees the
   // width, while a writer of an earlier version refuses it as "not a
