@@ -10,6 +10,7 @@ import { uniqueNamespace } from '../../local/backends/fixture';
 import { momentoFixture } from '../../local/backends/momento';
 import { MomentoEngine } from '../../local/engines/momento';
 import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
+import { runWorkload } from '../../local/workload';
 import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
 import { call, CallOptions, useBackend } from '../kit/conformance';
 import { describeShardsContract, shardsEnv } from '../kit/shards-contract';
@@ -211,5 +212,39 @@ describe('momento sharded counters: calls per change and per read (engine-side c
       await c.close?.();
       await counter.close();
     }
+  });
+});
+
+describe('momento sharded counters: keyed changes race on the slot their key is bound to', () => {
+  test.each([false, true])('shards 8, conditional %s: 100 keys each sent 4 times at once → each applied once, 3 replays', async (conditional) => {
+    const handlers = await ctx().containers({ conditional, maximum: 1000, env: shardsEnv(8) }, 4);
+    const answers = await Promise.all(Array.from({ length: 400 }, (_, i) => call(handlers[i % 4], 'POST', 'momento', 'dup', { key: `dup-${i % 100}` })));
+    expect(answers.filter((a) => a.status !== 200).map((a) => a.body)).toEqual([]);
+    expect(answers.filter((a) => a.headers['Idempotent-Replayed'] === 'false')).toHaveLength(100);
+    expect((await call(handlers[0], 'GET', 'momento', 'dup')).body.counter).toBe(100);
+  });
+
+  test('shards 8, conditional (maximum 30), 60 distinct keys, unit steps: exactly 30 accepted (a key whose slot has no room is rebound), no 200 sent after a 409', async () => {
+    const handlers = await ctx().containers({ conditional: true, maximum: 30, env: shardsEnv(8) }, 4);
+    let firstRejection = Infinity;
+    let clock = 0;
+    const late: number[] = [];
+    const statuses: Record<number, number> = {};
+    await runWorkload({
+      total: 60,
+      concurrency: 12,
+      call: async (i, caller) => {
+        const sent = clock++;
+        const answer = await call(handlers[caller % 4], 'POST', 'momento', 'near', { key: `near-${i}` });
+        const answered = clock++;
+        statuses[answer.status] = (statuses[answer.status] ?? 0) + 1;
+        if (answer.status === 200 && sent > firstRejection) late.push(sent);
+        if (answer.status === 409) firstRejection = Math.min(firstRejection, answered);
+        return { status: answer.status };
+      },
+    });
+    expect(statuses).toEqual({ 200: 30, 409: 30 });
+    expect(late).toEqual([]);
+    expect((await call(handlers[0], 'GET', 'momento', 'near')).body.counter).toBe(30);
   });
 });
