@@ -248,3 +248,21 @@ describe('momento sharded counters: keyed changes race on the slot their key is 
     expect((await call(handlers[0], 'GET', 'momento', 'near')).body.counter).toBe(30);
   });
 });
+
+test('momento sharded keyed changes: the pool spent and the only room on slot 7, keyed unit increments bound elsewhere are rebound there: 4 accepted, then 409', async () => {
+  const namespace = uniqueNamespace('t_momento_rebind');
+  const env = await ctx().prepare(namespace);
+  const raw = await rawCache(env);
+  try {
+    // Maximum 10: pool 10 − 0 − 10 = 0; slots 1…6 full (1 of 1), slot 7 holds 0 of 4.
+    await raw.set('r', JSON.stringify({ c: 0, w: 8, g: [1, 1, 1, 1, 1, 1, 4] }));
+    for (let i = 1; i < 7; i++) await raw.set(slot('r', i), '1');
+  } finally {
+    raw.close();
+  }
+  const [h] = await ctx().containers({ conditional: true, maximum: 10, env: shardsEnv(8) }, 1, namespace);
+  const statuses = [];
+  for (let i = 0; i < 6; i++) statuses.push((await call(h, 'POST', 'momento', 'r', { key: `rebind-${i}` })).status);
+  expect(statuses).toEqual([200, 200, 200, 200, 409, 409]);
+  expect((await call(h, 'GET', 'momento', 'r')).body.counter).toBe(10);
+});
