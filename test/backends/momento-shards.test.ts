@@ -266,3 +266,26 @@ test('momento sharded keyed changes: the pool spent and the only room on slot 7,
   expect(statuses).toEqual([200, 200, 200, 200, 409, 409]);
   expect((await call(h, 'GET', 'momento', 'r')).body.counter).toBe(10);
 });
+
+test('momento sharded counters: a slot the service throttles is skipped for another (unconditional, conditional, keyed): every change 200, nothing on that slot', async () => {
+  const server = (ctx().engine as MomentoEngine).server!;
+  const namespace = uniqueNamespace('t_momento_throttle');
+  const modes = [{ conditional: false }, { conditional: true, maximum: 1000 }];
+  const [u, c] = await Promise.all(modes.map(async (mode) => (await ctx().containers({ ...mode, env: shardsEnv(8) }, 1, namespace))[0]));
+  // Width raised first, so the throttled slot is only ever a slot write.
+  expect((await call(u, 'POST', 'momento', 't')).status).toBe(200);
+  server.faults = { rateLimitedKeys: new Set([slot('t', 3)]) };
+  try {
+    const statuses: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      statuses.push((await call(u, 'POST', 'momento', 't')).status);
+      statuses.push((await call(c, 'POST', 'momento', 't')).status);
+      statuses.push((await call(c, 'POST', 'momento', 't', { key: `thr-${i}` })).status);
+    }
+    expect(statuses.filter((s) => s !== 200)).toEqual([]);
+  } finally {
+    server.faults = {};
+  }
+  expect((await call(c, 'GET', 'momento', 't')).body.counter).toBe(61);
+  expect(server.keys(namespace)).not.toContain(slot('t', 3));
+});
