@@ -19,7 +19,13 @@ const ctx = useBackend('momento');
 describeShardsContract('momento', ctx);
 
 /** The raw text of a cache's items, read and written beside the handlers (the SDK on the same server). */
-async function rawCache(env: Record<string, string>): Promise<{ get(key: string): Promise<string | undefined>; set(key: string, text: string): Promise<void>; close(): void }> {
+interface RawCache {
+  get(key: string): Promise<string | undefined>;
+  set(key: string, text: string): Promise<void>;
+  close(): void;
+}
+
+async function rawCache(env: Record<string, string>): Promise<RawCache> {
   const { hostname, port } = ctx().engine as MomentoEngine;
   const client = new CacheClient({
     configuration: Configurations.Lambda.latest(),
@@ -156,9 +162,16 @@ describe('momento sharded counters: resharding down to 1', () => {
     expect(replay.headers['Idempotent-Replayed']).toBe('true');
     expect(replay.body).toMatchObject({ shards: 1 });
     expect(replay.body.counter).toBeUndefined();
-    // Unit increments from unsharded containers: exactly the 20 left, answered as sharded (shards 1, no counter).
+    // A new key on a container that has not seen the width: its claim is
+    // released when the item read shows the width, and the change goes sharded.
+    const fresh = await call(narrow[2], 'POST', 'momento', 'd', { key: 'down-fresh' });
+    expect(fresh.status).toBe(200);
+    expect(fresh.body).toMatchObject({ shards: 1 });
+    expect(fresh.headers['Idempotent-Replayed']).toBe('false');
+    expect((await call(narrow[0], 'POST', 'momento', 'd', { key: 'down-fresh' })).headers['Idempotent-Replayed']).toBe('true');
+    // Unit increments from unsharded containers: exactly the 19 left, answered as sharded (shards 1, no counter).
     const answers = await Promise.all(Array.from({ length: 40 }, (_, i) => call(narrow[i % 3], 'POST', 'momento', 'd')));
-    expect(answers.filter((a) => a.status === 200)).toHaveLength(20);
+    expect(answers.filter((a) => a.status === 200)).toHaveLength(19);
     for (const a of answers.filter((x) => x.status === 200)) {
       expect(a.body.shards).toBe(1);
       expect(a.body.counter).toBeUndefined();
