@@ -63,17 +63,18 @@ export class MomentoShards {
     const shards = change.shards ?? 1;
     if (this.widths.get(id) < shards) await this.raiseWidth(id, shards, deadline);
     if (maximum === undefined && !idempotency && shards > 1) {
-      const done = await this.incrementSlot(id, shards, by);
+      const done = await this.incrementSlot(id, shards, by, deadline);
       if (done) return done;
     }
     if (!idempotency) return this.change(id, shards, by, maximum, deadline, {});
     /** The snapshot behind the view the keyed protocol read first (used by the first attempt). */
     let first: Snapshot | undefined;
+    const active = activeSlots(shards);
     const target: KeyedTarget = {
       sharded: true,
       // A new record binds the key to a random active slot; the change
       // rebinds it when that slot cannot take it (`change`).
-      slot: activeSlots(shards)[Math.floor(Math.random() * activeSlots(shards).length)],
+      slot: active[Math.floor(Math.random() * active.length)],
       read: async () => viewOf(first = await this.snapshot(id, shards)),
       change: (options) => this.change(id, shards, by, maximum, deadline, options, first),
     };
@@ -88,9 +89,12 @@ export class MomentoShards {
    * changes) or the step left the safe integers; the compare-and-swap path
    * takes the change.
    */
-  private async incrementSlot(id: string, shards: number, by: number): Promise<ChangeResult | undefined> {
+  private async incrementSlot(id: string, shards: number, by: number, deadline: Deadline): Promise<ChangeResult | undefined> {
     const tries = slotOrder(shards - 1).slice(0, 2).map((i) => i + 1);
     for (const [n, slot] of tries.entries()) {
+      // After a width raise, or a throttled slot: every call of a request
+      // starts before its deadline (the worst case, momento-env.ts).
+      deadline.check(() => this.cache.giveUp(n + 1));
       try {
         const value = await this.increment(slotItem(id, slot), by);
         return value === undefined ? undefined : { shard: slot, replayed: false };
@@ -197,6 +201,8 @@ export class MomentoShards {
           const text = nextItemText(slotZero, liveEntries(slotZero), undefined, slotZero.value, undefined, zero);
           if (!await this.write(id, slotZero, text, 'grant')) return AGAIN;
         }
+        // After a grant too (it stays: a grant is never taken back).
+        if (grant !== undefined) deadline.check(() => this.cache.giveUp(attempt));
         const next = item.value + by;
         const text = nextItemText(item, live, settled, next, keyed, slot === 0 ? zero : undefined);
         writingTo = slot;
