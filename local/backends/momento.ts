@@ -83,8 +83,10 @@ export const momentoFixture: BackendFixture = {
     const keys = server.keys(namespace);
     if (!keys) throw new Error(`momento: no cache ${namespace}`);
     // Counters only: an Idempotency-Key's record is an item of its own,
-    // named with a control-character prefix no counter id can contain.
-    return keys.filter((key) => !key.startsWith(KEY_RECORD_PREFIX));
+    // named with a control-character prefix no counter id can contain; a
+    // sharded id's slot i > 0 (`<id>\u001f<i>`) is listed as its id, once.
+    const ids = keys.filter((key) => !key.startsWith(KEY_RECORD_PREFIX)).map((key) => key.split('\u001f')[0]);
+    return [...new Set(ids)];
   },
   async bareClient(engine, env) {
     const { hostname, port } = endpointOf(engine);

@@ -120,9 +120,12 @@ export class MomentoLocalServer {
    * is still applied atomically when it arrives); `rateLimited` refuses
    * every data call as the service does past the account's operations rate
    * (RESOURCE_EXHAUSTED with the `err: operations_rate_limit_exceeded`
-   * trailer, which the SDK reports as LIMIT_EXCEEDED_ERROR), applying nothing.
+   * trailer, which the SDK reports as LIMIT_EXCEEDED_ERROR), applying nothing;
+   * `rateLimitedKeys` refuses that way only the single-item calls naming one
+   * of these keys (a hot item throttled on its own: the slots of a sharded
+   * counter skip it).
    */
-  public faults: { hang?: boolean; delayMs?: number; rateLimited?: boolean } = {};
+  public faults: { hang?: boolean; delayMs?: number; rateLimited?: boolean; rateLimitedKeys?: ReadonlySet<string> } = {};
 
   private readonly server = new grpc.Server();
   private authToken?: string;
@@ -209,7 +212,7 @@ export class MomentoLocalServer {
       const answer: typeof callback = delay > 0 ? (...args) => setTimeout(() => reply(...args), delay) : reply;
       try {
         this.checkAuth(call.metadata);
-        if (dataCall) this.checkRate();
+        if (dataCall) this.checkRate((call.request as { cache_key?: Uint8Array }).cache_key);
         answer(null, handler(call.request, call.metadata));
       } catch (e) {
         answer(statusOf(e));
@@ -266,8 +269,9 @@ export class MomentoLocalServer {
     }
   }
 
-  private checkRate(): void {
-    if (this.faults.rateLimited) {
+  private checkRate(key?: Uint8Array): void {
+    const limitedKey = key !== undefined && this.faults.rateLimitedKeys?.has(Buffer.from(key).toString('utf8'));
+    if (this.faults.rateLimited || limitedKey) {
       throw new RpcError(grpc.status.RESOURCE_EXHAUSTED, 'Request rate limit exceeded for this account', { err: 'operations_rate_limit_exceeded' });
     }
   }

@@ -6,6 +6,6 @@ export const MOMENTO_CONTRACT = {
   name: 'momento',
   metricPrefix: 'Momento',
   bundles: MOMENTO_BUNDLES,
-  sharded: false,
+  sharded: true,
   worstCase: momentoWorstCase,
 } as const satisfies BackendContract<'momento'>;

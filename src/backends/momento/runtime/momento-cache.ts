@@ -1,9 +1,21 @@
 import { CacheClient, CacheGet, CacheGetBatch, CacheSetIfAbsent, CacheSetIfEqual } from '@gomomento/sdk';
 import { MomentoConfig } from './momento-config';
+import { MOMENTO_DEFAULTS } from '../momento-env';
 import { MomentoErrorResponse, toMomentoCounterError } from './momento-errors';
 import { CounterItem, Entry, KEY_RECORD_PREFIX, keyRecordText, KeyRecord, MISSING, parseItem, settledId, tryParseKeyRecord } from './momento-item';
 import { BackendUnavailableError } from '../../../runtime/errors';
+import { Backoff } from '../../../runtime/retry';
 import { sameBinding } from '../../../runtime/store';
+
+/**
+ * Back-off between compare-and-swap attempts: full jitter, exponential from
+ * 2 ms, capped at 16 ms. The cap is low on purpose: with a high cap, a request
+ * that has lost a few times sleeps long while fresh requests (attempt 1, no
+ * sleep) keep winning, and the old one starves into a 503. Measured on the
+ * local server, 20 callers × 1000 requests, maximum 300: cap 64 ms → 3–4
+ * requests out of budget; cap 16 ms → none, at about the same RPC count.
+ */
+export const CAS_BACKOFF: Backoff = { baseMs: 1, capMs: MOMENTO_DEFAULTS.casBackoffCapMs };
 
 /**
  * The calls both the plain change and the keyed protocol make to one cache,
@@ -72,6 +84,20 @@ export class MomentoCache {
     return parseItem(id, resp.valueString());
   }
 
+  /**
+   * Several items in one `getBatch` (the slots of a sharded id), in the
+   * order named; a missing item reads as value 0 with no entries.
+   */
+  async getItems(names: readonly string[]): Promise<CounterItem[]> {
+    const resp = await this.call((abortSignal) => this.client.getBatch(this.name, [...names], { abortSignal }));
+    if (!(resp instanceof CacheGetBatch.Success)) throw this.error('getBatch', resp as CacheGetBatch.Error);
+    return resp.results().map((r, i) => {
+      if (r instanceof CacheGet.Hit) return parseItem(names[i], r.valueString());
+      if (r instanceof CacheGet.Miss) return MISSING;
+      throw this.error('getBatch', r as CacheGet.Error);
+    });
+  }
+
   /** `setIfAbsent`: true when stored, false when the item exists; a failed call throws. */
   async setIfAbsent(key: string, text: string, ttl: number, what: string): Promise<boolean> {
     const resp = await this.call((abortSignal) => this.client.setIfAbsent(this.name, key, text, { ttl, abortSignal }));
@@ -101,10 +127,10 @@ export class MomentoCache {
    * record changed (another request copied the outcome first, or joined it)
    * or its retention has ended; a failed call throws.
    */
-  async copyOutcome(key: string, record: KeyRecord, counter: number): Promise<boolean> {
+  async copyOutcome(key: string, record: KeyRecord, counter: number, sharded: boolean): Promise<boolean> {
     const now = Date.now();
     if (record.exp <= now) return false;
-    const text = keyRecordText({ ...record, counter });
+    const text = keyRecordText({ ...record, counter, ...(sharded ? { sharded } : {}) });
     // The record keeps its expiry: the TTL left, in whole seconds (the SDK's
     // unit), rounded up; `exp` inside is the exact bound.
     const ttl = Math.ceil((record.exp - now) / 1000);
@@ -120,8 +146,10 @@ export class MomentoCache {
    * written it; the entry may then be dropped too. An entry whose record is
    * missing stays: the record may have been evicted, and the entry is then
    * the only trace that the change was applied. Returns `settledId`s.
+   * `sharded`: the entries are in slots of a sharded id (their counter is
+   * a slot's value, and the record says so).
    */
-  async settledEntries(id: string, entries: ReadonlyMap<string, Entry>, deadline: number): Promise<Set<string>> {
+  async settledEntries(id: string, entries: ReadonlyMap<string, Entry>, deadline: number, sharded: boolean): Promise<Set<string>> {
     const keys = [...entries.keys()];
     const names = keys.map((k) => KEY_RECORD_PREFIX + k);
     const resp = await this.call((abortSignal) => this.client.getBatch(this.name, names, { abortSignal }));
@@ -139,7 +167,7 @@ export class MomentoCache {
       if (recorded.counter !== undefined) {
         settled.add(settledId(key, exp));
       } else if (sameBinding(recorded, id, by) && Date.now() < deadline) {
-        copies.push(this.copyOutcome(key, { raw, ...recorded }, counter).then(
+        copies.push(this.copyOutcome(key, { raw, ...recorded }, counter, sharded).then(
           (stored) => {
             if (stored) settled.add(settledId(key, exp));
           },

@@ -1,26 +1,17 @@
 import { CacheIncrement, MomentoErrorCode } from '@gomomento/sdk';
 import { rejectionOf } from '../../../runtime/errors';
-import { AGAIN, Backoff, Deadline, retry } from '../../../runtime/retry';
+import { AGAIN, Deadline, retry } from '../../../runtime/retry';
 import { allowedPrevious, ChangeResult, CounterChange, CounterStore } from '../../../runtime/store';
 import { MOMENTO_DEFAULTS } from '../momento-env';
-import { MomentoCache } from './momento-cache';
+import { CAS_BACKOFF, MomentoCache } from './momento-cache';
 import { createCacheClient, credentialProviderFor } from './momento-client';
 import { MomentoConfig } from './momento-config';
 import { toMomentoConnectError } from './momento-errors';
-import { CounterItem, Entry, itemText, liveEntries, newEpoch, settledId } from './momento-item';
-import { MomentoKeyedChange } from './momento-keyed-change';
+import { CounterItem, Entry, liveEntries, nextItemText } from './momento-item';
+import { KeyedTarget, MomentoKeyedChange } from './momento-keyed-change';
+import { MomentoShards, WidenedId } from './momento-shards';
 
 export { KEY_RECORD_PREFIX } from './momento-item';
-
-/**
- * Back-off between compare-and-swap attempts: full jitter, exponential from
- * 2 ms, capped at 16 ms. The cap is low on purpose: with a high cap, a request
- * that has lost a few times sleeps long while fresh requests (attempt 1, no
- * sleep) keep winning, and the old one starves into a 503. Measured on the
- * local server, 20 callers × 1000 requests, maximum 300: cap 64 ms → 3–4
- * requests out of budget; cap 16 ms → none, at about the same RPC count.
- */
-const CAS_BACKOFF: Backoff = { baseMs: 1, capMs: MOMENTO_DEFAULTS.casBackoffCapMs };
 
 /**
  * What a keyed change adds to one round of the compare-and-swap loop
@@ -40,6 +31,20 @@ export interface KeyedWrite {
    * been dropped before now, i.e. of every key claimed before now.
    */
   unknownDropMark(): number;
+  /**
+   * A sharded id: the slot this use of the key is bound to (its record's
+   * `slot`; 0 for a record without one). Every request with the key writes
+   * there, so two of them race on one item, as on an unsharded counter.
+   */
+  slot(): number;
+  /**
+   * Binds this use of the key to another slot (its bound one cannot take
+   * the change): only the request that created the record, and only while
+   * no other request has joined it (a compare-and-swap on the record's
+   * text), so no request can still write the old slot. False when it
+   * cannot.
+   */
+  rebind(slot: number): Promise<boolean>;
 }
 
 /** Options of one compare-and-swap run. */
@@ -67,12 +72,15 @@ export class MomentoCounterStore implements CounterStore {
     return new MomentoCounterStore(createCacheClient(credentials, config.ttlSeconds, config.clientTimeoutMs), config);
   }
 
+  readonly sharded = true;
   private readonly cache: MomentoCache;
   private readonly keyed: MomentoKeyedChange;
+  private readonly shards: MomentoShards;
 
   constructor(client: ConstructorParameters<typeof MomentoCache>[0], private readonly config: MomentoConfig) {
     this.cache = new MomentoCache(client, config);
-    this.keyed = new MomentoKeyedChange(this.cache, (id, by, maximum, deadline, options) => this.compareAndSwap(id, by, maximum, deadline, options));
+    this.keyed = new MomentoKeyedChange(this.cache);
+    this.shards = new MomentoShards(this.cache, config, this.keyed, (name, by) => this.incrementOnce(name, by));
   }
 
   /**
@@ -94,11 +102,44 @@ export class MomentoCounterStore implements CounterStore {
   }
 
   async apply(id: string, change: CounterChange): Promise<ChangeResult> {
-    const { by, maximum, idempotency } = change;
     // The budget starts with the request: every call below starts before it
     // ends (the worst case is the budget plus one call, momento-env.ts).
     const deadline = Deadline.after(this.config.casBudgetMs);
-    if (idempotency) return this.keyed.apply(id, by, maximum, idempotency, deadline);
+    if (this.shards.isSharded(id, change.shards)) return this.shards.apply(id, change, deadline);
+    try {
+      return await this.applyUnsharded(id, change, deadline);
+    } catch (err) {
+      // Down to 1: the id was widened by a sharded writer; slot 0 is not its
+      // total. Found on the item read this change sends anyway.
+      if (!(err instanceof WidenedId)) throw err;
+      this.shards.remember(id, err.width);
+      return this.shards.apply(id, change, deadline);
+    }
+  }
+
+  async read(id: string, shards?: number): Promise<number> {
+    if (this.shards.isSharded(id, shards)) return this.shards.read(id, shards ?? 1);
+    const item = await this.cache.getItem(id);
+    if (!item.shard) return item.value;
+    this.shards.remember(id, item.shard.width);
+    return this.shards.read(id, 1);
+  }
+
+  /** An id never sharded: exactly what it costs without sharding (a widened id throws `WidenedId` from its item read). */
+  private applyUnsharded(id: string, change: CounterChange, deadline: Deadline): Promise<ChangeResult> {
+    const { by, maximum, idempotency } = change;
+    if (idempotency) {
+      const target: KeyedTarget = {
+        read: () => this.cache.getItem(id),
+        change: (options) => this.compareAndSwap(id, by, maximum, deadline, options),
+        sharded: false,
+      };
+      return this.keyed.apply(id, by, idempotency, deadline, target);
+    }
+    return this.applyUnkeyed(id, by, maximum, deadline);
+  }
+
+  private async applyUnkeyed(id: string, by: number, maximum: number | undefined, deadline: Deadline): Promise<ChangeResult> {
     if (maximum === undefined) {
       const value = await this.incrementOnce(id, by);
       if (value !== undefined) return { counter: value, replayed: false };
@@ -108,10 +149,6 @@ export class MomentoCounterStore implements CounterStore {
     // records, so the item becomes a decimal again and the next one is one
     // round trip.
     return this.compareAndSwap(id, by, maximum, deadline, { dropAll: maximum === undefined });
-  }
-
-  async read(id: string): Promise<number> {
-    return (await this.cache.getItem(id)).value;
   }
 
   close(): Promise<void> {
@@ -134,15 +171,17 @@ export class MomentoCounterStore implements CounterStore {
    *
    * Not retried on error: Increment is not idempotent, and after a timeout it
    * may have been applied. The 503 leaves the decision to the client.
+   *
+   * `item`: the counter's item, or a slot i > 0 of a sharded id.
    */
-  private async incrementOnce(id: string, by: number): Promise<number | undefined> {
+  private async incrementOnce(item: string, by: number): Promise<number | undefined> {
     const { client, name } = this.cache;
     const options = { ttl: this.config.ttlSeconds };
-    const resp = await this.cache.call((abortSignal) => client.increment(name, id, by, { ...options, abortSignal }));
+    const resp = await this.cache.call((abortSignal) => client.increment(name, item, by, { ...options, abortSignal }));
     if (resp instanceof CacheIncrement.Success) {
       const value = resp.value();
       if (Number.isSafeInteger(value)) return value;
-      const undo = await this.cache.call((abortSignal) => client.increment(name, id, -by, { ...options, abortSignal }));
+      const undo = await this.cache.call((abortSignal) => client.increment(name, item, -by, { ...options, abortSignal }));
       if (!(undo instanceof CacheIncrement.Success)) throw this.cache.error('increment (undoing a step past the safe integers)', undo as CacheIncrement.Error);
       return undefined;
     }
@@ -168,6 +207,7 @@ export class MomentoCounterStore implements CounterStore {
     return retry(async (attempt) => {
       const item = first ?? await this.cache.getItem(id);
       first = undefined;
+      if (item.shard) throw new WidenedId(item.shard.width);
       const live = liveEntries(item);
       if (keyed) {
         const replay = await keyed.check(item, live, attempt);
@@ -178,20 +218,15 @@ export class MomentoCounterStore implements CounterStore {
       // pending entries (or any, for an unconditional change: dropping them
       // all makes the item a decimal again, one round trip for the next one).
       if (!settled && live.size > 0 && (dropAll || live.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt)) {
-        settled = await this.cache.settledEntries(id, live, deadline.at);
+        settled = await this.cache.settledEntries(id, live, deadline.at, false);
       }
-      const entries = new Map([...live].filter(([key, [, , exp]]) => !settled?.has(settledId(key, exp))));
-      const drops = entries.size < live.size ? item.drops + 1 : item.drops;
-      const dropMark = nextDropMark(item, live, entries, keyed);
       // A read that came back past the deadline sends nothing, so a slow
       // Momento cannot stretch the request by another call (nothing was
       // written: the 503 is safe to retry).
       deadline.check(() => this.cache.giveUp(attempt));
 
       const next = item.value + by;
-      if (keyed) entries.set(...keyed.entry(next));
-      // A plain decimal needs no epoch: draw one only for a structured item.
-      const text = entries.size === 0 ? String(next) : itemText(next, entries, item.epoch ?? newEpoch(), drops, dropMark);
+      const text = nextItemText(item, live, settled, next, keyed);
       // A write error is not retried: a SetIf that timed out may have been
       // stored, and a retry after re-reading would count it twice.
       const ttl = this.config.ttlSeconds;
@@ -212,18 +247,4 @@ export class MomentoCounterStore implements CounterStore {
       exhausted: (attempts) => this.cache.giveUp(attempts),
     });
   }
-}
-
-/**
- * The drop watermark the write carries (`CounterItem.dropMark`): the one
- * read, raised to the expiry of every entry this write drops. A missing
- * item starts at 0; an item whose history is unknown gets the keyed
- * writer's bound (an unkeyed writer leaves it unknown).
- */
-function nextDropMark(item: CounterItem, live: ReadonlyMap<string, Entry>, kept: ReadonlyMap<string, Entry>, keyed?: KeyedWrite): number | undefined {
-  const read = item.raw === undefined ? 0 : item.epoch === undefined ? undefined : item.dropMark;
-  let mark = read ?? keyed?.unknownDropMark();
-  if (mark === undefined) return undefined;
-  for (const [key, [, , exp]] of live) if (!kept.has(key)) mark = Math.max(mark, exp);
-  return mark;
 }

@@ -1,4 +1,5 @@
 import { randomBytes } from 'crypto';
+import type { KeyedWrite } from './momento-counter-store';
 import { BackendUnavailableError } from '../../../runtime/errors';
 
 /**
@@ -43,6 +44,21 @@ export interface CounterItem {
    * alone, that none of its own entries was dropped before the read.
    */
   readonly dropMark?: number;
+  /**
+   * Slot 0 of a sharded id (docs/momento.md, "Sharded counters"): the width
+   * and the grant ledger. Absent on an unsharded item and on slots i > 0.
+   */
+  readonly shard?: SlotZero;
+}
+
+/**
+ * What slot 0 of a sharded id holds besides its own value: the width W
+ * (only ever raised) and `grants[i − 1]`, the share of the maximum granted
+ * so far to slot i (1 ≤ i < W; only ever raised, never taken back).
+ */
+export interface SlotZero {
+  readonly width: number;
+  readonly grants: readonly number[];
 }
 
 /** A key record as read or written: what the key is bound to, until when, and (once known) the counter its change produced. */
@@ -56,6 +72,10 @@ export interface KeyRecord {
   readonly counter?: number;
   /** Set by a request that applies under a record it did not create (`MomentoKeyedChange.join`). */
   readonly joined?: string;
+  /** The change went to a slot of a sharded id: `counter` is that slot's value, and a replay answers without it. */
+  readonly sharded?: true;
+  /** A sharded id: the slot this use of the key writes to (absent: slot 0). */
+  readonly slot?: number;
 }
 
 const DECIMAL = /^-?\d+$/;
@@ -78,12 +98,25 @@ export function settledId(key: string, exp: number): string {
  * `increment` works on it again (its drop history goes with it: a later
  * structured item has a new epoch).
  */
-export function itemText(value: number, entries: ReadonlyMap<string, Entry>, epoch: string, drops: number, dropMark?: number): string {
-  if (entries.size === 0) return String(value);
+export function itemText(
+  value: number, entries: ReadonlyMap<string, Entry>, epoch: string, drops: number, dropMark?: number, shard?: SlotZero,
+): string {
   const k = [...entries].map(([key, [by, counter, exp]]) => [key, by, counter, exp]);
   // A watermark of 0 (nothing ever dropped) is left out: the document of a
   // counter that never dropped an entry keeps its earlier shape.
-  return JSON.stringify({ v: value, k, e: epoch, d: drops, ...(dropMark ? { x: dropMark } : {}) });
+  // Slot 0 of a sharded id, never a decimal, keeps its drop history while
+  // it is known even without entries (a keyed change reading every slot
+  // then needs no extra record read for it); an unknown one is left out
+  // (`d` 0 without `x` would read as "nothing dropped").
+  const keep = entries.size > 0 || (shard !== undefined && dropMark !== undefined);
+  const history = keep ? { k, e: epoch, d: drops, ...(dropMark ? { x: dropMark } : {}) } : {};
+  // Slot 0 of a sharded id is always a document, under `c` rather than `v`:
+  // `increment` refuses it and an unsharded writer of this version sees the
+  // width, while a writer of an earlier version refuses it as "not a
+  // counter" (500) rather than rewrite it without the width and the ledger.
+  if (shard) return JSON.stringify({ c: value, w: shard.width, g: shard.grants, ...history });
+  if (entries.size === 0) return String(value);
+  return JSON.stringify({ v: value, ...history });
 }
 
 /** 72 random bits: two epochs of one item never collide in practice. */
@@ -100,17 +133,31 @@ export function parseItem(id: string, text: string): CounterItem {
     throw new BackendUnavailableError(`Momento item "${id}" holds ${text}, outside the safe integers (a step past them being undone); retry`);
   }
   const parsed = text.startsWith('{') ? tryParseJson(text) : undefined;
-  const { v, k, e, d, x } = parsed ?? {};
-  if (Number.isSafeInteger(v) && Array.isArray(k) && k.every(isEntryRow) && typeof e === 'string' && Number.isSafeInteger(d)
-    && (x === undefined || Number.isSafeInteger(x))) {
-    const entries = new Map<string, Entry>();
-    for (const [key, by, counter, exp] of k as Array<[string, number, number, number]>) entries.set(key, [by, counter, exp]);
-    // No `x`: nothing dropped when `d` is 0; unknown otherwise.
-    const dropMark = x !== undefined ? x as number : d === 0 ? 0 : undefined;
-    return { raw: text, value: v as number, entries, epoch: e, drops: d as number, dropMark };
+  const { v, c, w, g, k, e, d, x } = parsed ?? {};
+  const shard = parseSlotZero(c, w, g);
+  const value = shard ? c : v;
+  if (Number.isSafeInteger(value)) {
+    if (shard && k === undefined && e === undefined && d === undefined && x === undefined) {
+      // Slot 0 without pending keyed changes: no drop history, as a decimal.
+      return { raw: text, value: value as number, entries: NO_ENTRIES, drops: 0, shard };
+    }
+    if (Array.isArray(k) && k.every(isEntryRow) && typeof e === 'string' && Number.isSafeInteger(d) && (x === undefined || Number.isSafeInteger(x))) {
+      const entries = new Map<string, Entry>();
+      for (const [key, by, counter, exp] of k as Array<[string, number, number, number]>) entries.set(key, [by, counter, exp]);
+      // No `x`: nothing dropped when `d` is 0; unknown otherwise.
+      const dropMark = x !== undefined ? x as number : d === 0 ? 0 : undefined;
+      return { raw: text, value: value as number, entries, epoch: e, drops: d as number, dropMark, ...(shard ? { shard } : {}) };
+    }
   }
   // Not ours: something else wrote this key. Never overwrite it.
   throw new Error(`Momento item "${id}" does not hold a counter`);
+}
+
+/** Slot 0's width and ledger, when the document has them (`c`, `w`, `g`): W ≥ 2 and one non-negative grant per slot 1…W−1. */
+function parseSlotZero(c: unknown, w: unknown, g: unknown): SlotZero | undefined {
+  if (c === undefined || !Number.isSafeInteger(w) || (w as number) < 2 || !Array.isArray(g)) return undefined;
+  if (g.length !== (w as number) - 1 || !g.every((x) => Number.isSafeInteger(x) && x >= 0)) return undefined;
+  return { width: w as number, grants: g as number[] };
 }
 
 function isEntryRow(row: unknown): boolean {
@@ -132,12 +179,16 @@ export function tryParseKeyRecord(text: string): Omit<KeyRecord, 'raw'> | undefi
   if (!r || typeof r.id !== 'string' || !Number.isSafeInteger(r.by) || !Number.isSafeInteger(r.exp)) return undefined;
   if (r.counter !== undefined && !Number.isSafeInteger(r.counter)) return undefined;
   if (r.joined !== undefined && typeof r.joined !== 'string') return undefined;
+  if (r.sharded !== undefined && r.sharded !== true) return undefined;
+  if (r.slot !== undefined && !(Number.isSafeInteger(r.slot) && (r.slot as number) >= 0)) return undefined;
   return {
     id: r.id,
     by: r.by as number,
     exp: r.exp as number,
     ...(r.counter !== undefined ? { counter: r.counter as number } : {}),
     ...(r.joined !== undefined ? { joined: r.joined as string } : {}),
+    ...(r.sharded === true ? { sharded: true as const } : {}),
+    ...(r.slot !== undefined ? { slot: r.slot as number } : {}),
   };
 }
 
@@ -149,6 +200,40 @@ export function parseKeyRecord(text: string, key: string): KeyRecord {
 
 /** A key record's text: the binding, its expiry, then what is known of its use. */
 export function keyRecordText(record: Omit<KeyRecord, 'raw'>): string {
-  const { id, by, exp, counter, joined } = record;
-  return JSON.stringify({ id, by, exp, ...(counter !== undefined ? { counter } : {}), ...(joined !== undefined ? { joined } : {}) });
+  const { id, by, exp, counter, joined, sharded, slot } = record;
+  const sharding = { ...(slot !== undefined ? { slot } : {}) };
+  const outcome = { ...(counter !== undefined ? { counter } : {}), ...(joined !== undefined ? { joined } : {}), ...(sharded ? { sharded } : {}) };
+  return JSON.stringify({ id, by, exp, ...sharding, ...outcome });
+}
+
+/**
+ * The text a compare-and-swap writes on an item read as `item` (the
+ * counter's item or one slot of a sharded id): the new value, the item's
+ * live entries but the settled ones, the key's entry for a keyed change,
+ * and the drop history; a plain decimal when no entry is left (but on slot
+ * 0 of a sharded id, which keeps `shard`, its width and ledger).
+ */
+export function nextItemText(
+  item: CounterItem, live: ReadonlyMap<string, Entry>, settled: ReadonlySet<string> | undefined, next: number, keyed?: KeyedWrite, shard?: SlotZero,
+): string {
+  const entries = new Map([...live].filter(([key, [, , exp]]) => !settled?.has(settledId(key, exp))));
+  const drops = entries.size < live.size ? item.drops + 1 : item.drops;
+  const dropMark = nextDropMark(item, live, entries, keyed);
+  if (keyed) entries.set(...keyed.entry(next));
+  // A plain decimal needs no epoch: draw one only for a structured item.
+  return entries.size === 0 && !shard ? String(next) : itemText(next, entries, item.epoch ?? newEpoch(), drops, dropMark, shard);
+}
+
+/**
+ * The drop watermark the write carries (`CounterItem.dropMark`): the one
+ * read, raised to the expiry of every entry this write drops. A missing
+ * item starts at 0; an item whose history is unknown gets the keyed
+ * writer's bound (an unkeyed writer leaves it unknown).
+ */
+function nextDropMark(item: CounterItem, live: ReadonlyMap<string, Entry>, kept: ReadonlyMap<string, Entry>, keyed?: KeyedWrite): number | undefined {
+  const read = item.raw === undefined ? 0 : item.epoch === undefined ? undefined : item.dropMark;
+  let mark = read ?? keyed?.unknownDropMark();
+  if (mark === undefined) return undefined;
+  for (const [key, [, , exp]] of live) if (!kept.has(key)) mark = Math.max(mark, exp);
+  return mark;
 }

@@ -7,8 +7,23 @@ import { MomentoCache } from './momento-cache';
 import type { CasOptions } from './momento-counter-store';
 import { CounterItem, KEY_RECORD_PREFIX, KeyRecord, keyRecordText, liveEntries, parseKeyRecord } from './momento-item';
 
-/** The store's compare-and-swap loop, as the keyed protocol drives it. */
-export type CompareAndSwap = (id: string, by: number, maximum: number | undefined, deadline: Deadline, options: CasOptions) => Promise<ChangeResult>;
+/**
+ * What a keyed change is applied to: the counter's item (unsharded), or
+ * every slot of a sharded id read as one (`momento-shards.ts`).
+ */
+export interface KeyedTarget {
+  /**
+   * A sharded id: the written counter is one slot's value, so answers carry
+   * no counter and the outcome copied to the key record says so.
+   */
+  readonly sharded: boolean;
+  /** A sharded id: the slot a record this request creates binds the key to. */
+  readonly slot?: number;
+  /** The item read that starts the request (what the replay check and the first attempt use). */
+  read(): Promise<CounterItem>;
+  /** The store's compare-and-swap loop on the target, with the keyed hooks riding on it. */
+  change(options: CasOptions): Promise<ChangeResult>;
+}
 
 /**
  * A change with an Idempotency-Key on Momento, which has no write across
@@ -18,7 +33,7 @@ export type CompareAndSwap = (id: string, by: number, maximum: number | undefine
  * trips and what stays weaker: docs/momento.md, "Exactly-once increments".
  */
 export class MomentoKeyedChange {
-  constructor(private readonly cache: MomentoCache, private readonly compareAndSwap: CompareAndSwap) {}
+  constructor(private readonly cache: MomentoCache) {}
 
   /**
    * 1. Read the counter's item and bind the key (`claim`), in parallel.
@@ -32,34 +47,36 @@ export class MomentoKeyedChange {
    * it is exactly once"): an item read followed by a record read without
    * the outcome, or an item whose drop watermark is below this use's expiry.
    */
-  async apply(id: string, by: number, maximum: number | undefined, idempotency: IdempotencyOptions, deadline: Deadline): Promise<ChangeResult> {
+  async apply(id: string, by: number, idempotency: IdempotencyOptions, deadline: Deadline, target: KeyedTarget): Promise<ChangeResult> {
     const { key } = idempotency;
-    const itemRead = this.cache.getItem(id);
+    const { sharded } = target;
+    const itemRead = target.read();
     // Which pending entries may be dropped is asked as soon as the item is
     // read, alongside the claim, not between the read and the write, where
     // it would widen the race window.
     const settledRead = itemRead.then((item) => {
       const pending = liveEntries(item);
-      return pending.size >= MOMENTO_DEFAULTS.pendingEntriesPruneAt ? this.cache.settledEntries(id, pending, deadline.at) : new Set<string>();
+      if (pending.size < MOMENTO_DEFAULTS.pendingEntriesPruneAt) return new Set<string>();
+      return this.cache.settledEntries(id, pending, deadline.at, sharded);
     });
-    const claiming = this.claim(idempotency, id, by, deadline, itemRead);
+    const claiming = this.claim(idempotency, id, by, deadline, itemRead, target.slot);
     let held: Claim | undefined;
     /** True from the moment a write of the change may have been stored, or the change was found applied. */
     let mayBeApplied = false;
     try {
       const [first, claimed, settled] = await Promise.all([itemRead, claiming, settledRead]);
       held = claimed;
-      if (held.record.counter !== undefined) return { counter: held.record.counter, replayed: true };
+      if (held.record.counter !== undefined) return replayOf(held.record);
       /** The last item read known to have missed no dropped entry of this use. */
       let reference: CounterItem = first;
       if (held.ownRaw !== undefined && !noneDropped(first, held.record)) {
         // The claim may have been served before the item read, and the item
         // cannot prove it missed nothing: the record as it is after the read.
         held = { ...held, record: await this.reread(key, held.record, id, by) };
-        if (held.record.counter !== undefined) return { counter: held.record.counter, replayed: true };
+        if (held.record.counter !== undefined) return replayOf(held.record);
       }
       let joined = false;
-      return await this.compareAndSwap(id, by, maximum, deadline, {
+      return await target.change({
         first,
         settled,
         writing: (onWire) => {
@@ -74,8 +91,8 @@ export class MomentoKeyedChange {
               // the key won): nothing more is written but the outcome.
               if (applied[0] !== by) throw new IdempotencyKeyReusedError();
               mayBeApplied = true;
-              await this.settle(key, current.record, applied[1], deadline);
-              return { counter: applied[1], replayed: true };
+              await this.settle(key, current.record, applied[1], deadline, sharded);
+              return sharded ? { replayed: true } : { counter: applied[1], replayed: true };
             }
             if (attempt > 1 && !noneDropped(item, current.record) && !sameDropHistory(reference, item)) {
               // Entries may have been dropped since the reference read: the
@@ -86,23 +103,37 @@ export class MomentoKeyedChange {
             if (!joined && held!.ownRaw === undefined && held!.record.counter === undefined) {
               // About to apply under a record another request created: join
               // it first, so that request can no longer release it.
-              held = await this.join(idempotency, held!.record, id, by, deadline);
+              held = await this.join(idempotency, held!.record, id, by, deadline, target.slot);
               joined = true;
             }
             const record = held!.record;
             if (record.counter !== undefined) {
               mayBeApplied = true;
-              return { counter: record.counter, replayed: true };
+              return replayOf(record);
             }
             return undefined;
           },
           entry: (next) => [key, [by, next, held!.record.exp]],
           applied: async (counter) => {
             mayBeApplied = true;
-            await this.settle(key, held!.record, counter, deadline);
-            return { counter, replayed: false };
+            await this.settle(key, held!.record, counter, deadline, sharded);
+            return sharded ? { replayed: false } : { counter, replayed: false };
           },
           unknownDropMark: () => Date.now() + idempotency.retentionSeconds * 1000 + CLOCK_SKEW_MARGIN_MS,
+          slot: () => held!.record.slot ?? 0,
+          rebind: async (slot) => {
+            const { record, ownRaw } = held!;
+            // Created here and still as created: nobody joined, so nobody
+            // else applies under it (a joiner's compare-and-swap on this
+            // text fails after the rebind, and it re-reads the new slot).
+            if (ownRaw === undefined || record.raw !== ownRaw || record.counter !== undefined) return false;
+            const ttl = Math.ceil((record.exp - Date.now()) / 1000);
+            if (ttl <= 0) return false;
+            const text = keyRecordText({ ...record, slot });
+            if (!await this.cache.setIfEqual(KEY_RECORD_PREFIX + key, text, ownRaw, ttl, 'key record rebind')) return false;
+            held = { record: { ...record, slot, raw: text }, ownRaw: text };
+            return true;
+          },
         },
       });
     } catch (err) {
@@ -122,7 +153,7 @@ export class MomentoKeyedChange {
    * the outcome, is returned as it is; a released or expired one is claimed
    * anew. One `setIfEqual` when uncontended.
    */
-  private async join(idempotency: IdempotencyOptions, seen: KeyRecord, id: string, by: number, deadline: Deadline): Promise<Claim> {
+  private async join(idempotency: IdempotencyOptions, seen: KeyRecord, id: string, by: number, deadline: Deadline, slot?: number): Promise<Claim> {
     const { key } = idempotency;
     let record = seen;
     for (let attempt = 1; ; attempt++) {
@@ -138,7 +169,7 @@ export class MomentoKeyedChange {
       const recorded = text === undefined ? undefined : parseKeyRecord(text, key);
       if (!recorded || recorded.exp <= Date.now()) {
         // Released (its creator was rejected) or expired: the key is new.
-        const claimed = await this.claim(idempotency, id, by, deadline, Promise.resolve());
+        const claimed = await this.claim(idempotency, id, by, deadline, Promise.resolve(), slot);
         if (claimed.ownRaw !== undefined) return claimed;
         record = claimed.record;
         continue;
@@ -168,14 +199,15 @@ export class MomentoKeyedChange {
    * only by the item's TTL) is replaced as if absent.
    */
   private async claim(
-    { key, retentionSeconds }: IdempotencyOptions, id: string, by: number, deadline: Deadline, itemRead: Promise<unknown>,
+    { key, retentionSeconds }: IdempotencyOptions, id: string, by: number, deadline: Deadline, itemRead: Promise<unknown>, slot?: number,
   ): Promise<Claim> {
     const name = KEY_RECORD_PREFIX + key;
     for (let attempt = 1; ; attempt++) {
       if (attempt > 1) deadline.check(() => this.cache.giveUp(attempt - 1));
       const exp = Date.now() + retentionSeconds * 1000;
-      const raw = keyRecordText({ id, by, exp });
-      if (await this.cache.setIfAbsent(name, raw, retentionSeconds, 'key record')) return { record: { raw, id, by, exp }, ownRaw: raw };
+      const created = { id, by, exp, ...(slot !== undefined ? { slot } : {}) };
+      const raw = keyRecordText(created);
+      if (await this.cache.setIfAbsent(name, raw, retentionSeconds, 'key record')) return { record: { raw, ...created }, ownRaw: raw };
       // The record is read only once the item read is answered: this read
       // follows it, which is what lets that item read decide "not applied".
       await itemRead.catch(() => undefined);
@@ -183,7 +215,7 @@ export class MomentoKeyedChange {
       if (text === undefined) continue; // expired between the two calls
       const recorded = parseKeyRecord(text, key);
       if (recorded.exp <= Date.now()) {
-        if (await this.cache.setIfEqual(name, raw, text, retentionSeconds, 'key record')) return { record: { raw, id, by, exp }, ownRaw: raw };
+        if (await this.cache.setIfEqual(name, raw, text, retentionSeconds, 'key record')) return { record: { raw, ...created }, ownRaw: raw };
         continue;
       }
       if (!sameBinding(recorded, id, by)) throw new IdempotencyKeyReusedError();
@@ -215,9 +247,9 @@ export class MomentoKeyedChange {
    * stays the budget plus one call; the entry then stays until a retry or
    * the retention's end.
    */
-  private async settle(key: string, record: KeyRecord, counter: number, deadline: Deadline): Promise<void> {
+  private async settle(key: string, record: KeyRecord, counter: number, deadline: Deadline, sharded: boolean): Promise<void> {
     if (record.counter !== undefined || deadline.expired) return;
-    await this.cache.copyOutcome(key, record, counter);
+    await this.cache.copyOutcome(key, record, counter, sharded);
   }
 }
 
@@ -226,6 +258,15 @@ interface Claim {
   readonly record: KeyRecord;
   /** Set when this request created the record: only its creator may release it, and only while it holds this text. */
   readonly ownRaw?: string;
+}
+
+/**
+ * The answer a settled record replays: the counter its change produced, or,
+ * for a change that went to a slot of a sharded id, none (the slot's value
+ * is not the total; the answer is a sharded one, docs/sharding.md).
+ */
+function replayOf(record: KeyRecord): ChangeResult {
+  return record.sharded ? { replayed: true } : { counter: record.counter, replayed: true };
 }
 
 /** 48 random bits: marks a join. */
