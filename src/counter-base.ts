@@ -61,8 +61,9 @@ export interface CounterOptions {
    * answer carries `shards` instead of the total (read it with `GET`);
    * conditional mode still keeps the total within [0, `maxCounterValue`],
    * and an `Idempotency-Key` still applies a change once. It may be changed
-   * on a live counter, up or down. Only backends that implement sharding
-   * accept a value above 1.
+   * on a live counter, up or down. Every backend implements it (Momento,
+   * which has no multi-item write, rejects a step larger than 1 when no
+   * single shard can take it: docs/momento.md).
    * @default 1
    */
   readonly shards?: number;

@@ -2,8 +2,9 @@
  * `shards` (issue 21) at synth, for every backend the library knows: an
  * unsharded counter's function environment is what it always was (no
  * COUNTER_SHARDS), a shard count reaches the counter function of a backend
- * whose store implements sharding, and is refused, with the other props
- * problems in one error, by a backend whose store does not.
+ * whose store implements sharding (every backend today), and a backend
+ * whose contract does not declare sharding refuses it, with the other
+ * props problems in one error.
  */
 import { App, Duration, Stack } from 'aws-cdk-lib';
 import { Template } from 'aws-cdk-lib/assertions';
@@ -11,7 +12,11 @@ import * as ec2 from 'aws-cdk-lib/aws-ec2';
 import * as secretsmanager from 'aws-cdk-lib/aws-secretsmanager';
 import { AtomicCounterApi, CounterBase, CounterOptions, DocDbCounter, DynamoCounter, MomentoCounter, RedisCounter, TiDbCounter } from '../../src';
 import { COMMON_ENV } from '../../src/counter-env';
+import { DYNAMO_CONTRACT } from '../../src/backends/dynamo/dynamo-contract';
+import type { BackendContract } from '../../src/private/backend-contract';
 import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
+import { checkCounterFunction } from '../../src/private/counter-resources';
+import { PropsValidation } from '../../src/private/props';
 import type { BackendName } from '../../src/runtime/store';
 import { functionEnvironments, thrown } from '../kit/template';
 
@@ -99,3 +104,17 @@ if (UNSHARDED.length > 0) {
     expect(message).toContain('`maxCounterValue` must be an integer ≥ 1 (got 0)');
   });
 }
+
+test('a backend whose contract does not declare sharding refuses shards above 1 in the counter function\'s checks (a sixth backend added without it)', () => {
+  const { counter } = build('dynamo', { shards: 8 });
+  const problems = (contract: BackendContract) => {
+    try {
+      checkCounterFunction(new PropsValidation(counter), counter, contract, { shards: 8 }, {}).throwIfInvalid();
+      return '';
+    } catch (err) {
+      return (err as Error).message;
+    }
+  };
+  expect(problems({ ...DYNAMO_CONTRACT, sharded: false })).toContain('`shards` (8): the dynamo backend does not implement sharded counters yet');
+  expect(problems(DYNAMO_CONTRACT)).toBe('');
+});
