@@ -13,6 +13,7 @@ import { closeContainers, ContainerMode, establishedConnections, openFileDescrip
 import { checkAnswer } from '../../local/openapi';
 import { runWorkload, WorkloadResult } from '../../local/workload';
 import { DOCDB_ENV } from '../../src/backends/docdb/docdb-env';
+import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
 import { REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import type { BackendName } from '../../src/runtime/store';
@@ -28,13 +29,18 @@ import type { BackendName } from '../../src/runtime/store';
  * tell from a lost update. What these tests check is counting, not timing,
  * so their budgets are generous; a test about a bound (the lost-reply and
  * fault tests) passes its own tight values in `mode.env`, which win.
- * DynamoDB's and Momento's local fixtures already raise theirs
- * (local/backends/dynamo.ts, momento.ts), for the local server too.
+ * DynamoDB's and Momento's local fixtures already raise their call
+ * deadlines (local/backends/dynamo.ts, momento.ts), for the local server
+ * too. Momento's compare-and-swap loop has its own bound and budget (200
+ * attempts, 5 s): with four CPU hogs beside the suite, a hot id raced by
+ * 16 callers ran past them and 2 of 1,000 keyed changes answered 503, so
+ * the counting tests give it room (the contention and fault tests keep
+ * theirs).
  */
 export const CONFORMANCE_BUDGETS: Readonly<Record<BackendName, Readonly<Record<string, string>>>> = {
   dynamo: {},
   redis: { [REDIS_ENV.CONNECT_TIMEOUT_MS]: '10000', [REDIS_ENV.COMMAND_TIMEOUT_MS]: '10000' },
-  momento: {},
+  momento: { [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: '5000', [MOMENTO_ENV.CAS_BUDGET_MS]: '120000' },
   docdb: {
     [DOCDB_ENV.SERVER_SELECTION_TIMEOUT_MS]: '20000',
     [DOCDB_ENV.CONNECT_TIMEOUT_MS]: '10000',
