@@ -92,7 +92,7 @@ export interface ContainerMode {
   readonly conditional: boolean;
   /** @default 10 (the constructs' default) */
   readonly maximum?: number;
-  /** Shards per counter id (`COUNTER_SHARDS`). @default 1 (unsharded: the variable is not set) */
+  /** Shards per counter id (`COUNTER_SHARDS`). @default 1 (unsharded) */
   readonly shards?: number;
   /** No request log lines (load runs). @default true */
   readonly quiet?: boolean;
@@ -108,7 +108,11 @@ export function loadCounterContainers(entry: string, env: Record<string, string>
   const modeEnv = {
     [COMMON_ENV.USE_CONDITIONAL_WRITES]: String(mode.conditional),
     [COMMON_ENV.MAX_COUNTER_VALUE]: String(mode.maximum ?? MODE_DEFAULTS.maxCounterValue),
-    ...(mode.shards !== undefined && mode.shards !== 1 ? { [COMMON_ENV.SHARDS]: String(mode.shards) } : {}),
+    // Always set: the bundle reads the process's environment, so a
+    // COUNTER_SHARDS exported in the shell (`COUNTER_SHARDS=8 npm run
+    // compare`) would otherwise reach every container, the unsharded ones
+    // (the round-trip figures, a test's) included.
+    [COMMON_ENV.SHARDS]: String(mode.shards ?? 1),
     ...(mode.quiet ?? true ? { ATOMIC_COUNTER_LOG: 'off' } : {}),
     ...mode.env,
   };

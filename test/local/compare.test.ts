@@ -8,11 +8,14 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
+import * as vm from 'vm';
 import { availableFixtures, fixtureFor } from '../../local/backends';
 import { uniqueNamespace } from '../../local/backends/fixture';
+import { openBackend } from '../../local/backends/lifecycle';
 import { judge, judgeRetries, judgeSteps, optionsFromArgs, runComparison } from '../../local/compare';
 import { judgeRoundTrips, ROUND_TRIP_TARGETS, RoundTrips } from '../../local/compare-round-trips';
 import { chainProblem, SentAnswer } from '../../local/compare-verdicts';
+import { proxyEvent } from '../../local/lambda-container';
 import { ComparisonReport, formatCostTable, formatStepsTable, SCENARIO_NAMES, STEP_SCENARIO_NAMES } from '../../local/report';
 import { startLocalServer } from '../../local/server';
 import { ALL_BACKEND_CONTRACTS } from '../../src/private/backends';
@@ -392,6 +395,26 @@ describe('step and retry verdicts fail on what they must', () => {
     expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false'), { sent: 1, status: 503 }]), 1).reasons.join()).toMatch(/1 error answer/);
     expect(judgeRetries(false, undefined, keys([ok(1, 1, 'false')]), 1).reasons.join()).toMatch(/without exactly two answers/);
   });
+});
+
+test('COUNTER_SHARDS exported in the shell reaches only the containers given shards (the round-trip figures and unsharded runs stay unsharded)', async () => {
+  // The bundles read the real process environment, not jest's copy.
+  const realEnv: NodeJS.ProcessEnv = vm.runInThisContext('process').env;
+  const saved = realEnv.COUNTER_SHARDS;
+  realEnv.COUNTER_SHARDS = '8';
+  const session = await openBackend('redis');
+  try {
+    const [plain] = await session.containers({ conditional: false }, 1);
+    const [sharded] = await session.containers({ conditional: false, shards: 4 }, 1);
+    const body = (res: { body: string }) => JSON.parse(res.body);
+    expect(body(await plain(proxyEvent('POST', 'redis', 'x')))).toMatchObject({ counter: 1 });
+    expect(body(await plain(proxyEvent('POST', 'redis', 'x')))).not.toHaveProperty('shards');
+    expect(body(await sharded(proxyEvent('POST', 'redis', 'y')))).toMatchObject({ shards: 4 });
+  } finally {
+    if (saved === undefined) delete realEnv.COUNTER_SHARDS;
+    else realEnv.COUNTER_SHARDS = saved;
+    await session.close();
+  }
 });
 
 test('round trips above a backend\'s target fail the run, with the figure and the target in the reason; none counted judges nothing', () => {
