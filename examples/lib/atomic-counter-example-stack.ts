@@ -86,7 +86,9 @@ export class AtomicCounterExampleStack extends Stack {
     }
     const vpc = this.vpc;
 
-    const mode: CounterOptions = { conditionalWrites: config.conditionalWrites, maxCounterValue: config.maxCounterValue, logRetention: LOG_RETENTION };
+    const mode: CounterOptions = {
+      conditionalWrites: config.conditionalWrites, maxCounterValue: config.maxCounterValue, shards: config.shards, logRetention: LOG_RETENTION,
+    };
     const counters: ICounter[] = [];
     if (deploys('dynamo')) counters.push(new DynamoCounter(this, 'Dynamo', mode));
     if (deploys('redis') && vpc) counters.push(new RedisCounter(this, 'Redis', { ...mode, vpc }));
@@ -115,6 +117,7 @@ export class AtomicCounterExampleStack extends Stack {
     this.api = new AtomicCounterApi(this, 'Api', {
       conditionalWrites: config.conditionalWrites,
       maxCounterValue: config.maxCounterValue,
+      shards: config.shards,
       cloudWatchRole: config.cloudWatchRole,
       accessLogRetention: LOG_RETENTION,
     });

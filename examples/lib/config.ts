@@ -17,6 +17,8 @@ export interface ExampleConfig {
   readonly conditionalWrites: boolean;
   /** MAX_COUNTER_VALUE */
   readonly maxCounterValue: number;
+  /** COUNTER_SHARDS: shard records per counter id, 1–64 (README, "Sharded counters"). */
+  readonly shards: number;
   /** Momento: where its API key comes from, or why it is left out; MOMENTO_CACHE_NAME when set (else the library's per-deployment default). */
   readonly momento: CredentialSource<{ readonly cacheName?: string }>;
   /** TiDB: where its connection secret comes from, or why it is left out. */
@@ -54,6 +56,9 @@ export const PLAINTEXT_OPT_IN = 'allowPlaintextSecretsFromFiles';
 /** Credential files, in the example's root (gitignored). */
 export const CREDENTIAL_FILES = { momento: 'momento_key_info.json', tidb: 'tidb_info.json' } as const;
 
+/** The library's largest `shards` (its props check says the same at synth; this says it in the variable's name). */
+export const MAX_SHARDS = 64;
+
 /** CDK context key naming the stack (wins over STACK_NAME). */
 export const STACK_NAME_CONTEXT = 'stackName';
 
@@ -64,6 +69,7 @@ export const CONFIG_DEFAULTS = {
   cloudWatchRole: true,
   conditionalWrites: false,
   maxCounterValue: 10,
+  shards: 1,
 } as const;
 
 /** Where the configuration comes from. */
@@ -88,6 +94,8 @@ export function loadExampleConfig(sources: ConfigSources): ExampleConfig {
   const cloudWatchRole = readBoolean(vars, 'API_GATEWAY_CLOUDWATCH_ROLE', CONFIG_DEFAULTS.cloudWatchRole);
   const conditionalWrites = readBoolean(vars, 'USE_CONDITIONAL_WRITES', CONFIG_DEFAULTS.conditionalWrites);
   const maxCounterValue = readPositiveInteger(vars, 'MAX_COUNTER_VALUE', CONFIG_DEFAULTS.maxCounterValue);
+  const shards = readPositiveInteger(vars, 'COUNTER_SHARDS', CONFIG_DEFAULTS.shards);
+  if (shards > MAX_SHARDS) throw new ConfigError(`COUNTER_SHARDS: expected an integer from 1 to ${MAX_SHARDS}, got "${vars.COUNTER_SHARDS}"`);
   const cacheName = vars.MOMENTO_CACHE_NAME === undefined ? undefined : readString(vars, 'MOMENTO_CACHE_NAME', '');
   if (cacheName !== undefined && !/^[A-Za-z0-9_.-]{1,255}$/.test(cacheName)) {
     throw new ConfigError(`MOMENTO_CACHE_NAME: "${cacheName}" is not a valid Momento cache name (letters, digits, "_", ".", "-")`);
@@ -104,7 +112,7 @@ export function loadExampleConfig(sources: ConfigSources): ExampleConfig {
     dir: sources.dir, vars, allowPlaintext, warnings,
     backend: 'TiDB', variable: 'TIDB_SECRET_NAME', file: CREDENTIAL_FILES.tidb, validate: validateTiDbInfo,
   }) : leftOut('TiDB');
-  return { stackName, backends, cloudWatchRole, conditionalWrites, maxCounterValue, momento, tidb, warnings };
+  return { stackName, backends, cloudWatchRole, conditionalWrites, maxCounterValue, shards, momento, tidb, warnings };
 }
 
 /** `-c stackName=…` wins over STACK_NAME; CloudFormation's rule for stack names. */

@@ -358,6 +358,19 @@ describe('example stack, configuration', () => {
     expectConfigError(() => buildExample(exampleDir(''), { allowPlaintextSecretsFromFiles: 'yes' }), /^-c allowPlaintextSecretsFromFiles: expected true or false/);
   });
 
+  test('COUNTER_SHARDS reaches every counter function (unset: none gets it); outside 1–64 stops synth naming the variable', () => {
+    const shardsOf = (dotenv: string) => {
+      const t = Template.fromStack(buildExample(exampleDir(dotenv)).stack);
+      return Object.values(t.findResources('AWS::Lambda::Function', {
+        Properties: { Environment: { Variables: { USE_CONDITIONAL_WRITES: Match.anyValue() } } },
+      })).map((fn) => fn.Properties.Environment.Variables.COUNTER_SHARDS);
+    };
+    expect(shardsOf(`${FULL_DOTENV}\nCOUNTER_SHARDS=8`)).toEqual(ALL_BACKENDS.map(() => '8'));
+    expect(shardsOf(FULL_DOTENV)).toEqual(ALL_BACKENDS.map(() => undefined));
+    expectConfigError(() => buildExample(exampleDir('COUNTER_SHARDS=65')), /^COUNTER_SHARDS: expected an integer from 1 to 64, got "65"/);
+    expectConfigError(() => buildExample(exampleDir('COUNTER_SHARDS=0')), /^COUNTER_SHARDS: expected an integer ≥ 1/);
+  });
+
   test('the process environment wins over .env', () => {
     const dir = exampleDir('MAX_COUNTER_VALUE=5');
     expect(config.loadExampleConfig({ dir, env: { MAX_COUNTER_VALUE: '7' } }).maxCounterValue).toBe(7);
@@ -369,7 +382,7 @@ describe('example stack, configuration', () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'env-example-'));
     fs.writeFileSync(path.join(dir, '.env'), text);
     expect(config.loadExampleConfig({ dir, env: {} })).toMatchObject({ conditionalWrites: false, maxCounterValue: 10 });
-    for (const variable of ['STACK_NAME', 'BACKENDS', 'API_GATEWAY_CLOUDWATCH_ROLE', 'USE_CONDITIONAL_WRITES', 'MAX_COUNTER_VALUE', 'MOMENTO_CACHE_NAME',
+    for (const variable of ['STACK_NAME', 'BACKENDS', 'API_GATEWAY_CLOUDWATCH_ROLE', 'USE_CONDITIONAL_WRITES', 'MAX_COUNTER_VALUE', 'COUNTER_SHARDS', 'MOMENTO_CACHE_NAME',
       'MOMENTO_SECRET_NAME', 'MOMENTO_SECRET_KMS_KEY_ARN', 'TIDB_SECRET_NAME', 'TIDB_SECRET_KMS_KEY_ARN']) {
       expect(text).toContain(variable);
     }
