@@ -5,6 +5,7 @@ import { Engine } from '../engines/engine';
 import { acquireMomento, MomentoEngine } from '../engines/momento';
 import { loadBundledHandler } from '../lambda-container';
 import { BackendFixture } from './fixture';
+import { counterIdOf } from '../../src/runtime/shards';
 
 /** What the setup handler answers the custom-resource framework. */
 export interface SetupAnswer {
@@ -85,7 +86,7 @@ export const momentoFixture: BackendFixture = {
     // Counters only: an Idempotency-Key's record is an item of its own,
     // named with a control-character prefix no counter id can contain; a
     // sharded id's slot i > 0 (`<id>\u001f<i>`) is listed as its id, once.
-    const ids = keys.filter((key) => !key.startsWith(KEY_RECORD_PREFIX)).map((key) => key.split('\u001f')[0]);
+    const ids = keys.filter((key) => !key.startsWith(KEY_RECORD_PREFIX)).map(counterIdOf);
     return [...new Set(ids)];
   },
   async bareClient(engine, env) {

@@ -2,7 +2,7 @@ import Redis from 'ioredis';
 import { BackendFixture, urlPort } from './fixture';
 import { REDIS_BUNDLES, REDIS_ENV } from '../../src/backends/redis/redis-env';
 import { KEY_RECORD_INFIX } from '../../src/backends/redis/runtime/redis-counter-store';
-import { SLOT_SEPARATOR } from '../../src/backends/redis/runtime/redis-shards';
+import { counterIdOf } from '../../src/runtime/shards';
 import { Engine } from '../engines/engine';
 import { acquireRedis, startRedisCommandProxy } from '../engines/redis';
 
@@ -49,7 +49,7 @@ export const redisFixture: BackendFixture = {
       for await (const keys of client.scanStream({ match: `${namespace}:*`, count: 500 })) found.push(...(keys as string[]));
       // A sharded counter's slot and width keys are `<id>\u001f…`: listed as their id, once.
       const ids = found.map((k) => k.slice(namespace.length + 1)).filter((rest) => !rest.startsWith(KEY_RECORD_INFIX));
-      return [...new Set(ids.map((rest) => rest.split(SLOT_SEPARATOR)[0]))];
+      return [...new Set(ids.map(counterIdOf))];
     } finally {
       client.disconnect();
     }

@@ -14,6 +14,24 @@
  */
 import { allowedPrevious } from './store';
 
+/**
+ * Separates an id from its slot number in a slot record's name (key, item,
+ * document or row id): a control character no counter id can contain (the
+ * request parser refuses them), so no id names another id's slot.
+ */
+export const SLOT_SEPARATOR = '\u001f';
+
+/** The name of slot `slot` of the counter whose own record (slot 0) is named `base`. */
+export function slotName(base: string, slot: number): string {
+  return slot === 0 ? base : `${base}${SLOT_SEPARATOR}${slot}`;
+}
+
+/** The counter a record name belongs to: a slot's name → its counter's, a counter's own name unchanged. */
+export function counterIdOf(name: string): string {
+  const at = name.indexOf(SLOT_SEPARATOR);
+  return at < 0 ? name : name.slice(0, at);
+}
+
 /** True when an id is sharded: configured with several slots, or already wider than one. */
 export function isSharded(shards: number | undefined, width = 1): boolean {
   return (shards ?? 1) > 1 || width > 1;

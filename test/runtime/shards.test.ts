@@ -3,7 +3,7 @@
  * the escrow rebalance and its invariants, the width cache. Atomicity is
  * each store's, proved on the real engines.
  */
-import { initialShare, isSharded, KnownWidths, rebalance, slotOrder } from '../../src/runtime/shards';
+import { counterIdOf, initialShare, isSharded, KnownWidths, rebalance, slotName, slotOrder } from '../../src/runtime/shards';
 
 describe('slotOrder', () => {
   test('a permutation of 0…n−1', () => {
@@ -107,5 +107,15 @@ describe('isSharded and KnownWidths', () => {
     expect(widths.get('b')).toBe(1);
     expect(widths.get('a')).toBe(8);
     expect(widths.get('c')).toBe(3);
+  });
+});
+
+describe('slot names', () => {
+  test('slot 0 is the counter\'s own name; slot i is the name, U+001F and i; every slot maps back to its counter', () => {
+    expect(slotName('votes', 0)).toBe('votes');
+    expect(slotName('votes', 7)).toBe('votes\u001f7');
+    for (const slot of [0, 1, 63]) expect(counterIdOf(slotName('a:b/c', slot))).toBe('a:b/c');
+    // The Redis width key (`<base>\u001fw`) maps back too.
+    expect(counterIdOf('votes\u001fw')).toBe('votes');
   });
 });

@@ -1,29 +1,21 @@
 import { ClientSession, Collection, MongoClient } from 'mongodb';
 import { BackendUnavailableError, rejectionOf } from '../../../runtime/errors';
 import { AGAIN, Deadline, retry } from '../../../runtime/retry';
-import { KnownWidths, rebalance, slotOrder } from '../../../runtime/shards';
 import { ChangeResult, CounterChange } from '../../../runtime/store';
 import { DOCDB_FIELDS } from '../docdb-env';
 import { boundFilter, changeInTransaction, CounterDocument } from './docdb-collections';
 import { isCommitRefused, isDuplicateKeyError, isTransactionRetryable } from './docdb-errors';
 import { KEYED_BACKOFF } from './docdb-keyed-change';
 import { abortTransaction, releaseAfterFailedCommit, retryDuplicateKeyOnce, retryWriteConflict } from './docdb-writes';
+import { KnownWidths, rebalance, slotOrder, counterIdOf, slotName as slotIdOf } from '../../../runtime/shards';
 
 const F = DOCDB_FIELDS;
 
 /** Slots a conditional change tries on its own (one `update` each) before the rebalance. */
 export const FAST_SLOTS = 2;
 
-/** The `_id` of slot `slot` of counter `id`: slot 0 is the counter's own document. */
-export function slotIdOf(id: string, slot: number): string {
-  return slot === 0 ? id : `${id}${F.SLOT_SEPARATOR}${slot}`;
-}
-
-/** The counter id a document's `_id` belongs to (a slot's → its counter's; a counter's own unchanged). */
-export function counterIdOf(documentId: string): string {
-  const at = documentId.indexOf(F.SLOT_SEPARATOR);
-  return at < 0 ? documentId : documentId.slice(0, at);
-}
+/** Slots' `_id`s, and back (slot 0 is the counter's own document). */
+export { slotIdOf, counterIdOf };
 
 /** What an unsharded change answers instead of applying itself when the counter's document carries a width. */
 export class Widened {

@@ -9,29 +9,20 @@ import {
 } from '@aws-sdk/client-dynamodb';
 import { BackendUnavailableError, IdempotencyKeyReusedError, rejectionOf, ThrottledError, THROTTLED_MESSAGE } from '../../../runtime/errors';
 import { AGAIN, Deadline, retry, sleep, jitteredDelay } from '../../../runtime/retry';
-import { KnownWidths, rebalance, slotOrder } from '../../../runtime/shards';
 import { ChangeResult, CounterChange, IdempotencyOptions, sameBinding } from '../../../runtime/store';
-import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS, DYNAMO_KEYS } from '../dynamo-env';
+import { DYNAMO_ATTRIBUTES, DYNAMO_DEFAULTS } from '../dynamo-env';
 import { THROTTLED_RETRY_AFTER_SECONDS } from './dynamo-errors';
 import { keyRecordPut, markerOfKey, recordIdOf, unread } from './dynamo-keyed-change';
 import { boundCondition, CONFLICT_BACKOFF, DynamoTable, Item, num } from './dynamo-table';
+import { KnownWidths, rebalance, slotOrder, counterIdOf, slotName as slotIdOf } from '../../../runtime/shards';
 
 const A = DYNAMO_ATTRIBUTES;
-const K = DYNAMO_KEYS;
 
 /** Slots a conditional change tries on the fast path before the rebalance. */
 const FAST_SLOTS = 2;
 
-/** The item id of slot `slot` of counter `id`: slot 0 is the counter's own item. */
-export function slotIdOf(id: string, slot: number): string {
-  return slot === 0 ? id : `${id}${K.SLOT_SEPARATOR}${slot}`;
-}
-
-/** The counter id an item id belongs to (a slot's id → its counter's; a counter's own id unchanged). */
-export function counterIdOf(itemId: string): string {
-  const at = itemId.indexOf(K.SLOT_SEPARATOR);
-  return at < 0 ? itemId : itemId.slice(0, at);
-}
+/** Item ids of slots, and back (slot 0 is the counter's own item). */
+export { slotIdOf, counterIdOf };
 
 /** One slot as a consistent read found it: the raw numbers, to write the rebalance's conditions with. */
 interface SlotRead {

@@ -1,6 +1,6 @@
 import { rejectionOf, ThrottledError } from '../../../runtime/errors';
 import { AGAIN, Deadline, retry } from '../../../runtime/retry';
-import { isSharded, KnownWidths, slotOrder } from '../../../runtime/shards';
+import { isSharded, KnownWidths, slotName as slotItem, slotOrder } from '../../../runtime/shards';
 import { allowedPrevious, ChangeResult, CounterChange } from '../../../runtime/store';
 import { MOMENTO_DEFAULTS } from '../momento-env';
 import { CAS_BACKOFF, MomentoCache } from './momento-cache';
@@ -257,9 +257,7 @@ export class WidenedId extends Error {
  * unit separator and i (ids never contain control characters, so no id
  * names a slot).
  */
-export function slotItem(id: string, slot: number): string {
-  return slot === 0 ? id : `${id}\u001f${slot}`;
-}
+export { slotItem };
 
 function slotRange(id: string, from: number, to: number): string[] {
   return Array.from({ length: to - from }, (_, i) => slotItem(id, from + i));

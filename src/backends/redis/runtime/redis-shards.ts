@@ -17,13 +17,10 @@
  * (CROSSSLOT), which is one more reason that mode is not supported.
  */
 
-/** Separates an id from its slot number or `w` in a slot's key: a control character no id can contain. */
-export const SLOT_SEPARATOR = '\u001f';
+import { SLOT_SEPARATOR, slotName as slotKey } from '../../../runtime/shards';
 
 /** The key of slot `slot` of the counter whose slot-0 key is `base`. */
-export function slotKey(base: string, slot: number): string {
-  return slot === 0 ? base : `${base}${SLOT_SEPARATOR}${slot}`;
-}
+export { slotKey };
 
 /** The key holding the width of the counter whose slot-0 key is `base`. */
 export function widthKey(base: string): string {

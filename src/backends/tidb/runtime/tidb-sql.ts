@@ -1,7 +1,8 @@
 import { ResultSetHeader } from 'mysql2/promise';
 import { InternalError } from '../../../runtime/errors';
+import { counterIdOf, slotName as slotIdOf } from '../../../runtime/shards';
 import { allowedPrevious, CounterChange, zeroAllowed } from '../../../runtime/store';
-import { TIDB_COLUMNS, TIDB_SLOT_SEPARATOR } from '../tidb-env';
+import { TIDB_COLUMNS } from '../tidb-env';
 
 const ID = TIDB_COLUMNS.ID;
 const VALUE = TIDB_COLUMNS.VALUE;
@@ -91,16 +92,8 @@ export function integerLiteral(n: number): string {
   return `(${n})`;
 }
 
-/** The row id of slot `slot` of counter `id` (docs/tidb.md, "Sharded counters"): slot 0 is the id's own row. */
-export function slotIdOf(id: string, slot: number): string {
-  return slot === 0 ? id : `${id}${TIDB_SLOT_SEPARATOR}${slot}`;
-}
-
-/** The counter id a row belongs to: a slot row's id → its counter's, a counter's own id unchanged. */
-export function counterIdOf(rowId: string): string {
-  const at = rowId.indexOf(TIDB_SLOT_SEPARATOR);
-  return at < 0 ? rowId : rowId.slice(0, at);
-}
+/** Slot rows' ids, and back (docs/tidb.md, "Sharded counters"; slot 0 is the id's own row). */
+export { slotIdOf, counterIdOf };
 
 /**
  * The fast path of a conditional sharded change on the slot row `rowX` (a
