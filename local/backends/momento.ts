@@ -19,6 +19,16 @@ export async function runMomentoSetup(env: Record<string, string>, cacheName: st
   return handler({ RequestType: requestType, ResourceProperties: { CacheName: cacheName } });
 }
 
+/** An SDK client of the local Momento server, beside the handlers (bare loops, tests reading items raw). */
+export function localCacheClient(engine: Engine): CacheClient {
+  const { hostname, port } = endpointOf(engine);
+  return new CacheClient({
+    configuration: Configurations.Lambda.latest(),
+    credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
+    defaultTtlSeconds: 3600,
+  });
+}
+
 function endpointOf(engine: Engine): { hostname: string; port: number } {
   const e = engine as MomentoEngine;
   return { hostname: e.hostname, port: e.port };
@@ -90,12 +100,7 @@ export const momentoFixture: BackendFixture = {
     return [...new Set(ids)];
   },
   async bareClient(engine, env) {
-    const { hostname, port } = endpointOf(engine);
-    const client = new CacheClient({
-      configuration: Configurations.Lambda.latest(),
-      credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
-      defaultTtlSeconds: 3600,
-    });
+    const client = localCacheClient(engine);
     const cacheName = env[MOMENTO_ENV.CACHE_NAME];
     return {
       async increment(id: string) {

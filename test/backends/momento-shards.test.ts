@@ -5,9 +5,9 @@
  * the cache holds (slot items, slot 0's width and grant ledger, the escrow
  * invariant), resharding down to 1, and the calls a change and a read send.
  */
-import { CacheClient, CacheGet, Configurations, CredentialProvider } from '@gomomento/sdk';
+import { CacheGet } from '@gomomento/sdk';
 import { uniqueNamespace } from '../../local/backends/fixture';
-import { momentoFixture } from '../../local/backends/momento';
+import { localCacheClient, momentoFixture } from '../../local/backends/momento';
 import { MomentoEngine } from '../../local/engines/momento';
 import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
@@ -26,12 +26,7 @@ interface RawCache {
 }
 
 async function rawCache(env: Record<string, string>): Promise<RawCache> {
-  const { hostname, port } = ctx().engine as MomentoEngine;
-  const client = new CacheClient({
-    configuration: Configurations.Lambda.latest(),
-    credentialProvider: CredentialProvider.forMomentoLocal({ hostname, port }),
-    defaultTtlSeconds: 3600,
-  });
+  const client = localCacheClient(ctx().engine);
   const cacheName = env[MOMENTO_ENV.CACHE_NAME];
   return {
     async get(key) {
