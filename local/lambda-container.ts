@@ -145,10 +145,22 @@ export function openFileDescriptors(): number {
 }
 
 /**
- * Established TCP connections whose local port is `port`: the server side of
- * every client connection to an engine on this machine (Linux /proc).
+ * Established TCP connections this process holds to `port` (Linux /proc):
+ * the client side of every connection from this process's containers to an
+ * engine on this machine. Only this process's sockets (by inode), so that
+ * another process using the same engine (another jest worker beside this
+ * one) changes nothing.
  */
 export function establishedConnections(port: number): number {
+  const inodes = new Set<string>();
+  for (const fd of fs.readdirSync('/proc/self/fd')) {
+    try {
+      const match = /^socket:\[(\d+)\]$/.exec(fs.readlinkSync(`/proc/self/fd/${fd}`));
+      if (match) inodes.add(match[1]);
+    } catch {
+      // closed while listing
+    }
+  }
   let count = 0;
   for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
     let text: string;
@@ -159,9 +171,9 @@ export function establishedConnections(port: number): number {
     }
     for (const line of text.split('\n').slice(1)) {
       const cols = line.trim().split(/\s+/);
-      if (cols.length < 4) continue;
-      const localPort = parseInt(cols[1].split(':')[1], 16);
-      if (localPort === port && cols[3] === '01') count++;
+      if (cols.length < 10) continue;
+      const remotePort = parseInt(cols[2].split(':')[1], 16);
+      if (remotePort === port && cols[3] === '01' && inodes.has(cols[9])) count++;
     }
   }
   return count;

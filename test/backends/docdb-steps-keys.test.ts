@@ -16,6 +16,7 @@ import { KEYED_MAX_ATTEMPTS } from '../../src/backends/docdb/runtime/docdb-keyed
 import { ensureCounterCollection } from '../../src/backends/docdb/runtime/docdb-setup';
 import { BackendUnavailableError, FloorReachedError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError } from '../../src/runtime/errors';
 import { ChangeResult, CounterChange } from '../../src/runtime/store';
+import { FAULT_SLACK_MS } from '../kit/fault-contract';
 
 const COLLECTION = 'counters';
 const KEYS = docdbKeysCollection(COLLECTION);
@@ -219,7 +220,10 @@ describe('Idempotency-Key: one transaction records the key with the change', () 
 
   test('contention across containers: one key sent by 24 requests over 4 containers applies once (the others conflict, retry, replay); 120 keys on one hot id over 4 containers count 120', async () => {
     const db = await database();
-    const harnesses = await Promise.all(Array.from({ length: 4 }, () => container(db)));
+    // A minute of budget: keyed changes queue one at a time per container, so
+    // the last of 30 waits for the others; the deployed 6 s would turn a slow
+    // machine into 503s, and this test is about conflicts, not budgets.
+    const harnesses = await Promise.all(Array.from({ length: 4 }, () => container(db, { DOCDB_OPERATION_TIMEOUT_MS: '60000' })));
     const same = await Promise.all(Array.from({ length: 24 }, (_, i) => harnesses[i % 4].store.apply('one', keyed('dup'))));
     expect(same.filter((r) => !r.replayed)).toHaveLength(1);
     expect(new Set(same.map((r) => r.counter))).toEqual(new Set([1]));
@@ -300,15 +304,19 @@ describe('Idempotency-Key: races and failures the engine does not produce on its
     const db = await database();
     const { store } = await container(db, { DOCDB_OPERATION_TIMEOUT_MS: '400' });
     await counters(db).insertOne({ _id: 'slow', counter: 0 });
-    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], blockConnection: true, blockTimeMS: 1500, times: 1 });
+    // The held command blocks 4 s: an answer within the budget plus the
+    // suite's slack (1.9 s) is the cut-off, not the command coming back.
+    const blockMs = 4000;
+    server.failCommand({ failCommands: ['findAndModify'], collections: [KEYS], blockConnection: true, blockTimeMS: blockMs, times: 1 });
     const started = Date.now();
     await expect(store.apply('slow', keyed('cut'))).rejects.toBeInstanceOf(BackendUnavailableError);
-    expect(Date.now() - started).toBeLessThan(1000);
-    await waitFor(() => server.transactions.open.size === 0, 500);
+    expect(Date.now() - started).toBeLessThan(400 + FAULT_SLACK_MS);
+    await waitFor(() => server.transactions.open.size === 0, 2000);
+    expect(Date.now() - started).toBeLessThan(blockMs);
     // The key and the counter are free: another container applies the same key at once.
     const other = await container(db);
     expect(await other.store.apply('slow', keyed('cut'))).toEqual({ counter: 1, replayed: false });
-    await new Promise((r) => setTimeout(r, 1300)); // the held command runs, on a transaction that is gone
+    await new Promise((r) => setTimeout(r, Math.max(0, started + blockMs + 300 - Date.now()))); // the held command runs, on a transaction that is gone
     expect(await stored(db, 'slow')).toBe(1);
   });
 

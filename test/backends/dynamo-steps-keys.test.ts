@@ -37,6 +37,7 @@ import { markerName, markersOn, markerWeight } from '../../src/backends/dynamo/r
 import { BackendUnavailableError, IdempotencyKeyReusedError, InvalidStepError, LimitReachedError, ThrottledError } from '../../src/runtime/errors';
 import { CounterChange } from '../../src/runtime/store';
 import { call, useBackend } from '../kit/conformance';
+import { FAULT_SLACK_MS } from '../kit/fault-contract';
 
 type Item = Record<string, AttributeValue>;
 type Send = (command: any) => Promise<any>;
@@ -563,7 +564,7 @@ describe('dynamo: conflicts (injected: DynamoDB Local serialises every call and 
         const t0 = performance.now();
         await expect(store.apply('never', change)).rejects.toBeInstanceOf(BackendUnavailableError);
         const ms = performance.now() - t0;
-        expect(ms).toBeLessThan(budget + 500);
+        expect(ms).toBeLessThan(budget + FAULT_SLACK_MS);
         expect(ms).toBeGreaterThan(budget - 100);
       }
       expect(transactions).toBeGreaterThan(5);

@@ -21,7 +21,17 @@ const QUERY_TIMEOUT_MS = 1000;
 const SLACK_MS = 1500;
 
 /** A warm container on a fresh database, reaching the engine through a fault proxy. */
-async function behindProxy(conditional = false): Promise<{ database: string; proxy: FaultProxy; handler: ProxyHandler; bound: number }> {
+interface BehindProxy {
+  readonly database: string;
+  readonly proxy: FaultProxy;
+  readonly handler: ProxyHandler;
+  /** The store's worst case + slack. */
+  readonly bound: number;
+  /** What is stored under `stall` after the warm-up. */
+  readonly base: number;
+}
+
+async function behindProxy(conditional = false): Promise<BehindProxy> {
   const database = uniqueNamespace('t_tidb_stall');
   const env = await ctx().prepare(database);
   const { host, port } = mysqlConnectionOptions(ctx().engine.url);
@@ -34,11 +44,22 @@ async function behindProxy(conditional = false): Promise<{ database: string; pro
     [TIDB_ENV.QUERY_TIMEOUT_MS]: String(QUERY_TIMEOUT_MS),
   };
   const [handler] = await ctx().containers({ conditional, maximum: 100, env: routed }, 1, database);
-  // Warm-up: both pools connected (the server has spoken), the statements prepared.
-  expect((await call(handler, 'POST', 'tidb', 'stall')).status).toBe(200);
-  expect((await call(handler, 'POST', 'tidb', 'stall', { key: 'warm' })).status).toBe(200);
-  expect((await call(handler, 'GET', 'tidb', 'stall')).status).toBe(200);
-  return { database, proxy, handler, bound: tidbWorstCase({ ...env, ...routed })!.totalMs + SLACK_MS };
+  // Warm-up: both pools connected (the server has spoken), the statements
+  // prepared. A cold connect on a busy machine can pass the 1 s bound: each
+  // step is repeated until it answers 200 (an unkeyed one may then have
+  // applied twice, so the tests count from what is stored after it).
+  for (const request of [
+    () => call(handler, 'POST', 'tidb', 'stall'),
+    () => call(handler, 'POST', 'tidb', 'stall', { key: 'warm' }),
+    () => call(handler, 'GET', 'tidb', 'stall'),
+  ]) {
+    let answer = await request();
+    for (let i = 0; i < 10 && answer.status === 503; i++) answer = await request();
+    expect(answer.status).toBe(200);
+  }
+  const base = await stored(database, 'stall');
+  expect(base).toBeGreaterThanOrEqual(2);
+  return { database, proxy, handler, bound: tidbWorstCase({ ...env, ...routed })!.totalMs + SLACK_MS, base };
 }
 
 async function stored(database: string, id: string): Promise<number> {
@@ -61,9 +82,8 @@ const UNAVAILABLE = { status: 503, body: { code: 'BACKEND_UNAVAILABLE' }, header
 
 test('the statement reaches the engine and its answer never comes: 503 within the store\'s bound, applied once and never sent again; a keyed one replays on the retry', async () => {
   for (const conditional of [false, true]) {
-    const { database, proxy, handler, bound } = await behindProxy(conditional);
+    const { database, proxy, handler, bound, base } = await behindProxy(conditional);
     try {
-      expect(await stored(database, 'stall')).toBe(2);
       // Every reply from now on is lost, while requests still reach the engine.
       const dropped = proxy.dropRepliesAfter(0);
       const unkeyed = await timed(() => call(handler, 'POST', 'tidb', 'stall'));
@@ -76,12 +96,12 @@ test('the statement reaches the engine and its answer never comes: 503 within th
         expect(ms).toBeLessThan(bound);
       }
       // Each change was applied by the engine exactly once: not sent again on another connection.
-      expect(await stored(database, 'stall')).toBe(4);
+      expect(await stored(database, 'stall')).toBe(base + 2);
       // The keyed client retries: it gets the original answer, nothing applied again.
       expect(await call(handler, 'POST', 'tidb', 'stall', { key: 'lost-reply' }))
-        .toMatchObject({ status: 200, body: { counter: 4 }, headers: { 'Idempotent-Replayed': 'true' } });
-      expect((await call(handler, 'POST', 'tidb', 'stall')).body.counter).toBe(5);
-      expect(await stored(database, 'stall')).toBe(5);
+        .toMatchObject({ status: 200, body: { counter: base + 2 }, headers: { 'Idempotent-Replayed': 'true' } });
+      expect((await call(handler, 'POST', 'tidb', 'stall')).body.counter).toBe(base + 3);
+      expect(await stored(database, 'stall')).toBe(base + 3);
     } finally {
       await proxy.close();
     }
@@ -89,7 +109,7 @@ test('the statement reaches the engine and its answer never comes: 503 within th
 }, 60_000);
 
 test('the connection goes silent both ways mid-run (nothing reaches the engine, nothing comes back, no FIN): 503 within the bound, nothing applied, the next request answers 200 on a fresh connection', async () => {
-  const { database, proxy, handler, bound } = await behindProxy();
+  const { database, proxy, handler, bound, base } = await behindProxy();
   try {
     expect(proxy.blackholeExisting()).toBeGreaterThanOrEqual(2);
     const unkeyed = await timed(() => call(handler, 'POST', 'tidb', 'stall'));
@@ -98,10 +118,10 @@ test('the connection goes silent both ways mid-run (nothing reaches the engine, 
       expect(answer).toMatchObject(UNAVAILABLE);
       expect(ms).toBeLessThan(bound);
     }
-    expect(await stored(database, 'stall')).toBe(2);
+    expect(await stored(database, 'stall')).toBe(base);
     // The silent connections were destroyed; new ones are forwarded.
-    expect((await call(handler, 'POST', 'tidb', 'stall')).body.counter).toBe(3);
-    expect(await call(handler, 'POST', 'tidb', 'stall', { key: 'silent' })).toMatchObject({ status: 200, body: { counter: 4 }, headers: { 'Idempotent-Replayed': 'false' } });
+    expect((await call(handler, 'POST', 'tidb', 'stall')).body.counter).toBe(base + 1);
+    expect(await call(handler, 'POST', 'tidb', 'stall', { key: 'silent' })).toMatchObject({ status: 200, body: { counter: base + 2 }, headers: { 'Idempotent-Replayed': 'false' } });
   } finally {
     await proxy.close();
   }
