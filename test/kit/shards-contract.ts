@@ -109,6 +109,18 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       expect((await call(handlers[1 % handlers.length], 'POST', backend, 'capped')).status).toBe(409);
     });
 
+    test('conditional, maximum 12, one caller: no 409 before the maximum on five ids (every increment below it accepted, the slot with the last room found), then 409', async () => {
+      // Concurrent runs only prove the bound; a rejection one too early (a
+      // slot's room missed, a stale snapshot) shows with a single caller.
+      const [handler] = await containers(shards, true, 12);
+      for (const id of ['e1', 'e2', 'e3', 'e4', 'e5']) {
+        const statuses: number[] = [];
+        for (let i = 0; i < 13; i++) statuses.push((await call(handler, 'POST', backend, id)).status);
+        expect({ id, statuses }).toEqual({ id, statuses: [...Array(12).fill(200), 409] });
+        expect(await total(handler, id, shards)).toBe(12);
+      }
+    });
+
     test.each([false, true])('mixed steps {+1, +5, −3, +100, −50}, conditional %s (maximum 1000): every accepted change accounted for, total within bounds', async (conditional) => {
       const maximum = 1000;
       const handlers = await containers(shards, conditional, maximum);
