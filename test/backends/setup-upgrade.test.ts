@@ -16,7 +16,7 @@ import { mysqlConnectionOptions } from '../../local/engines/mysql';
 import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
 import { DOCDB_BUNDLES, DOCDB_DEFAULTS, DOCDB_SCHEMA_VERSION, DOCDB_SETUP_PROPERTIES } from '../../src/backends/docdb/docdb-env';
 import { TIDB_BUNDLES, TIDB_DEFAULTS, TIDB_SCHEMA_VERSION, TIDB_SETUP_PROPERTIES } from '../../src/backends/tidb/tidb-env';
-import { call, useBackend } from '../kit/conformance';
+import { call, CONFORMANCE_BUDGETS, useBackend } from '../kit/conformance';
 import { shardsEnv } from '../kit/shards-contract';
 
 type SetupHandler = (event: unknown) => Promise<{ PhysicalResourceId: string; Data?: Record<string, string> }>;
@@ -60,7 +60,7 @@ describe('docdb: a store of the previous schema (no key records collection) upgr
   });
 
   test('keyed 503 before, counters intact after, keyed changes apply once', async () => {
-    const env = docdbEnv(ctx().engine, namespace);
+    const env = { ...docdbEnv(ctx().engine, namespace), ...CONFORMANCE_BUDGETS.docdb };
     client = new MongoClient(ctx().engine.url);
     await client.db(namespace).createCollection(DOCDB_DEFAULTS.collection);
     await client.db(namespace).collection<{ _id: string; counter: number }>(DOCDB_DEFAULTS.collection).insertOne({ _id: 'kept', counter: 7 });
@@ -86,7 +86,7 @@ describe('tidb: a store of the previous schema (counters table only, value UNSIG
   });
 
   test('keyed 503 before, counters intact after, keyed changes apply once', async () => {
-    const env = tidbEnv(ctx().engine, database);
+    const env = { ...tidbEnv(ctx().engine, database), ...CONFORMANCE_BUDGETS.tidb };
     const c = await createConnection(mysqlConnectionOptions(ctx().engine.url));
     try {
       await c.query(`CREATE DATABASE \`${database}\``);
@@ -117,7 +117,7 @@ describe('tidb: a store of schema 2 (no sharding columns, id VARBINARY(255)) upg
   });
 
   test('unsharded changes and reads keep working before, a sharded change is a 503; after: counters and key records intact, today\'s answers, sharding works', async () => {
-    const env = tidbEnv(ctx().engine, database);
+    const env = { ...tidbEnv(ctx().engine, database), ...CONFORMANCE_BUDGETS.tidb };
     const t = `\`${database}\`.\`${TIDB_DEFAULTS.table}\``;
     const k = `\`${database}\`.\`${TIDB_DEFAULTS.table}_keys\``;
     const c = await createConnection(mysqlConnectionOptions(ctx().engine.url));

@@ -18,7 +18,7 @@ import { MomentoCounter, TiDbCounter } from '../../src';
 import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
 import { keysTableOf, TIDB_COLUMNS, TIDB_ENV } from '../../src/backends/tidb/tidb-env';
 import type { BackendName } from '../../src/runtime/store';
-import { call, useBackend } from '../kit/conformance';
+import { call, CONFORMANCE_BUDGETS, useBackend } from '../kit/conformance';
 import { environmentOf } from '../kit/template';
 
 const ENV = { account: '123456789012', region: 'eu-west-1' };
@@ -106,7 +106,8 @@ describe('Momento: two deployments on one API key (one local Momento server)', (
       const cache = d.setupProperties.CacheName as string;
       expect(cache).toBe(d.counterEnv[MOMENTO_ENV.CACHE_NAME]);
       const local = await session.prepare(cache);
-      const env = { ...withoutSecret(d.counterEnv), ...local };
+      // Budgets for counting, not the deployed timeouts: this test is about isolation, not about a slow machine.
+      const env = { ...withoutSecret(d.counterEnv), ...local, ...CONFORMANCE_BUDGETS.momento };
       [handlers[handlers.length]] = loadCounterContainers(session.fixture.entry, env, { conditional: false });
     }
     await expectIsolated('momento', handlers[0], handlers[1]);
@@ -129,7 +130,12 @@ describe('TiDB: two deployments on one cluster and database (one MariaDB)', () =
     await session.prepare(database);
     const handlers: ProxyHandler[] = [];
     for (const d of [a, b]) {
-      const env = { ...withoutSecret(d.counterEnv), ...tidbEnv(session.engine, database), [TIDB_ENV.TABLE]: d.counterEnv[TIDB_ENV.TABLE] };
+      const env = {
+        ...withoutSecret(d.counterEnv),
+        ...tidbEnv(session.engine, database),
+        [TIDB_ENV.TABLE]: d.counterEnv[TIDB_ENV.TABLE],
+        ...CONFORMANCE_BUDGETS.tidb,
+      };
       // The bundled setup handler, with the properties CloudFormation would send: it creates the derived tables.
       await runTiDbSetup(env, { ...d.setupProperties, Database: database });
       [handlers[handlers.length]] = loadCounterContainers(session.fixture.entry, env, { conditional: false });
