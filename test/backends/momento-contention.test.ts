@@ -29,6 +29,8 @@ const ctx = useBackend('momento');
  * test of the budget itself sets its own.
  */
 const ROOM = { [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: '5000', [MOMENTO_ENV.CAS_BUDGET_MS]: '120000' };
+/** Jest's limit for those loads: 1,000 raced compare-and-swaps took 131 s with four CPU-bound processes beside the suite. */
+const COUNTING_TEST_TIMEOUT_MS = 600_000;
 
 /** The in-process server's RPC counts (undefined when MOMENTO_LOCAL_URL points elsewhere: the test then fails). */
 function rpcCounts(): Record<string, number> | undefined {
@@ -64,7 +66,7 @@ test(`compare-and-swap: ${CLIENTS} clients × ${PER_CLIENT} conditional incremen
     `Get ${get} + SetIf ${setIf} RPCs; SetIf (CAS attempts) per accepted ${(setIf / MAXIMUM).toFixed(2)}, ` +
     `RPCs per accepted ${((get + setIf) / MAXIMUM).toFixed(1)}, p99 ${result.p99.toFixed(0)} ms`,
   );
-});
+}, COUNTING_TEST_TIMEOUT_MS);
 
 test('a retry budget of one attempt turns lost races into 503 BACKEND_UNAVAILABLE (Retry-After), never a 409 below the maximum, never an overshoot', async () => {
   const { fixture, engine } = ctx();
@@ -148,7 +150,7 @@ describe('Idempotency-Key changes: round trips and contention', () => {
       `item writes (CAS attempts) per change ${(itemWrites / total).toFixed(2)}, RPCs per change ${((rpc.Get + rpc.SetIf + (rpc.GetBatch ?? 0)) / total).toFixed(1)} ` +
       `(Get ${rpc.Get}, SetIf ${rpc.SetIf}, GetBatch ${rpc.GetBatch ?? 0}), p99 ${result.p99.toFixed(0)} ms`,
     );
-  });
+  }, COUNTING_TEST_TIMEOUT_MS);
 });
 
 /**
