@@ -12,7 +12,7 @@ import { MomentoEngine } from '../../local/engines/momento';
 import { loadBundledHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
-import { call, hammer, useBackend } from '../kit/conformance';
+import { call, COUNTING_TEST_TIMEOUT_MS, hammer, useBackend } from '../kit/conformance';
 
 const CLIENTS = 20;
 const PER_CLIENT = 50;
@@ -29,8 +29,6 @@ const ctx = useBackend('momento');
  * test of the budget itself sets its own.
  */
 const ROOM = { [MOMENTO_ENV.CAS_MAX_ATTEMPTS]: '5000', [MOMENTO_ENV.CAS_BUDGET_MS]: '120000' };
-/** Jest's limit for those loads: 1,000 raced compare-and-swaps took 131 s with four CPU-bound processes beside the suite. */
-const COUNTING_TEST_TIMEOUT_MS = 600_000;
 
 /** The in-process server's RPC counts (undefined when MOMENTO_LOCAL_URL points elsewhere: the test then fails). */
 function rpcCounts(): Record<string, number> | undefined {

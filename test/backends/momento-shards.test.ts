@@ -12,13 +12,13 @@ import { MomentoEngine } from '../../local/engines/momento';
 import { loadBundledHandler, ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
 import { MOMENTO_ENV } from '../../src/backends/momento/momento-env';
-import { call, CallOptions, useBackend } from '../kit/conformance';
-import { describeShardsContract, SHARDS_TEST_TIMEOUT_MS, shardsEnv } from '../kit/shards-contract';
+import { call, CallOptions, COUNTING_TEST_TIMEOUT_MS, useBackend } from '../kit/conformance';
+import { describeShardsContract, shardsEnv } from '../kit/shards-contract';
 
 // Every test here counts compare-and-swap loads on the in-process server: on
 // a machine busy with other work they run past the suite's 120 s (the
 // layout test's 4 containers did, with four CPU-bound processes beside it).
-jest.setTimeout(SHARDS_TEST_TIMEOUT_MS);
+jest.setTimeout(COUNTING_TEST_TIMEOUT_MS);
 
 const ctx = useBackend('momento');
 describeShardsContract('momento', ctx);

@@ -3,7 +3,7 @@
  * backend by the conformance suite, through the bundled handler against the
  * real engine, in both modes.
  */
-import { Answer, call, CONFORMANCE_BUDGETS, Counters } from './conformance';
+import { Answer, call, CONFORMANCE_BUDGETS, COUNTING_TEST_TIMEOUT_MS, Counters } from './conformance';
 import { FAULT_TARGETS } from './fault-contract';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { chainProblem, Transition } from '../../local/compare-verdicts';
@@ -97,14 +97,6 @@ export interface ExactlyOnceContractOptions {
   readonly contendedRoute?: (engineUrl: string) => Promise<EngineRoute>;
 }
 
-/**
- * Jest's limit for the 1,000-request loads: they count, they are not about
- * time, and on a busy machine the slowest backend's keyed path (Momento's
- * compare-and-swap on one hot item) took past jest's default 120 s with four
- * CPU-bound processes beside it.
- */
-const LOAD_TEST_TIMEOUT_MS = 600_000;
-
 export function describeExactlyOnceContract(backend: BackendName, ctx: () => Counters, options: ExactlyOnceContractOptions = {}): void {
   const nContainers = options.containers ?? 8;
   const callers = options.callers ?? 32;
@@ -163,7 +155,7 @@ export function describeExactlyOnceContract(backend: BackendName, ctx: () => Cou
         expect(applied).toHaveLength(expected);
         expect([...applied].sort((a, b) => a - b)).toEqual(Array.from({ length: expected }, (_, i) => i + 1));
         expect(result.statuses).toEqual(maximum === undefined ? { 200: 1000 } : { 200: 2 * maximum, 409: 1000 - 2 * maximum });
-      }, LOAD_TEST_TIMEOUT_MS);
+      }, COUNTING_TEST_TIMEOUT_MS);
     }
 
     test('the ambiguity resolved: the engine applies the keyed change, its reply is lost (503), and the retry answers the original value once', async () => {

@@ -17,12 +17,11 @@
  * Every answer is held to docs/openapi.json by `call` (a sharded 200
  * carries `shards` and no `counter`).
  */
-import { call, Counters } from './conformance';
+import { call, COUNTING_TEST_TIMEOUT_MS, Counters } from './conformance';
 import { uniqueNamespace } from '../../local/backends/fixture';
 import { mixedStep } from '../../local/compare-verdicts';
 import { ProxyHandler } from '../../local/lambda-container';
 import { runWorkload } from '../../local/workload';
-import { DYNAMO_ENV } from '../../src/backends/dynamo/dynamo-env';
 import { COMMON_ENV } from '../../src/counter-env';
 import type { BackendName } from '../../src/runtime/store';
 
@@ -34,25 +33,6 @@ export interface ShardsContractOptions {
   /** Containers the callers are spread over. @default 4 */
   readonly containers?: number;
 }
-
-/**
- * Jest's limit for these tests: they count, and with four CPU-bound processes
- * beside the suite Momento's compare-and-swap loads (16 callers on one id)
- * ran past the suite's 120 s.
- */
-export const SHARDS_TEST_TIMEOUT_MS = 600_000;
-
-/**
- * Room beyond the kit's budgets (CONFORMANCE_BUDGETS) for these counting
- * loads. DynamoDB's rebalance retries a cancelled transaction within the
- * request's budget (twice the request timeout): on a busy machine the window
- * between its snapshot and its write widens, and 16 callers mixing
- * +100/−50 steps kept one request's rebalance cancelled for the whole 10 s
- * timeout's budget (a 503). A budget is not what these tests are about.
- */
-const ROOM: Partial<Record<BackendName, Record<string, string>>> = {
-  dynamo: { [DYNAMO_ENV.REQUEST_TIMEOUT_MS]: '30000' },
-};
 
 /** The environment of a container configured with `shards`. */
 export function shardsEnv(shards: number): Record<string, string> {
@@ -76,11 +56,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
   const nContainers = options.containers ?? 4;
 
   const containers = (shards: number, conditional: boolean, maximum?: number, namespace?: string): Promise<ProxyHandler[]> =>
-    ctx().containers(
-      { conditional, ...(maximum === undefined ? {} : { maximum }), env: { ...ROOM[backend], ...shardsEnv(shards) } },
-      nContainers,
-      namespace,
-    );
+    ctx().containers({ conditional, ...(maximum === undefined ? {} : { maximum }), env: shardsEnv(shards) }, nContainers, namespace);
   const total = async (handler: ProxyHandler, id: string, shards: number): Promise<number> => {
     const read = await call(handler, 'GET', backend, id);
     expect(read.status).toBe(200);
@@ -102,7 +78,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       });
       expect(result.statuses).toEqual({ 200: 400 });
       expect(await total(handlers[0], 'hot', shards)).toBe(400);
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
 
     test('conditional, maximum 100, 300 unit increments: exactly 100 accepted, no 200 sent after a 409 was answered, total 100', async () => {
       const maximum = 100;
@@ -131,7 +107,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       expect(lateAccepted).toEqual([]);
       expect(await total(handlers[0], 'capped', shards)).toBe(maximum);
       expect((await call(handlers[1 % handlers.length], 'POST', backend, 'capped')).status).toBe(409);
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
 
     test('conditional, maximum 12, one caller: no 409 before the maximum on five ids (every increment below it accepted, the slot with the last room found), then 409', async () => {
       // Concurrent runs only prove the bound; a rejection one too early (a
@@ -143,7 +119,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
         expect({ id, statuses }).toEqual({ id, statuses: [...Array(12).fill(200), 409] });
         expect(await total(handler, id, shards)).toBe(12);
       }
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
 
     test.each([false, true])('mixed steps {+1, +5, −3, +100, −50}, conditional %s (maximum 1000): every accepted change accounted for, total within bounds', async (conditional) => {
       const maximum = 1000;
@@ -177,7 +153,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       } else {
         expect(result.statuses).toEqual({ 200: 600 });
       }
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
 
     test.each([false, true])('500 Idempotency-Keys each sent twice (conditional %s, maximum 1000) → exactly 500, one replay each', async (conditional) => {
       const handlers = await containers(shards, conditional, 1000);
@@ -204,7 +180,7 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       expect(await total(handlers[0], 'keyed', shards)).toBe(500);
       expect(replays.size).toBe(500);
       for (const flags of replays.values()) expect(flags.sort()).toEqual([false, true]);
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
   });
 
   describe(`${backend} sharded counters: resharding 2 → 8 → 4 under load`, () => {
@@ -241,13 +217,13 @@ export function describeShardsContract(backend: BackendName, ctx: () => Counters
       const { accepted, statuses, totals } = await phases(false, 10);
       expect(statuses).toEqual({ 200: 360 });
       expect(totals).toEqual([accepted, accepted, accepted]);
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
 
     test('conditional, maximum 200, 360 offered: exactly 200 accepted, every width reads 200', async () => {
       const { accepted, statuses, totals } = await phases(true, 200);
       expect(statuses).toEqual({ 200: 200, 409: 160 });
       expect(accepted).toBe(200);
       expect(totals).toEqual([200, 200, 200]);
-    }, SHARDS_TEST_TIMEOUT_MS);
+    }, COUNTING_TEST_TIMEOUT_MS);
   });
 }
