@@ -10,7 +10,7 @@ import { BackendSession } from './backends/lifecycle';
 import type { Target } from './compare-targets';
 import { loadCounterContainers, ProxyHandler, proxyEvent } from './lambda-container';
 import { runWorkload } from './workload';
-import { sleep } from '../src/runtime/retry';
+import { AGAIN, retry } from '../src/runtime/retry';
 import type { BackendName } from '../src/runtime/store';
 
 /** Datastore calls per change (medians of `ROUND_TRIP_SAMPLES`), uncontended, unconditional mode. */
@@ -89,16 +89,18 @@ export async function measureRoundTrips(session: BackendSession, runTag: string)
       const replayed = Object.entries(res.headers ?? {}).find(([name]) => name.toLowerCase() === 'idempotent-replayed')?.[1];
       return replayed;
     };
-    const warm = async (key?: string) => {
+    const warm = (key?: string) => retry(async () => {
       const id = `${runTag}-rt-warm`;
-      for (let attempt = 1; attempt < WARM_UP_ATTEMPTS; attempt++) {
-        const res = await send(id, key);
-        if (res.statusCode === 200) return;
-        if (res.statusCode !== 503) throw new Error(`${backend} round trips: warm-up POST ${id} answered ${res.statusCode} ${res.body}`);
-        await sleep(200 * attempt);
-      }
-      await post(id, key);
-    };
+      const res = await send(id, key);
+      if (res.statusCode === 503) return AGAIN;
+      if (res.statusCode !== 200) throw new Error(`${backend} round trips: warm-up POST ${id} answered ${res.statusCode} ${res.body}`);
+      return undefined;
+    }, {
+      backoff: { baseMs: 200, capMs: 2000 },
+      maxAttempts: WARM_UP_ATTEMPTS,
+      retryable: () => false,
+      exhausted: (attempts) => new Error(`${backend} round trips: the warm-up answered 503 ${attempts} times`),
+    });
     await warm();
     await warm(`${runTag}-rt-warm`);
     await warm(`${runTag}-rt-warm`);
